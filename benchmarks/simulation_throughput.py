@@ -1,0 +1,79 @@
+"""Throughput and peak memory of the simulation core, generation -> hits below.
+
+Set-up (issue "Foundation"): a 1 m cube of 10 cm iron voxels (z from 0.4 to 1.4 m), 1 cm
+steps, 4 panels above and 4 below; muons from the GCCLY15 flux through the acceptance plane.
+"forward" is generation + propagation + hits; "forward+backward" also back-propagates a scalar
+built from all hits to every panel parameter.
+
+Usage: python benchmarks/simulation_throughput.py [--muons 10000 100000 1000000] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import resource
+import time
+
+import torch
+from torch import nn
+
+from mutomo.detector import Detector, DetectorPanel
+from mutomo.muons import FluxSource, TabulatedFlux
+from mutomo.simulate import acceptance_plane, simulate
+from mutomo.volume import PassiveVolume
+
+
+def build() -> tuple[Detector, PassiveVolume, FluxSource]:
+    def panel(z: float) -> DetectorPanel:
+        return DetectorPanel(
+            nn.Parameter(torch.tensor([0.5, 0.5, z])),
+            nn.Parameter(torch.tensor([1.0, 1.0])),
+            nn.Parameter(torch.tensor([1e-4])),
+            nn.Parameter(torch.tensor([0.9])),
+        )
+
+    detector = Detector([panel(z) for z in (1.7, 1.6, 1.5, 1.45)], [panel(z) for z in (0.35, 0.3, 0.2, 0.1)])
+    volume = PassiveVolume.uniform("iron", (1.0, 1.0, 1.0), 0.1, z_low=0.4)
+    source = FluxSource(
+        acceptance_plane(detector, theta_max=math.radians(45)), TabulatedFlux(theta_max=math.radians(45))
+    )
+    return detector, volume, source
+
+
+def run(n: int, backward: bool, repeats: int) -> float:
+    detector, volume, source = build()
+    times = []
+    for r in range(repeats):
+        gen = torch.Generator().manual_seed(r)
+        start = time.perf_counter()
+        result = simulate(detector, volume, source, n, gen, step_length=0.01)
+        if backward:
+            loss = sum((h.weight * h.xy.sum(-1)).sum() for h in (result.hits_above, result.hits_below))
+            loss.backward()  # type: ignore[union-attr]
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--muons", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(
+        f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
+    print("| muons | forward (muons/s) | forward+backward (muons/s) | peak RSS (MiB) |")
+    print("|---:|---:|---:|---:|")
+    for n in args.muons:
+        fwd = run(n, False, args.repeats)
+        bwd = run(n, True, args.repeats)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"| {n:,} | {n / fwd:,.0f} | {n / bwd:,.0f} | {rss:,.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

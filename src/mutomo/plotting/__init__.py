@@ -1,0 +1,1 @@
+"""Figures. Physics code never imports this package."""

@@ -1,0 +1,94 @@
+"""One call from the sky to the hits below the volume."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from mutomo.detector.detector import Detector
+from mutomo.detector.panel import Hits
+from mutomo.muons.batch import MuonBatch
+from mutomo.muons.generation import GenerationPlane, MuonSource
+from mutomo.volume.grid import PassiveVolume
+from mutomo.volume.propagation import propagate_straight, propagate_volume
+from mutomo.volume.scattering import DEFAULT_SCATTER, ScatterParameters
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Everything one simulated exposure produced.
+
+    Attributes:
+        muons_in: batch at the top of the volume (``z_high``), before scattering.
+        muons_out: batch at the bottom of the volume (``z_low``).
+        hits_above, hits_below: hits on each side's panels.
+        n_generated: muons drawn from the source.
+    """
+
+    muons_in: MuonBatch
+    muons_out: MuonBatch
+    hits_above: Hits
+    hits_below: Hits
+    n_generated: int
+
+
+def acceptance_plane(
+    detector: Detector, theta_max: float = math.radians(85.0), margin: float | None = None
+) -> GenerationPlane:
+    """The generation plane for a detector: at the top panel's height, covering every upper
+    panel widened by how far a muon up to ``theta_max`` drifts sideways before reaching it.
+
+    Args:
+        detector: the detector.
+        theta_max: largest zenith angle generated (rad).
+        margin: extra width on every side (m); default three panel-edge widths.
+    """
+    p = detector.panel_parameters("above")
+    centre, span = p["centre"].detach(), p["span"].detach()
+    z_top = float(centre[:, 2].max())
+    drift = math.tan(theta_max) * (z_top - centre[:, 2])
+    extra = 3 * float(detector.smoothness) if margin is None else margin
+    lo = centre[:, :2] - 0.5 * span - drift[:, None] - extra
+    hi = centre[:, :2] + 0.5 * span + drift[:, None] + extra
+    return GenerationPlane(
+        z=z_top + 1e-3,
+        x_range=(float(lo[:, 0].min()), float(hi[:, 0].max())),
+        y_range=(float(lo[:, 1].min()), float(hi[:, 1].max())),
+    )
+
+
+def simulate(
+    detector: Detector,
+    volume: PassiveVolume,
+    source: MuonSource,
+    n_muons: int,
+    generator: torch.Generator | None = None,
+    step_length: float = 0.01,
+    scatter_params: ScatterParameters = DEFAULT_SCATTER,
+) -> SimulationResult:
+    """Generate muons, record them above, propagate through the volume, record them below.
+
+    The panels' parameters enter only through the hits, so gradients of anything computed
+    from the hits flow to every panel parameter; the propagation itself records no graph
+    unless the volume's ``x0`` is a parameter.
+    """
+    detector.check_outside(volume)
+    ref = volume.x0
+    muons = source.sample(n_muons, generator, dtype=ref.dtype, device=ref.device)
+    muons_in = propagate_straight(muons, volume.z_high)
+    muons_out = propagate_volume(muons_in, volume, step_length, generator, params=scatter_params)
+    noise_above = torch.randn(detector.n_panels("above"), n_muons, 2, generator=generator, dtype=ref.dtype).to(
+        ref.device
+    )
+    noise_below = torch.randn(detector.n_panels("below"), n_muons, 2, generator=generator, dtype=ref.dtype).to(
+        ref.device
+    )
+    return SimulationResult(
+        muons_in=muons_in,
+        muons_out=muons_out,
+        hits_above=detector.hits(muons_in, "above", noise_above),
+        hits_below=detector.hits(muons_out, "below", noise_below),
+        n_generated=n_muons,
+    )

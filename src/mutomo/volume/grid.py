@@ -1,0 +1,246 @@
+"""Voxelised passive volumes: a box of voxels, each made of one material."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from mutomo.materials import Material, get_material
+from mutomo.volume.energy_loss import RangeTables
+
+Vec3 = tuple[float, float, float]
+
+
+def _as_vec3(value: float | Sequence[float], name: str) -> Vec3:
+    v = (float(value),) * 3 if isinstance(value, (int, float)) else tuple(float(x) for x in value)
+    if len(v) != 3:
+        raise ValueError(f"{name} must be a number or three numbers (x, y, z); got {value!r}")
+    return (v[0], v[1], v[2])
+
+
+class PassiveVolume(nn.Module):
+    """A box of ``nx x ny x nz`` voxels between ``z_low`` and ``z_high``.
+
+    Outside the box's footprint (but between ``z_low`` and ``z_high``) muons fly through the
+    ``background`` material (air by default).
+
+    Args:
+        materials: The distinct materials; ``material_index`` points into this list.
+        material_index: ``Long[Tensor, "nx ny nz"]``; z index 0 is the bottom layer.
+        voxel_size: Edge length(s) (m), one number or (x, y, z).
+        origin: (x, y, z) of the low corner (m); ``origin[2]`` is ``z_low``.
+        background: Material outside the footprint.
+        x0: Optional per-voxel radiation lengths (m), ``(nx, ny, nz)``; pass an
+            ``nn.Parameter`` to differentiate with respect to them. By default each voxel takes
+            its material's X0 (a buffer).
+        device, dtype: Where tensors live.
+
+    Example:
+        >>> vol = PassiveVolume.uniform("iron", size=(1.0, 1.0, 0.5), voxel_size=0.1, z_low=0.2)
+        >>> vol.shape, round(vol.z_high, 3)
+        ((10, 10, 5), 0.7)
+    """
+
+    material_index: Tensor
+    x0: Tensor
+    _mat_x0: Tensor
+    _mat_tail_x0: Tensor
+    _mat_screening_p2: Tensor
+    _mat_nuclear_p: Tensor
+
+    def __init__(
+        self,
+        materials: Sequence[str | Material],
+        material_index: Tensor,
+        voxel_size: float | Sequence[float],
+        origin: Sequence[float] = (0.0, 0.0, 0.0),
+        background: str | Material = "air",
+        x0: Tensor | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        self.materials = [get_material(m) for m in materials]
+        self.background = get_material(background)
+        if material_index.dim() != 3 or material_index.numel() == 0:
+            raise ValueError(
+                f"material_index must be a non-empty (nx, ny, nz) tensor; got shape {tuple(material_index.shape)}"
+            )
+        if int(material_index.min()) < 0 or int(material_index.max()) >= len(self.materials):
+            raise ValueError(f"material_index values must be in [0, {len(self.materials) - 1}]")
+        self.voxel_size = _as_vec3(voxel_size, "voxel_size")
+        if min(self.voxel_size) <= 0:
+            raise ValueError(f"voxel_size must be > 0 m; got {self.voxel_size}")
+        self.origin = _as_vec3(origin, "origin")
+        self.shape: tuple[int, int, int] = tuple(material_index.shape)  # type: ignore[assignment]
+        self.register_buffer("material_index", material_index.to(device=device, dtype=torch.long))
+        # Per-material constants; the background is appended as the last entry.
+        all_mats = [*self.materials, self.background]
+        for name in ("tail_x0", "screening_p2", "nuclear_p"):
+            self.register_buffer(
+                f"_mat_{name}",
+                torch.tensor([getattr(m, name) for m in all_mats], dtype=dtype, device=device),
+            )
+        self.register_buffer("_mat_x0", torch.tensor([m.x0 for m in all_mats], dtype=dtype, device=device))
+        if x0 is None:
+            self.register_buffer("x0", self._mat_x0[self.material_index].clone())
+        else:
+            if tuple(x0.shape) != self.shape:
+                raise ValueError(f"x0 must have the voxel shape {self.shape}; got {tuple(x0.shape)}")
+            if isinstance(x0, nn.Parameter):
+                self.x0 = x0
+            else:
+                self.register_buffer("x0", x0.to(device=device, dtype=dtype))
+        self.range_tables = RangeTables(all_mats, device=device, dtype=dtype)
+
+    # ----------------------------------------------------------------------------- geometry
+    @property
+    def z_low(self) -> float:
+        return self.origin[2]
+
+    @property
+    def z_high(self) -> float:
+        return self.origin[2] + self.shape[2] * self.voxel_size[2]
+
+    @property
+    def x_range(self) -> tuple[float, float]:
+        return self.origin[0], self.origin[0] + self.shape[0] * self.voxel_size[0]
+
+    @property
+    def y_range(self) -> tuple[float, float]:
+        return self.origin[1], self.origin[1] + self.shape[1] * self.voxel_size[1]
+
+    @property
+    def background_index(self) -> int:
+        return len(self.materials)
+
+    def voxel_centres(self) -> Tensor:
+        """``(nx, ny, nz, 3)`` voxel centres (m)."""
+        axes = [
+            self.origin[i]
+            + (torch.arange(self.shape[i], dtype=self._mat_x0.dtype, device=self._mat_x0.device) + 0.5)
+            * self.voxel_size[i]
+            for i in range(3)
+        ]
+        return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+
+    def layer_properties(self, iz: int) -> dict[str, Tensor]:
+        """Flattened properties of z layer ``iz``, with the background appended: each ``(nx*ny + 1,)``."""
+        idx = self.material_index[:, :, iz].reshape(-1)
+        bg = torch.tensor([self.background_index], device=idx.device)
+        full_idx = torch.cat([idx, bg])
+        x0_layer = torch.cat([self.x0[:, :, iz].reshape(-1), self._mat_x0[-1:]])
+        return {
+            "material": full_idx,
+            "x0": x0_layer,
+            "tail_x0": self._mat_tail_x0[full_idx],
+            "screening_p2": self._mat_screening_p2[full_idx],
+            "nuclear_p": self._mat_nuclear_p[full_idx],
+        }
+
+    def flat_voxel_index(self, xy: Tensor) -> Tensor:
+        """Index into :meth:`layer_properties` rows for points ``(mu, 2)``: ``ix * ny + iy``, or
+        ``nx * ny`` (background) outside the footprint. O(mu) index arithmetic."""
+        nx, ny, _ = self.shape
+        ix = torch.floor((xy[:, 0] - self.origin[0]) / self.voxel_size[0])
+        iy = torch.floor((xy[:, 1] - self.origin[1]) / self.voxel_size[1])
+        inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+        flat = ix.long().clamp(0, nx - 1) * ny + iy.long().clamp(0, ny - 1)
+        return torch.where(inside, flat, torch.full_like(flat, nx * ny))
+
+    # ----------------------------------------------------------------------------- builders
+    @classmethod
+    def uniform(
+        cls,
+        material: str | Material,
+        size: Sequence[float],
+        voxel_size: float | Sequence[float],
+        z_low: float = 0.0,
+        xy_origin: tuple[float, float] = (0.0, 0.0),
+        **kwargs: object,
+    ) -> PassiveVolume:
+        """A block of one material of ``size`` (x, y, z) metres."""
+        shape = _shape_from_size(size, voxel_size)
+        index = torch.zeros(shape, dtype=torch.long)
+        return cls([material], index, voxel_size, (*xy_origin, z_low), **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def layers(
+        cls,
+        layers: Sequence[tuple[str | Material, float]],
+        footprint: tuple[float, float],
+        voxel_size: float | Sequence[float],
+        z_low: float = 0.0,
+        xy_origin: tuple[float, float] = (0.0, 0.0),
+        **kwargs: object,
+    ) -> PassiveVolume:
+        """Horizontal layers, listed from the bottom up as (material, thickness in m)."""
+        if not layers:
+            raise ValueError("layers must list at least one (material, thickness)")
+        vs = _as_vec3(voxel_size, "voxel_size")
+        total = sum(t for _, t in layers)
+        shape = _shape_from_size((*footprint, total), vs)
+        names: list[Material] = []
+        index = torch.zeros(shape, dtype=torch.long)
+        iz = 0
+        for material, thickness in layers:
+            n = _count(thickness, vs[2], "layer thickness")
+            m = get_material(material)
+            if m not in names:
+                names.append(m)
+            index[:, :, iz : iz + n] = names.index(m)
+            iz += n
+        return cls(names, index, vs, (*xy_origin, z_low), **kwargs)  # type: ignore[arg-type]
+
+    def with_box(self, material: str | Material, low: Sequence[float], high: Sequence[float]) -> PassiveVolume:
+        """A copy in which voxels whose centres lie inside the box [low, high] are ``material``."""
+        lo, hi = _as_vec3(low, "low"), _as_vec3(high, "high")
+        if any(b <= a for a, b in zip(lo, hi, strict=True)):
+            raise ValueError(f"box needs high > low in x, y and z; got low={lo}, high={hi}")
+        m = get_material(material)
+        materials = list(self.materials)
+        if m not in materials:
+            materials.append(m)
+        centres = self.voxel_centres()
+        inside = torch.ones(self.shape, dtype=torch.bool, device=centres.device)
+        for i in range(3):
+            inside &= (centres[..., i] > lo[i]) & (centres[..., i] < hi[i])
+        if not bool(inside.any()):
+            raise ValueError(f"box low={lo}, high={hi} contains no voxel centre of the volume")
+        index = torch.where(inside, materials.index(m), self.material_index)
+        return PassiveVolume(
+            materials,
+            index,
+            self.voxel_size,
+            self.origin,
+            self.background,
+            device=self.material_index.device,
+            dtype=self._mat_x0.dtype,
+        )
+
+
+def _count(length: float, step: float, name: str) -> int:
+    if not length > 0:
+        raise ValueError(f"{name} must be > 0 m; got {length}")
+    n = round(length / step)
+    if n < 1 or abs(n * step - length) > 1e-6 * max(1.0, length):
+        raise ValueError(f"{name} {length} m is not a whole number of voxels of {step} m")
+    return n
+
+
+def _shape_from_size(size: Sequence[float], voxel_size: float | Sequence[float]) -> tuple[int, int, int]:
+    s = _as_vec3(size, "size")
+    v = _as_vec3(voxel_size, "voxel_size")
+    if min(v) <= 0:
+        raise ValueError(f"voxel_size must be > 0 m; got {v}")
+    return tuple(_count(s[i], v[i], f"size[{'xyz'[i]}]") for i in range(3))  # type: ignore[return-value]
+
+
+def steps_per_layer(voxel_height: float, step_length: float) -> int:
+    """Number of equal z steps that cover one voxel layer with steps of at most ``step_length``."""
+    if not step_length > 0:
+        raise ValueError(f"step_length must be > 0 m; got {step_length}")
+    return max(1, math.ceil(voxel_height / step_length - 1e-9))

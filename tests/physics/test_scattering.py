@@ -1,0 +1,174 @@
+"""Multiple scattering against Geant4 samples, the Highland formula and exact answers."""
+
+import math
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import brentq
+from scipy.stats import norm
+
+from mutomo.materials import get_material
+from mutomo.muons import FixedSource, GenerationPlane
+from mutomo.units import MUON_MASS
+from mutomo.volume import PassiveVolume, highland_variance, position_at_z, propagate_volume
+from mutomo.volume.scattering import ScatterState, draw_scatter_randoms, scatter_step
+
+G4_MATERIALS = {"aluminium": "aluminium", "iron": "iron", "lead": "lead", "x0_0.116577": "silicon_dioxide"}
+
+
+def gaussian_width_central_98(angles: np.ndarray) -> float:
+    """sigma of a Gaussian fitted to the central 98 % (truncated-normal moment match)."""
+    lo, hi = np.quantile(angles, [0.01, 0.99])
+    core = angles[(angles >= lo) & (angles <= hi)]
+    half, var = (hi - lo) / 2, core.var()
+
+    def mismatch(sigma):
+        a = half / sigma
+        return sigma**2 * (1 - 2 * a * norm.pdf(a) / (2 * norm.cdf(a) - 1)) - var
+
+    return brentq(mismatch, 1e-3 * math.sqrt(var), 100 * math.sqrt(var))
+
+
+def projected_angles(material, thickness, momentum, step, n=40_000, seed=0, x0=None):
+    volume = PassiveVolume.uniform(material, (1.0, 1.0, thickness), (1.0, 1.0, thickness), dtype=torch.float64)
+    if x0 is not None:
+        volume.x0.fill_(x0)
+    gen = torch.Generator().manual_seed(seed)
+    muons = FixedSource(GenerationPlane(thickness + 0.1, (0.4, 0.6), (0.4, 0.6)), momentum).sample(
+        n, gen, dtype=torch.float64
+    )
+    out = propagate_volume(muons, volume, step_length=step, generator=gen, energy_loss=False)
+    displacement = (out.position - position_at_z(muons, volume.z_low))[:, 0].numpy()
+    return displacement, torch.atan2(out.direction[:, 0], -out.direction[:, 2]).numpy()
+
+
+def highland(material, thickness, momentum):
+    one = torch.ones(1, dtype=torch.float64)
+    beta = momentum / math.hypot(momentum, MUON_MASS)
+    t = thickness / get_material(material).x0
+    return float(highland_variance(one * t, one * momentum, one * beta).sqrt())
+
+
+# Known misses of the current model, kept as strict expected failures so that they stay visible:
+# 1 mm of water comes out 12.5 % under Highland (limit 11 %), and 10 cm of lead in one 10 cm step
+# is 4 % wider than in 1 cm steps (limit 3 %).
+KNOWN_MISSES = {("water", 0.001), ("lead", 0.1)}
+CASES = [
+    pytest.param(material, thickness, momentum, marks=pytest.mark.xfail(strict=True, reason="known model miss"))
+    if (material, thickness) in KNOWN_MISSES
+    else (material, thickness, momentum)
+    for material in ("iron", "lead", "water")
+    for thickness in (0.001, 0.01, 0.1, 1.0)
+    for momentum in (1.0, 10.0, 100.0)
+]
+
+
+@pytest.mark.parametrize("material, thickness, momentum", CASES)
+def test_core_width_independent_of_step_and_close_to_highland(material, thickness, momentum):
+    """Slabs from 1 mm to 1 m cut into steps from 1 mm to 10 cm (up to 1000 steps): the 98 %
+    Gaussian-fit width varies < 3 %, and is within 11 % of Highland on the total thickness."""
+    steps = sorted({s for s in (0.1, 0.01, 0.001) if s <= thickness and thickness / s <= 1000} | {min(thickness, 0.1)})
+    widths = [gaussian_width_central_98(projected_angles(material, thickness, momentum, s)[1]) for s in steps]
+    assert max(widths) / min(widths) - 1 < 0.03, widths
+    for w in widths:
+        assert w == pytest.approx(highland(material, thickness, momentum), rel=0.11)
+
+
+def test_per_step_highland_would_fail():
+    """The reason for the cumulative scheme: summing per-step Highland variances over 100 steps
+    of 1 cm of iron underestimates the thick-target width by more than 8 %."""
+    one = torch.ones(1, dtype=torch.float64)
+    x0 = get_material("iron").x0
+    per_step = math.sqrt(100 * float(highland_variance(one * 0.01 / x0, one * 10, one)))
+    assert per_step / highland("iron", 1.0, 10.0) < 0.92
+
+
+def geant4_reference(path):
+    """q68/q95/q99 of |angle| per material and momentum >= 1 GeV, with the points flagged whose
+    q68 * p is more than 7 % off that material's median. Multiple scattering at p >> m_mu
+    scales as 1/p, so q * p is the same at every momentum; the flagged samples (1, 10, 100 GeV
+    for every material -- all ~12 % narrower than their neighbours -- and a few others) are
+    artefacts of how the reference file was binned, not physics."""
+    with h5py.File(path) as f:
+        momenta = f["momentum_gev"][:]
+        out = {}
+        for g4 in G4_MATERIALS:
+            q = np.quantile(np.abs(f[g4]["dtheta_rad"][:]), [0.68, 0.95, 0.99], axis=1).T
+            keep = momenta >= 1
+            median = np.median(q[keep, 0] * momenta[keep])
+            flagged = np.abs(q[:, 0] * momenta / median - 1) > 0.07
+            out[g4] = (float(f[g4].attrs["x0_m"]), momenta, q, keep, flagged)
+    return out
+
+
+def model_quantiles(material, x0, momentum, n=40_000, seed=0):
+    """1 cm slab in one step, as the Geant4 samples were made."""
+    m = get_material(material)
+    full = lambda v: torch.full((n,), float(v), dtype=torch.float64)  # noqa: E731
+    p = full(momentum)
+    beta = p / torch.sqrt(p**2 + MUON_MASS**2)
+    direction = torch.tensor([[0.0, 0.0, -1.0]], dtype=torch.float64).expand(n, 3)
+    randoms = draw_scatter_randoms(n, torch.Generator().manual_seed(seed), torch.float64, None)
+    new_dir, _, _ = scatter_step(
+        direction,
+        p,
+        beta,
+        ScatterState.zeros(p),
+        full(0.01),
+        full(x0),
+        full(m.tail_x0),
+        full(m.screening_p2),
+        full(m.nuclear_p),
+        randoms,
+    )
+    return np.quantile(np.abs(torch.atan2(new_dir[:, 0], -new_dir[:, 2]).numpy()), [0.68, 0.95, 0.99])
+
+
+def test_quantiles_match_geant4(geant4_file):
+    """68/95 % quantiles of |angle| within 10 %, 99 % within 15 %, at every momentum 1-400 GeV of
+    every material with X0 < 1 m, except the flagged reference points (at most 1 in 5).
+
+    Known misses (3 of 110 points): aluminium 4 and 15 GeV (99 % quantile +16-18 %) and lead
+    3.5 GeV (95/99 % quantiles -14/-18 %, a sample whose q68 * p is itself 6 % above its
+    neighbours'). No more than those three may fail."""
+    reference = geant4_reference(geant4_file)
+    failures, n_checked, n_flagged = [], 0, 0
+    for g4, material in G4_MATERIALS.items():
+        x0, momenta, q, keep, flagged = reference[g4]
+        n_flagged += int((keep & flagged).sum())
+        for i in np.nonzero(keep & ~flagged)[0]:
+            rel = model_quantiles(material, x0, float(momenta[i]), seed=int(i)) / q[i] - 1
+            n_checked += 1
+            if abs(rel[0]) > 0.10 or abs(rel[1]) > 0.10 or abs(rel[2]) > 0.15:
+                failures.append((g4, float(momenta[i]), np.round(rel, 3).tolist()))
+    assert n_flagged <= 0.2 * (n_flagged + n_checked)
+    assert len(failures) <= 3, failures
+
+
+def test_model_follows_z_like_geant4(geant4_file):
+    """Averaged over momenta, each material's q68 agrees with Geant4 within 5 % -- the Z
+    dependence comes from the composition, not from per-material tuning."""
+    reference = geant4_reference(geant4_file)
+    for g4, material in G4_MATERIALS.items():
+        x0, momenta, q, keep, flagged = reference[g4]
+        sel = np.nonzero(keep & ~flagged)[0][::3]
+        ratio = [model_quantiles(material, x0, float(momenta[i]), seed=int(i))[0] / q[i, 0] for i in sel]
+        assert np.mean(ratio) == pytest.approx(1.0, abs=0.05), (g4, np.mean(ratio))
+
+
+def test_straight_lines_when_x0_is_infinite():
+    """No material, no deflection: every muon leaves on its incoming line, to rounding."""
+    displacement, angles = projected_angles("lead", 0.5, 1.0, 0.01, n=500, x0=1e30)
+    assert np.abs(angles).max() < 1e-12 and np.abs(displacement).max() < 1e-12
+
+
+def test_displacement_angle_correlation():
+    """PDG eq. 34.21: y_rms = x theta0 / sqrt(3) and correlation sqrt(3)/2 for the Gaussian part;
+    the single-scattering tail keeps the correlation close (tails displace ~x theta / 2)."""
+    y, angles = projected_angles("iron", 0.1, 10.0, 0.01, n=60_000)
+    core = np.abs(angles) < 3 * angles.std()
+    rho = np.corrcoef(y[core], angles[core])[0, 1]
+    assert rho == pytest.approx(math.sqrt(3) / 2, abs=0.05)
+    assert y[core].std() == pytest.approx(0.1 * angles[core].std() / math.sqrt(3), rel=0.08)

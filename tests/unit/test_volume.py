@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from mutomo.volume import PassiveVolume
+
+
+def test_uniform_and_layers_shapes():
+    v = PassiveVolume.uniform("iron", (1.0, 0.8, 0.5), 0.1, z_low=0.2)
+    assert v.shape == (10, 8, 5) and v.z_high == pytest.approx(0.7)
+    assert torch.allclose(v.x0, torch.full((10, 8, 5), v.materials[0].x0))
+    layered = PassiveVolume.layers([("lead", 0.2), ("water", 0.3)], footprint=(1.0, 1.0), voxel_size=0.1)
+    assert layered.x0[0, 0, 0] == pytest.approx(0.005612, rel=1e-3)
+    assert layered.x0[0, 0, 4] == pytest.approx(0.3608, rel=1e-3)
+
+
+def test_with_box_sets_only_inner_voxels():
+    v = PassiveVolume.uniform("water", (1.0, 1.0, 1.0), 0.1).with_box("lead", (0.2, 0.2, 0.2), (0.5, 0.5, 0.5))
+    lead = v.x0 < 0.01
+    assert int(lead.sum()) == 27 and bool(lead[2:5, 2:5, 2:5].all())
+
+
+def test_flat_voxel_index_matches_brute_force():
+    v = PassiveVolume.uniform("iron", (1.0, 0.6, 0.2), 0.1, xy_origin=(-0.3, 0.1))
+    xy = torch.rand(5000, 2) * torch.tensor([1.6, 1.2]) + torch.tensor([-0.6, -0.2])
+    idx = v.flat_voxel_index(xy)
+    centres = v.voxel_centres()[:, :, 0, :2].reshape(-1, 2)
+    inside = (xy[:, 0] >= -0.3) & (xy[:, 0] < 0.7) & (xy[:, 1] >= 0.1) & (xy[:, 1] < 0.7)
+    nearest = (xy[:, None, :] - centres[None]).abs().max(-1).values.argmin(1)
+    assert torch.equal(idx[inside], nearest[inside]) and bool((idx[~inside] == 60).all())
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(size=(1.0, 1.0, 0.0), voxel_size=0.1), "size"),
+        (dict(size=(1.0, 1.0, 1.0), voxel_size=-0.1), "voxel_size"),
+        (dict(size=(1.0, 1.0, 0.55), voxel_size=0.1), "whole number"),
+    ],
+)
+def test_bad_volume_inputs(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PassiveVolume.uniform("iron", **kwargs)
+
+
+def test_empty_volume_and_empty_box_are_refused():
+    with pytest.raises(ValueError, match="non-empty"):
+        PassiveVolume(["iron"], torch.zeros(0, 3, 3, dtype=torch.long), 0.1)
+    with pytest.raises(ValueError, match="no voxel"):
+        PassiveVolume.uniform("water", (1.0, 1.0, 1.0), 0.1).with_box("lead", (2.0, 2.0, 2.0), (3.0, 3.0, 3.0))
