@@ -135,10 +135,13 @@ class RangeTables(torch.nn.Module):
         first = step_length * self.stopping_power(kinetic, material)
         mid = (kinetic - 0.5 * first).clamp(min=T_MIN)
         rk2 = kinetic - step_length * self.stopping_power(mid, material)
+        large = first >= 0.05 * kinetic
+        if not bool(large.any()):  # the common case: no muon is close to the end of its range
+            return rk2, torch.zeros_like(large)
         residual = self.csda_range(kinetic, material) - step_length
         floor = torch.exp(self.log_range_floor[material])
         stopped = residual <= floor
         log_r = torch.log(torch.maximum(residual, floor))
         by_range = torch.exp(_uniform_interp(self.log_kinetic_of_range, material, log_r, self.log_r_min, self.dlog_r))
-        after = torch.where(first < 0.05 * kinetic, rk2, torch.minimum(by_range, kinetic))
+        after = torch.where(large, torch.minimum(by_range, kinetic), rk2)
         return torch.where(stopped, torch.full_like(after, T_MIN), after.clamp(min=T_MIN)), stopped

@@ -127,19 +127,23 @@ class PassiveVolume(nn.Module):
         ]
         return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
 
-    def layer_properties(self, iz: int) -> dict[str, Tensor]:
-        """Flattened properties of z layer ``iz``, with the background appended: each ``(nx*ny + 1,)``."""
+    def layer_properties(self, iz: int) -> tuple[Tensor, Tensor]:
+        """Properties of z layer ``iz`` per flattened cell ``ix * ny + iy``, background appended.
+
+        Returns:
+            ``(scatter, material)``: ``scatter`` is ``(nx*ny + 1, 4)`` with columns X0 (m),
+            ``tail_x0`` (GeV^2), ``screening_p2`` (GeV^2) and ``nuclear_p`` (GeV), so one gather
+            per step fetches them all; ``material`` is ``(nx*ny + 1,)`` material indices.
+        """
         idx = self.material_index[:, :, iz].reshape(-1)
         bg = torch.tensor([self.background_index], device=idx.device)
-        full_idx = torch.cat([idx, bg])
+        material = torch.cat([idx, bg])
         x0_layer = torch.cat([self.x0[:, :, iz].reshape(-1), self._mat_x0[-1:]])
-        return {
-            "material": full_idx,
-            "x0": x0_layer,
-            "tail_x0": self._mat_tail_x0[full_idx],
-            "screening_p2": self._mat_screening_p2[full_idx],
-            "nuclear_p": self._mat_nuclear_p[full_idx],
-        }
+        scatter = torch.stack(
+            [x0_layer, self._mat_tail_x0[material], self._mat_screening_p2[material], self._mat_nuclear_p[material]],
+            dim=1,
+        )
+        return scatter, material
 
     def flat_voxel_index(self, xy: Tensor) -> Tensor:
         """Index into :meth:`layer_properties` rows for points ``(mu, 2)``: ``ix * ny + iy``, or

@@ -18,6 +18,10 @@ from mutomo.volume.scattering import (
 
 # Muons whose direction comes within this cosine of horizontal (or turns upwards) are lost.
 MIN_DOWNWARD_COSINE = 0.05
+# Largest vertical step in radiation lengths. The tail/core split of the scattering model is
+# step-independent to ~1 % for steps below a few X0; a single step of 18 X0 (10 cm of lead)
+# comes out ~4 % wider, so layers are subdivided as Geant4's step limiters would.
+MAX_STEP_X0 = 5.0
 
 
 def position_at_z(muons: MuonBatch, z: Tensor | float) -> Tensor:
@@ -52,7 +56,8 @@ def propagate_volume(
     """Step muons from ``volume.z_high`` down to ``volume.z_low``.
 
     Every muon advances by the same height per step (``voxel height / n`` with ``n`` the
-    smallest count that keeps steps at most ``step_length``), so the voxel layer is common
+    smallest count that keeps steps at most ``step_length`` and, when scattering, at most
+    ``MAX_STEP_X0`` radiation lengths of the layer's densest voxel), so the voxel layer is common
     and the material lookup is a gather by ``ix * ny + iy``: O(mu) per step. Path length
     per step is ``dz / |cos(theta)|``. Muons that range out or turn (near-)horizontal get
     weight 0 and are frozen.
@@ -69,62 +74,51 @@ def propagate_volume(
         The batch at ``z_low``.
     """
     muons = propagate_straight(muons, volume.z_high)
-    n_sub = steps_per_layer(volume.voxel_size[2], step_length)
-    dz = volume.voxel_size[2] / n_sub
-    position, direction, momentum, weight = (
-        muons.position,
-        muons.direction,
-        muons.momentum,
-        muons.weight,
-    )
+    height = volume.voxel_size[2]
+    xy, direction, momentum, weight = muons.position[:, :2], muons.direction, muons.momentum, muons.weight
     state = ScatterState.zeros(momentum)
     x0_acc = muons.path_x0
     n = len(muons)
     z = volume.z_high
     for iz in reversed(range(volume.shape[2])):
-        props = volume.layer_properties(iz)
+        table, materials = volume.layer_properties(iz)
+        x0_min = float(table[:, 0].detach().min())
+        n_sub = steps_per_layer(height, min(step_length, MAX_STEP_X0 * x0_min) if scattering else step_length)
+        dz = height / n_sub
         for _ in range(n_sub):
-            alive = weight > 0
-            cos_down = -direction[:, 2]
-            ds = dz / cos_down
-            mid_xy = position[:, :2] + (0.5 * dz) * direction[:, :2] / cos_down[:, None]
-            cell = volume.flat_voxel_index(mid_xy)
-            x0 = props["x0"][cell]
-            energy = torch.sqrt(momentum**2 + MUON_MASS**2)
+            inv_cos = -1.0 / direction[:, 2]
+            ds = dz * inv_cos
+            slope = direction[:, :2] * inv_cos[:, None]
+            cell = volume.flat_voxel_index(xy + (0.5 * dz) * slope)
+            props = table[cell]
+            x0 = props[:, 0]
             if energy_loss:
-                kinetic_after, stopped = volume.range_tables.step(energy - MUON_MASS, props["material"][cell], ds)
-                momentum_after = torch.sqrt((kinetic_after + MUON_MASS) ** 2 - MUON_MASS**2)
+                energy = torch.sqrt(momentum**2 + MUON_MASS**2)
+                kinetic_after, stopped = volume.range_tables.step(energy - MUON_MASS, materials[cell], ds)
+                momentum_after = torch.sqrt(kinetic_after * (kinetic_after + 2 * MUON_MASS))
             else:
-                momentum_after, stopped = momentum, torch.zeros_like(alive)
-            p_mid = 0.5 * (momentum + momentum_after)
-            new_direction, displacement = direction, torch.zeros_like(position)
+                momentum_after, stopped = momentum, torch.zeros_like(weight, dtype=torch.bool)
+            new_xy = xy + dz * slope
+            new_direction = direction
             if scattering:
-                beta = p_mid / torch.sqrt(p_mid**2 + MUON_MASS**2)
-                randoms = draw_scatter_randoms(n, generator, position.dtype, position.device)
+                p_mid = 0.5 * (momentum + momentum_after)
+                beta = p_mid * torch.rsqrt(p_mid**2 + MUON_MASS**2)
+                randoms = draw_scatter_randoms(n, generator, xy.dtype, xy.device)
                 new_direction, displacement, state = scatter_step(
-                    direction,
-                    p_mid,
-                    beta,
-                    state,
-                    ds,
-                    x0,
-                    props["tail_x0"][cell],
-                    props["screening_p2"][cell],
-                    props["nuclear_p"][cell],
-                    randoms,
-                    params,
+                    direction, p_mid, beta, state, ds, x0, props[:, 1], props[:, 2], props[:, 3], randoms, params
                 )
+                new_xy = new_xy + displacement
             z = z - dz
-            moving = alive & ~stopped & (-new_direction[:, 2] > MIN_DOWNWARD_COSINE)
-            new_position = position + ds[:, None] * direction + displacement
-            new_position = torch.cat([new_position[:, :2], torch.full_like(new_position[:, 2:], z)], dim=1)
-            straight = position + ds[:, None] * direction
-            straight = torch.cat([straight[:, :2], torch.full_like(straight[:, 2:], z)], dim=1)
-            position = torch.where(moving[:, None], new_position, straight)
-            direction = torch.where(moving[:, None], new_direction, direction)
-            momentum = torch.where(moving, momentum_after, momentum)
-            weight = torch.where(moving, weight, torch.zeros_like(weight))
+            moving = (weight > 0) & ~stopped & (-new_direction[:, 2] > MIN_DOWNWARD_COSINE)
+            if bool(moving.all()):
+                xy, direction, momentum = new_xy, new_direction, momentum_after
+            else:  # stopped or lost muons keep flying straight with weight 0
+                xy = torch.where(moving[:, None], new_xy, xy + dz * slope)
+                direction = torch.where(moving[:, None], new_direction, direction)
+                momentum = torch.where(moving, momentum_after, momentum)
+                weight = torch.where(moving, weight, torch.zeros_like(weight))
             x0_acc = x0_acc + ds / x0
+    position = torch.cat([xy, torch.full_like(xy[:, :1], z)], dim=1)
     return MuonBatch(
         position=position,
         direction=direction,
