@@ -135,13 +135,18 @@ class RangeTables(torch.nn.Module):
         first = step_length * self.stopping_power(kinetic, material)
         mid = (kinetic - 0.5 * first).clamp(min=T_MIN)
         rk2 = kinetic - step_length * self.stopping_power(mid, material)
-        large = first >= 0.05 * kinetic
-        if not bool(large.any()):  # the common case: no muon is close to the end of its range
-            return rk2, torch.zeros_like(large)
-        residual = self.csda_range(kinetic, material) - step_length
-        floor = torch.exp(self.log_range_floor[material])
-        stopped = residual <= floor
+        large = torch.nonzero(first >= 0.05 * kinetic).squeeze(1)
+        stopped = torch.zeros_like(first, dtype=torch.bool)
+        if large.numel() == 0:  # the common case: no muon is close to the end of its range
+            return rk2, stopped
+        # Only the few muons near the end of their range follow the range curve.
+        t_l, m_l = kinetic[large], material[large]
+        residual = self.csda_range(t_l, m_l) - step_length[large]
+        floor = torch.exp(self.log_range_floor[m_l])
+        stopped_l = residual <= floor
         log_r = torch.log(torch.maximum(residual, floor))
-        by_range = torch.exp(_uniform_interp(self.log_kinetic_of_range, material, log_r, self.log_r_min, self.dlog_r))
-        after = torch.where(large, torch.minimum(by_range, kinetic), rk2)
-        return torch.where(stopped, torch.full_like(after, T_MIN), after.clamp(min=T_MIN)), stopped
+        by_range = torch.exp(_uniform_interp(self.log_kinetic_of_range, m_l, log_r, self.log_r_min, self.dlog_r))
+        after_l = torch.where(
+            stopped_l, torch.full_like(by_range, T_MIN), torch.minimum(by_range, t_l).clamp(min=T_MIN)
+        )
+        return rk2.index_put((large,), after_l), stopped.index_put((large,), stopped_l)

@@ -60,7 +60,7 @@ def propagate_volume(
     ``MAX_STEP_X0`` radiation lengths of the layer's densest voxel), so the voxel layer is common
     and the material lookup is a gather by ``ix * ny + iy``: O(mu) per step. Path length
     per step is ``dz / |cos(theta)|``. Muons that range out or turn (near-)horizontal get
-    weight 0 and are frozen.
+    weight 0 (their later values stay finite but carry no meaning).
 
     Args:
         muons: batch at (or above) ``z_high``; it is first flown straight to ``z_high``.
@@ -86,7 +86,7 @@ def propagate_volume(
         n_sub = steps_per_layer(height, min(step_length, MAX_STEP_X0 * x0_min) if scattering else step_length)
         dz = height / n_sub
         for _ in range(n_sub):
-            inv_cos = -1.0 / direction[:, 2]
+            inv_cos = (-1.0 / direction[:, 2]).clamp(1.0, 1.0 / MIN_DOWNWARD_COSINE)
             ds = dz * inv_cos
             slope = direction[:, :2] * inv_cos[:, None]
             cell = volume.flat_voxel_index(xy + (0.5 * dz) * slope)
@@ -109,14 +109,10 @@ def propagate_volume(
                 )
                 new_xy = new_xy + displacement
             z = z - dz
-            moving = (weight > 0) & ~stopped & (-new_direction[:, 2] > MIN_DOWNWARD_COSINE)
-            if bool(moving.all()):
-                xy, direction, momentum = new_xy, new_direction, momentum_after
-            else:  # stopped or lost muons keep flying straight with weight 0
-                xy = torch.where(moving[:, None], new_xy, xy + dz * slope)
-                direction = torch.where(moving[:, None], new_direction, direction)
-                momentum = torch.where(moving, momentum_after, momentum)
-                weight = torch.where(moving, weight, torch.zeros_like(weight))
+            # Stopped or (near-)horizontal muons get weight 0; they keep moving with finite values.
+            alive = ~stopped & (-new_direction[:, 2] > MIN_DOWNWARD_COSINE)
+            weight = weight * alive
+            xy, direction, momentum = new_xy, new_direction, momentum_after
             x0_acc = x0_acc + ds / x0
     position = torch.cat([xy, torch.full_like(xy[:, :1], z)], dim=1)
     return MuonBatch(

@@ -116,14 +116,17 @@ class ScatterState:
     Attributes:
         chi_c2: ``(mu,)`` accumulated Molier characteristic angle squared (rad^2).
         omega: ``(mu,)`` accumulated mean number of scatters (dimensionless).
+        core_var: ``(mu,)`` :func:`core_variance` of the two, carried so that each step
+            evaluates it once.
     """
 
     chi_c2: Tensor
     omega: Tensor
+    core_var: Tensor
 
     @classmethod
     def zeros(cls, like: Tensor) -> ScatterState:
-        return cls(torch.zeros_like(like), torch.zeros_like(like))
+        return cls(torch.zeros_like(like), torch.zeros_like(like), torch.zeros_like(like))
 
 
 LYNCH_DAHL_F = 0.98
@@ -141,14 +144,14 @@ def lynch_dahl_variance(chi_c2: Tensor, omega: Tensor) -> Tensor:
     return chi_c2 / (1 + LYNCH_DAHL_F**2) * bracket
 
 
-def core_variance(state: ScatterState, params: ScatterParameters = DEFAULT_SCATTER) -> Tensor:
+def core_variance(chi_c2: Tensor, omega: Tensor, params: ScatterParameters = DEFAULT_SCATTER) -> Tensor:
     """Accumulated Gaussian-core variance, ``theta0_LD^2 - kappa chi_c^2`` (rad^2), ``(mu,)``.
 
     Lynch & Dahl's width is a fit to the central 98 % of the *whole* distribution, single-scatter
     tail included; the explicit tail carries variance ~ chi_c^2, so ``kappa chi_c^2`` comes off
     the core. The share shrinks like 1/ln(Omega) as targets thicken and the core dominates.
     """
-    return (lynch_dahl_variance(state.chi_c2, state.omega) - params.tail_share * state.chi_c2).clamp(min=0.0)
+    return (lynch_dahl_variance(chi_c2, omega) - params.tail_share * chi_c2).clamp(min=0.0)
 
 
 def scatter_step(
@@ -186,9 +189,9 @@ def scatter_step(
     """
     d_chi2 = tail_x0 * (step_length / x0) / (momentum * beta) ** 2
     d_omega = tail_x0 * (step_length / x0) / (1.167 * screening_p2)
-    new_state = ScatterState(chi_c2=state.chi_c2 + d_chi2, omega=state.omega + d_omega)
-    var_old = core_variance(state, params)
-    var_new = core_variance(new_state, params)
+    chi_c2, omega = state.chi_c2 + d_chi2, state.omega + d_omega
+    var_old, var_new = state.core_var, core_variance(chi_c2, omega, params)
+    new_state = ScatterState(chi_c2=chi_c2, omega=omega, core_var=var_new)
     cut2_old = params.tail_cut**2 * var_old
     cut2_new = params.tail_cut**2 * var_new
     # Variance of earlier hard scatters that now fall below the raised cut (projected, per axis).
