@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from mutomo.units import EV, G_PER_CM2, G_PER_CM3, MOLIERE_CHI_C2
+from mutomo.units import EV, G_PER_CM2, G_PER_CM3, HBARC_GEV_FM, MOLIERE_CHI_C2, NUCLEAR_R0_FM
 
 # Element symbol -> (Z, A [g/mol]); PDG atomic weights.
 ELEMENTS: Mapping[str, tuple[int, float]] = MappingProxyType(
@@ -112,6 +112,12 @@ class Material:
         """
         return MOLIERE_CHI_C2 * self.zz1_over_a * self.x0_g_cm2
 
+    def _tail_shares(self) -> dict[str, float]:
+        """Each element's share of ``sum_i w_i Z_i (Z_i + 1) / A_i`` (sums to 1)."""
+        weights = {s: w * ELEMENTS[s][0] * (ELEMENTS[s][0] + 1) / ELEMENTS[s][1] for s, w in self.composition.items()}
+        total = sum(weights.values())
+        return {s: w / total for s, w in weights.items()}
+
     @property
     def screening_p2(self) -> float:
         """Screening angle squared times p^2, ``chi_a^2 p^2`` (GeV^2 rad^2), at beta = 1.
@@ -121,12 +127,10 @@ class Material:
         the elements' values (their eq. 8).
         """
         alpha = 1 / 137.035999
-        weights = {s: w * ELEMENTS[s][0] * (ELEMENTS[s][0] + 1) / ELEMENTS[s][1] for s, w in self.composition.items()}
-        total = sum(weights.values())
         log_chi2 = 0.0
-        for s, w in weights.items():
+        for s, share in self._tail_shares().items():
             z = ELEMENTS[s][0]
-            log_chi2 += w / total * math.log(2.007e-11 * z ** (2 / 3) * (1 + 3.34 * (alpha * z) ** 2))
+            log_chi2 += share * math.log(2.007e-11 * z ** (2 / 3) * (1 + 3.34 * (alpha * z) ** 2))
         return math.exp(log_chi2)
 
     @property
@@ -135,11 +139,10 @@ class Material:
 
         Each element's ``R = 1.2 fm A^(1/3)`` is weighted by its share of ``Z(Z+1)/A``.
         """
-        from mutomo.volume.scattering import nuclear_momentum_scale
-
-        weights = {s: w * ELEMENTS[s][0] * (ELEMENTS[s][0] + 1) / ELEMENTS[s][1] for s, w in self.composition.items()}
-        total = sum(weights.values())
-        return sum(w / total * nuclear_momentum_scale(ELEMENTS[s][1]) for s, w in weights.items())
+        return sum(
+            share * HBARC_GEV_FM / (NUCLEAR_R0_FM * ELEMENTS[s][1] ** (1 / 3))
+            for s, share in self._tail_shares().items()
+        )
 
 
 def _m(

@@ -36,3 +36,7 @@ HIGHLAND_LOG_COEFF = 0.038
 # Molier's characteristic single-scattering angle chi_c^2 = 0.157 Z(Z+1)/A * t[g/cm^2] / (p beta [MeV])^2
 # (Lynch & Dahl 1991 eq. 2; Bethe, Phys. Rev. 89 (1953) 1256). Expressed here in GeV^2 cm^2/g.
 MOLIERE_CHI_C2 = 0.157e-6
+
+# hbar c = 0.1973269804 GeV fm (PDG); nuclear radius R = 1.2 fm A^(1/3) (PDG Review, sec. 34.3).
+HBARC_GEV_FM = 0.1973269804
+NUCLEAR_R0_FM = 1.2

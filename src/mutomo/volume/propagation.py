@@ -79,7 +79,6 @@ def propagate_volume(
     state = ScatterState.zeros(momentum)
     x0_acc = muons.path_x0
     n = len(muons)
-    z = volume.z_high
     for iz in reversed(range(volume.shape[2])):
         table, materials = volume.layer_properties(iz)
         x0_min = float(table[:, 0].detach().min())
@@ -108,13 +107,12 @@ def propagate_volume(
                     direction, p_mid, beta, state, ds, x0, props[:, 1], props[:, 2], props[:, 3], randoms, params
                 )
                 new_xy = new_xy + displacement
-            z = z - dz
             # Stopped or (near-)horizontal muons get weight 0; they keep moving with finite values.
             alive = ~stopped & (-new_direction[:, 2] > MIN_DOWNWARD_COSINE)
             weight = weight * alive
             xy, direction, momentum = new_xy, new_direction, momentum_after
             x0_acc = x0_acc + ds / x0
-    position = torch.cat([xy, torch.full_like(xy[:, :1], z)], dim=1)
+    position = torch.cat([xy, torch.full_like(xy[:, :1], volume.z_low)], dim=1)
     return MuonBatch(
         position=position,
         direction=direction,

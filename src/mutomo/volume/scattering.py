@@ -43,9 +43,6 @@ from torch import Tensor
 
 from mutomo.units import HIGHLAND_E0, HIGHLAND_LOG_COEFF
 
-# hbar c = 0.1973269804 GeV fm (PDG); nuclear radius R = 1.2 fm A^(1/3) (PDG Review, sec. 34.3).
-HBARC_GEV_FM = 0.1973269804
-NUCLEAR_R0_FM = 1.2
 # Number of random numbers a scattering step consumes per muon.
 N_SCATTER_RANDOMS = 7
 
@@ -235,11 +232,6 @@ def draw_scatter_randoms(
     n: int, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device | str | None
 ) -> Tensor:
     """``(n, 7)`` random numbers for :func:`scatter_step`: 4 normals, 3 uniforms."""
-    normals = torch.randn(n, 4, generator=generator, dtype=dtype, device=device)
+    normals = torch.randn(n, N_SCATTER_RANDOMS - 3, generator=generator, dtype=dtype, device=device)
     uniforms = torch.rand(n, 3, generator=generator, dtype=dtype, device=device)
     return torch.cat([normals, uniforms], dim=1)
-
-
-def nuclear_momentum_scale(mass_number: float) -> float:
-    """``hbar c / R`` (GeV) for a nucleus of mass number A, with ``R = 1.2 fm A^(1/3)``."""
-    return HBARC_GEV_FM / (NUCLEAR_R0_FM * mass_number ** (1.0 / 3.0))
