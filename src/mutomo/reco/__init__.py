@@ -1,0 +1,18 @@
+"""Reconstruction: track fits, scatter quantities (PoCA) and voxel assignment."""
+
+from mutomo.reco.poca import Scatters, compute_scatters
+from mutomo.reco.track_fit import Tracks, at_least_two, fit_tracks
+from mutomo.reco.voxelise import VoxelWeights, binned_poca, box_probability, extended_poca, voxel_indices
+
+__all__ = [
+    "Scatters",
+    "Tracks",
+    "VoxelWeights",
+    "at_least_two",
+    "binned_poca",
+    "box_probability",
+    "compute_scatters",
+    "extended_poca",
+    "fit_tracks",
+    "voxel_indices",
+]

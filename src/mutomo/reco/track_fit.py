@@ -1,0 +1,118 @@
+"""Straight-line track fits of the hits on one side of the volume.
+
+Each projection is fitted independently (the panels measure x and y with independent
+Gaussian errors): ``x(z) = x_ref + t_x (z - z_ref)`` by weighted least squares with weights
+``w_i = p_i / sigma_i^2``, where ``p_i`` is the probability that panel ``i`` recorded the muon
+(efficiency times acceptance). The normal equations give, with ``S_k = sum_i w_i dz_i^k``:
+
+    x_ref = (S2 Sx - S1 Sxz) / D,   t_x = (S0 Sxz - S1 Sx) / D,   D = S0 S2 - S1^2,
+    Cov(x_ref, t_x) = [[S2, -S1], [-S1, S0]] / D
+
+(e.g. PDG Review, "Statistics", linear least squares). A tiny floor on the weights keeps
+``D > 0`` for muons that hit nothing, so values and gradients stay finite; such muons get track
+weight 0 through ``P(at least two hits)``, computed exactly from the ``p_i`` (Poisson-binomial),
+which is differentiable in every panel parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mutomo.detector.panel import Hits
+
+# Relative weight given to unrecorded hits so that every fit stays well posed.
+WEIGHT_FLOOR = 1e-6
+
+
+@dataclass(frozen=True)
+class Tracks:
+    """Fitted straight tracks, one per muon.
+
+    Attributes:
+        z_ref: reference height (m) at which ``xy`` is given.
+        xy: ``(mu, 2)`` position at ``z_ref`` (m).
+        slope: ``(mu, 2)`` dx/dz and dy/dz.
+        covariance: ``(mu, 4, 4)`` covariance of ``(x, y, t_x, t_y)``.
+        chi2: ``(mu,)`` weighted sum of squared residuals over resolution^2.
+        ndof: ``(mu,)`` expected number of degrees of freedom, ``2 sum p_i - 4``.
+        weight: ``(mu,)`` probability that at least two panels recorded the muon, times the
+            incoming muon weight.
+    """
+
+    z_ref: float
+    xy: Tensor
+    slope: Tensor
+    covariance: Tensor
+    chi2: Tensor
+    ndof: Tensor
+    weight: Tensor
+
+    def at(self, z: Tensor | float) -> Tensor:
+        """``(mu, 3)`` points of the tracks at height(s) ``z`` (scalar or ``(mu,)``)."""
+        z = torch.as_tensor(z, dtype=self.xy.dtype, device=self.xy.device).expand(self.xy.shape[0])
+        return torch.cat([self.xy + self.slope * (z - self.z_ref)[:, None], z[:, None]], dim=-1)
+
+    @property
+    def direction(self) -> Tensor:
+        """``(mu, 3)`` unit vectors along the track, pointing downwards (-z)."""
+        d = torch.cat([-self.slope, -torch.ones_like(self.slope[:, :1])], dim=-1)
+        return d / d.norm(dim=-1, keepdim=True)
+
+
+def at_least_two(probabilities: Tensor) -> Tensor:
+    """P(at least two of n independent events), each with its probability; ``(n, mu) -> (mu,)``.
+
+    ``1 - prod(1 - p) - sum_i p_i prod_{j != i} (1 - p_j)``, evaluated by a running
+    recursion over the panels so that no division by ``1 - p`` is needed.
+    """
+    none = torch.ones_like(probabilities[0])
+    one = torch.zeros_like(probabilities[0])
+    for p in probabilities:
+        one = one * (1 - p) + none * p
+        none = none * (1 - p)
+    return (1 - none - one).clamp(min=0.0, max=1.0)
+
+
+def fit_tracks(hits: Hits, z_ref: float, muon_weight: Tensor | None = None) -> Tracks:
+    """Fit straight lines to the hits of one side.
+
+    Args:
+        hits: hits on the panels of one side, ``(panel, mu, ...)``.
+        z_ref: reference height (m) for the fitted position; for precise tracks use the face of
+            the volume the side looks at.
+        muon_weight: optional ``(mu,)`` weight carried into the track weight.
+
+    Returns:
+        :class:`Tracks`.
+    """
+    if hits.n_panels < 2:
+        raise ValueError(f"a straight-line fit needs at least 2 panels on a side; got {hits.n_panels}")
+    p = hits.weight
+    inv_var = 1.0 / hits.resolution**2  # (panel,)
+    w = (p + WEIGHT_FLOOR) * inv_var[:, None]  # (panel, mu)
+    dz = (hits.z - z_ref)[:, None]  # (panel, 1)
+    s0 = w.sum(0)
+    s1 = (w * dz).sum(0)
+    s2 = (w * dz**2).sum(0)
+    det = s0 * s2 - s1**2
+    sx = (w[..., None] * hits.xy).sum(0)  # (mu, 2)
+    sxz = (w[..., None] * hits.xy * dz[..., None]).sum(0)
+    xy = (s2[:, None] * sx - s1[:, None] * sxz) / det[:, None]
+    slope = (s0[:, None] * sxz - s1[:, None] * sx) / det[:, None]
+    residual = hits.xy - (xy[None] + slope[None] * dz[..., None])
+    chi2 = (p[..., None] * inv_var[:, None, None] * residual**2).sum((0, 2))
+    n = xy.shape[0]
+    cov = torch.zeros(n, 4, 4, dtype=xy.dtype, device=xy.device)
+    var_pos, var_slope, cov_ps = s2 / det, s0 / det, -s1 / det
+    for axis in (0, 1):
+        cov[:, axis, axis] = var_pos
+        cov[:, axis + 2, axis + 2] = var_slope
+        cov[:, axis, axis + 2] = cov_ps
+        cov[:, axis + 2, axis] = cov_ps
+    weight = at_least_two(p)
+    if muon_weight is not None:
+        weight = weight * muon_weight
+    return Tracks(z_ref=z_ref, xy=xy, slope=slope, covariance=cov, chi2=chi2, ndof=2 * p.sum(0) - 4, weight=weight)

@@ -1,0 +1,162 @@
+"""Assigning points and PoCA distributions to voxels, by index arithmetic: O(muons).
+
+* :func:`voxel_indices`: the voxel ``(ix, iy, iz)`` of each point, floor((p - origin) / size).
+* :func:`binned_poca`: each muon's weight added to the voxel of its PoCA.
+* :func:`extended_poca`: each muon's PoCA Gaussian (mean, full 3x3 covariance) integrated over
+  the voxels of a ``(2k+1)^3`` window around its PoCA voxel. The box probability of a correlated
+  Gaussian uses the Mendell-Elston sequential-conditioning approximation (Mendell & Elston,
+  Biometrics 30 (1974) 41; Kamakura, Biometrika 76 (1989) 127): integrate x over its interval, replace
+  (y, z) by their distribution conditional on the *truncated* x (mean and variance of the
+  truncated normal), then y, then z. It is exact without correlations, keeps them otherwise,
+  and is smooth in the mean and covariance. Probability outside the window is dropped, not
+  renormalised: a muon whose PoCA is poorly known counts for less, and when the window moves
+  with its PoCA only the little probability in the edge voxels changes hands. The cost is
+  ``(2k+1)^3`` boxes per muon: linear in the number of muons.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mutomo.volume.grid import PassiveVolume
+
+SQRT2 = math.sqrt(2.0)
+
+
+def voxel_indices(points: Tensor, volume: PassiveVolume) -> tuple[Tensor, Tensor]:
+    """Voxel indices of points.
+
+    Args:
+        points: ``(mu, 3)`` positions (m).
+        volume: the voxel grid.
+
+    Returns:
+        ``(index (mu, 3) long, inside (mu,) bool)``; outside points get clamped indices and
+        ``inside = False``.
+    """
+    origin = torch.tensor(volume.origin, dtype=points.dtype, device=points.device)
+    size = torch.tensor(volume.voxel_size, dtype=points.dtype, device=points.device)
+    shape = torch.tensor(volume.shape, device=points.device)
+    raw = torch.floor((points - origin) / size).long()
+    inside = ((raw >= 0) & (raw < shape)).all(-1)
+    return torch.minimum(raw.clamp(min=0), shape - 1), inside
+
+
+def flat_index(index: Tensor, shape: tuple[int, int, int]) -> Tensor:
+    """``(..., 3)`` voxel indices -> flat index into a ``(nx, ny, nz)`` array."""
+    return (index[..., 0] * shape[1] + index[..., 1]) * shape[2] + index[..., 2]
+
+
+def binned_poca(points: Tensor, weight: Tensor, volume: PassiveVolume, values: Tensor | None = None) -> Tensor:
+    """Sum of ``weight * values`` (or of ``weight``) per voxel of the PoCA points.
+
+    Args:
+        points: ``(mu, 3)`` PoCA positions.
+        weight: ``(mu,)`` muon weights; points outside the volume count nowhere.
+        values: optional ``(mu,)`` per-muon values to sum.
+
+    Returns:
+        ``(nx, ny, nz)`` sums (differentiable in ``weight`` and ``values``).
+    """
+    index, inside = voxel_indices(points, volume)
+    source = weight * inside if values is None else weight * inside * values
+    out = torch.zeros(math.prod(volume.shape), dtype=source.dtype, device=source.device)
+    return out.index_add(0, flat_index(index, volume.shape), source).reshape(volume.shape)
+
+
+def _normal_cdf(x: Tensor) -> Tensor:
+    return 0.5 * (1 + torch.erf(x / SQRT2))
+
+
+def _normal_pdf(x: Tensor) -> Tensor:
+    return torch.exp(-0.5 * x**2) / math.sqrt(2 * math.pi)
+
+
+def box_probability(mean: Tensor, cov: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """P(low < X < high) for ``X ~ N(mean, cov)`` in 3D, Mendell-Elston approximation.
+
+    Args:
+        mean: ``(..., 3)``; cov: ``(..., 3, 3)``; low, high: ``(..., 3)`` box corners.
+
+    Returns:
+        ``(...)`` probabilities in [0, 1].
+    """
+    mu = [mean[..., i] for i in range(3)]
+    c = [[cov[..., i, j] for j in range(3)] for i in range(3)]
+    prob = torch.ones_like(mu[0])
+    for k in range(3):
+        sd = torch.sqrt(c[k][k].clamp(min=1e-30))
+        alpha, beta = (low[..., k] - mu[k]) / sd, (high[..., k] - mu[k]) / sd
+        p = (_normal_cdf(beta) - _normal_cdf(alpha)).clamp(min=1e-30)
+        prob = prob * p
+        if k == 2:
+            break
+        # Truncated standard normal on [alpha, beta]: mean m and variance v.
+        pa, pb = _normal_pdf(alpha), _normal_pdf(beta)
+        m = (pa - pb) / p
+        v = (1 + (alpha * pa - beta * pb) / p - m**2).clamp(min=0.0)
+        for i in range(k + 1, 3):
+            gain_i = c[i][k] / sd
+            mu[i] = mu[i] + gain_i * m
+            for j in range(k + 1, 3):
+                c[i][j] = c[i][j] + gain_i * (c[j][k] / sd) * (v - 1)
+    return prob
+
+
+@dataclass(frozen=True)
+class VoxelWeights:
+    """Sparse muon-to-voxel weights from :func:`extended_poca`.
+
+    Attributes:
+        voxel: ``(mu, W)`` flat voxel indices of each muon's window (clamped inside the grid).
+        weight: ``(mu, W)`` muon weight times the probability of each voxel (a row sums to at
+            most the muon's weight).
+    """
+
+    voxel: Tensor
+    weight: Tensor
+
+    def to_grid(self, shape: tuple[int, int, int], values: Tensor | None = None) -> Tensor:
+        """Sum ``weight`` (times per-muon ``values``) into a ``(nx, ny, nz)`` grid."""
+        w = self.weight if values is None else self.weight * values[:, None]
+        out = torch.zeros(math.prod(shape), dtype=w.dtype, device=w.device)
+        return out.index_add(0, self.voxel.reshape(-1), w.reshape(-1)).reshape(shape)
+
+
+def extended_poca(
+    points: Tensor, covariance: Tensor, weight: Tensor, volume: PassiveVolume, half_width: int = 1
+) -> VoxelWeights:
+    """Spread each muon's PoCA over the voxels around it by its (correlated) Gaussian uncertainty.
+
+    Args:
+        points: ``(mu, 3)`` PoCA positions (m).
+        covariance: ``(mu, 3, 3)`` PoCA covariances (m^2).
+        weight: ``(mu,)`` muon weights.
+        volume: the voxel grid.
+        half_width: window half-width ``k`` in voxels; ``(2k+1)^3`` voxels per muon.
+
+    Returns:
+        :class:`VoxelWeights`. Window voxels outside the grid get zero weight; a muon whose
+        PoCA is outside the volume contributes nothing.
+    """
+    if half_width < 0:
+        raise ValueError(f"half_width must be >= 0 voxels; got {half_width}")
+    centre, inside = voxel_indices(points, volume)
+    r = torch.arange(-half_width, half_width + 1, device=points.device)
+    offsets = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)  # (W, 3)
+    cells = centre[:, None, :] + offsets[None]  # (mu, W, 3)
+    shape = torch.tensor(volume.shape, device=points.device)
+    valid = ((cells >= 0) & (cells < shape)).all(-1)
+    cells = torch.minimum(cells.clamp(min=0), shape - 1)
+    origin = torch.tensor(volume.origin, dtype=points.dtype, device=points.device)
+    size = torch.tensor(volume.voxel_size, dtype=points.dtype, device=points.device)
+    low = origin + cells.to(points.dtype) * size
+    prob = box_probability(
+        points[:, None, :].expand_as(low), covariance[:, None].expand(*low.shape, 3), low, low + size
+    )
+    prob = prob * valid
+    return VoxelWeights(voxel=flat_index(cells, volume.shape), weight=prob * (weight * inside)[:, None])
