@@ -2,7 +2,15 @@
 
 from mutomo.reco.poca import Scatters, compute_scatters
 from mutomo.reco.track_fit import Tracks, at_least_two, fit_tracks
-from mutomo.reco.voxelise import VoxelWeights, binned_poca, box_probability, extended_poca, voxel_indices
+from mutomo.reco.voxelise import (
+    VoxelWeights,
+    binned_poca,
+    box_probability,
+    crosses_volume,
+    extended_poca,
+    poca_voxel_weights,
+    voxel_indices,
+)
 
 __all__ = [
     "Scatters",
@@ -12,7 +20,9 @@ __all__ = [
     "binned_poca",
     "box_probability",
     "compute_scatters",
+    "crosses_volume",
     "extended_poca",
     "fit_tracks",
+    "poca_voxel_weights",
     "voxel_indices",
 ]

@@ -8,10 +8,13 @@
   Biometrics 30 (1974) 41; Kamakura, Biometrika 76 (1989) 127): integrate x over its interval, replace
   (y, z) by their distribution conditional on the *truncated* x (mean and variance of the
   truncated normal), then y, then z. It is exact without correlations, keeps them otherwise,
-  and is smooth in the mean and covariance. Probability outside the window is dropped, not
-  renormalised: a muon whose PoCA is poorly known counts for less, and when the window moves
-  with its PoCA only the little probability in the edge voxels changes hands. The cost is
-  ``(2k+1)^3`` boxes per muon: linear in the number of muons.
+  and is smooth in the mean and covariance. The probabilities are divided by the muon's
+  probability to lie inside the whole volume box (the scatter did happen inside it), not by
+  the window's sum: a PoCA pushed outside by measurement error lands in the boundary voxels
+  instead of being dropped (dropping them would keep mostly the large, well-measured
+  deflections and bias X0 low), and when the window moves with the PoCA only the little
+  probability in its edge voxels changes hands. The cost is ``(2k+1)^3`` boxes per muon:
+  linear in the number of muons.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mutomo.reco.track_fit import Tracks
 from mutomo.volume.grid import PassiveVolume
 
 SQRT2 = math.sqrt(2.0)
@@ -140,12 +144,13 @@ def extended_poca(
         half_width: window half-width ``k`` in voxels; ``(2k+1)^3`` voxels per muon.
 
     Returns:
-        :class:`VoxelWeights`. Window voxels outside the grid get zero weight; a muon whose
-        PoCA is outside the volume contributes nothing.
+        :class:`VoxelWeights`. Window voxels outside the grid get zero weight. Select the muons
+        that crossed the volume through ``weight`` (e.g. :func:`crosses_volume`), not through
+        their PoCA.
     """
     if half_width < 0:
         raise ValueError(f"half_width must be >= 0 voxels; got {half_width}")
-    centre, inside = voxel_indices(points, volume)
+    centre, _ = voxel_indices(points, volume)
     r = torch.arange(-half_width, half_width + 1, device=points.device)
     offsets = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)  # (W, 3)
     cells = centre[:, None, :] + offsets[None]  # (mu, W, 3)
@@ -159,4 +164,26 @@ def extended_poca(
         points[:, None, :].expand_as(low), covariance[:, None].expand(*low.shape, 3), low, low + size
     )
     prob = prob * valid
-    return VoxelWeights(voxel=flat_index(cells, volume.shape), weight=prob * (weight * inside)[:, None])
+    box_low = origin.expand_as(points)
+    box_high = box_low + size * torch.tensor(volume.shape, dtype=points.dtype, device=points.device)
+    in_volume = box_probability(points, covariance, box_low, box_high).clamp(min=1e-12)
+    return VoxelWeights(voxel=flat_index(cells, volume.shape), weight=prob * (weight / in_volume)[:, None])
+
+
+def poca_voxel_weights(points: Tensor, weight: Tensor, volume: PassiveVolume) -> VoxelWeights:
+    """Binned PoCA as :class:`VoxelWeights`: each muon's whole weight in its PoCA voxel, PoCAs
+    outside the volume moved to the nearest voxel (select muons with :func:`crosses_volume`)."""
+    index, _ = voxel_indices(points, volume)
+    return VoxelWeights(voxel=flat_index(index, volume.shape)[:, None], weight=weight[:, None])
+
+
+def crosses_volume(incoming: Tracks, outgoing: Tracks, volume: PassiveVolume) -> Tensor:
+    """``(mu,)`` 1 where the incoming track enters the top face and the outgoing one leaves the
+    bottom face of the volume, else 0: a selection that does not look at the deflection."""
+    (x_lo, x_hi), (y_lo, y_hi) = volume.x_range, volume.y_range
+
+    def within(xy: Tensor) -> Tensor:
+        return (xy[:, 0] >= x_lo) & (xy[:, 0] <= x_hi) & (xy[:, 1] >= y_lo) & (xy[:, 1] <= y_hi)
+
+    top, bottom = incoming.at(volume.z_high)[:, :2], outgoing.at(volume.z_low)[:, :2]
+    return (within(top) & within(bottom)).to(top.dtype)

@@ -1,0 +1,69 @@
+"""The X0 estimator on data drawn exactly from its own model: closure, pulls and 1/sqrt(N)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.autograd import gradcheck
+
+from mutomo.inference import HighlandX0Inferrer, highland_inverse
+from mutomo.inference.x0 import highland_g
+from mutomo.reco import Scatters, Tracks, poca_voxel_weights
+from mutomo.units import HIGHLAND_E0
+from mutomo.volume import PassiveVolume
+
+D = torch.float64
+
+
+def test_inverse_is_exact_and_differentiable():
+    t = torch.logspace(-4, 2, 50, dtype=D)
+    assert torch.allclose(highland_inverse(highland_g(t)), t, rtol=1e-10)
+    g = highland_g(torch.tensor([0.01, 1.0, 20.0], dtype=D)).requires_grad_()
+    assert gradcheck(highland_inverse, (g,))
+
+
+def synthetic(volume: PassiveVolume, x0_true: float, n: int, seed: int):
+    """Muons through a uniform block with Highland-Gaussian deflections and perfect tracks."""
+    gen = torch.Generator().manual_seed(seed)
+    slope = (torch.rand(n, 2, generator=gen, dtype=D) - 0.5) * 0.6
+    p = torch.exp(torch.empty(n, dtype=D).uniform_(math.log(1.0), math.log(100.0), generator=gen))
+    path = (volume.z_high - volume.z_low) * torch.sqrt(1 + (slope**2).sum(-1))
+    theta0 = HIGHLAND_E0 / p * torch.sqrt(highland_g(path / x0_true))  # beta = 1 at these momenta
+    theta = theta0[:, None] * torch.randn(n, 2, generator=gen, dtype=D)
+    poca = torch.rand(n, 3, generator=gen, dtype=D) * torch.tensor([1.0, 1.0, 0.5], dtype=D) + torch.tensor(
+        [0.0, 0.0, volume.z_low], dtype=D
+    )
+    ones = torch.ones(n, dtype=D)
+    zero_cov = torch.zeros(n, 4, 4, dtype=D)
+    tracks_in = Tracks(volume.z_high, poca[:, :2], slope, zero_cov, ones, ones, ones)
+    tracks_out = Tracks(volume.z_low, poca[:, :2], torch.tan(torch.atan(slope) + theta), zero_cov, ones, ones, ones)
+    scatters = Scatters(theta.norm(dim=-1), theta, poca, torch.zeros(n, 3, 3, dtype=D), ones)
+    return scatters, tracks_in, tracks_out, p, poca_voxel_weights(poca, ones, volume)
+
+
+@pytest.mark.parametrize("material", ["iron", "lead", "water"])
+def test_closure_on_exact_highland_data(material):
+    volume = PassiveVolume.uniform(material, (1.0, 1.0, 0.5), (0.5, 0.5, 0.5), z_low=0.2, dtype=D)
+    x0 = volume.materials[0].x0
+    est = HighlandX0Inferrer()(*synthetic(volume, x0, 40_000, seed=1), volume)
+    pulls = (est.x0 - x0) / est.uncertainty
+    assert bool((pulls.abs() < 3.5).all()), pulls
+    assert float(est.x0.mean()) == pytest.approx(x0, rel=0.03)
+
+
+def test_error_falls_like_one_over_sqrt_n():
+    volume = PassiveVolume.uniform("iron", (1.0, 1.0, 0.5), (1.0, 1.0, 0.5), z_low=0.2, dtype=D)
+    x0 = volume.materials[0].x0
+    sizes = [1000, 4000, 16000, 64000]
+    spreads = []
+    for n in sizes:
+        estimates = [float(HighlandX0Inferrer()(*synthetic(volume, x0, n, seed=s), volume).x0) for s in range(12)]
+        spreads.append(np.std(estimates))
+    slope = np.polyfit(np.log(sizes), np.log(spreads), 1)[0]
+    assert slope == pytest.approx(-0.5, abs=0.12)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="truncation_passes"):
+        HighlandX0Inferrer(truncation_passes=-1)
