@@ -89,9 +89,9 @@ class X0Estimate:
     """Per-voxel inferred radiation length.
 
     Attributes:
-        x0: ``(nx, ny, nz)`` estimate (m); NaN-free: voxels without muons get ``inf``-free
-            placeholder ``0`` and ``weight == 0``.
-        uncertainty: ``(nx, ny, nz)`` one standard deviation (m).
+        x0: ``(nx, ny, nz)`` estimate (m). Voxels informed by less than the inferrer's
+            ``min_weight`` of muons hold 0 (no measurement), never NaN or inf.
+        uncertainty: ``(nx, ny, nz)`` one standard deviation (m); 0 where ``x0`` is 0.
         weight: ``(nx, ny, nz)`` sum of muon weights that informed each voxel.
     """
 
