@@ -37,9 +37,10 @@ from torch import Tensor
 
 from mutomo.reco.poca import Scatters
 from mutomo.reco.track_fit import Tracks
-from mutomo.reco.voxelise import VoxelWeights
+from mutomo.reco.voxelise import VoxelWeights, scatter_sum
 from mutomo.units import HIGHLAND_E0, HIGHLAND_LOG_COEFF, MUON_MASS
 from mutomo.volume.grid import PassiveVolume
+from mutomo.volume.scattering import highland_g
 
 # Central 98 %: |u| < k sigma with k = Phi^-1(0.99).
 CORE_K = 2.3263478740408408
@@ -49,11 +50,6 @@ def _truncation_factor(k: float) -> float:
     phi = math.exp(-0.5 * k * k) / math.sqrt(2 * math.pi)
     inside = math.erf(k / math.sqrt(2))
     return 1 - 2 * k * phi / inside
-
-
-def highland_g(t: Tensor, beta2: float = 1.0) -> Tensor:
-    """``g(t) = t (1 + 0.038 ln(t / beta^2))^2``, Highland's theta0^2 in units of (13.6 MeV / beta p)^2."""
-    return t * (1 + HIGHLAND_LOG_COEFF * torch.log(t / beta2)) ** 2
 
 
 def highland_inverse(g: Tensor, iterations: int = 30) -> Tensor:
@@ -114,11 +110,6 @@ class X0Inferrer(Protocol):
     ) -> X0Estimate: ...
 
 
-def _scatter_sum(index: Tensor, values: Tensor, size: int) -> Tensor:
-    out = torch.zeros(size, dtype=values.dtype, device=values.device)
-    return out.index_add(0, index.reshape(-1), values.reshape(-1))
-
-
 class HighlandX0Inferrer:
     """Highland inversion with a central-98 % core-width estimate (see the module docstring).
 
@@ -165,25 +156,25 @@ class HighlandX0Inferrer:
         path = height * torch.sqrt(1 + (incoming.slope**2).sum(-1))  # (mu,)
         w = voxels.weight  # (mu, W)
         idx = voxels.voxel
-        sum_w = _scatter_sum(idx, w, size)
+        sum_w = scatter_sum(idx, w, size)
         safe = sum_w.clamp(min=1e-30)
-        mean_path = _scatter_sum(idx, w * path[:, None], size) / safe
+        mean_path = scatter_sum(idx, w * path[:, None], size) / safe
         # Plain second moment, then truncated moments at +-k sigma of the current estimate.
-        excess = u2 - m2  # per-muon estimate of g(t), unbiased for Gaussian scattering
-        sigma2 = _scatter_sum(idx, w * excess.mean(-1)[:, None], size) / safe
+        excess = (u2 - m2).mean(-1)[:, None]  # (mu, 1): per-muon estimate of g(t), unbiased if Gaussian
+        sigma2 = scatter_sum(idx, w * excess, size) / safe
         factor = _truncation_factor(CORE_K)
         for _ in range(self.truncation_passes):
             # Each projection is N(0, sigma^2 + m); keep the central 98 % of that, correct the moment.
             total_var = sigma2.clamp(min=0.0)[idx][..., None] + m2[:, None, :]  # (mu, W, 2)
             keep = (u2[:, None, :] < CORE_K**2 * total_var).to(w.dtype)
-            num = _scatter_sum(idx, (w[..., None] * keep * (u2[:, None, :] / factor - m2[:, None, :])).sum(-1), size)
-            den = _scatter_sum(idx, (w[..., None] * keep).sum(-1), size)
+            num = scatter_sum(idx, (w[..., None] * keep * (u2[:, None, :] / factor - m2[:, None, :])).sum(-1), size)
+            den = scatter_sum(idx, (w[..., None] * keep).sum(-1), size)
             sigma2 = num / den.clamp(min=1e-30)
         t = highland_inverse(sigma2)
         x0 = mean_path / t
         # Statistical uncertainty of sigma^2 from the spread of u^2 and the effective muon count.
-        spread = _scatter_sum(idx, w * (excess.mean(-1)[:, None] - sigma2[idx]) ** 2, size) / safe
-        n_eff = sum_w**2 / _scatter_sum(idx, w**2, size).clamp(min=1e-30)
+        spread = scatter_sum(idx, w * (excess - sigma2[idx]) ** 2, size) / safe
+        n_eff = sum_w**2 / scatter_sum(idx, w**2, size).clamp(min=1e-30)
         sigma2_err = torch.sqrt(spread / n_eff.clamp(min=1.0))
         c = 1 + HIGHLAND_LOG_COEFF * torch.log(t)
         t_err = sigma2_err / (c * (c + 2 * HIGHLAND_LOG_COEFF))

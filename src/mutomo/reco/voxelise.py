@@ -55,6 +55,12 @@ def flat_index(index: Tensor, shape: tuple[int, int, int]) -> Tensor:
     return (index[..., 0] * shape[1] + index[..., 1]) * shape[2] + index[..., 2]
 
 
+def scatter_sum(index: Tensor, values: Tensor, size: int) -> Tensor:
+    """``(size,)`` sums of ``values`` by flat ``index`` (same shape; differentiable in ``values``)."""
+    out = torch.zeros(size, dtype=values.dtype, device=values.device)
+    return out.index_add(0, index.reshape(-1), values.reshape(-1))
+
+
 def binned_poca(points: Tensor, weight: Tensor, volume: PassiveVolume, values: Tensor | None = None) -> Tensor:
     """Sum of ``weight * values`` (or of ``weight``) per voxel of the PoCA points.
 
@@ -68,8 +74,7 @@ def binned_poca(points: Tensor, weight: Tensor, volume: PassiveVolume, values: T
     """
     index, inside = voxel_indices(points, volume)
     source = weight * inside if values is None else weight * inside * values
-    out = torch.zeros(math.prod(volume.shape), dtype=source.dtype, device=source.device)
-    return out.index_add(0, flat_index(index, volume.shape), source).reshape(volume.shape)
+    return scatter_sum(flat_index(index, volume.shape), source, math.prod(volume.shape)).reshape(volume.shape)
 
 
 def _normal_cdf(x: Tensor) -> Tensor:
@@ -127,8 +132,7 @@ class VoxelWeights:
     def to_grid(self, shape: tuple[int, int, int], values: Tensor | None = None) -> Tensor:
         """Sum ``weight`` (times per-muon ``values``) into a ``(nx, ny, nz)`` grid."""
         w = self.weight if values is None else self.weight * values[:, None]
-        out = torch.zeros(math.prod(shape), dtype=w.dtype, device=w.device)
-        return out.index_add(0, self.voxel.reshape(-1), w.reshape(-1)).reshape(shape)
+        return scatter_sum(self.voxel, w, math.prod(shape)).reshape(shape)
 
 
 def extended_poca(

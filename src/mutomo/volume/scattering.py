@@ -72,6 +72,11 @@ class ScatterParameters:
 DEFAULT_SCATTER = ScatterParameters()
 
 
+def highland_g(t: Tensor, beta2: Tensor | float = 1.0) -> Tensor:
+    """``g(t) = t (1 + 0.038 ln(t / beta^2))^2``: Highland's theta0^2 in units of (13.6 MeV / (beta p))^2."""
+    return t * (1 + HIGHLAND_LOG_COEFF * torch.log(t / beta2)) ** 2
+
+
 def highland_variance(path_x0: Tensor, momentum: Tensor, beta: Tensor) -> Tensor:
     """Highland theta0^2 (rad^2) of the projected angle after ``path_x0`` radiation lengths.
 
@@ -87,9 +92,7 @@ def highland_variance(path_x0: Tensor, momentum: Tensor, beta: Tensor) -> Tensor
         >>> round(float(theta0), 6)
         0.00136
     """
-    t = path_x0.clamp(min=1e-12)
-    log_term = 1.0 + HIGHLAND_LOG_COEFF * torch.log(t / beta**2)
-    return (HIGHLAND_E0 / (beta * momentum)) ** 2 * t * log_term**2
+    return (HIGHLAND_E0 / (beta * momentum)) ** 2 * highland_g(path_x0.clamp(min=1e-12), beta**2)
 
 
 def perpendicular_basis(direction: Tensor) -> tuple[Tensor, Tensor]:
