@@ -49,6 +49,7 @@ def test_hits_shapes_and_weights():
     assert torch.allclose(hits.weight, torch.full((2, 7), 0.8), atol=1e-3)  # well inside the panels
     # Straight line: x = 0.5 + (1.5 - z) tan(0.2).
     expected = 0.5 + (1.5 - torch.tensor([1.3, 1.2])) * torch.tan(torch.tensor(0.2))
+    assert hits.true_xy is not None
     assert torch.allclose(hits.true_xy[:, 0, 0], expected, atol=1e-5)
 
 

@@ -96,17 +96,17 @@ class Hits:
     Attributes:
         xy: ``(panel, mu, 2)`` measured positions (m): true crossing plus Gaussian noise.
         z: ``(panel,)`` panel heights (m).
-        true_xy: ``(panel, mu, 2)`` true crossing points (m).
         resolution: ``(panel,)`` position resolution sigma (m).
         weight: ``(panel, mu)`` probability that the hit was recorded: efficiency times the
-            smooth geometric acceptance, in [0, 1].
+            smooth geometric acceptance, in [0, 1] (0 or 1 for recorded data).
+        true_xy: ``(panel, mu, 2)`` true crossing points (m), when known (simulation).
     """
 
     xy: Tensor
     z: Tensor
-    true_xy: Tensor
     resolution: Tensor
     weight: Tensor
+    true_xy: Tensor | None = None
 
     @property
     def n_panels(self) -> int:
