@@ -181,3 +181,59 @@ def test_reconstructed_quantity_gradient_matches_finite_differences():
     assert grad_z == pytest.approx(fd_z, rel=1e-3, abs=1e-6)
     for p in det.parameters():
         assert bool(torch.isfinite(p.grad).all())
+
+
+def scatter_data(resolution: float, z_top: float):
+    """ScatterData (and the detector) for a lead block in water, fixed draws, float64."""
+    from mutomo.reco import measure
+
+    volume = PassiveVolume.uniform("water", (1.0, 1.0, 0.4), 0.1, z_low=0.4, dtype=D).with_box(
+        "lead", (0.3, 0.3, 0.5), (0.7, 0.7, 0.7)
+    )
+    res = nn.Parameter(torch.tensor([resolution], dtype=D))
+    z = nn.Parameter(torch.tensor([0.5, 0.5, z_top], dtype=D))
+    above = [DetectorPanel(z, (1.2, 1.2), res, 0.9, dtype=D)] + [
+        DetectorPanel((0.5, 0.5, zz), (1.2, 1.2), 1e-3, 0.9, dtype=D) for zz in (1.0, 0.9)
+    ]
+    below = [DetectorPanel((0.5, 0.5, zz), (1.2, 1.2), 1e-3, 0.9, dtype=D) for zz in (0.3, 0.2, 0.1)]
+    det = Detector(above, below, smoothness=0.02)
+    source = FluxSource(GenerationPlane(1.3, (-0.1, 1.1), (-0.1, 1.1)), TabulatedFlux(momentum_range=(0.5, 50.0)))
+    r = simulate(det, volume, source, 3000, torch.Generator().manual_seed(9))
+    return measure(r.hits_above, r.hits_below, volume, r.muons_in.momentum, r.muons_in.weight), volume, det
+
+
+def task_quantities(resolution: float, z_top: float):
+    from mutomo.inference import PocaX0
+    from mutomo.inference.tasks import poca_height, presence_score
+    from mutomo.reco import AngleStatisticsReconstruction, BinnedClustering
+
+    data, volume, det = scatter_data(resolution, z_top)
+    quantities = {
+        "fill_height": poca_height(data, volume),
+        "presence_extended_poca": presence_score(PocaX0()(data, volume)),
+        "asr_mean": AngleStatisticsReconstruction(min_weight=1.0)(data, volume).score.mean(),
+        "bca_mean": BinnedClustering()(data, volume).score.mean(),
+    }
+    return quantities, det
+
+
+@pytest.mark.parametrize("name", ["fill_height", "presence_extended_poca", "asr_mean", "bca_mean"])
+def test_task_quantity_gradients_match_finite_differences(name):
+    """d(task answer)/d(resolution, z of the top panel): autograd vs central differences, same draws."""
+    value, det = task_quantities(2e-3, 1.1)
+    value[name].backward()
+    panel = det.above[0].panels[0]
+    grads = float(panel.resolution.grad), float(panel.centre.grad[2])
+    h_res, h_z = 1e-9, 1e-7
+
+    def q(res, z):
+        return float(task_quantities(res, z)[0][name].detach())
+
+    fd = (
+        (q(2e-3 + h_res, 1.1) - q(2e-3 - h_res, 1.1)) / (2 * h_res),
+        (q(2e-3, 1.1 + h_z) - q(2e-3, 1.1 - h_z)) / (2 * h_z),
+    )
+    for g, f in zip(grads, fd, strict=True):
+        assert g == pytest.approx(f, rel=2e-3, abs=1e-6)
+    for p in det.parameters():
+        assert p.grad is not None and bool(torch.isfinite(p.grad).all())

@@ -10,10 +10,13 @@ every muon of a voxel samples ``u ~ N(0, g(t) + m)`` with ``g(t) = t (1 + 0.038 
 and ``m`` the measurement variance of the deflection from the two track fits (their slope
 covariances, normalised the same way), which is subtracted from each muon's ``u^2``: without it,
 the fast muons, whose deflections are mostly detector resolution, drag X0 down.
-Per voxel the muons are weighted by their PoCA probability for that voxel and their muon
-weight, and the core width is estimated as Highland defines it, from the central 98 %: the
-weighted second moment of the projections with ``|u| < 2.326 sigma``, corrected for the
-truncation (``E[u^2 | |u| < k sigma] = sigma^2 (1 - 2 k phi(k) / (2 Phi(k) - 1))``), iterated
+Per voxel the muons are weighted by their PoCA probability for that voxel, their muon
+weight, and the inverse variance of their own estimate, ``1 / (sigma^2 + m)^2`` (a muon
+measured with m >> sigma^2, e.g. a 100 GeV muon under a 100 um tracker, carries almost no
+information on sigma^2 and would otherwise swamp a voxel with noise). The core width is
+estimated as Highland defines it, from the central 98 %: the weighted second moment of the
+projections with ``|u| < 2.326 sqrt(sigma^2 + m)``, corrected for the truncation
+(``E[u^2 | |u| < k s] = s^2 (1 - 2 k phi(k) / (2 Phi(k) - 1))``), iterated with the weights
 from the plain second moment. ``g(t) = sigma^2`` is then solved for t by Newton's method in
 ln t (the log term kept), with the gradient attached through the final step (implicit
 function theorem), and ``X0 = L / t`` with L the voxel's weighted mean path through the volume.
@@ -22,8 +25,9 @@ The path L is each muon's whole path through the passive volume: a muon's deflec
 sum of its scatters everywhere along it, so on a uniform block every muon sees ``t = L / X0``
 exactly, whatever voxel its PoCA falls in. Elsewhere this is the standard PoCA approximation.
 
-Uncertainty: from the weighted variance of the per-muon ``u^2`` (the effective number of muons
-``(sum w)^2 / sum w^2``), propagated through ``dt/dsigma^2 = 1 / g'(t)``.
+Uncertainty: the sandwich variance of the weighted mean, ``sum W^2 (x - sigma^2)^2 / (sum W)^2``
+over the projections used (no Gaussian assumption), propagated through ``dt/dsigma^2 = 1 / g'(t)``.
+A test checks it against the spread of repeated reconstructions.
 """
 
 from __future__ import annotations
@@ -35,15 +39,18 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from mutomo.reco.maps import ScatterData, VoxelMap
 from mutomo.reco.poca import Scatters
 from mutomo.reco.track_fit import Tracks
-from mutomo.reco.voxelise import VoxelWeights, scatter_sum
+from mutomo.reco.voxelise import VoxelWeights, extended_poca, poca_voxel_weights, scatter_sum
 from mutomo.units import HIGHLAND_E0, HIGHLAND_LOG_COEFF, MUON_MASS
 from mutomo.volume.grid import PassiveVolume
 from mutomo.volume.scattering import highland_g
 
 # Central 98 %: |u| < k sigma with k = Phi^-1(0.99).
 CORE_K = 2.3263478740408408
+# Smallest g(t) used to weight muons (t ~ 1e-3: 0.4 mm of lead, 36 cm of water).
+SIGMA2_FLOOR = 1e-3
 
 
 def _truncation_factor(k: float) -> float:
@@ -159,23 +166,31 @@ class HighlandX0Inferrer:
         sum_w = scatter_sum(idx, w, size)
         safe = sum_w.clamp(min=1e-30)
         mean_path = scatter_sum(idx, w * path[:, None], size) / safe
-        # Plain second moment, then truncated moments at +-k sigma of the current estimate.
-        excess = (u2 - m2).mean(-1)[:, None]  # (mu, 1): per-muon estimate of g(t), unbiased if Gaussian
+        # Start: the plain weighted second moment (an unbiased estimate of g(t) if Gaussian).
+        excess = (u2 - m2).mean(-1)[:, None]  # (mu, 1)
         sigma2 = scatter_sum(idx, w * excess, size) / safe
+        m_bar = m2.mean(-1)[:, None]  # (mu, 1)
         factor = _truncation_factor(CORE_K)
+        # Each projection is N(0, sigma^2 + m): weight a muon by the inverse variance of its
+        # estimate, 1 / (sigma^2 + m)^2, keep the central 98 % and correct the truncated moment.
+        # The weights stay on the graph, so the gradient is that of the estimate actually computed.
+        est = (u2[:, None, :] / factor - m2[:, None, :]) if self.truncation_passes else (u2 - m2)[:, None, :]
+        big_w = w[..., None] * torch.ones_like(u2[:, None, :])
         for _ in range(self.truncation_passes):
-            # Each projection is N(0, sigma^2 + m); keep the central 98 % of that, correct the moment.
-            total_var = sigma2.clamp(min=0.0)[idx][..., None] + m2[:, None, :]  # (mu, W, 2)
+            s2 = sigma2.clamp(min=SIGMA2_FLOOR)[idx]  # (mu, W)
+            total_var = s2[..., None] + m2[:, None, :]  # (mu, W, 2)
             keep = (u2[:, None, :] < CORE_K**2 * total_var).to(w.dtype)
-            num = scatter_sum(idx, (w[..., None] * keep * (u2[:, None, :] / factor - m2[:, None, :])).sum(-1), size)
-            den = scatter_sum(idx, (w[..., None] * keep).sum(-1), size)
+            big_w = (w / (s2 + m_bar) ** 2)[..., None] * keep  # (mu, W, 2)
+            num = scatter_sum(idx, (big_w * est).sum(-1), size)
+            den = scatter_sum(idx, big_w.sum(-1), size)
             sigma2 = num / den.clamp(min=1e-30)
         t = highland_inverse(sigma2)
         x0 = mean_path / t
-        # Statistical uncertainty of sigma^2 from the spread of u^2 and the effective muon count.
-        spread = scatter_sum(idx, w * (excess - sigma2[idx]) ** 2, size) / safe
-        n_eff = sum_w**2 / scatter_sum(idx, w**2, size).clamp(min=1e-30)
-        sigma2_err = torch.sqrt(spread / n_eff.clamp(min=1.0))
+        # Statistical uncertainty of sigma^2: sandwich estimate over the projections used,
+        # var = sum W^2 (x - sigma^2)^2 / (sum W)^2, which needs no Gaussian assumption.
+        dev2 = (est - sigma2[idx][..., None]) ** 2
+        sum_big = scatter_sum(idx, big_w.sum(-1), size)
+        sigma2_err = torch.sqrt(scatter_sum(idx, (big_w**2 * dev2).sum(-1), size)) / sum_big.clamp(min=1e-30)
         c = 1 + HIGHLAND_LOG_COEFF * torch.log(t)
         t_err = sigma2_err / (c * (c + 2 * HIGHLAND_LOG_COEFF))
         x0_err = x0 * t_err / t
@@ -185,4 +200,40 @@ class HighlandX0Inferrer:
             x0=torch.where(measured, x0, zero).reshape(volume.shape),
             uncertainty=torch.where(measured, x0_err, zero).reshape(volume.shape),
             weight=sum_w.reshape(volume.shape),
+        )
+
+
+class PocaX0:
+    """PoCA-based X0 reconstruction as a pluggable voxel method.
+
+    Args:
+        extended: spread each muon over the voxels around its PoCA by its Gaussian uncertainty
+            (:func:`~mutomo.reco.extended_poca`); ``False``: all of it in its PoCA voxel.
+        half_width: extended-PoCA window half-width in voxels.
+        inferrer: the per-voxel X0 inference (default :class:`HighlandX0Inferrer`).
+    """
+
+    def __init__(self, extended: bool = True, half_width: int = 1, inferrer: X0Inferrer | None = None) -> None:
+        self.extended = extended
+        self.half_width = half_width
+        self.inferrer: X0Inferrer = inferrer if inferrer is not None else HighlandX0Inferrer()
+        self.name = "extended_poca_x0" if extended else "poca_x0"
+
+    def __call__(self, data: ScatterData, volume: PassiveVolume) -> VoxelMap:
+        """Infer X0 per voxel; the score is 1/X0 (m^-1)."""
+        sc = data.scatters
+        if self.extended:
+            voxels = extended_poca(sc.poca, sc.poca_covariance, data.weight, volume, self.half_width)
+        else:
+            voxels = poca_voxel_weights(sc.poca, data.weight, volume)
+        estimate = self.inferrer(sc, data.incoming, data.outgoing, data.momentum, voxels, volume)
+        measured = estimate.x0 > 0
+        score = torch.where(measured, 1 / torch.where(measured, estimate.x0, torch.ones_like(estimate.x0)), 0.0)
+        return VoxelMap(
+            method=self.name,
+            score=score,
+            weight=estimate.weight,
+            measured=measured,
+            x0=estimate.x0,
+            uncertainty=estimate.uncertainty,
         )

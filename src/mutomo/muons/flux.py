@@ -116,6 +116,24 @@ class TabulatedFlux:
         self._cdf = torch.from_numpy(np.cumsum(total.ravel()) / total.sum())
         self._plus_fraction = torch.from_numpy((plus / total).ravel())
         self._n_logp = n_logp
+        p_centres = np.exp(lp)
+        #: Mean momentum (GeV/c) of the muons of each cos(theta) row of the table.
+        self._row_mean_p = torch.from_numpy((total * p_centres).sum(1) / total.sum(1))
+        self._cos_centres = torch.from_numpy(c)
+
+    def mean_momentum(self, cos_theta: Tensor) -> Tensor:
+        """Mean momentum (GeV/c) of the tabulated muons at zenith ``cos_theta`` ``(mu,)``.
+
+        Linear interpolation between the rows of the table (clamped at its ends): the expected
+        momentum of a muon given its measured direction, within the table's momentum range.
+        """
+        table = self._row_mean_p.to(cos_theta)
+        centres = self._cos_centres.to(cos_theta)
+        x = cos_theta.detach().clamp(float(centres[0]), float(centres[-1])).contiguous()
+        hi = torch.searchsorted(centres, x).clamp(1, centres.numel() - 1)
+        lo = hi - 1
+        frac = (x - centres[lo]) / (centres[hi] - centres[lo])
+        return table[lo] + frac * (table[hi] - table[lo])
 
     def sample(
         self,

@@ -1,5 +1,9 @@
 """Reconstruction: track fits, scatter quantities (PoCA) and voxel assignment."""
 
+from mutomo.reco.asr import AngleStatisticsReconstruction, triggered_voxels
+from mutomo.reco.bca import BinnedClustering
+from mutomo.reco.maps import ScatterData, VoxelMap, VoxelMethod, measure
+from mutomo.reco.momentum import ConstantMomentum, FluxMeanMomentum, MomentumEstimator
 from mutomo.reco.poca import Scatters, compute_scatters
 from mutomo.reco.track_fit import Tracks, at_least_two, fit_tracks
 from mutomo.reco.voxelise import (
@@ -13,6 +17,16 @@ from mutomo.reco.voxelise import (
 )
 
 __all__ = [
+    "AngleStatisticsReconstruction",
+    "BinnedClustering",
+    "ConstantMomentum",
+    "FluxMeanMomentum",
+    "MomentumEstimator",
+    "ScatterData",
+    "VoxelMap",
+    "VoxelMethod",
+    "measure",
+    "triggered_voxels",
     "Scatters",
     "Tracks",
     "VoxelWeights",

@@ -29,6 +29,8 @@ from mutomo.reco.track_fit import Tracks
 from mutomo.volume.grid import PassiveVolume
 
 SQRT2 = math.sqrt(2.0)
+# Window probability below which extended PoCA falls back to the nearest voxel.
+FAR_OUTSIDE = 1e-6
 
 
 def voxel_indices(points: Tensor, volume: PassiveVolume) -> tuple[Tensor, Tensor]:
@@ -170,8 +172,16 @@ def extended_poca(
     prob = prob * valid
     box_low = origin.expand_as(points)
     box_high = box_low + size * torch.tensor(volume.shape, dtype=points.dtype, device=points.device)
-    in_volume = box_probability(points, covariance, box_low, box_high).clamp(min=1e-12)
-    return VoxelWeights(voxel=flat_index(cells, volume.shape), weight=prob * (weight / in_volume)[:, None])
+    in_volume = box_probability(points, covariance, box_low, box_high)
+    window = prob.sum(-1)
+    # A row never sums to more than 1 (the two Mendell-Elston approximations can disagree by a
+    # little); a PoCA so far outside that its window holds < 1e-6 of its probability goes,
+    # whole, to its nearest voxel (binned PoCA), instead of being divided by ~0.
+    far = window < FAR_OUTSIDE
+    norm = torch.maximum(in_volume, window).clamp(min=FAR_OUTSIDE)
+    centre_slot = (offsets == 0).all(-1).to(points.dtype)  # (W,)
+    share = torch.where(far[:, None], centre_slot.expand_as(prob), prob / norm[:, None])
+    return VoxelWeights(voxel=flat_index(cells, volume.shape), weight=share * weight[:, None])
 
 
 def poca_voxel_weights(points: Tensor, weight: Tensor, volume: PassiveVolume) -> VoxelWeights:

@@ -1,0 +1,109 @@
+"""What every voxel reconstruction method consumes and produces, so that methods are pluggable.
+
+:func:`measure` turns hits into :class:`ScatterData` (track fits on both sides, deflections and
+PoCA, the muon momenta, and the selection weight of muons that crossed the volume). A
+:class:`VoxelMethod` turns that into a :class:`VoxelMap`. The methods shipped are PoCA with
+Highland X0 inference (:class:`mutomo.inference.PocaX0`, binned or extended), angle statistics
+reconstruction (:class:`mutomo.reco.asr.AngleStatisticsReconstruction`) and binned clustering
+(:class:`mutomo.reco.bca.BinnedClustering`); any object with a ``name`` and the same call works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from mutomo.detector.panel import Hits
+from mutomo.reco.momentum import MomentumEstimator
+from mutomo.reco.poca import Scatters, compute_scatters
+from mutomo.reco.track_fit import Tracks, fit_tracks
+from mutomo.reco.voxelise import crosses_volume
+from mutomo.units import HIGHLAND_E0, MUON_MASS
+from mutomo.volume.grid import PassiveVolume
+
+
+@dataclass(frozen=True)
+class ScatterData:
+    """Reconstructed muons, ready for a voxel method.
+
+    Attributes:
+        incoming, outgoing: tracks above and below the volume (reference planes at its faces).
+        scatters: deflections and PoCA.
+        momentum: ``(mu,)`` momenta used (GeV/c): truth or an estimate.
+        weight: ``(mu,)`` muon weight: both tracks measured (probability) times the incoming
+            muon weight times 1 if the tracks cross the volume's top and bottom faces.
+    """
+
+    incoming: Tracks
+    outgoing: Tracks
+    scatters: Scatters
+    momentum: Tensor
+    weight: Tensor
+
+    @property
+    def normalised_deflection(self) -> Tensor:
+        """``(mu,)`` ``u = theta beta p / 13.6 MeV``: the 3D deflection in units of the Highland
+        width of one radiation length, ~ sqrt(L / X0) whatever the momentum."""
+        p = self.momentum
+        beta_p = p**2 / torch.sqrt(p**2 + MUON_MASS**2)
+        return self.scatters.theta * beta_p / HIGHLAND_E0
+
+
+@dataclass(frozen=True)
+class VoxelMap:
+    """A per-voxel reconstruction.
+
+    Attributes:
+        method: name of the method that made it.
+        score: ``(nx, ny, nz)``; higher means more scattering (1/X0 in m^-1 for X0 methods,
+            the deflection quantile for ASR, ``-median ln m`` for BCA); 0 where unmeasured.
+        weight: ``(nx, ny, nz)`` muon weight that informed each voxel.
+        measured: ``(nx, ny, nz)`` bool, voxels with enough muons for a score.
+        x0: ``(nx, ny, nz)`` radiation length (m) for methods that infer it, else ``None``.
+        uncertainty: one standard deviation of ``x0`` (m), else ``None``.
+    """
+
+    method: str
+    score: Tensor
+    weight: Tensor
+    measured: Tensor
+    x0: Tensor | None = None
+    uncertainty: Tensor | None = None
+
+
+class VoxelMethod(Protocol):
+    """A voxel reconstruction: ``method(data, volume) -> VoxelMap``."""
+
+    name: str
+
+    def __call__(self, data: ScatterData, volume: PassiveVolume) -> VoxelMap: ...
+
+
+def measure(
+    hits_above: Hits,
+    hits_below: Hits,
+    volume: PassiveVolume,
+    momentum: Tensor | MomentumEstimator,
+    muon_weight: Tensor | None = None,
+    covariance: bool = True,
+) -> ScatterData:
+    """Fit both sides, compute deflections and PoCA, and select muons crossing the volume.
+
+    Args:
+        hits_above, hits_below: hits on the panels above and below the volume.
+        volume: the passive volume (its faces are the track reference planes).
+        momentum: ``(mu,)`` momenta (GeV/c), or an estimator called on the fitted tracks.
+        muon_weight: optional ``(mu,)`` weight of each muon (e.g. 0 for muons that stopped).
+        covariance: compute the PoCA covariance (needed by extended PoCA).
+    """
+    incoming = fit_tracks(hits_above, volume.z_high, muon_weight)
+    outgoing = fit_tracks(hits_below, volume.z_low)
+    scatters = compute_scatters(incoming, outgoing, 0.5 * (volume.z_low + volume.z_high), covariance=covariance)
+    p = momentum if isinstance(momentum, Tensor) else momentum(incoming, outgoing)
+    if p.shape != scatters.theta.shape:
+        raise ValueError(f"momentum must have shape {tuple(scatters.theta.shape)} (one per muon); got {tuple(p.shape)}")
+    weight = scatters.weight * crosses_volume(incoming, outgoing, volume)
+    return ScatterData(incoming=incoming, outgoing=outgoing, scatters=scatters, momentum=p, weight=weight)
