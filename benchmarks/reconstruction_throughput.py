@@ -1,14 +1,17 @@
-"""Throughput of reconstruction: track fits + PoCA + voxel assignment (+ X0 inference).
+"""Throughput and memory of reconstruction, from hits to a per-voxel map.
 
 Set-up: as in simulation_throughput.py (1 m iron cube in 10 cm voxels, 4 + 4 panels, GCCLY15
-muons up to 45 deg). The hits are simulated once per size, outside the timing. Two chains:
+muons up to 45 deg). The hits are simulated once per row, outside the timing. Chains:
 
-* "poca+bin": both track fits, PoCA (no covariance), binned voxel assignment;
-* "full": fits, PoCA with its propagated covariance, extended PoCA over 3x3x3 voxels, and the
-  Highland X0 inference per voxel.
+* ``poca+bin``: both track fits, PoCA (no covariance), binned voxel assignment;
+* ``poca+x0``: fits, PoCA, binned assignment and the Highland X0 inference per voxel;
+* ``extended+x0``: fits, PoCA with its propagated covariance, extended PoCA over 3x3x3 voxels
+  and the Highland X0 inference;
+* ``asr``: fits, deflections, ASR voxel triggering and per-voxel median;
+* ``bca``: fits, PoCA, binned clustering (30 PoCAs per voxel).
 
-forward+backward adds the backward pass of the sum of the inferred X0 (or of the binned
-weights) to every panel parameter.
+forward+backward adds the backward pass of the sum of the map to every panel parameter. Each
+row runs in a fresh process, so its peak RSS (which includes simulating its hits) is its own.
 
 Usage: python benchmarks/reconstruction_throughput.py [--muons 10000 100000 1000000] [--threads 2]
 """
@@ -16,64 +19,95 @@ Usage: python benchmarks/reconstruction_throughput.py [--muons 10000 100000 1000
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
-from simulation_throughput import build
 
-from mutomo.inference import HighlandX0Inferrer
-from mutomo.reco import binned_poca, compute_scatters, crosses_volume, extended_poca, fit_tracks
-from mutomo.simulate import simulate
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from simulation_throughput import build  # noqa: E402
+
+from mutomo.inference import PocaX0  # noqa: E402
+from mutomo.reco import (  # noqa: E402
+    AngleStatisticsReconstruction,
+    BinnedClustering,
+    binned_poca,
+    measure,
+)
+from mutomo.simulate import simulate  # noqa: E402
+
+CHAINS = ("poca+bin", "poca+x0", "extended+x0", "asr", "bca")
 
 
-def chain(result, volume, full: bool) -> torch.Tensor:
-    tin = fit_tracks(result.hits_above, volume.z_high, result.muons_in.weight)
-    tout = fit_tracks(result.hits_below, volume.z_low)
-    z_mid = 0.5 * (volume.z_low + volume.z_high)
-    sc = compute_scatters(tin, tout, z_mid, covariance=full)
-    weight = sc.weight * crosses_volume(tin, tout, volume)
-    if not full:
-        return binned_poca(sc.poca, weight, volume, values=sc.theta).sum()
-    voxels = extended_poca(sc.poca, sc.poca_covariance, weight, volume)
+def chain(name: str, result, volume) -> torch.Tensor:
     momentum = 0.5 * (result.muons_in.momentum + result.muons_out.momentum)
-    return HighlandX0Inferrer()(sc, tin, tout, momentum, voxels, volume).x0.sum()
+    data = measure(result.hits_above, result.hits_below, volume, momentum, covariance=name == "extended+x0")
+    if name == "poca+bin":
+        return binned_poca(data.scatters.poca, data.weight, volume, values=data.scatters.theta).sum()
+    method = {
+        "poca+x0": PocaX0(extended=False),
+        "extended+x0": PocaX0(),
+        "asr": AngleStatisticsReconstruction(),
+        "bca": BinnedClustering(),
+    }[name]
+    return method(data, volume).score.sum()
 
 
-def timed(n: int, full: bool, backward: bool, repeats: int) -> float:
+def one(name: str, n: int, repeats: int) -> dict[str, float]:
     detector, volume, source = build()
     result = simulate(detector, volume, source, n, torch.Generator().manual_seed(0))
-    best = float("inf")
-    for _ in range(repeats):
-        detector.zero_grad()
-        start = time.perf_counter()
-        value = chain(result, volume, full)
-        if backward:
-            value.backward(retain_graph=True)
-        best = min(best, time.perf_counter() - start)
-    return best
+    chain(name, result, volume).backward(retain_graph=True)  # warm-up: first-touch allocations are not timed
+    detector.zero_grad()
+    times = {}
+    for backward in (False, True):
+        best = float("inf")
+        for _ in range(repeats):
+            detector.zero_grad()
+            start = time.perf_counter()
+            value = chain(name, result, volume)
+            if backward:
+                value.backward(retain_graph=True)
+            best = min(best, time.perf_counter() - start)
+            del value  # free this graph before the next repeat builds its own
+        times["backward" if backward else "forward"] = best
+    times["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--muons", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--chains", nargs="+", default=list(CHAINS), choices=CHAINS)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--full-max", type=int, default=100_000, help="largest size for the full chain (memory)")
+    parser.add_argument("--one", nargs=2, metavar=("CHAIN", "MUONS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.one:
+        print(json.dumps(one(args.one[0], int(args.one[1]), args.repeats)))
+        return
     print(f"# {torch.get_num_threads()} threads, torch {torch.__version__}")
     print("| chain | muons | forward (muons/s) | forward+backward (muons/s) | peak RSS (MiB) |")
     print("|---|---:|---:|---:|---:|")
-    for full in (False, True):
+    for name in args.chains:
         for n in args.muons:
-            if full and n > args.full_max:
+            cmd = [sys.executable, __file__, "--one", name, str(n)]
+            cmd += ["--threads", str(args.threads), "--repeats", str(args.repeats)]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode != 0:
+                lines = out.stderr.strip().splitlines()
+                why = lines[-1] if lines else f"exit status {out.returncode} (killed: out of memory?)"
+                print(f"| {name} | {n:,} | failed: {why} | | |", flush=True)
                 continue
-            fwd = timed(n, full, False, args.repeats)
-            bwd = timed(n, full, True, args.repeats)
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            name = "full" if full else "poca+bin"
-            print(f"| {name} | {n:,} | {n / fwd:,.0f} | {n / bwd:,.0f} | {rss:,.0f} |", flush=True)
+            t = json.loads(out.stdout.strip().splitlines()[-1])
+            print(
+                f"| {name} | {n:,} | {n / t['forward']:,.0f} | {n / t['backward']:,.0f} | {t['rss_mib']:,.0f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

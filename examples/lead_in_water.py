@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from mutomo.detector import Detector, DetectorPanel
-from mutomo.inference import HighlandX0Inferrer
+from mutomo.inference import PocaX0
 from mutomo.muons import FluxSource, TabulatedFlux, exposure_time
 from mutomo.plotting.x0 import x0_slices
-from mutomo.reco import compute_scatters, crosses_volume, extended_poca, fit_tracks
+from mutomo.reco import AngleStatisticsReconstruction, BinnedClustering, measure
 from mutomo.simulate import acceptance_plane, simulate
 from mutomo.volume import PassiveVolume
 
@@ -33,18 +33,20 @@ def main(output: Path) -> None:
     source = FluxSource(acceptance_plane(detector, math.radians(40)), TabulatedFlux(theta_max=math.radians(40)))
     n = 400_000
     result = simulate(detector, volume, source, n, torch.Generator().manual_seed(0))
-    incoming = fit_tracks(result.hits_above, volume.z_high, result.muons_in.weight)
-    outgoing = fit_tracks(result.hits_below, volume.z_low)
-    scatters = compute_scatters(incoming, outgoing, 0.5 * (volume.z_low + volume.z_high))
-    weight = scatters.weight * crosses_volume(incoming, outgoing, volume)
-    voxels = extended_poca(scatters.poca, scatters.poca_covariance, weight, volume)
-    momentum = 0.5 * (result.muons_in.momentum + result.muons_out.momentum)  # truth; see the inferrer docs
-    estimate = HighlandX0Inferrer()(scatters, incoming, outgoing, momentum, voxels, volume)
+    # Truth momentum (mean of entry and exit); see mutomo.reco.momentum for estimates without it.
+    momentum = 0.5 * (result.muons_in.momentum + result.muons_out.momentum)
+    data = measure(result.hits_above, result.hits_below, volume, momentum, result.muons_in.weight)
+    estimate = PocaX0(extended=True)(data, volume)
+    assert estimate.x0 is not None
     x0 = estimate.x0.detach().numpy()
     is_lead = volume.x0.numpy() < 0.01
     print(f"{n:,} muons = {exposure_time(n, source) / 60:.1f} min of exposure")
     lead, water = np.median(x0[is_lead]), np.median(x0[~is_lead])
     print(f"median inferred X0: lead voxels {lead:.4f} m (true 0.0056), water voxels {water:.3f} m (true 0.361)")
+    for method in (AngleStatisticsReconstruction(), BinnedClustering()):
+        vmap = method(data, volume)
+        best = int(torch.where(vmap.measured, vmap.score, -torch.inf).argmax())
+        print(f"{method.name}: highest-scoring voxel is {'lead' if is_lead.reshape(-1)[best] else 'water'}")
     z_edges = volume.z_low + 0.1 * np.arange(volume.shape[2] + 1)
     path = x0_slices(output, x0, volume.x_range, volume.y_range, z_edges, truth=volume.x0.numpy())
     print(f"wrote {path}")
