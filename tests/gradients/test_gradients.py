@@ -141,10 +141,9 @@ def test_no_nan_for_muons_missing_or_grazing_panels():
     assert bool(torch.isfinite(centre.grad).all())
 
 
-def reco_quantity(resolution: float, z_top: float) -> tuple[torch.Tensor, Detector]:
-    """Extended-PoCA weight of high-angle scatters in the central voxels, with fixed draws."""
-    from mutomo.reco import compute_scatters, extended_poca, fit_tracks
-
+def lead_in_water_run(resolution: float, z_top: float):
+    """A lead block in water seen by 3 + 3 panels, the top one's resolution and centre trainable;
+    fixed draws, float64. Returns (simulation result, volume, detector)."""
     volume = PassiveVolume.uniform("water", (1.0, 1.0, 0.4), 0.1, z_low=0.4, dtype=D).with_box(
         "lead", (0.3, 0.3, 0.5), (0.7, 0.7, 0.7)
     )
@@ -156,7 +155,14 @@ def reco_quantity(resolution: float, z_top: float) -> tuple[torch.Tensor, Detect
     below = [DetectorPanel((0.5, 0.5, zz), (1.2, 1.2), 1e-3, 0.9, dtype=D) for zz in (0.3, 0.2, 0.1)]
     det = Detector(above, below, smoothness=0.02)
     source = FluxSource(GenerationPlane(1.3, (-0.1, 1.1), (-0.1, 1.1)), TabulatedFlux(momentum_range=(0.5, 50.0)))
-    r = simulate(det, volume, source, 3000, torch.Generator().manual_seed(9))
+    return simulate(det, volume, source, 3000, torch.Generator().manual_seed(9)), volume, det
+
+
+def reco_quantity(resolution: float, z_top: float) -> tuple[torch.Tensor, Detector]:
+    """Extended-PoCA weight of high-angle scatters in the central voxels, with fixed draws."""
+    from mutomo.reco import compute_scatters, extended_poca, fit_tracks
+
+    r, volume, det = lead_in_water_run(resolution, z_top)
     tin = fit_tracks(r.hits_above, volume.z_high, r.muons_in.weight)
     tout = fit_tracks(r.hits_below, volume.z_low)
     sc = compute_scatters(tin, tout, 0.6)
@@ -184,21 +190,10 @@ def test_reconstructed_quantity_gradient_matches_finite_differences():
 
 
 def scatter_data(resolution: float, z_top: float):
-    """ScatterData (and the detector) for a lead block in water, fixed draws, float64."""
+    """ScatterData (and the detector) of :func:`lead_in_water_run`."""
     from mutomo.reco import measure
 
-    volume = PassiveVolume.uniform("water", (1.0, 1.0, 0.4), 0.1, z_low=0.4, dtype=D).with_box(
-        "lead", (0.3, 0.3, 0.5), (0.7, 0.7, 0.7)
-    )
-    res = nn.Parameter(torch.tensor([resolution], dtype=D))
-    z = nn.Parameter(torch.tensor([0.5, 0.5, z_top], dtype=D))
-    above = [DetectorPanel(z, (1.2, 1.2), res, 0.9, dtype=D)] + [
-        DetectorPanel((0.5, 0.5, zz), (1.2, 1.2), 1e-3, 0.9, dtype=D) for zz in (1.0, 0.9)
-    ]
-    below = [DetectorPanel((0.5, 0.5, zz), (1.2, 1.2), 1e-3, 0.9, dtype=D) for zz in (0.3, 0.2, 0.1)]
-    det = Detector(above, below, smoothness=0.02)
-    source = FluxSource(GenerationPlane(1.3, (-0.1, 1.1), (-0.1, 1.1)), TabulatedFlux(momentum_range=(0.5, 50.0)))
-    r = simulate(det, volume, source, 3000, torch.Generator().manual_seed(9))
+    r, volume, det = lead_in_water_run(resolution, z_top)
     return measure(r.hits_above, r.hits_below, volume, r.muons_in.momentum, r.muons_in.weight), volume, det
 
 
