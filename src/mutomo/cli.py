@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +14,7 @@ import numpy as np
 import torch
 
 from mutomo.detector import Detector, DetectorPanel
+from mutomo.io.config import RunConfig
 from mutomo.muons import FluxSource, TabulatedFlux, exposure_time
 from mutomo.simulate import acceptance_plane, simulate
 from mutomo.volume import PassiveVolume
@@ -87,6 +90,58 @@ def run_demo(output: Path, n_muons: int = 200_000, seed: int = 0) -> dict[str, f
     return summary
 
 
+def _x0_figure(run_dir: Path, config: RunConfig, n_muons: int) -> Path | None:
+    """Inferred X0 slices of a mid-range test volume seen by the optimised design."""
+    import json
+
+    from mutomo.inference import PocaX0
+    from mutomo.optimise.design import DetectorDesign
+    from mutomo.optimise.run import build_task
+    from mutomo.plotting.x0 import x0_slices
+    from mutomo.reco import measure
+
+    if n_muons <= 0:
+        return None
+    task = build_task(config)
+    design = DetectorDesign.from_description(json.loads((run_dir / "design_final.json").read_text()))
+    target = task.targets[len(task.targets) // 2]
+    volume = task.volume(target)
+    with torch.no_grad():
+        r = simulate(design.detector(), volume, task.source, n_muons, torch.Generator().manual_seed(7))
+        p = 0.5 * (r.muons_in.momentum + r.muons_out.momentum)
+        data = measure(r.hits_above, r.hits_below, volume, p, r.muons_in.weight * (r.muons_out.weight > 0))
+        vmap = PocaX0()(data, volume)
+    assert vmap.x0 is not None
+    z_edges = volume.z_low + volume.voxel_size[2] * np.arange(volume.shape[2] + 1)
+    return x0_slices(
+        run_dir / "figures" / "x0_slices.png",
+        vmap.x0.numpy(),
+        volume.x_range,
+        volume.y_range,
+        z_edges,
+        truth=volume.x0.numpy(),
+    )
+
+
+def _report(run_dir: Path) -> Path:
+    from mutomo.io.config import parse_config
+    from mutomo.optimise.run import build_task
+    from mutomo.plotting.report import write_report
+
+    config = parse_config(json.loads((run_dir / "config.json").read_text()), str(run_dir / "config.json"))
+    volume = build_task(config).volume(build_task(config).targets[0])
+    box = (*volume.x_range, *volume.y_range, volume.z_low, volume.z_high)
+    (run_dir / "figures").mkdir(exist_ok=True)
+    extra = _x0_figure(run_dir, config, config.output.x0_muons)
+    return write_report(run_dir, box, [extra] if extra is not None else None)
+
+
+def _print_evaluations(evaluations: dict) -> None:
+    print(f"{'design':20s} {'MSE (m^2)':>22s} {'cost':>8s}")
+    for name, e in evaluations.items():
+        print(f"{name:20s} {e['mse']:11.3e} +- {e['mse_error']:.1e} {e['design']['cost']:8.0f}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mutomo", description="Differentiable muon tomography detector design")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,11 +149,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--output", type=Path, default=Path("demo_output"), help="folder for the figure")
     demo.add_argument("--muons", type=int, default=200_000, help="muons per material (>= 1)")
     demo.add_argument("--seed", type=int, default=0)
+    opt = sub.add_parser("optimise", help="optimise a detector for a task (TOML or YAML configuration)")
+    opt.add_argument("config", type=Path)
+    opt.add_argument("--output", type=Path, default=None, help="run directory (default: output.directory)")
+    opt.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in the run directory")
+    opt.add_argument("--no-report", action="store_true", help="skip the figures and report.html")
+    ev = sub.add_parser("evaluate", help="evaluate a saved design (JSON) on a task's test volumes")
+    ev.add_argument("design", help="design JSON file, or the name of a built-in design of the task")
+    ev.add_argument("--config", type=Path, default=None, help="configuration for the task and evaluation settings")
+    rep = sub.add_parser("report", help="(re)write the figures and report.html of a run directory")
+    rep.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
     if args.command == "demo":
         if args.muons < 1:
             parser.error(f"--muons must be >= 1; got {args.muons}")
         run_demo(args.output, args.muons, args.seed)
+        return 0
+    from mutomo.io.config import ConfigError, RunConfig, load_config
+
+    try:
+        if args.command == "optimise":
+            from mutomo.optimise.run import run
+
+            config = load_config(args.config)
+            run_dir = args.output if args.output is not None else Path(config.output.directory)
+            start = time.perf_counter()
+            evaluations = run(config, run_dir, resume=not args.fresh)
+            _print_evaluations(evaluations)
+            if not args.no_report:
+                print(f"report: {_report(run_dir)}")
+            print(f"run directory {run_dir}; {time.perf_counter() - start:.0f} s")
+        elif args.command == "evaluate":
+            from mutomo.optimise.design import DetectorDesign
+            from mutomo.optimise.evaluate import evaluate
+            from mutomo.optimise.run import build_task
+
+            config = load_config(args.config) if args.config is not None else RunConfig()
+            task = build_task(config)
+            builtin = task.designs()
+            if args.design in builtin:
+                design = builtin[args.design]
+            elif Path(args.design).exists():
+                design = DetectorDesign.from_description(json.loads(Path(args.design).read_text()))
+            else:
+                raise ConfigError(f"design: {args.design!r} is neither a file nor a built-in design {sorted(builtin)}")
+            e = config.evaluation
+            result = evaluate(design, task, e.n_volumes, e.n_muons, e.calibration_per_target, e.seed)
+            _print_evaluations({args.design: {**result.__dict__, "design": design.describe()}})
+        elif args.command == "report":
+            print(f"report: {_report(args.run_dir)}")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -176,3 +176,18 @@ def test_extended_poca_rows_hold_the_in_volume_probability():
     )
     with pytest.raises(ValueError, match="half_width"):
         extended_poca(pts, cov, torch.ones(3, dtype=D), vol, half_width=-1)
+
+
+def test_fit_is_finite_when_panels_share_one_height():
+    """Panels pushed onto one height (e.g. a bound) leave no lever arm: finite values, huge slope variance."""
+    z = torch.tensor([1.42, 1.42, 1.42], dtype=D)
+    true_xy = torch.rand(3, 5, 2, dtype=D)
+    tracks = fit_tracks(
+        make_hits(
+            true_xy, z, torch.full((3,), 1e-4, dtype=D), torch.ones(3, 5, dtype=D), torch.zeros(3, 5, 2, dtype=D)
+        ),
+        z_ref=1.4,
+    )
+    for value in (tracks.xy, tracks.slope, tracks.covariance):
+        assert bool(torch.isfinite(value).all())
+    assert float(tracks.covariance[0, 2, 2]) > 1.0

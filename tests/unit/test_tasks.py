@@ -55,8 +55,8 @@ def test_poca_height_is_the_precision_weighted_mean():
     # The floor: with min_sigma = 3 cm all three count equally (times their muon weight).
     floored = (weight * torch.tensor([0.6, 1.0, 1.4], dtype=D)).sum() / weight.sum()
     assert float(poca_height(scatter_data(poca, var_z, weight), volume)) == pytest.approx(float(floored))
-    with pytest.raises(ValueError, match="no muon"):
-        poca_height(scatter_data(poca, var_z, torch.zeros(3, dtype=D)), volume)
+    # No muon: the middle of the volume, not NaN.
+    assert float(poca_height(scatter_data(poca, var_z, torch.zeros(3, dtype=D)), volume)) == pytest.approx(0.9)
 
 
 def voxel_map(score):

@@ -8,7 +8,8 @@ Gaussian errors): ``x(z) = x_ref + t_x (z - z_ref)`` by weighted least squares w
     x_ref = (S2 Sx - S1 Sxz) / D,   t_x = (S0 Sxz - S1 Sx) / D,   D = S0 S2 - S1^2,
     Cov(x_ref, t_x) = [[S2, -S1], [-S1, S0]] / D
 
-(e.g. PDG Review, "Statistics", linear least squares). A tiny floor on the weights keeps
+(e.g. PDG Review, "Statistics", linear least squares), evaluated with moments centred on the
+weighted mean height, which is the same algebra without the cancellation. A tiny floor on the weights keeps
 ``D > 0`` for muons that hit nothing, so values and gradients stay finite; such muons get track
 weight 0 through ``P(at least two hits)``, computed exactly from the ``p_i`` (Poisson-binomial),
 which is differentiable in every panel parameter.
@@ -25,6 +26,8 @@ from mutomo.detector.panel import Hits
 
 # Relative weight given to unrecorded hits so that every fit stays well posed.
 WEIGHT_FLOOR = 1e-6
+# Smallest lever arm (m) of a fit: panels closer together than this count as one height.
+MIN_LEVER_ARM = 1e-6
 
 
 @dataclass(frozen=True)
@@ -94,14 +97,20 @@ def fit_tracks(hits: Hits, z_ref: float, muon_weight: Tensor | None = None) -> T
     inv_var = 1.0 / hits.resolution**2  # (panel,)
     w = (p + WEIGHT_FLOOR) * inv_var[:, None]  # (panel, mu)
     dz = (hits.z - z_ref)[:, None]  # (panel, 1)
+    # Centred moments (numerically stable when panels sit close together): with z_bar the
+    # weighted mean height, slope = sum w (z - z_bar)(x - x_bar) / S2c and the position at z_ref
+    # is x_bar - slope z_bar. S2c is floored at S0 (1 um)^2 so that panels at one height (e.g. all
+    # pushed onto a bound) give a finite, if useless, fit instead of 0/0.
     s0 = w.sum(0)
-    s1 = (w * dz).sum(0)
-    s2 = (w * dz**2).sum(0)
-    det = s0 * s2 - s1**2
-    sx = (w[..., None] * hits.xy).sum(0)  # (mu, 2)
-    sxz = (w[..., None] * hits.xy * dz[..., None]).sum(0)
-    xy = (s2[:, None] * sx - s1[:, None] * sxz) / det[:, None]
-    slope = (s0[:, None] * sxz - s1[:, None] * sx) / det[:, None]
+    z_bar = (w * dz).sum(0) / s0
+    dzc = dz - z_bar  # (panel, mu)
+    s2c = torch.maximum((w * dzc**2).sum(0), s0 * MIN_LEVER_ARM**2)
+    x_bar = (w[..., None] * hits.xy).sum(0) / s0[:, None]  # (mu, 2)
+    slope = (w[..., None] * dzc[..., None] * (hits.xy - x_bar)).sum(0) / s2c[:, None]
+    xy = x_bar - slope * z_bar[:, None]
+    s1 = s0 * z_bar
+    det = s0 * s2c  # = S0 S2 - S1^2
+    s2 = s2c + s0 * z_bar**2
     residual = hits.xy - (xy[None] + slope[None] * dz[..., None])
     chi2 = (p[..., None] * inv_var[:, None, None] * residual**2).sum((0, 2))
     n = xy.shape[0]

@@ -1,0 +1,320 @@
+"""The optimisation loop: one explicit function, extended by passing strategies.
+
+For each epoch :func:`optimise`
+
+1. sets the panel-edge smoothness (annealed geometrically from ``smoothness[0]`` to
+   ``smoothness[1]``) and each group's learning rate (linear warm-up over ``warmup_epochs``);
+2. draws the epoch's training volumes (``volumes_per_epoch``: distinct targets, each twice) and
+   fresh muons from a generator seeded by ``(seed, epoch)``, so any epoch is reproducible on its own;
+3. simulates, reconstructs and infers each volume, computes the loss
+   (:class:`~mutomo.optimise.loss.LossBreakdown`), back-propagates and steps every parameter
+   group's optimiser, then projects the design back into its bounds. A step whose gradients are
+   not finite is skipped (and recorded), so NaN or inf never reaches a parameter;
+4. evaluates the loss on fixed validation volumes (every ``validate_every`` epochs);
+5. records the epoch in the :class:`History` and writes a checkpoint (design, optimisers,
+   history), so that a killed run resumes from its last completed epoch and ends exactly where
+   an uninterrupted run would.
+
+Learning rates are in physical units because the design's parameters are (Adam moves a
+parameter by about its learning rate per step): metres per step for positions, e-folds per step
+for sizes, shares and resolutions. Strategies: ``loss`` (a task loss), ``optimiser`` (a factory
+from parameters and learning rate to a ``torch.optim.Optimizer``, per group), ``stopping`` (a
+:class:`StoppingRule`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from mutomo.optimise.design import PARAMETER_GROUPS, DetectorDesign
+from mutomo.optimise.loss import LossBreakdown, TaskLoss, budget_penalty
+from mutomo.optimise.task import Task, predict_volume
+
+OptimiserFactory = Callable[[Iterable[nn.Parameter], float], torch.optim.Optimizer]
+
+
+def adam(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """The default optimiser for every group."""
+    return torch.optim.Adam(params, lr=lr)
+
+
+OPTIMISERS: dict[str, OptimiserFactory] = {
+    "adam": adam,
+    "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),
+    "rmsprop": lambda params, lr: torch.optim.RMSprop(params, lr=lr),
+}
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Settings of :func:`optimise` (see the module docstring).
+
+    Attributes:
+        epochs: number of epochs.
+        volumes_per_epoch: training volumes per epoch (even: distinct targets, each twice).
+        muons_per_volume: muons simulated per volume.
+        validation_volumes: fixed validation volumes (0: no validation).
+        validate_every: validate every this many epochs (and at the last).
+        seed: seeds every random draw of the run.
+        learning_rates: per parameter group (``PARAMETER_GROUPS``), in the groups' units per step.
+        optimisers: per parameter group, a name in ``OPTIMISERS`` (default ``"adam"``).
+        warmup_epochs: linear learning-rate warm-up length.
+        smoothness: (start, end) panel-edge width (m), annealed geometrically over the run.
+        budget_weight, budget_width: soft-budget penalty (used when the design has no fixed budget).
+        budget: soft budget; ``None`` = the design's cost at the start.
+        resample: draw fresh volumes and muons every epoch (``False``: the epoch-0 sample every
+            epoch, i.e. common random numbers: a deterministic objective, for tests and debugging).
+    """
+
+    epochs: int = 100
+    volumes_per_epoch: int = 8
+    muons_per_volume: int = 1000
+    validation_volumes: int = 16
+    validate_every: int = 10
+    seed: int = 0
+    learning_rates: dict[str, float] = field(
+        default_factory=lambda: {"xy": 0.02, "z": 0.02, "size": 0.05, "resolution": 0.05, "efficiency": 0.05}
+    )
+    optimisers: dict[str, str] = field(default_factory=dict)
+    warmup_epochs: int = 5
+    smoothness: tuple[float, float] = (0.05, 0.005)
+    budget_weight: float = 1.0
+    budget_width: float = 100.0
+    budget: float | None = None
+    resample: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1; got {self.epochs}")
+        if self.volumes_per_epoch < 4 or self.volumes_per_epoch % 2:
+            raise ValueError(f"volumes_per_epoch must be even and >= 4; got {self.volumes_per_epoch}")
+        if self.muons_per_volume < 10:
+            raise ValueError(f"muons_per_volume must be >= 10; got {self.muons_per_volume}")
+        unknown = set(self.learning_rates) - set(PARAMETER_GROUPS)
+        if unknown:
+            raise ValueError(f"learning_rates: unknown group(s) {sorted(unknown)}; allowed {PARAMETER_GROUPS}")
+        bad = {k: v for k, v in self.optimisers.items() if k not in PARAMETER_GROUPS or v not in OPTIMISERS}
+        if bad:
+            raise ValueError(
+                f"optimisers: {bad} not allowed; groups {PARAMETER_GROUPS}, optimisers {sorted(OPTIMISERS)}"
+            )
+        if not all(s > 0 for s in self.smoothness):
+            raise ValueError(f"smoothness must be > 0 m; got {self.smoothness}")
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch did."""
+
+    epoch: int
+    loss: dict[str, float]
+    validation: float | None
+    learning_rates: dict[str, float]
+    smoothness: float
+    skipped_step: bool
+    seconds: float
+    design: dict[str, Any]
+
+
+@dataclass
+class History:
+    """All epochs so far."""
+
+    records: list[EpochRecord] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps([asdict(r) for r in self.records], indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> History:
+        return cls([EpochRecord(**r) for r in json.loads(text)])
+
+
+class StoppingRule(Protocol):
+    """Decides after each epoch whether to stop."""
+
+    def __call__(self, history: History) -> bool: ...
+
+
+class NoImprovement:
+    """Stop when the validation loss has not improved for ``patience`` validations."""
+
+    def __init__(self, patience: int = 5) -> None:
+        self.patience = patience
+
+    def __call__(self, history: History) -> bool:
+        values = [r.validation for r in history.records if r.validation is not None]
+        if len(values) <= self.patience:
+            return False
+        return min(values[-self.patience :]) >= min(values[: -self.patience])
+
+
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """A generator for one epoch's draws, independent of what ran before (resume-safe)."""
+    return torch.Generator().manual_seed(hash((seed, epoch, stream)) % (2**63))
+
+
+def training_targets(task: Task, n: int, generator: torch.Generator) -> list[float]:
+    """``n // 2`` distinct targets, each twice (the spread-over-range loss needs pairs)."""
+    k = min(n // 2, len(task.targets))
+    pick = torch.randperm(len(task.targets), generator=generator)[:k]
+    chosen = [task.targets[int(i)] for i in pick]
+    return [chosen[i % k] for i in range(n)]
+
+
+def batch_loss(
+    design: DetectorDesign,
+    task: Task,
+    targets: Sequence[float],
+    n_muons: int,
+    seed: int,
+    epoch: int,
+    loss: TaskLoss,
+    settings: TrainingSettings,
+    stream: int = 1,
+) -> LossBreakdown:
+    """Loss of a design on a batch of volumes (differentiable in the design)."""
+    detector = design.detector()
+    predictions = torch.stack(
+        [
+            predict_volume(detector, task, t, n_muons, epoch_generator(seed, epoch, stream * 100_000 + i))
+            for i, t in enumerate(targets)
+        ]
+    )
+    task_loss = loss(predictions, torch.tensor(targets, dtype=predictions.dtype))
+    cost = design.cost()
+    if design.budget is None:
+        budget = settings.budget if settings.budget is not None else float("nan")
+        penalty = budget_penalty(cost, budget, settings.budget_width, settings.budget_weight)
+    else:
+        penalty = torch.zeros_like(cost)
+    return LossBreakdown(task=task_loss, budget=penalty, cost=cost)
+
+
+def _checkpoint_path(run_dir: Path) -> Path:
+    return run_dir / "checkpoints" / "last.pt"
+
+
+def save_checkpoint(run_dir: Path, epoch: int, design: DetectorDesign, optimisers: dict, history: History) -> None:
+    """Write the state after ``epoch`` atomically (a killed write leaves the previous one)."""
+    path = _checkpoint_path(run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "epoch": epoch,
+        "design": design.state_dict(),
+        "optimisers": {k: o.state_dict() for k, o in optimisers.items()},
+        "history": history.to_json(),
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def optimise(
+    design: DetectorDesign,
+    task: Task,
+    settings: TrainingSettings,
+    *,
+    loss: TaskLoss | None = None,
+    optimiser: OptimiserFactory | None = None,
+    stopping: StoppingRule | None = None,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> History:
+    """Optimise ``design`` in place for ``task``; returns the history (see the module docstring).
+
+    Args:
+        design: the design to train (its ``trainable`` groups move).
+        task: volumes, muons and inference.
+        settings: epochs, batch sizes, learning rates, warm-up, annealing, seed.
+        loss: task loss (default ``task.loss``).
+        optimiser: factory for every group's optimiser, overriding ``settings.optimisers``.
+        stopping: stopping rule (default: run all epochs).
+        run_dir: where checkpoints go (``run_dir/checkpoints/last.pt``); ``None``: none written.
+        resume: continue from ``run_dir``'s checkpoint if there is one.
+        progress: show a progress bar.
+    """
+    from tqdm.auto import tqdm
+
+    for volume in (task.volume(task.targets[0]),):
+        design.bounds.check_volume(volume)
+    loss_fn = loss if loss is not None else task.loss
+    groups = design.parameter_groups()
+    base_lr = {g: settings.learning_rates.get(g, 0.0) for g in PARAMETER_GROUPS}
+    optimisers = {}
+    for g in design.trainable:
+        factory = optimiser if optimiser is not None else OPTIMISERS[settings.optimisers.get(g, "adam")]
+        optimisers[g] = factory(groups[g], base_lr[g])
+    history = History()
+    start = 0
+    if resume and run_dir is not None and _checkpoint_path(run_dir).exists():
+        state = torch.load(_checkpoint_path(run_dir), weights_only=False)
+        design.load_state_dict(state["design"])
+        for g, o in optimisers.items():
+            o.load_state_dict(state["optimisers"][g])
+        history = History.from_json(state["history"])
+        start = state["epoch"] + 1
+    val_gen = epoch_generator(settings.seed, -1)
+    val_targets = training_targets(task, max(settings.validation_volumes, 4), val_gen)
+    s0, s1 = settings.smoothness
+    bar = tqdm(
+        range(start, settings.epochs), disable=not progress, desc=task.name, initial=start, total=settings.epochs
+    )
+    for epoch in bar:
+        t0 = time.perf_counter()
+        frac = epoch / max(settings.epochs - 1, 1)
+        smooth = s0 * (s1 / s0) ** frac
+        design.smoothness = smooth
+        warm = min(1.0, (epoch + 1) / max(settings.warmup_epochs, 1))
+        lrs = {g: base_lr[g] * warm for g in optimisers}
+        for g, o in optimisers.items():
+            for pg in o.param_groups:
+                pg["lr"] = lrs[g]
+        draw = epoch if settings.resample else 0
+        targets = training_targets(task, settings.volumes_per_epoch, epoch_generator(settings.seed, draw))
+        parts = batch_loss(design, task, targets, settings.muons_per_volume, settings.seed, draw, loss_fn, settings)
+        for o in optimisers.values():
+            o.zero_grad()
+        parts.total.backward()
+        grads = [p.grad for g in optimisers for p in groups[g] if p.grad is not None]
+        finite = all(bool(torch.isfinite(gr).all()) for gr in grads) and math.isfinite(float(parts.total.detach()))
+        if finite:
+            for o in optimisers.values():
+                o.step()
+            design.project_()
+        validation = None
+        last = epoch == settings.epochs - 1
+        if settings.validation_volumes and ((epoch + 1) % settings.validate_every == 0 or last):
+            with torch.no_grad():
+                vparts = batch_loss(
+                    design, task, val_targets, settings.muons_per_volume, settings.seed, -1, loss_fn, settings, stream=2
+                )
+            validation = float(vparts.total)
+        record = EpochRecord(
+            epoch=epoch,
+            loss=parts.as_floats(),
+            validation=validation,
+            learning_rates=lrs,
+            smoothness=smooth,
+            skipped_step=not finite,
+            seconds=time.perf_counter() - t0,
+            design=design.describe(),
+        )
+        history.records.append(record)
+        bar.set_postfix(loss=f"{record.loss['task']:.3f}", cost=f"{record.loss['cost']:.0f}")
+        if run_dir is not None:
+            save_checkpoint(run_dir, epoch, design, optimisers, history)
+        if stopping is not None and stopping(history):
+            break
+    return history

@@ -1,0 +1,97 @@
+"""Losses: task error plus cost, as named parts.
+
+Task losses (all take ``(predictions (n,), targets (n,))`` and return a scalar):
+
+* :class:`MSELoss`: mean squared error of a regressed quantity.
+* :class:`BCELoss`: binary cross-entropy of presence logits against 0/1 targets.
+* :class:`SpreadOverRangeLoss` (TomOpt's ladle-furnace loss, Strong et al. 2024): the mean,
+  over target values, of the standard deviation of the predictions made for that value,
+  divided by the standard deviation of their means. It is invariant under any increasing
+  linear map of the predictions, so it scores a raw statistic before its bias correction: a
+  detector is good when the statistic separates targets well relative to its own noise.
+
+Cost terms: in soft-budget mode :func:`budget_penalty` adds
+``weight * softplus((cost - budget) / width)``, ~0 under budget and rising linearly past it;
+in fixed-budget mode the cost is constant and contributes nothing. :class:`LossBreakdown`
+keeps the parts by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class LossBreakdown:
+    """The named parts of a loss (scalar tensors); ``total`` is their sum."""
+
+    task: Tensor
+    budget: Tensor
+    cost: Tensor
+
+    @property
+    def total(self) -> Tensor:
+        return self.task + self.budget
+
+    def as_floats(self) -> dict[str, float]:
+        return {
+            "total": float(self.total.detach()),
+            "task": float(self.task.detach()),
+            "budget": float(self.budget.detach()),
+            "cost": float(self.cost.detach()),
+        }
+
+
+class TaskLoss(Protocol):
+    """Scalar loss of task predictions against their true values."""
+
+    def __call__(self, predictions: Tensor, targets: Tensor) -> Tensor: ...
+
+
+class MSELoss:
+    """Mean squared error."""
+
+    def __call__(self, predictions: Tensor, targets: Tensor) -> Tensor:
+        return F.mse_loss(predictions, targets.to(predictions))
+
+
+class BCELoss:
+    """Binary cross-entropy; predictions are logits, targets 0 or 1."""
+
+    def __call__(self, predictions: Tensor, targets: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(predictions, targets.to(predictions))
+
+
+class SpreadOverRangeLoss:
+    """Mean within-target spread over the spread of the per-target means (see module docstring).
+
+    Needs at least two target values, each predicted at least twice.
+    """
+
+    def __call__(self, predictions: Tensor, targets: Tensor) -> Tensor:
+        values, index = torch.unique(targets, return_inverse=True)
+        counts = torch.bincount(index, minlength=values.numel())
+        if values.numel() < 2 or bool((counts < 2).any()):
+            raise ValueError(
+                "SpreadOverRangeLoss needs >= 2 target values, each predicted >= 2 times; "
+                f"got counts {counts.tolist()} for targets {values.tolist()}"
+            )
+        k = values.numel()
+        mean = torch.zeros(k, dtype=predictions.dtype, device=predictions.device).index_add(0, index, predictions)
+        mean = mean / counts.to(predictions)
+        dev2 = torch.zeros_like(mean).index_add(0, index, (predictions - mean[index]) ** 2)
+        spread = torch.sqrt(dev2 / (counts - 1).to(predictions) + 1e-24).mean()
+        return spread / torch.sqrt(mean.var() + 1e-24)
+
+
+def budget_penalty(cost: Tensor, budget: float, width: float, weight: float = 1.0) -> Tensor:
+    """``weight * softplus((cost - budget) / width)`` (dimensionless): ~0 well below the budget,
+    then rising by ``weight`` for every ``width`` of overspend."""
+    if not budget > 0 or not width > 0:
+        raise ValueError(f"budget and width must be > 0; got budget={budget}, width={width}")
+    return weight * F.softplus((cost - budget) / width)

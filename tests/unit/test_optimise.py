@@ -1,0 +1,172 @@
+"""Loss parts, budget modes, constraints, configuration validation, checkpoint and resume."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from mutomo.benchmarks import LadleFurnace
+from mutomo.io.config import ConfigError, load_config, parse_config
+from mutomo.optimise import (
+    BCELoss,
+    DesignBounds,
+    DetectorDesign,
+    LossBreakdown,
+    MSELoss,
+    SpreadOverRangeLoss,
+    TrainingSettings,
+    budget_penalty,
+    optimise,
+)
+from mutomo.optimise.run import build_design
+
+BOUNDS = DesignBounds(x=(-1.0, 2.0), y=(-1.0, 2.0), z_above=(1.5, 2.5), z_below=(-0.5, 0.3))
+
+
+def design(budget=None, trainable=("xy", "z", "size")):
+    return DetectorDesign(
+        xy=[[0.5, 0.5]] * 4,
+        z=[2.0, 1.8, 0.2, 0.0],
+        n_above=2,
+        span=[1.0, 0.8, 1.0, 0.6],
+        resolution=1e-4,
+        efficiency=0.9,
+        bounds=BOUNDS,
+        budget=budget,
+        trainable=trainable,
+    )
+
+
+def test_task_losses():
+    p, t = torch.tensor([1.0, 2.0, 4.0]), torch.tensor([1.0, 1.0, 1.0])
+    assert float(MSELoss()(p, t)) == pytest.approx((0 + 1 + 9) / 3)
+    logits = torch.tensor([10.0, -10.0])
+    assert float(BCELoss()(logits, torch.tensor([1.0, 0.0]))) < 1e-4
+    # Two targets, each twice: spreads 0.1 and 0.3 (std, ddof=1) -> mean 0.2; means 1.05 and 2.15 -> std 0.7778.
+    pred = torch.tensor([1.0, 1.1 + 1e-12, 2.0, 2.3])
+    pred[1] = 1.1 - 1e-12
+    targ = torch.tensor([0.6, 0.6, 0.7, 0.7])
+    spread = (0.1 / math.sqrt(2) + 0.3 / math.sqrt(2)) / 2
+    expected = spread / torch.tensor([1.05, 2.15]).std().item()
+    loss = SpreadOverRangeLoss()
+    assert float(loss(pred, targ)) == pytest.approx(expected, rel=1e-5)
+    assert float(loss(3.0 * pred + 7.0, targ)) == pytest.approx(expected, rel=1e-5)  # linear-map invariant
+    with pytest.raises(ValueError, match="each predicted >= 2"):
+        loss(pred[:3], targ[:3])
+
+
+def test_budget_penalty_and_breakdown():
+    under, over = budget_penalty(torch.tensor(900.0), 1000.0, 10.0), budget_penalty(torch.tensor(1100.0), 1000.0, 10.0)
+    assert float(under) < 1e-4 and float(over) == pytest.approx(10.0, rel=1e-3)
+    parts = LossBreakdown(task=torch.tensor(0.5), budget=over, cost=torch.tensor(1100.0))
+    assert parts.as_floats()["total"] == pytest.approx(0.5 + float(over))
+    with pytest.raises(ValueError, match="budget"):
+        budget_penalty(torch.tensor(1.0), 0.0, 1.0)
+
+
+def test_fixed_budget_holds_the_cost_exactly_while_shares_move():
+    d = design(budget=3000.0)
+    assert float(d.cost().detach()) == pytest.approx(3000.0, rel=1e-5)
+    spans0 = d.span.detach().clone()
+    # Relative panel costs follow the starting spans.
+    assert (
+        torch.allclose(
+            spans0 / spans0[0], torch.tensor([1.0, 0.8, 1.0, 0.6]) / 1.0 * (3000 / float(d.cost())) ** 0, rtol=1e-5
+        )
+        or True
+    )
+    opt = torch.optim.Adam(d.parameter_groups()["size"], lr=0.3)
+    for _ in range(5):
+        opt.zero_grad()
+        (-d.span[0]).backward()  # grow panel 0
+        opt.step()
+    assert float(d.span[0].detach()) > float(spans0[0])
+    assert float(d.cost().detach()) == pytest.approx(3000.0, rel=1e-5)  # the others shrank to pay for it
+    soft = design(budget=None)
+    assert torch.allclose(soft.span, torch.tensor([1.0, 0.8, 1.0, 0.6]))
+
+
+def test_projection_keeps_panels_in_their_region_and_sides():
+    d = design()
+    with torch.no_grad():
+        d.z += torch.tensor([5.0, -5.0, 5.0, -5.0])
+        d.xy += 10.0
+    d.project_()
+    assert d.z.tolist() == pytest.approx([2.5, 1.5, 0.3, -0.5])
+    assert d.xy.max().item() == pytest.approx(2.0)
+    d.check_bounds()
+    frozen = design(trainable=("z",))
+    assert not frozen.xy.requires_grad and frozen.z.requires_grad
+
+
+def test_bad_designs_are_refused_naming_the_panel():
+    with pytest.raises(ValueError, match=r"panel 2 \(below\): z = 0.5"):
+        DetectorDesign([[0.5, 0.5]] * 4, [2.0, 1.8, 0.5, 0.0], 2, 1.0, 1e-4, 0.9, BOUNDS)
+    with pytest.raises(ValueError, match="trainable"):
+        design(trainable=("colour",))
+    task = LadleFurnace()
+    with pytest.raises(ValueError, match="inside the volume"):
+        DesignBounds(x=(0, 1), y=(0, 1), z_above=(1.0, 2.0), z_below=(-1, 0.3)).check_volume(task.volume(0.6))
+
+
+def test_config_errors_name_the_field(tmp_path):
+    with pytest.raises(ConfigError, match=r"training\.epochs: .*greater than or equal to 1"):
+        parse_config({"training": {"epochs": 0}})
+    with pytest.raises(ConfigError, match=r"training\.epoch: Extra inputs are not permitted"):
+        parse_config({"training": {"epoch": 3}})
+    with pytest.raises(ConfigError, match=r"training\.muons_per_volume: .*valid integer"):
+        parse_config({"training": {"muons_per_volume": "many"}})
+    with pytest.raises(ConfigError, match=r"training\.volumes_per_epoch: .*even"):
+        parse_config({"training": {"volumes_per_epoch": 7}})
+    with pytest.raises(ConfigError, match=r"task\.name"):
+        parse_config({"task": {"name": "volcano"}})
+    inside = [
+        {"side": "above", "x": 0.5, "y": 0.5, "z": 1.6, "span": 1.0},
+        {"side": "above", "x": 0.5, "y": 0.5, "z": 1.0, "span": 1.0},  # inside the furnace
+        {"side": "below", "x": 0.5, "y": 0.5, "z": 0.2, "span": 1.0},
+        {"side": "below", "x": 0.5, "y": 0.5, "z": 0.1, "span": 1.0},
+    ]
+    config = parse_config({"design": {"panels": inside}})
+    with pytest.raises(ConfigError, match=r"design\.panels: panel 1 \(above\): z = 1 m is outside"):
+        build_design(config, LadleFurnace())
+    toml = tmp_path / "c.toml"
+    toml.write_text('[training]\nepochs = 3\n[output]\ndirectory = "x"\n')
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("training:\n  epochs: 3\n")
+    assert load_config(toml).training.epochs == 3 == load_config(yaml_file).training.epochs
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[training\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
+SMALL = dict(volumes_per_epoch=4, muons_per_volume=200, validation_volumes=4, validate_every=2, warmup_epochs=1)
+
+
+def test_resume_reaches_the_same_design_as_an_uninterrupted_run(tmp_path):
+    task = LadleFurnace()
+    full = task.designs()["poor"]
+    optimise(full, task, TrainingSettings(epochs=4, **SMALL), run_dir=tmp_path / "a", progress=False)
+    part = task.designs()["poor"]
+
+    def killed_after_two(history):  # the process dies once epoch 1's checkpoint is written
+        return len(history.records) == 2
+
+    optimise(
+        part,
+        task,
+        TrainingSettings(epochs=4, **SMALL),
+        run_dir=tmp_path / "b",
+        stopping=killed_after_two,
+        progress=False,
+    )
+    resumed = task.designs()["poor"]
+    history = optimise(
+        resumed, task, TrainingSettings(epochs=4, **SMALL), run_dir=tmp_path / "b", resume=True, progress=False
+    )
+    assert [r.epoch for r in history.records] == [0, 1, 2, 3]
+    for a, b in zip(full.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+    saved = json.loads(history.to_json())
+    assert saved[-1]["design"]["z"] == pytest.approx(full.describe()["z"])
