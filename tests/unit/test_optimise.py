@@ -114,6 +114,8 @@ def test_config_errors_name_the_field(tmp_path):
         parse_config({"training": {"muons_per_volume": "many"}})
     with pytest.raises(ConfigError, match=r"training\.volumes_per_epoch: .*even"):
         parse_config({"training": {"volumes_per_epoch": 7}})
+    with pytest.raises(ConfigError, match=r"training\.final_lr_fraction"):
+        parse_config({"training": {"final_lr_fraction": 0}})
     with pytest.raises(ConfigError, match=r"task\.name"):
         parse_config({"task": {"name": "volcano"}})
     inside = [

@@ -65,6 +65,7 @@ class TrainingConfig(Strict):
     validate_every: int = Field(20, ge=1)
     seed: int = Field(0, ge=0)
     warmup_epochs: int = Field(5, ge=0)
+    final_lr_fraction: float = Field(0.1, gt=0, le=1)
     smoothness: tuple[Positive, Positive] = (0.05, 0.005)
     learning_rates: dict[
         Literal["xy", "z", "size", "resolution", "efficiency"], Annotated[float, Field(ge=0, le=10)]

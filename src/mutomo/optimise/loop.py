@@ -3,7 +3,8 @@
 For each epoch :func:`optimise`
 
 1. sets the panel-edge smoothness (annealed geometrically from ``smoothness[0]`` to
-   ``smoothness[1]``) and each group's learning rate (linear warm-up over ``warmup_epochs``);
+   ``smoothness[1]``) and each group's learning rate (linear warm-up over ``warmup_epochs``,
+   then a cosine decay to ``final_lr_fraction`` of it);
 2. draws the epoch's training volumes (``volumes_per_epoch``: distinct targets, each twice) and
    fresh muons from a generator seeded by ``(seed, epoch)``, so any epoch is reproducible on its own;
 3. simulates, reconstructs and infers each volume, computes the loss
@@ -69,6 +70,9 @@ class TrainingSettings:
         learning_rates: per parameter group (``PARAMETER_GROUPS``), in the groups' units per step.
         optimisers: per parameter group, a name in ``OPTIMISERS`` (default ``"adam"``).
         warmup_epochs: linear learning-rate warm-up length.
+        final_lr_fraction: after the warm-up, learning rates follow a cosine from 1 down to this
+            fraction of their value at the last epoch (noisy gradients: the design settles
+            instead of wandering with the last steps' noise).
         smoothness: (start, end) panel-edge width (m), annealed geometrically over the run.
         budget_weight, budget_width: soft-budget penalty (used when the design has no fixed budget).
         budget: soft budget; ``None`` = the design's cost at the start.
@@ -87,6 +91,7 @@ class TrainingSettings:
     )
     optimisers: dict[str, str] = field(default_factory=dict)
     warmup_epochs: int = 5
+    final_lr_fraction: float = 0.1
     smoothness: tuple[float, float] = (0.05, 0.005)
     budget_weight: float = 1.0
     budget_width: float = 100.0
@@ -108,6 +113,8 @@ class TrainingSettings:
             raise ValueError(
                 f"optimisers: {bad} not allowed; groups {PARAMETER_GROUPS}, optimisers {sorted(OPTIMISERS)}"
             )
+        if not 0 < self.final_lr_fraction <= 1:
+            raise ValueError(f"final_lr_fraction must be in (0, 1]; got {self.final_lr_fraction}")
         if not all(s > 0 for s in self.smoothness):
             raise ValueError(f"smoothness must be > 0 m; got {self.smoothness}")
 
@@ -277,7 +284,9 @@ def optimise(
         smooth = s0 * (s1 / s0) ** frac
         design.smoothness = smooth
         warm = min(1.0, (epoch + 1) / max(settings.warmup_epochs, 1))
-        lrs = {g: base_lr[g] * warm for g in optimisers}
+        f = settings.final_lr_fraction
+        decay = f + (1 - f) * 0.5 * (1 + math.cos(math.pi * frac))
+        lrs = {g: base_lr[g] * warm * decay for g in optimisers}
         for g, o in optimisers.items():
             for pg in o.param_groups:
                 pg["lr"] = lrs[g]

@@ -85,6 +85,7 @@ def settings_from(config: RunConfig) -> TrainingSettings:
         learning_rates={str(k): v for k, v in t.learning_rates.items()},
         optimisers={str(k): str(v) for k, v in t.optimisers.items()},
         warmup_epochs=t.warmup_epochs,
+        final_lr_fraction=t.final_lr_fraction,
         smoothness=t.smoothness,
     )
 
