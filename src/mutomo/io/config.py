@@ -21,6 +21,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 Positive = Annotated[float, Field(gt=0)]
+Group = Literal["xy", "z", "size", "resolution", "efficiency"]
 
 
 class Strict(BaseModel):
@@ -45,7 +46,7 @@ class PanelConfig(Strict):
 class DesignConfig(Strict):
     start: str = Field("poor", description="a built-in design of the task, or a design JSON file")
     panels: list[PanelConfig] | None = Field(None, description="explicit panels instead of `start`")
-    trainable: list[Literal["xy", "z", "size", "resolution", "efficiency"]] = ["xy", "z", "size"]
+    trainable: list[Group] = ["xy", "z", "size"]
     fixed_budget: bool = True
 
     @model_validator(mode="after")
@@ -67,16 +68,9 @@ class TrainingConfig(Strict):
     warmup_epochs: int = Field(5, ge=0)
     final_lr_fraction: float = Field(0.1, gt=0, le=1)
     smoothness: tuple[Positive, Positive] = (0.05, 0.005)
-    learning_rates: dict[
-        Literal["xy", "z", "size", "resolution", "efficiency"], Annotated[float, Field(ge=0, le=10)]
-    ] = {
-        "xy": 0.05,
-        "z": 0.05,
-        "size": 0.05,
-        "resolution": 0.05,
-        "efficiency": 0.05,
-    }
-    optimisers: dict[Literal["xy", "z", "size", "resolution", "efficiency"], Literal["adam", "sgd", "rmsprop"]] = {}
+    # Groups not listed keep TrainingSettings' defaults (0.02 m for xy and z, 0.05 for the others).
+    learning_rates: dict[Group, Annotated[float, Field(ge=0, le=10)]] = {}
+    optimisers: dict[Group, Literal["adam", "sgd", "rmsprop"]] = {}
 
     @field_validator("volumes_per_epoch")
     @classmethod

@@ -82,7 +82,7 @@ def settings_from(config: RunConfig) -> TrainingSettings:
         validation_volumes=t.validation_volumes,
         validate_every=t.validate_every,
         seed=t.seed,
-        learning_rates={str(k): v for k, v in t.learning_rates.items()},
+        learning_rates={**TrainingSettings().learning_rates, **{str(k): v for k, v in t.learning_rates.items()}},
         optimisers={str(k): str(v) for k, v in t.optimisers.items()},
         warmup_epochs=t.warmup_epochs,
         final_lr_fraction=t.final_lr_fraction,
