@@ -254,8 +254,7 @@ def optimise(
     """
     from tqdm.auto import tqdm
 
-    for volume in (task.volume(task.targets[0]),):
-        design.bounds.check_volume(volume)
+    design.bounds.check_volume(task.volume(task.targets[0]))
     loss_fn = loss if loss is not None else task.loss
     groups = design.parameter_groups()
     base_lr = {g: settings.learning_rates.get(g, 0.0) for g in PARAMETER_GROUPS}
