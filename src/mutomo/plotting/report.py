@@ -56,7 +56,11 @@ def loss_curves(path: Path, history: list[dict[str, Any]]) -> Path:
         a.plot(epochs, [r["loss"]["budget"] for r in history], lw=0.8, label="budget penalty")
     a.set(xlabel="epoch", ylabel="loss", yscale="log")
     a.legend()
-    b.plot(epochs, [r["loss"]["cost"] for r in history])
+    cost = np.array([r["loss"]["cost"] for r in history])
+    b.plot(epochs, cost)
+    b.ticklabel_format(useOffset=False, axis="y")
+    if np.ptp(cost) < 1e-4 * abs(cost.mean()):  # fixed budget: float noise only
+        b.set_ylim(0.9 * cost.mean(), 1.1 * cost.mean())
     b.set(xlabel="epoch", ylabel="detector cost")
     return _save(fig, path)
 
