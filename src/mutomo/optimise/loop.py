@@ -320,7 +320,9 @@ def optimise(
             design=design.describe(),
         )
         history.records.append(record)
-        bar.set_postfix(loss=f"{record.loss['task']:.3f}", cost=f"{record.loss['cost']:.0f}")
+        bar.set_postfix(
+            task=f"{record.loss['task']:.3f}", budget=f"{record.loss['budget']:.3f}", cost=f"{record.loss['cost']:.0f}"
+        )
         if run_dir is not None:
             save_checkpoint(run_dir, epoch, design, optimisers, history)
         if stopping is not None and stopping(history):
