@@ -1,0 +1,199 @@
+"""mutomo and TomOpt side by side: the same task, the same machine, one invocation.
+
+The task is TomOpt's own test geometry: a 1 m x 1 m footprint of 10 cm voxels, six passive layers
+from z = 0.2 to 0.8 m of beryllium with a lead block in one corner (x, y < 0.5 m, z < 0.4 m),
+four panels above at z = 1.00, 0.95, 0.90, 0.85 m and four below at 0.20, 0.15, 0.10, 0.05 m,
+2 m x 2 m span, 100 um resolution, 0.9 efficiency, every panel's position and span trainable.
+One "step" is: muons from each tool's own cosmic generator, hits, track fits, PoCA with
+uncertainties, per-voxel X0 inference, the loss (MSE of the voxel X0s), and backward to the panel
+parameters. TomOpt is fed muons in batches of ``--tomopt-batch`` (250 by default), as its own
+fitting loop does with ``mu_bs``: called on all muons at once its uncertainty Jacobians grow
+quadratically (1,000 muons: 9.9 s, 1.6 GiB; 3,000: 120 s, 8.3 GiB; 10,000: out of memory).
+
+What the script does:
+
+1. Once, it creates ``benchmarks/.tomopt-venv`` (ignored by git) with ``python -m venv``, then
+   ``pip install torch==2.13.0`` (the CPU build), ``tomopt==0.1.0`` from PyPI and
+   ``mypy_extensions`` (TomOpt imports it without declaring it). No pin of TomOpt's needs relaxing.
+2. For each muon count and thread count, it runs ``--repeats`` steps of each tool, alternating
+   mutomo and TomOpt, each in a fresh process (so each peak RSS is its own), and prints the
+   medians, the ratios and the machine as a markdown table. Each process first runs one
+   untimed warm-up step (first-call allocations and lazy initialisation), then the timed one.
+
+It downloads TomOpt, so it never runs in ``make test``; the test suite imports it and runs its
+mutomo half on a tiny input.
+
+Usage: python benchmarks/tomopt_side_by_side.py [--muons 10000 100000] [--threads 1 2] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VENV = HERE / ".tomopt-venv"
+PANELS_ABOVE = (1.0, 0.95, 0.9, 0.85)
+PANELS_BELOW = (0.2, 0.15, 0.1, 0.05)
+
+TOMOPT_STEP = r"""
+import json, resource, sys, time
+import torch
+from torch import nn
+from tomopt.core import X0
+from tomopt.inference import PanelX0Inferrer, ScatterBatch
+from tomopt.muon import MuonBatch, MuonGenerator2016
+from tomopt.optimisation import VoxelX0Loss
+from tomopt.volume import DetectorPanel, PanelDetectorLayer, PassiveLayer, Volume
+
+n, threads, bs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+LW, SZ = torch.tensor([1.0, 1.0]), 0.1
+
+def rad_length(*, z, lw, size):
+    x0 = torch.ones(list((lw / size).long())) * X0["beryllium"]
+    if z < 0.5:
+        x0[:5, :5] = X0["lead"]
+    return x0
+
+def panels(zs):
+    return [DetectorPanel(res=1e4, eff=0.9, init_xyz=(0.5, 0.5, z), init_xy_span=(2.0, 2.0)) for z in zs]
+
+layers = [PanelDetectorLayer(pos="above", lw=LW, z=1.0, size=2 * SZ, panels=panels(ABOVE))]
+layers += [PassiveLayer(rad_length_func=rad_length, lw=LW, z=z, size=SZ) for z in (0.8, 0.7, 0.6, 0.5, 0.4, 0.3)]
+layers.append(PanelDetectorLayer(pos="below", lw=LW, z=0.2, size=2 * SZ, panels=panels(BELOW)))
+volume = Volume(nn.ModuleList(layers))
+generator = MuonGenerator2016.from_volume(volume)
+
+def step(n_batches):
+    inferrer = PanelX0Inferrer(volume=volume)
+    for _ in range(n_batches):
+        mu = MuonBatch(generator(bs), init_z=volume.h)
+        volume(mu)
+        inferrer.add_scatters(ScatterBatch(mu=mu, volume=volume))
+    VoxelX0Loss(target_budget=None, cost_coef=0.0)(inferrer.get_prediction(), volume).backward()
+
+step(1)  # warm-up, not timed
+start = time.perf_counter()
+step(max(n // bs, 1))
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+""".replace("ABOVE", repr(PANELS_ABOVE)).replace("BELOW", repr(PANELS_BELOW))
+
+
+def mutomo_step(n: int, threads: int, seed: int = 0) -> dict[str, float]:
+    """One full mutomo step on the TomOpt test geometry; returns seconds and this process's peak RSS."""
+    import torch
+    from torch import nn
+
+    from mutomo.detector import Detector, DetectorPanel
+    from mutomo.inference import PocaX0
+    from mutomo.muons import FluxSource, TabulatedFlux
+    from mutomo.reco import measure
+    from mutomo.simulate import acceptance_plane, simulate
+    from mutomo.volume import PassiveVolume
+
+    torch.set_num_threads(threads)
+    volume = PassiveVolume.uniform("beryllium", (1.0, 1.0, 0.6), 0.1, z_low=0.2).with_box(
+        "lead", (0.0, 0.0, 0.2), (0.5, 0.5, 0.4)
+    )
+
+    def panel(z: float) -> DetectorPanel:
+        return DetectorPanel(
+            nn.Parameter(torch.tensor([0.5, 0.5, z])), nn.Parameter(torch.tensor([2.0, 2.0])), 1e-4, 0.9
+        )
+
+    # TomOpt's top lower panel sits on the volume's bottom face; mutomo wants panels strictly
+    # outside, so the lower panels are moved down by 1 um.
+    detector = Detector([panel(z) for z in PANELS_ABOVE], [panel(z - 1e-6) for z in PANELS_BELOW])
+    # Zenith up to 70 deg, as TomOpt's generator.
+    source = FluxSource(acceptance_plane(detector, math.radians(70)), TabulatedFlux(theta_max=math.radians(70)))
+    start = time.perf_counter()
+    result = simulate(detector, volume, source, n, torch.Generator().manual_seed(seed))
+    momentum = 0.5 * (result.muons_in.momentum + result.muons_out.momentum)
+    data = measure(result.hits_above, result.hits_below, volume, momentum, result.muons_in.weight)
+    vmap = PocaX0()(data, volume)
+    assert vmap.x0 is not None
+    loss = ((vmap.x0 - volume.x0) ** 2)[vmap.measured].mean()
+    loss.backward()
+    seconds = time.perf_counter() - start
+    grads = [p.grad for p in detector.parameters()]
+    if not all(g is not None and bool(torch.isfinite(g).all()) for g in grads):
+        raise RuntimeError("mutomo step produced missing or non-finite panel gradients")
+    return {"seconds": seconds, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def tomopt_python() -> Path:
+    """The TomOpt venv's interpreter, creating the venv on first use (see the module docstring)."""
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    check = subprocess.run([str(python), "-c", "import tomopt, mypy_extensions"], capture_output=True)
+    if check.returncode != 0:
+        pip = [str(python), "-m", "pip", "install", "--quiet"]
+        subprocess.run([*pip, "torch==2.13.0"], check=True)
+        subprocess.run([*pip, "tomopt==0.1.0", "mypy_extensions"], check=True)
+    return python
+
+
+def _run(cmd: list[str]) -> dict[str, float]:
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        tail = out.stderr.strip().splitlines()[-1:] or [f"exit status {out.returncode} (out of memory?)"]
+        return {"error": tail[0]}  # type: ignore[dict-item]
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--muons", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tomopt-batch", type=int, default=250, help="TomOpt's mu_bs")
+    parser.add_argument("--mutomo-worker", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mutomo_worker:
+        n, threads = args.mutomo_worker
+        mutomo_step(min(n, 1000), threads)  # warm-up, not timed
+        print(json.dumps(mutomo_step(n, threads)))
+        return
+    python = tomopt_python()
+    print(f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch 2.13.0+cpu")
+    print(f"# command: {' '.join(sys.argv)}")
+    header = ["muons", "threads", "mutomo muons/s", "TomOpt muons/s", "speed ratio", "mutomo MiB", "TomOpt MiB"]
+    print("| " + " | ".join([*header, "memory ratio"]) + " |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n in args.muons:
+        for threads in args.threads:
+            runs: dict[str, list[dict[str, float]]] = {"mutomo": [], "tomopt": []}
+            for _ in range(args.repeats):  # alternate the tools run by run
+                runs["mutomo"].append(_run([sys.executable, __file__, "--mutomo-worker", str(n), str(threads)]))
+                step = [str(python), "-c", TOMOPT_STEP, str(n), str(threads), str(args.tomopt_batch)]
+                runs["tomopt"].append(_run(step))
+            med = {}
+            for tool, results in runs.items():
+                ok = [r for r in results if "error" not in r]
+                if not ok:
+                    med[tool] = (math.nan, math.nan)
+                    print(f"# {tool} failed at {n} muons, {threads} threads: {results[0].get('error')}")
+                    continue
+                seconds = statistics.median(r["seconds"] for r in ok)
+                med[tool] = (n / seconds, statistics.median(r["rss_mib"] for r in ok))
+            (ms, mm), (ts, tm) = med["mutomo"], med["tomopt"]
+            cells = [f"{n:,}", str(threads), f"{ms:,.0f}", f"{ts:,.0f}", f"{ms / ts:,.0f}x", f"{mm:,.0f}", f"{tm:,.0f}"]
+            print("| " + " | ".join([*cells, f"{tm / mm:,.1f}x"]) + " |")
+
+
+if __name__ == "__main__":
+    main()
