@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from mutomo.detector import Detector, DetectorPanel
-from mutomo.io.config import RunConfig
 from mutomo.muons import FluxSource, TabulatedFlux, exposure_time
+from mutomo.optimise.task import Task
 from mutomo.simulate import acceptance_plane, simulate
 from mutomo.volume import PassiveVolume
 from mutomo.volume.propagation import position_at_z
@@ -90,19 +90,15 @@ def run_demo(output: Path, n_muons: int = 200_000, seed: int = 0) -> dict[str, f
     return summary
 
 
-def _x0_figure(run_dir: Path, config: RunConfig, n_muons: int) -> Path | None:
+def _x0_figure(run_dir: Path, task: Task, n_muons: int) -> Path | None:
     """Inferred X0 slices of a mid-range test volume seen by the optimised design."""
-    import json
-
     from mutomo.inference import PocaX0
     from mutomo.optimise.design import DetectorDesign
-    from mutomo.optimise.run import build_task
     from mutomo.plotting.x0 import x0_slices
     from mutomo.reco import measure
 
     if n_muons <= 0:
         return None
-    task = build_task(config)
     design = DetectorDesign.from_description(json.loads((run_dir / "design_final.json").read_text()))
     target = task.targets[len(task.targets) // 2]
     volume = task.volume(target)
@@ -129,10 +125,11 @@ def _report(run_dir: Path) -> Path:
     from mutomo.plotting.report import write_report
 
     config = parse_config(json.loads((run_dir / "config.json").read_text()), str(run_dir / "config.json"))
-    volume = build_task(config).volume(build_task(config).targets[0])
+    task = build_task(config)
+    volume = task.volume(task.targets[0])
     box = (*volume.x_range, *volume.y_range, volume.z_low, volume.z_high)
     (run_dir / "figures").mkdir(exist_ok=True)
-    extra = _x0_figure(run_dir, config, config.output.x0_muons)
+    extra = _x0_figure(run_dir, task, config.output.x0_muons)
     return write_report(run_dir, box, [extra] if extra is not None else None)
 
 
@@ -182,17 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "evaluate":
             from mutomo.optimise.design import DetectorDesign
             from mutomo.optimise.evaluate import evaluate
-            from mutomo.optimise.run import build_task
+            from mutomo.optimise.run import build_task, design_description
 
             config = load_config(args.config) if args.config is not None else RunConfig()
             task = build_task(config)
-            builtin = task.designs()
-            if args.design in builtin:
-                design = builtin[args.design]
-            elif Path(args.design).exists():
-                design = DetectorDesign.from_description(json.loads(Path(args.design).read_text()))
-            else:
-                raise ConfigError(f"design: {args.design!r} is neither a file nor a built-in design {sorted(builtin)}")
+            design = DetectorDesign.from_description(design_description(args.design, task, "design"))
             e = config.evaluation
             result = evaluate(design, task, e.n_volumes, e.n_muons, e.calibration_per_target, e.seed)
             _print_evaluations({args.design: {**result.__dict__, "design": design.describe()}})

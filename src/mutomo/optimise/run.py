@@ -28,6 +28,18 @@ def build_task(config: RunConfig) -> Task:
     return task
 
 
+def design_description(name: str, task: Task, field: str) -> dict[str, Any]:
+    """The description of a built-in design of ``task`` or of a design JSON file; a
+    ``ConfigError`` naming ``field`` if ``name`` is neither."""
+    builtin = task.designs()
+    if name in builtin:
+        return builtin[name].describe()
+    if Path(name).exists():
+        description: dict[str, Any] = json.loads(Path(name).read_text())
+        return description
+    raise ConfigError(f"{field}: {name!r} is neither a built-in design {sorted(builtin)} nor an existing file")
+
+
 def build_design(config: RunConfig, task: Task) -> DetectorDesign:
     """The starting design; refuses (``ConfigError``) one outside the task's allowed region."""
     dc = config.design
@@ -51,15 +63,7 @@ def build_design(config: RunConfig, task: Task) -> DetectorDesign:
                     {**design.describe(), "budget": float(design.cost())}, budget_cost
                 )
         else:
-            builtin = task.designs()
-            if dc.start in builtin:
-                description = builtin[dc.start].describe()
-            elif Path(dc.start).exists():
-                description = json.loads(Path(dc.start).read_text())
-            else:
-                raise ConfigError(
-                    f"design.start: {dc.start!r} is neither a built-in design {sorted(builtin)} nor an existing file"
-                )
+            description = design_description(dc.start, task, "design.start")
             description["trainable"] = list(dc.trainable)
             if not dc.fixed_budget:
                 description["budget"] = None
