@@ -98,9 +98,9 @@ def mutomo_step(n: int, threads: int, seed: int = 0) -> dict[str, float]:
 
     from mutomo.detector import Detector, DetectorPanel
     from mutomo.inference import PocaX0
-    from mutomo.muons import FluxSource, TabulatedFlux
+    from mutomo.muons import FluxSource, GenerationPlane, TabulatedFlux
     from mutomo.reco import measure
-    from mutomo.simulate import acceptance_plane, simulate
+    from mutomo.simulate import simulate
     from mutomo.volume import PassiveVolume
 
     torch.set_num_threads(threads)
@@ -116,8 +116,11 @@ def mutomo_step(n: int, threads: int, seed: int = 0) -> dict[str, float]:
     # TomOpt's top lower panel sits on the volume's bottom face; mutomo wants panels strictly
     # outside, so the lower panels are moved down by 1 um.
     detector = Detector([panel(z) for z in PANELS_ABOVE], [panel(z - 1e-6) for z in PANELS_BELOW])
-    # Zenith up to 70 deg, as TomOpt's generator.
-    source = FluxSource(acceptance_plane(detector, math.radians(70)), TabulatedFlux(theta_max=math.radians(70)))
+    # TomOpt's generator: zenith up to 70 deg, over the volume's footprint widened by
+    # d = tan(15 deg) (h - z_passive_low + passive voxel) on every side (MuonGenerator2016.from_volume).
+    d = math.tan(math.radians(15)) * (1.0 - 0.2 + 0.1)
+    plane = GenerationPlane(z=1.0 + 1e-3, x_range=(-d, 1 + d), y_range=(-d, 1 + d))
+    source = FluxSource(plane, TabulatedFlux(theta_max=math.radians(70)))
     start = time.perf_counter()
     result = simulate(detector, volume, source, n, torch.Generator().manual_seed(seed))
     momentum = 0.5 * (result.muons_in.momentum + result.muons_out.momentum)

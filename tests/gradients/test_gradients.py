@@ -57,9 +57,10 @@ def test_gradcheck_scatter_step_wrt_x0():
     n = 6
     gen = torch.Generator().manual_seed(1)
     p = torch.linspace(1, 50, n, dtype=D)
-    direction = torch.nn.functional.normalize(torch.tensor([[0.1, -0.2, -1.0]], dtype=D).expand(n, 3), dim=1)
+    unit = torch.nn.functional.normalize(torch.tensor([0.1, -0.2, -1.0], dtype=D), dim=0)
+    direction = tuple(torch.full((n,), float(c), dtype=D) for c in unit)
     randoms = draw_scatter_randoms(n, gen, D, None)
-    randoms[:, 4] = 0.9  # no hard scatter: the step is smooth in x0
+    randoms[4] = 0.9  # no hard scatter: the step is smooth in x0
 
     def step(x0):
         full = lambda v: torch.full((n,), v, dtype=D)  # noqa: E731
@@ -75,7 +76,7 @@ def test_gradcheck_scatter_step_wrt_x0():
             full(0.05),
             randoms,
         )
-        return d, disp
+        return (*d, *disp)
 
     assert gradcheck(step, (torch.full((n,), 0.0176, dtype=D, requires_grad=True),))
 
@@ -232,3 +233,24 @@ def test_task_quantity_gradients_match_finite_differences(name):
         assert g == pytest.approx(f, rel=2e-3, abs=1e-6)
     for p in det.parameters():
         assert p.grad is not None and bool(torch.isfinite(p.grad).all())
+
+
+def test_measure_compaction_changes_neither_values_nor_gradients():
+    """Keeping only the muons of nonzero weight (the default) gives the X0 map, the fill height
+    and their gradients of keeping every muon, to float64 rounding."""
+    from mutomo.inference import PocaX0
+    from mutomo.inference.tasks import poca_height
+    from mutomo.reco import measure
+
+    results = []
+    for compact in (True, False):
+        r, volume, det = lead_in_water_run(2e-3, 1.1)
+        data = measure(r.hits_above, r.hits_below, volume, r.muons_in.momentum, r.muons_in.weight, compact=compact)
+        vmap = PocaX0()(data, volume)
+        (vmap.x0.sum() + poca_height(data, volume)).backward()
+        results.append((vmap.x0.detach(), [p.grad.clone() for p in det.parameters()], len(data.weight)))
+    (x0_c, grads_c, n_c), (x0_a, grads_a, n_a) = results
+    assert n_c < n_a  # some muons were dropped
+    torch.testing.assert_close(x0_c, x0_a, rtol=1e-9, atol=1e-12)
+    for gc, ga in zip(grads_c, grads_a, strict=True):
+        torch.testing.assert_close(gc, ga, rtol=1e-7, atol=1e-12)

@@ -108,7 +108,7 @@ def model_quantiles(material, x0, momentum, n=40_000, seed=0):
     full = lambda v: torch.full((n,), float(v), dtype=torch.float64)  # noqa: E731
     p = full(momentum)
     beta = p / torch.sqrt(p**2 + MUON_MASS**2)
-    direction = torch.tensor([[0.0, 0.0, -1.0]], dtype=torch.float64).expand(n, 3)
+    direction = (full(0.0), full(0.0), full(-1.0))
     randoms = draw_scatter_randoms(n, torch.Generator().manual_seed(seed), torch.float64, None)
     new_dir, _, _ = scatter_step(
         direction,
@@ -122,7 +122,7 @@ def model_quantiles(material, x0, momentum, n=40_000, seed=0):
         full(m.nuclear_p),
         randoms,
     )
-    return np.quantile(np.abs(torch.atan2(new_dir[:, 0], -new_dir[:, 2]).numpy()), [0.68, 0.95, 0.99])
+    return np.quantile(np.abs(torch.atan2(new_dir[0], -new_dir[2]).numpy()), [0.68, 0.95, 0.99])
 
 
 def test_quantiles_match_geant4(geant4_file):

@@ -22,7 +22,7 @@ def test_with_box_sets_only_inner_voxels():
 def test_flat_voxel_index_matches_brute_force():
     v = PassiveVolume.uniform("iron", (1.0, 0.6, 0.2), 0.1, xy_origin=(-0.3, 0.1))
     xy = torch.rand(5000, 2) * torch.tensor([1.6, 1.2]) + torch.tensor([-0.6, -0.2])
-    idx = v.flat_voxel_index(xy)
+    idx = v.flat_voxel_index(xy[:, 0], xy[:, 1])
     centres = v.voxel_centres()[:, :, 0, :2].reshape(-1, 2)
     inside = (xy[:, 0] >= -0.3) & (xy[:, 0] < 0.7) & (xy[:, 1] >= 0.1) & (xy[:, 1] < 0.7)
     nearest = (xy[:, None, :] - centres[None]).abs().max(-1).values.argmin(1)

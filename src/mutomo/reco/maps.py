@@ -35,6 +35,8 @@ class ScatterData:
         momentum: ``(mu,)`` momenta used (GeV/c): truth or an estimate.
         weight: ``(mu,)`` muon weight: both tracks measured (probability) times the incoming
             muon weight times 1 if the tracks cross the volume's top and bottom faces.
+        muon_index: ``(mu,)`` index of each muon in the hits it was measured from, when
+            :func:`measure` kept only the muons of nonzero weight; ``None`` when all were kept.
     """
 
     incoming: Tracks
@@ -42,6 +44,7 @@ class ScatterData:
     scatters: Scatters
     momentum: Tensor
     weight: Tensor
+    muon_index: Tensor | None = None
 
     @property
     def normalised_deflection(self) -> Tensor:
@@ -89,6 +92,7 @@ def measure(
     momentum: Tensor | MomentumEstimator,
     muon_weight: Tensor | None = None,
     covariance: bool = True,
+    compact: bool = True,
 ) -> ScatterData:
     """Fit both sides, compute deflections and PoCA, and select muons crossing the volume.
 
@@ -98,12 +102,24 @@ def measure(
         momentum: ``(mu,)`` momenta (GeV/c), or an estimator called on the fitted tracks.
         muon_weight: optional ``(mu,)`` weight of each muon (e.g. 0 for muons that stopped).
         covariance: compute the PoCA covariance (needed by extended PoCA).
+        compact: keep only the muons of nonzero weight (tracked on both sides, crossing the
+            volume): every voxel method and task weights muons, so the result is the same,
+            and the PoCA, its covariance and the voxel work are done for those muons only.
+            ``ScatterData.muon_index`` maps them back to the input muons.
     """
     incoming = fit_tracks(hits_above, volume.z_high, muon_weight)
     outgoing = fit_tracks(hits_below, volume.z_low)
-    scatters = compute_scatters(incoming, outgoing, 0.5 * (volume.z_low + volume.z_high), covariance=covariance)
+    n = incoming.xy.shape[0]
     p = momentum if isinstance(momentum, Tensor) else momentum(incoming, outgoing)
-    if p.shape != scatters.theta.shape:
-        raise ValueError(f"momentum must have shape {tuple(scatters.theta.shape)} (one per muon); got {tuple(p.shape)}")
-    weight = scatters.weight * crosses_volume(incoming, outgoing, volume)
-    return ScatterData(incoming=incoming, outgoing=outgoing, scatters=scatters, momentum=p, weight=weight)
+    if p.shape != (n,):
+        raise ValueError(f"momentum must have shape {(n,)} (one per muon); got {tuple(p.shape)}")
+    weight = incoming.weight * outgoing.weight * crosses_volume(incoming, outgoing, volume)
+    index = None
+    if compact:
+        # Exact: a muon of weight exactly 0 adds 0 to every weighted sum and to its gradient.
+        index = torch.nonzero(weight > 0).squeeze(1)
+        incoming, outgoing, p, weight = incoming.select(index), outgoing.select(index), p[index], weight[index]
+    scatters = compute_scatters(incoming, outgoing, 0.5 * (volume.z_low + volume.z_high), covariance=covariance)
+    return ScatterData(
+        incoming=incoming, outgoing=outgoing, scatters=scatters, momentum=p, weight=weight, muon_index=index
+    )

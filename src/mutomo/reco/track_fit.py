@@ -17,7 +17,7 @@ which is differentiable in every panel parameter.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -57,6 +57,18 @@ class Tracks:
         """``(mu, 3)`` points of the tracks at height(s) ``z`` (scalar or ``(mu,)``)."""
         z = torch.as_tensor(z, dtype=self.xy.dtype, device=self.xy.device).expand(self.xy.shape[0])
         return torch.cat([self.xy + self.slope * (z - self.z_ref)[:, None], z[:, None]], dim=-1)
+
+    def select(self, index: Tensor) -> Tracks:
+        """The tracks of the muons at ``index`` (``(k,)`` long), in that order."""
+        return replace(
+            self,
+            xy=self.xy[index],
+            slope=self.slope[index],
+            covariance=self.covariance[index],
+            chi2=self.chi2[index],
+            ndof=self.ndof[index],
+            weight=self.weight[index],
+        )
 
     @property
     def direction(self) -> Tensor:

@@ -145,12 +145,13 @@ class PassiveVolume(nn.Module):
         )
         return scatter, material
 
-    def flat_voxel_index(self, xy: Tensor) -> Tensor:
-        """Index into :meth:`layer_properties` rows for points ``(mu, 2)``: ``ix * ny + iy``, or
-        ``nx * ny`` (background) outside the footprint. O(mu) index arithmetic."""
+    def flat_voxel_index(self, x: Tensor, y: Tensor) -> Tensor:
+        """Index into :meth:`layer_properties` rows for points with coordinates ``x``, ``y``
+        (each ``(mu,)``): ``ix * ny + iy``, or ``nx * ny`` (background) outside the footprint.
+        O(mu) index arithmetic."""
         nx, ny, _ = self.shape
-        ix = torch.floor((xy[:, 0] - self.origin[0]) / self.voxel_size[0])
-        iy = torch.floor((xy[:, 1] - self.origin[1]) / self.voxel_size[1])
+        ix = torch.floor((x - self.origin[0]) / self.voxel_size[0])
+        iy = torch.floor((y - self.origin[1]) / self.voxel_size[1])
         inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
         flat = ix.long().clamp(0, nx - 1) * ny + iy.long().clamp(0, ny - 1)
         return torch.where(inside, flat, torch.full_like(flat, nx * ny))

@@ -75,47 +75,55 @@ def propagate_volume(
     """
     muons = propagate_straight(muons, volume.z_high)
     height = volume.voxel_size[2]
-    xy, direction, momentum, weight = muons.position[:, :2], muons.direction, muons.momentum, muons.weight
+    # Components as separate contiguous (mu,) tensors: every operation of a step runs on
+    # contiguous memory (column views of (mu, 3) tensors are strided and much slower).
+    x, y = muons.position[:, 0].contiguous(), muons.position[:, 1].contiguous()
+    direction = (
+        muons.direction[:, 0].contiguous(),
+        muons.direction[:, 1].contiguous(),
+        muons.direction[:, 2].contiguous(),
+    )
+    momentum, weight = muons.momentum, muons.weight
     state = ScatterState.zeros(momentum)
     x0_acc = muons.path_x0
     n = len(muons)
     for iz in reversed(range(volume.shape[2])):
         table, materials = volume.layer_properties(iz)
+        columns = table.T.contiguous()  # (4, cells): one gather per step fetches all four
         x0_min = float(table[:, 0].detach().min())
         n_sub = steps_per_layer(height, min(step_length, MAX_STEP_X0 * x0_min) if scattering else step_length)
         dz = height / n_sub
         for _ in range(n_sub):
-            inv_cos = (-1.0 / direction[:, 2]).clamp(1.0, 1.0 / MIN_DOWNWARD_COSINE)
+            inv_cos = (-1.0 / direction[2]).clamp(1.0, 1.0 / MIN_DOWNWARD_COSINE)
             ds = dz * inv_cos
-            slope = direction[:, :2] * inv_cos[:, None]
-            cell = volume.flat_voxel_index(xy + (0.5 * dz) * slope)
-            props = table[cell]
-            x0 = props[:, 0]
+            slope_x, slope_y = direction[0] * inv_cos, direction[1] * inv_cos
+            cell = volume.flat_voxel_index(x + (0.5 * dz) * slope_x, y + (0.5 * dz) * slope_y)
+            x0, tail_x0, screening_p2, nuclear_p = columns[:, cell].unbind(0)
             if energy_loss:
                 energy = torch.sqrt(momentum**2 + MUON_MASS**2)
                 kinetic_after, stopped = volume.range_tables.step(energy - MUON_MASS, materials[cell], ds)
                 momentum_after = torch.sqrt(kinetic_after * (kinetic_after + 2 * MUON_MASS))
             else:
                 momentum_after, stopped = momentum, torch.zeros_like(weight, dtype=torch.bool)
-            new_xy = xy + dz * slope
+            new_x, new_y = x + dz * slope_x, y + dz * slope_y
             new_direction = direction
             if scattering:
                 p_mid = 0.5 * (momentum + momentum_after)
                 beta = p_mid * torch.rsqrt(p_mid**2 + MUON_MASS**2)
-                randoms = draw_scatter_randoms(n, generator, xy.dtype, xy.device)
-                new_direction, displacement, state = scatter_step(
-                    direction, p_mid, beta, state, ds, x0, props[:, 1], props[:, 2], props[:, 3], randoms, params
+                randoms = draw_scatter_randoms(n, generator, x.dtype, x.device)
+                new_direction, (disp_x, disp_y), state = scatter_step(
+                    direction, p_mid, beta, state, ds, x0, tail_x0, screening_p2, nuclear_p, randoms, params
                 )
-                new_xy = new_xy + displacement
+                new_x, new_y = new_x + disp_x, new_y + disp_y
             # Stopped or (near-)horizontal muons get weight 0; they keep moving with finite values.
-            alive = ~stopped & (-new_direction[:, 2] > MIN_DOWNWARD_COSINE)
+            alive = ~stopped & (-new_direction[2] > MIN_DOWNWARD_COSINE)
             weight = weight * alive
-            xy, direction, momentum = new_xy, new_direction, momentum_after
+            x, y, direction, momentum = new_x, new_y, new_direction, momentum_after
             x0_acc = x0_acc + ds / x0
-    position = torch.cat([xy, torch.full_like(xy[:, :1], volume.z_low)], dim=1)
+    position = torch.stack([x, y, torch.full_like(x, volume.z_low)], dim=1)
     return MuonBatch(
         position=position,
-        direction=direction,
+        direction=torch.stack(direction, dim=1),
         momentum=momentum,
         charge=muons.charge,
         weight=weight,

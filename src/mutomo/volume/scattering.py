@@ -95,17 +95,20 @@ def highland_variance(path_x0: Tensor, momentum: Tensor, beta: Tensor) -> Tensor
     return (HIGHLAND_E0 / (beta * momentum)) ** 2 * highland_g(path_x0.clamp(min=1e-12), beta**2)
 
 
-def perpendicular_basis(direction: Tensor) -> tuple[Tensor, Tensor]:
-    """Two unit vectors orthogonal to ``direction`` and to each other, each ``(mu, 3)``.
+Components = tuple[Tensor, Tensor, Tensor]
+
+
+def perpendicular_basis(dx: Tensor, dy: Tensor, dz: Tensor) -> tuple[Components, Components]:
+    """Two unit vectors orthogonal to the direction ``(dx, dy, dz)`` and to each other, as
+    components ``(mu,)`` each.
 
     ``e1 = (d_z, 0, -d_x) / n`` and ``e2 = d x e1 = (-d_x d_y, n^2, -d_y d_z) / n`` with
     ``n = sqrt(d_x^2 + d_z^2)``, well defined for every muon that moves downwards.
     """
-    dx, dy, dz = direction.unbind(-1)
     norm = torch.sqrt(dx**2 + dz**2)
     inv = 1.0 / norm
-    e1 = torch.stack([dz * inv, torch.zeros_like(dx), -dx * inv], dim=-1)
-    e2 = torch.stack([-dx * dy * inv, norm, -dy * dz * inv], dim=-1)
+    e1 = (dz * inv, torch.zeros_like(dx), -dx * inv)
+    e2 = (-dx * dy * inv, norm, -dy * dz * inv)
     return e1, e2
 
 
@@ -155,7 +158,7 @@ def core_variance(chi_c2: Tensor, omega: Tensor, params: ScatterParameters = DEF
 
 
 def scatter_step(
-    direction: Tensor,
+    direction: Components,
     momentum: Tensor,
     beta: Tensor,
     state: ScatterState,
@@ -166,11 +169,13 @@ def scatter_step(
     nuclear_p: Tensor,
     randoms: Tensor,
     params: ScatterParameters = DEFAULT_SCATTER,
-) -> tuple[Tensor, Tensor, ScatterState]:
+) -> tuple[Components, tuple[Tensor, Tensor], ScatterState]:
     """Scatter muons over one step; pure function.
 
     Args:
-        direction: ``(mu, 3)`` unit direction before the step.
+        direction: unit direction before the step, as components ``(dx, dy, dz)``, each
+            ``(mu,)`` (contiguous components keep every operation of the step on contiguous
+            memory).
         momentum: ``(mu,)`` momentum (GeV/c) representative of the step.
         beta: ``(mu,)`` speed over c.
         state: accumulators before the step.
@@ -179,13 +184,13 @@ def scatter_step(
         tail_x0: ``(mu,)`` ``chi_c^2 (p beta)^2`` per radiation length of the material (GeV^2).
         screening_p2: ``(mu,)`` ``chi_a^2 p^2`` of the material (GeV^2).
         nuclear_p: ``(mu,)`` ``hbar c / R_nucleus`` of the material (GeV).
-        randoms: ``(mu, 7)``: four standard normals then three uniforms in [0, 1).
+        randoms: ``(7, mu)``: four rows of standard normals, then three of uniforms in [0, 1).
         params: model constants.
 
     Returns:
-        ``(new_direction (mu, 3), lateral_displacement (mu, 2), new_state)``; the
-        displacement is the x and y components of the offset perpendicular to the incoming
-        direction, on top of the straight ``step_length * direction`` part.
+        ``(new_direction (dx, dy, dz), displacement (x, y), new_state)``, each component
+        ``(mu,)``; the displacement is the x and y components of the offset perpendicular to
+        the incoming direction, on top of the straight ``step_length * direction`` part.
     """
     d_chi2 = tail_x0 * (step_length / x0) / (momentum * beta) ** 2
     d_omega = tail_x0 * (step_length / x0) / (1.167 * screening_p2)
@@ -199,13 +204,7 @@ def scatter_step(
     overlap = torch.where(state.chi_c2 > 0, state.chi_c2 * 0.5 * torch.log(ratio), torch.zeros_like(ratio))
     core_sigma = torch.sqrt((var_new - var_old - overlap).clamp(min=0.0))
 
-    z_angle_x, z_angle_y, z_disp_x, z_disp_y = (
-        randoms[:, 0],
-        randoms[:, 1],
-        randoms[:, 2],
-        randoms[:, 3],
-    )
-    u_hard, u_phi, u_accept = randoms[:, 4], randoms[:, 5], randoms[:, 6]
+    z_angle_x, z_angle_y, z_disp_x, z_disp_y, u_hard, u_phi, u_accept = randoms.unbind(0)
 
     # Hard single scatters: Poisson mean d_chi2 / cut^2 (<< 1 per step; at most one is drawn).
     mean_hard = (d_chi2 / cut2_new.clamp(min=1e-300)).clamp(max=1.0)
@@ -220,21 +219,28 @@ def scatter_step(
     theta_x = (core_sigma * z_angle_x + hard_angle * torch.cos(phi)).clamp(-params.max_angle, params.max_angle)
     theta_y = (core_sigma * z_angle_y + hard_angle * torch.sin(phi)).clamp(-params.max_angle, params.max_angle)
 
-    e1, e2 = perpendicular_basis(direction)
-    tan_x, tan_y = torch.tan(theta_x)[:, None], torch.tan(theta_y)[:, None]
+    e1, e2 = perpendicular_basis(*direction)
+    tan_x, tan_y = torch.tan(theta_x), torch.tan(theta_y)
     # (d, e1, e2) is orthonormal, so |d + tx e1 + ty e2| = sqrt(1 + tx^2 + ty^2).
-    new_direction = (direction + tan_x * e1 + tan_y * e2) * torch.rsqrt(1.0 + tan_x**2 + tan_y**2)
-
-    disp_x = step_length * (core_sigma * z_disp_x / math.sqrt(12.0) + 0.5 * theta_x)
-    disp_y = step_length * (core_sigma * z_disp_y / math.sqrt(12.0) + 0.5 * theta_y)
-    displacement = disp_x[:, None] * e1[:, :2] + disp_y[:, None] * e2[:, :2]
+    inv_norm = torch.rsqrt(1.0 + tan_x**2 + tan_y**2)
+    new_direction = (
+        (direction[0] + tan_x * e1[0] + tan_y * e2[0]) * inv_norm,
+        (direction[1] + tan_y * e2[1]) * inv_norm,  # e1 has no y component
+        (direction[2] + tan_x * e1[2] + tan_y * e2[2]) * inv_norm,
+    )
+    disp_1 = step_length * (core_sigma * z_disp_x / math.sqrt(12.0) + 0.5 * theta_x)
+    disp_2 = step_length * (core_sigma * z_disp_y / math.sqrt(12.0) + 0.5 * theta_y)
+    displacement = (disp_1 * e1[0] + disp_2 * e2[0], disp_2 * e2[1])
     return new_direction, displacement, new_state
 
 
 def draw_scatter_randoms(
     n: int, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device | str | None
 ) -> Tensor:
-    """``(n, 7)`` random numbers for :func:`scatter_step`: 4 normals, 3 uniforms."""
-    normals = torch.randn(n, N_SCATTER_RANDOMS - 3, generator=generator, dtype=dtype, device=device)
-    uniforms = torch.rand(n, 3, generator=generator, dtype=dtype, device=device)
-    return torch.cat([normals, uniforms], dim=1)
+    """``(7, n)`` random numbers for :func:`scatter_step`: 4 rows of normals, 3 of uniforms
+    (the generator must live on ``device``). Drawn muon by muon, as an ``(n, 4)`` and an
+    ``(n, 3)`` block, so that a seed gives the same muons whatever the layout."""
+    randoms = torch.empty(N_SCATTER_RANDOMS, n, dtype=dtype, device=device)
+    randoms[:4].copy_(torch.randn(n, 4, generator=generator, dtype=dtype, device=device).T)
+    randoms[4:].copy_(torch.rand(n, 3, generator=generator, dtype=dtype, device=device).T)
+    return randoms
