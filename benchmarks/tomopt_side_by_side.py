@@ -33,17 +33,15 @@ import json
 import math
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".tomopt-venv"
-PANELS_ABOVE = (1.0, 0.95, 0.9, 0.85)
-PANELS_BELOW = (0.2, 0.15, 0.1, 0.05)
+sys.path.insert(0, str(HERE))
+from tomopt_geometry import PANELS_ABOVE, PANELS_BELOW, timed_step  # noqa: E402
 
 TOMOPT_STEP = r"""
 import json, resource, sys, time
@@ -92,48 +90,12 @@ print(json.dumps({"seconds": seconds, "rss_mib": resource.getrusage(resource.RUS
 
 
 def mutomo_step(n: int, threads: int, seed: int = 0) -> dict[str, float]:
-    """One full mutomo step on the TomOpt test geometry; returns seconds and this process's peak RSS."""
+    """One full mutomo step on the TomOpt test geometry (benchmarks/tomopt_geometry.py), after an
+    untimed warm-up; returns seconds and this process's peak RSS."""
     import torch
-    from torch import nn
-
-    from mutomo.detector import Detector, DetectorPanel
-    from mutomo.inference import PocaX0
-    from mutomo.muons import FluxSource, GenerationPlane, TabulatedFlux
-    from mutomo.reco import measure
-    from mutomo.simulate import simulate
-    from mutomo.volume import PassiveVolume
 
     torch.set_num_threads(threads)
-    volume = PassiveVolume.uniform("beryllium", (1.0, 1.0, 0.6), 0.1, z_low=0.2).with_box(
-        "lead", (0.0, 0.0, 0.2), (0.5, 0.5, 0.4)
-    )
-
-    def panel(z: float) -> DetectorPanel:
-        return DetectorPanel(
-            nn.Parameter(torch.tensor([0.5, 0.5, z])), nn.Parameter(torch.tensor([2.0, 2.0])), 1e-4, 0.9
-        )
-
-    # TomOpt's top lower panel sits on the volume's bottom face; mutomo wants panels strictly
-    # outside, so the lower panels are moved down by 1 um.
-    detector = Detector([panel(z) for z in PANELS_ABOVE], [panel(z - 1e-6) for z in PANELS_BELOW])
-    # TomOpt's generator: zenith up to 70 deg, over the volume's footprint widened by
-    # d = tan(15 deg) (h - z_passive_low + passive voxel) on every side (MuonGenerator2016.from_volume).
-    d = math.tan(math.radians(15)) * (1.0 - 0.2 + 0.1)
-    plane = GenerationPlane(z=1.0 + 1e-3, x_range=(-d, 1 + d), y_range=(-d, 1 + d))
-    source = FluxSource(plane, TabulatedFlux(theta_max=math.radians(70)))
-    start = time.perf_counter()
-    result = simulate(detector, volume, source, n, torch.Generator().manual_seed(seed))
-    momentum = 0.5 * (result.muons_in.momentum + result.muons_out.momentum)
-    data = measure(result.hits_above, result.hits_below, volume, momentum, result.muons_in.weight)
-    vmap = PocaX0()(data, volume)
-    assert vmap.x0 is not None
-    loss = ((vmap.x0 - volume.x0) ** 2)[vmap.measured].mean()
-    loss.backward()
-    seconds = time.perf_counter() - start
-    grads = [p.grad for p in detector.parameters()]
-    if not all(g is not None and bool(torch.isfinite(g).all()) for g in grads):
-        raise RuntimeError("mutomo step produced missing or non-finite panel gradients")
-    return {"seconds": seconds, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return timed_step(n, seed=seed)
 
 
 def tomopt_python() -> Path:
@@ -168,7 +130,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.mutomo_worker:
         n, threads = args.mutomo_worker
-        mutomo_step(min(n, 1000), threads)  # warm-up, not timed
         print(json.dumps(mutomo_step(n, threads)))
         return
     python = tomopt_python()

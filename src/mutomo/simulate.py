@@ -46,7 +46,8 @@ def acceptance_plane(
         margin: extra width on every side (m); default three panel-edge widths.
     """
     p = detector.panel_parameters("above")
-    centre, span = p["centre"].detach(), p["span"].detach()
+    # Every panel of every design of a batch counts.
+    centre, span = p["centre"].detach().reshape(-1, 3), p["span"].detach().reshape(-1, 2)
     z_top = float(centre[:, 2].max())
     drift = math.tan(theta_max) * (z_top - centre[:, 2])
     extra = 3 * float(detector.smoothness) if margin is None else margin
@@ -72,19 +73,20 @@ def simulate(
 
     The panels' parameters enter only through the hits, so gradients of anything computed
     from the hits flow to every panel parameter; the propagation itself records no graph
-    unless the volume's ``x0`` is a parameter.
+    unless the volume's ``x0`` is a parameter. A detector with design axes
+    (:meth:`~mutomo.detector.Detector.stack`) gives hits with those axes leading, all from the
+    same muons: K designs cost one propagation.
     """
     detector.check_outside(volume)
     ref = volume.x0
     muons = source.sample(n_muons, generator, dtype=ref.dtype, device=ref.device)
     muons_in = propagate_straight(muons, volume.z_high)
     muons_out = propagate_volume(muons_in, volume, step_length, generator, params=scatter_params)
-    noise_above = torch.randn(detector.n_panels("above"), n_muons, 2, generator=generator, dtype=ref.dtype).to(
-        ref.device
-    )
-    noise_below = torch.randn(detector.n_panels("below"), n_muons, 2, generator=generator, dtype=ref.dtype).to(
-        ref.device
-    )
+    draw = {"generator": generator, "dtype": ref.dtype, "device": ref.device}
+    noise_above = torch.randn(detector.n_panels("above"), n_muons, 2, **draw)  # type: ignore[arg-type]
+    noise_below = torch.randn(detector.n_panels("below"), n_muons, 2, **draw)  # type: ignore[arg-type]
+    # With a batch of designs (Detector.stack) the muons and the draws are shared: the hits
+    # get the design axes, the propagation above runs once.
     return SimulationResult(
         muons_in=muons_in,
         muons_out=muons_out,

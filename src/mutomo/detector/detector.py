@@ -97,16 +97,19 @@ class Detector(nn.Module):
                 spans.append(panel.span)
                 res.append(panel.resolution)
                 eff.append(panel.efficiency)
+        # Panels may carry design axes of different (broadcastable) shapes: align them first.
+        design = torch.broadcast_shapes(*(t.shape[:-1] for t in [*centres, *spans, *res, *eff]))
         return {
-            "centre": torch.stack(centres),
-            "span": torch.stack(spans),
-            "resolution": torch.cat(res),
-            "efficiency": torch.cat(eff),
+            "centre": torch.stack([c.expand(*design, 3) for c in centres], dim=-2),
+            "span": torch.stack([w.expand(*design, 2) for w in spans], dim=-2),
+            "resolution": torch.cat([r.expand(*design, 1) for r in res], dim=-1),
+            "efficiency": torch.cat([e.expand(*design, 1) for e in eff], dim=-1),
         }
 
     def panel_parameters(self, side: str) -> dict[str, Tensor]:
         """Stacked effective parameters of one side (``"above"`` or ``"below"``):
-        ``centre (panel, 3)``, ``span (panel, 2)``, ``resolution (panel,)``, ``efficiency (panel,)``."""
+        ``centre (*design, panel, 3)``, ``span (*design, panel, 2)``, ``resolution (*design, panel)``,
+        ``efficiency (*design, panel)``; ``*design`` is empty unless panels carry design axes."""
         if side not in ("above", "below"):
             raise ValueError(f"side must be 'above' or 'below'; got {side!r}")
         return self._stack(self.above if side == "above" else self.below)
@@ -114,8 +117,8 @@ class Detector(nn.Module):
     def check_outside(self, volume: PassiveVolume) -> None:
         """Raise ``ValueError`` if a panel sits inside the volume or on the wrong side of it."""
         for side in ("above", "below"):
-            z = self.panel_parameters(side)["centre"][:, 2]
-            for i, zi in enumerate(z.tolist()):
+            z = self.panel_parameters(side)["centre"][..., 2].reshape(-1, self.n_panels(side))
+            for i, zi in enumerate(z.max(0).values.tolist() if side == "below" else z.min(0).values.tolist()):
                 if side == "above" and zi <= volume.z_high:
                     raise ValueError(
                         f"panel {i} above the volume has z = {zi:.4g} m; it must be > z_high = {volume.z_high:.4g} m"
@@ -133,26 +136,69 @@ class Detector(nn.Module):
                 for ``"above"``, at its exit for ``"below"``).
             side: ``"above"`` or ``"below"``.
             noise: ``(panel, mu, 2)`` standard normal draws (reparameterisation: the hit is
-                ``true + resolution * noise``, differentiable in the resolution).
+                ``true + resolution * noise``, differentiable in the resolution); the same draws
+                serve every design of a batch.
+
+        Returns:
+            :class:`Hits` with the detector's design axes leading.
         """
         p = self.panel_parameters(side)
-        true = position_at_z(muons, p["centre"][:, 2:3])[..., :2]
-        xy = true + p["resolution"][:, None, None] * noise
-        acceptance = smooth_acceptance(true, p["centre"][:, :2], p["span"], self.smoothness)
-        weight = p["efficiency"][:, None] * acceptance * muons.weight[None, :]
-        return Hits(xy=xy, z=p["centre"][:, 2], true_xy=true, resolution=p["resolution"], weight=weight)
+        true = position_at_z(muons, p["centre"][..., 2:3])[..., :2]
+        xy = true + p["resolution"][..., None, None] * noise
+        acceptance = smooth_acceptance(true, p["centre"][..., :2], p["span"], self.smoothness)
+        weight = p["efficiency"][..., None] * acceptance * muons.weight
+        return Hits(xy=xy, z=p["centre"][..., 2], true_xy=true, resolution=p["resolution"], weight=weight)
 
     def panel_costs(self) -> Tensor:
-        """``(panel,)`` cost of every panel, above then below."""
+        """``(*design, panel)`` cost of every panel, above then below."""
         params = [self.panel_parameters(s) for s in ("above", "below")]
-        span = torch.cat([p["span"] for p in params])
-        res = torch.cat([p["resolution"] for p in params])
-        eff = torch.cat([p["efficiency"] for p in params])
+        design = torch.broadcast_shapes(*(p["resolution"].shape[:-1] for p in params))
+        span = torch.cat([p["span"].expand(*design, -1, 2) for p in params], dim=-2)
+        res = torch.cat([p["resolution"].expand(*design, -1) for p in params], dim=-1)
+        eff = torch.cat([p["efficiency"].expand(*design, -1) for p in params], dim=-1)
         return self.cost_model(span, res, eff)
 
     def cost(self) -> Tensor:
-        """Total cost (scalar tensor)."""
-        return self.panel_costs().sum()
+        """Total cost, ``(*design,)`` (a scalar tensor for one detector)."""
+        return self.panel_costs().sum(-1)
 
     def n_panels(self, side: str) -> int:
-        return int(self.panel_parameters(side)["centre"].shape[0])
+        return int(self.panel_parameters(side)["centre"].shape[-2])
+
+    @property
+    def design_shape(self) -> tuple[int, ...]:
+        """Leading design axes of the panel parameters (``()`` for one detector)."""
+        shapes = [self.panel_parameters(s)["resolution"].shape[:-1] for s in ("above", "below")]
+        return tuple(torch.broadcast_shapes(*shapes))
+
+    @classmethod
+    def stack(cls, detectors: Sequence[Detector]) -> Detector:
+        """K detectors of the same layout as one detector with a leading design axis of size K.
+
+        Each panel's parameters become ``torch.stack`` of the K detectors' (so gradients reach
+        every original parameter); smoothness and cost model come from the first. Simulating and
+        reconstructing the stack runs the K designs in one vectorised pass on the same muons.
+        """
+        if not detectors:
+            raise ValueError("Detector.stack needs at least one detector")
+        first = detectors[0]
+        layout = [(d.n_panels("above"), d.n_panels("below")) for d in detectors]
+        if len(set(layout)) != 1:
+            raise ValueError(
+                f"Detector.stack needs the same number of panels above and below in every design; got {layout}"
+            )
+
+        def side(name: str) -> list[DetectorPanel]:
+            params = [d.panel_parameters(name) for d in detectors]
+            ref = params[0]["centre"]
+            return [
+                DetectorPanel(
+                    *(torch.stack([p[key][i] for p in params]) for key in ("centre", "span")),
+                    *(torch.stack([p[key][i : i + 1] for p in params]) for key in ("resolution", "efficiency")),
+                    device=ref.device,
+                    dtype=ref.dtype,
+                )
+                for i in range(params[0]["centre"].shape[0])
+            ]
+
+        return cls(side("above"), side("below"), float(first.smoothness), first.cost_model)

@@ -18,17 +18,25 @@ def register_value(
     dtype: torch.dtype,
 ) -> None:
     """Register ``value`` on ``module``: as a parameter when the caller passed an ``nn.Parameter``
-    (so the caller decides what is trained), otherwise as a buffer."""
+    (so the caller decides what is trained), otherwise as a buffer.
+
+    The value is ``(size,)``, or ``(*design, size)`` for a batch of designs (a scalar or a
+    single element broadcasts to ``size``)."""
     if isinstance(value, nn.Parameter):
-        if value.numel() != size:
-            raise ValueError(f"{type(module).__name__}.{name} must have {size} element(s); got {value.numel()}")
+        if value.shape[-1:] != (size,) and not (size == 1 and value.dim() == 1):
+            raise ValueError(
+                f"{type(module).__name__}.{name} must have {size} element(s) on its last axis; got shape "
+                f"{tuple(value.shape)}"
+            )
         module.register_parameter(name, value)
         return
-    tensor = torch.as_tensor(value, dtype=dtype, device=device).reshape(-1)
-    if tensor.numel() == 1 and size > 1:
-        tensor = tensor.expand(size).clone()
-    if tensor.numel() != size:
-        raise ValueError(f"{type(module).__name__}.{name} must have {size} element(s); got {tensor.numel()}")
+    tensor = torch.as_tensor(value, dtype=dtype, device=device)
+    if tensor.dim() == 0 or (size == 1 and tensor.dim() == 1 and tensor.numel() > 1):
+        tensor = tensor[..., None]  # a scalar, or one value per design of a 1-element field
+    if tensor.shape[-1] == 1 and size > 1:
+        tensor = tensor.expand(*tensor.shape[:-1], size).clone()
+    if tensor.shape[-1] != size:
+        raise ValueError(f"{type(module).__name__}.{name} must have {size} element(s); got {tensor.shape[-1]}")
     module.register_buffer(name, tensor)
 
 
@@ -36,7 +44,9 @@ class DetectorPanel(nn.Module):
     """A flat, horizontal, rectangular tracking panel.
 
     Each argument may be a plain value (stored as a buffer: fixed) or an ``nn.Parameter``
-    (trained by whoever optimises the module).
+    (trained by whoever optimises the module). Values may carry leading design axes, e.g.
+    ``centre`` of shape ``(K, 3)`` for K candidate positions of this panel, evaluated in one
+    pass (see :meth:`mutomo.detector.Detector.stack`).
 
     Args:
         centre: (x, y, z) of the panel centre (m).
@@ -76,30 +86,31 @@ class DetectorPanel(nn.Module):
         if bool((self.span <= 0).any()):
             raise ValueError(f"DetectorPanel.span must be > 0 m in x and y; got {self.span.tolist()}")
         if bool((self.resolution <= 0).any()):
-            raise ValueError(f"DetectorPanel.resolution must be > 0 m; got {self.resolution.item()}")
-        eff = self.efficiency.item()
-        if not 0 < eff <= 1:
-            raise ValueError(f"DetectorPanel.efficiency must be in (0, 1]; got {eff}")
+            raise ValueError(f"DetectorPanel.resolution must be > 0 m; got {self.resolution.tolist()}")
+        if not bool(((self.efficiency > 0) & (self.efficiency <= 1)).all()):
+            raise ValueError(f"DetectorPanel.efficiency must be in (0, 1]; got {self.efficiency.tolist()}")
         if not bool(torch.isfinite(self.centre).all()):
             raise ValueError(f"DetectorPanel.centre must be finite; got {self.centre.tolist()}")
 
     @property
     def area(self) -> Tensor:
-        """Panel area (m^2)."""
-        return self.span[0] * self.span[1]
+        """Panel area (m^2), ``(*design,)``."""
+        return self.span[..., 0] * self.span[..., 1]
 
 
 @dataclass(frozen=True)
 class Hits:
-    """Hits of a batch of muons on a stack of panels, panel axis first.
+    """Hits of a batch of muons on a stack of panels, after any design axes.
 
     Attributes:
-        xy: ``(panel, mu, 2)`` measured positions (m): true crossing plus Gaussian noise.
-        z: ``(panel,)`` panel heights (m).
-        resolution: ``(panel,)`` position resolution sigma (m).
-        weight: ``(panel, mu)`` probability that the hit was recorded: efficiency times the
-            smooth geometric acceptance, in [0, 1] (0 or 1 for recorded data).
-        true_xy: ``(panel, mu, 2)`` true crossing points (m), when known (simulation).
+        xy: ``(*design, panel, mu, 2)`` measured positions (m): true crossing plus Gaussian noise.
+        z: ``(*design, panel)`` panel heights (m).
+        resolution: ``(*design, panel)`` position resolution sigma (m).
+        weight: ``(*design, panel, mu)`` probability that the hit was recorded: efficiency times
+            the smooth geometric acceptance, in [0, 1] (0 or 1 for recorded data).
+        true_xy: ``(*design, panel, mu, 2)`` true crossing points (m), when known (simulation).
+
+    ``*design`` is empty for one detector; a batch of designs (:meth:`Detector.stack`) gives it.
     """
 
     xy: Tensor
@@ -110,13 +121,41 @@ class Hits:
 
     @property
     def n_panels(self) -> int:
-        return int(self.z.shape[0])
+        return int(self.z.shape[-1])
+
+    @property
+    def design_shape(self) -> tuple[int, ...]:
+        """The leading design axes (``()`` for one detector)."""
+        return tuple(self.z.shape[:-1])
 
     @property
     def positions(self) -> Tensor:
-        """``(panel, mu, 3)`` measured hit positions with the panel heights."""
-        z = self.z[:, None, None].expand(*self.xy.shape[:-1], 1)
+        """``(*design, panel, mu, 3)`` measured hit positions with the panel heights."""
+        z = self.z[..., None, None].expand(*self.xy.shape[:-1], 1)
         return torch.cat([self.xy, z], dim=-1)
+
+    def flatten_designs(self) -> Hits:
+        """One design axis merged into the muon axis, design-major: ``xy (panel, D mu, 2)``, with
+        ``z``, ``resolution`` ``(panel, D mu)`` (one value per muon and panel). Identity without
+        design axes."""
+        if not self.design_shape:
+            return self
+        n_panel, n_mu = self.weight.shape[-2:]
+
+        def merge(t: Tensor) -> Tensor:  # (*design, panel, mu, ...) -> (panel, D mu, ...)
+            t = t.reshape(-1, n_panel, n_mu, *t.shape[self.z.dim() + 1 :])
+            return t.transpose(0, 1).reshape(n_panel, -1, *t.shape[3:])
+
+        def per_muon(t: Tensor) -> Tensor:  # (*design, panel) -> (panel, D mu)
+            return merge(t[..., None].expand(*t.shape, n_mu))
+
+        return Hits(
+            xy=merge(self.xy),
+            z=per_muon(self.z),
+            resolution=per_muon(self.resolution),
+            weight=merge(self.weight),
+            true_xy=None if self.true_xy is None else merge(self.true_xy),
+        )
 
 
 def smooth_acceptance(xy: Tensor, centre_xy: Tensor, span: Tensor, smoothness: float | Tensor) -> Tensor:
@@ -126,15 +165,15 @@ def smooth_acceptance(xy: Tensor, centre_xy: Tensor, span: Tensor, smoothness: f
     on an edge; ``s`` (m) sets the width of the edge and can be annealed towards 0.
 
     Args:
-        xy: ``(panel, mu, 2)`` crossing points.
-        centre_xy: ``(panel, 2)`` panel centres.
-        span: ``(panel, 2)`` panel widths.
+        xy: ``(*design, panel, mu, 2)`` crossing points.
+        centre_xy: ``(*design, panel, 2)`` panel centres.
+        span: ``(*design, panel, 2)`` panel widths.
         smoothness: edge width ``s`` (m), > 0.
 
     Returns:
-        ``(panel, mu)`` weights in [0, 1].
+        ``(*design, panel, mu)`` weights in [0, 1].
     """
-    half = 0.5 * span[:, None, :]
-    offset = xy - centre_xy[:, None, :]
+    half = 0.5 * span[..., None, :]
+    offset = xy - centre_xy[..., None, :]
     inside = torch.sigmoid((offset + half) / smoothness) * torch.sigmoid((half - offset) / smoothness)
     return inside.prod(dim=-1)

@@ -92,10 +92,10 @@ class X0Estimate:
     """Per-voxel inferred radiation length.
 
     Attributes:
-        x0: ``(nx, ny, nz)`` estimate (m). Voxels informed by less than the inferrer's
+        x0: ``(*design, nx, ny, nz)`` estimate (m). Voxels informed by less than the inferrer's
             ``min_weight`` of muons hold 0 (no measurement), never NaN or inf.
-        uncertainty: ``(nx, ny, nz)`` one standard deviation (m); 0 where ``x0`` is 0.
-        weight: ``(nx, ny, nz)`` sum of muon weights that informed each voxel.
+        uncertainty: ``(*design, nx, ny, nz)`` one standard deviation (m); 0 where ``x0`` is 0.
+        weight: ``(*design, nx, ny, nz)`` sum of muon weights that informed each voxel.
     """
 
     x0: Tensor
@@ -152,7 +152,8 @@ class HighlandX0Inferrer:
             voxels: muon-to-voxel weights (:func:`~mutomo.reco.extended_poca` or binned).
             volume: the voxel grid.
         """
-        size = math.prod(volume.shape)
+        grid = voxels.grid_shape(volume.shape)  # (*design, nx, ny, nz)
+        size = math.prod(grid)
         beta_p = momentum**2 / torch.sqrt(momentum**2 + MUON_MASS**2)
         scale2 = (beta_p / HIGHLAND_E0)[:, None] ** 2
         # d atan(s) / ds = 1 / (1 + s^2) maps slope variances to angle variances.
@@ -161,7 +162,9 @@ class HighlandX0Inferrer:
         m2 = meas * scale2  # (mu, 2)
         height = volume.z_high - volume.z_low
         path = height * torch.sqrt(1 + (incoming.slope**2).sum(-1))  # (mu,)
-        w = voxels.weight  # (mu, W)
+        if voxels.muon is not None:  # sparse rows: one per (muon, voxel) entry
+            u2, m2, path = u2[voxels.muon], m2[voxels.muon], path[voxels.muon]
+        w = voxels.weight  # (rows, W)
         idx = voxels.voxel
         sum_w = scatter_sum(idx, w, size)
         safe = sum_w.clamp(min=1e-30)
@@ -197,9 +200,9 @@ class HighlandX0Inferrer:
         measured = sum_w >= self.min_weight
         zero = torch.zeros_like(x0)
         return X0Estimate(
-            x0=torch.where(measured, x0, zero).reshape(volume.shape),
-            uncertainty=torch.where(measured, x0_err, zero).reshape(volume.shape),
-            weight=sum_w.reshape(volume.shape),
+            x0=torch.where(measured, x0, zero).reshape(grid),
+            uncertainty=torch.where(measured, x0_err, zero).reshape(grid),
+            weight=sum_w.reshape(grid),
         )
 
 
@@ -220,12 +223,13 @@ class PocaX0:
         self.name = "extended_poca_x0" if extended else "poca_x0"
 
     def __call__(self, data: ScatterData, volume: PassiveVolume) -> VoxelMap:
-        """Infer X0 per voxel; the score is 1/X0 (m^-1)."""
+        """Infer X0 per voxel; the score is 1/X0 (m^-1). Maps are ``(*design, nx, ny, nz)``."""
         sc = data.scatters
         if self.extended:
-            voxels = extended_poca(sc.poca, sc.poca_covariance, data.weight, volume, self.half_width)
+            voxels = extended_poca(sc.poca, sc.poca_covariance, data.weight, volume, self.half_width).sparse()
         else:
             voxels = poca_voxel_weights(sc.poca, data.weight, volume)
+        voxels = voxels.per_design(data.design, data.design_shape, math.prod(volume.shape))
         estimate = self.inferrer(sc, data.incoming, data.outgoing, data.momentum, voxels, volume)
         measured = estimate.x0 > 0
         score = torch.where(measured, 1 / torch.where(measured, estimate.x0, torch.ones_like(estimate.x0)), 0.0)

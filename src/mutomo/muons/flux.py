@@ -116,6 +116,7 @@ class TabulatedFlux:
         self._cdf = torch.from_numpy(np.cumsum(total.ravel()) / total.sum())
         self._plus_fraction = torch.from_numpy((plus / total).ravel())
         self._n_logp = n_logp
+        self._edges = (self.cos_edges, self.logp_edges)
         p_centres = np.exp(lp)
         #: Mean momentum (GeV/c) of the muons of each cos(theta) row of the table.
         self._row_mean_p = torch.from_numpy((total * p_centres).sum(1) / total.sum(1))
@@ -147,16 +148,14 @@ class TabulatedFlux:
         Returns:
             ``(momentum, cos_theta, charge)``, each ``Float[Tensor, "mu"]``.
         """
-        u = torch.rand(n, 4, generator=generator, dtype=torch.float64)
-        cell = torch.searchsorted(self._cdf, u[:, 0].contiguous(), right=True).clamp(max=self._cdf.numel() - 1)
+        # Drawn on ``device`` (the generator must live there): no host round trip on a GPU.
+        u = torch.rand(n, 4, generator=generator, dtype=torch.float64, device=device)
+        cdf, plus_fraction, cos_edges, logp_edges = (
+            t.to(u.device) for t in (self._cdf, self._plus_fraction, *map(torch.from_numpy, self._edges))
+        )
+        cell = torch.searchsorted(cdf, u[:, 0].contiguous(), right=True).clamp(max=cdf.numel() - 1)
         i_cos, i_p = cell // self._n_logp, cell % self._n_logp
-        cos_edges = torch.from_numpy(self.cos_edges)
-        logp_edges = torch.from_numpy(self.logp_edges)
         cos_theta = cos_edges[i_cos] + u[:, 1] * (cos_edges[i_cos + 1] - cos_edges[i_cos])
         logp = logp_edges[i_p] + u[:, 2] * (logp_edges[i_p + 1] - logp_edges[i_p])
-        charge = torch.where(u[:, 3] < self._plus_fraction[cell], 1.0, -1.0)
-        return (
-            torch.exp(logp).to(device=device, dtype=dtype),
-            cos_theta.to(device=device, dtype=dtype),
-            charge.to(device=device, dtype=dtype),
-        )
+        charge = torch.where(u[:, 3] < plus_fraction[cell], 1.0, -1.0)
+        return torch.exp(logp).to(dtype), cos_theta.to(dtype), charge.to(dtype)

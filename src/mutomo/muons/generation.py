@@ -43,7 +43,7 @@ class GenerationPlane:
         device: torch.device | str | None,
     ) -> torch.Tensor:
         """``(n, 3)`` uniform points on the plane."""
-        u = torch.rand(n, 2, generator=generator, dtype=dtype).to(device)
+        u = torch.rand(n, 2, generator=generator, dtype=dtype, device=device)
         lo = torch.tensor([self.x_range[0], self.y_range[0]], dtype=dtype, device=device)
         hi = torch.tensor([self.x_range[1], self.y_range[1]], dtype=dtype, device=device)
         xy = lo + u * (hi - lo)
@@ -103,7 +103,7 @@ class FluxSource:
     ) -> MuonBatch:
         _check_n(n)
         momentum, cos_theta, charge = self.flux.sample(n, generator, dtype=dtype, device=device)
-        phi = (2 * math.pi) * torch.rand(n, generator=generator, dtype=dtype).to(device)
+        phi = (2 * math.pi) * torch.rand(n, generator=generator, dtype=dtype, device=device)
         return MuonBatch.create(
             position=self.plane.sample_xy(n, generator, dtype, device),
             direction=_direction(cos_theta, phi),

@@ -99,6 +99,11 @@ class AngleStatisticsReconstruction:
 
     def __call__(self, data: ScatterData, volume: PassiveVolume) -> VoxelMap:
         """Score the voxels from reconstructed muons (normalised 3D deflections)."""
+        if data.design_shape:
+            raise ValueError(
+                f"{type(self).__name__} scores one design at a time; got data with design axes {data.design_shape} "
+                "(use PocaX0 for design batches, or measure each design separately)"
+            )
         score, weight, measured = self.scores(
             data.incoming, data.outgoing, data.normalised_deflection, data.weight, volume
         )

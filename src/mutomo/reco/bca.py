@@ -48,6 +48,11 @@ class BinnedClustering:
 
     def __call__(self, data: ScatterData, volume: PassiveVolume) -> VoxelMap:
         """Score the voxels from reconstructed muons (PoCA points, normalised 3D deflections)."""
+        if data.design_shape:
+            raise ValueError(
+                f"{type(self).__name__} scores one design at a time; got data with design axes {data.design_shape} "
+                "(use PocaX0 for design batches, or measure each design separately)"
+            )
         score, weight, measured = self.scores(data.scatters.poca, data.normalised_deflection, data.weight, volume)
         return VoxelMap(method=self.name, score=score, weight=weight, measured=measured)
 

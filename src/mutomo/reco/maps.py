@@ -10,6 +10,7 @@ reconstruction (:class:`mutomo.reco.asr.AngleStatisticsReconstruction`) and binn
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,8 +36,13 @@ class ScatterData:
         momentum: ``(mu,)`` momenta used (GeV/c): truth or an estimate.
         weight: ``(mu,)`` muon weight: both tracks measured (probability) times the incoming
             muon weight times 1 if the tracks cross the volume's top and bottom faces.
-        muon_index: ``(mu,)`` index of each muon in the hits it was measured from, when
-            :func:`measure` kept only the muons of nonzero weight; ``None`` when all were kept.
+        muon_index: ``(mu,)`` index of each muon in the hits it was measured from (design-major
+            over a batch of designs), when :func:`measure` kept only the muons of nonzero
+            weight; ``None`` when all were kept.
+        design: ``(mu,)`` flat index of the design each muon was measured by, for hits with
+            design axes (:meth:`mutomo.detector.Detector.stack`); ``None`` for one detector.
+        design_shape: the design axes (``()`` for one detector); voxel maps and task
+            quantities computed from these data carry them leading.
     """
 
     incoming: Tracks
@@ -45,6 +51,21 @@ class ScatterData:
     momentum: Tensor
     weight: Tensor
     muon_index: Tensor | None = None
+    design: Tensor | None = None
+    design_shape: tuple[int, ...] = ()
+
+    @property
+    def n_designs(self) -> int:
+        """Number of designs (1 for one detector)."""
+        return math.prod(self.design_shape)
+
+    def design_sum(self, values: Tensor) -> Tensor:
+        """Sum of per-muon ``values (mu,)`` over each design's muons: ``(*design_shape,)``
+        (a scalar for one detector)."""
+        if self.design is None:
+            return values.sum()
+        out = torch.zeros(self.n_designs, dtype=values.dtype, device=values.device)
+        return out.index_add(0, self.design, values).reshape(self.design_shape)
 
     @property
     def normalised_deflection(self) -> Tensor:
@@ -101,25 +122,51 @@ def measure(
         volume: the passive volume (its faces are the track reference planes).
         momentum: ``(mu,)`` momenta (GeV/c), or an estimator called on the fitted tracks.
         muon_weight: optional ``(mu,)`` weight of each muon (e.g. 0 for muons that stopped).
+
+    Hits with design axes (from a :meth:`~mutomo.detector.Detector.stack`) are measured
+    together: the result holds every design's muons along one axis, with ``design`` telling
+    which is which, and ``momentum``/``muon_weight`` (one per muon) serve every design.
         covariance: compute the PoCA covariance (needed by extended PoCA).
         compact: keep only the muons of nonzero weight (tracked on both sides, crossing the
             volume): every voxel method and task weights muons, so the result is the same,
             and the PoCA, its covariance and the voxel work are done for those muons only.
             ``ScatterData.muon_index`` maps them back to the input muons.
     """
+    design_shape = hits_above.design_shape
+    if hits_below.design_shape != design_shape:
+        raise ValueError(
+            f"hits_above and hits_below must have the same design axes; got {design_shape} and "
+            f"{hits_below.design_shape}"
+        )
+    n_designs = math.prod(design_shape)
+    n_mu = hits_above.weight.shape[-1]
+    if muon_weight is not None and design_shape:
+        muon_weight = muon_weight.repeat(n_designs)  # the same muons for every design, design-major
     incoming = fit_tracks(hits_above, volume.z_high, muon_weight)
     outgoing = fit_tracks(hits_below, volume.z_low)
     n = incoming.xy.shape[0]
-    p = momentum if isinstance(momentum, Tensor) else momentum(incoming, outgoing)
-    if p.shape != (n,):
-        raise ValueError(f"momentum must have shape {(n,)} (one per muon); got {tuple(p.shape)}")
+    if isinstance(momentum, Tensor):
+        if momentum.shape != (n_mu,):
+            raise ValueError(f"momentum must have shape {(n_mu,)} (one per muon); got {tuple(momentum.shape)}")
+        p = momentum.repeat(n_designs) if design_shape else momentum
+    else:
+        p = momentum(incoming, outgoing)
     weight = incoming.weight * outgoing.weight * crosses_volume(incoming, outgoing, volume)
+    design = torch.arange(n_designs, device=p.device).repeat_interleave(n_mu) if design_shape else None
     index = None
     if compact:
         # Exact: a muon of weight exactly 0 adds 0 to every weighted sum and to its gradient.
         index = torch.nonzero(weight > 0).squeeze(1)
         incoming, outgoing, p, weight = incoming.select(index), outgoing.select(index), p[index], weight[index]
+        design = None if design is None else design[index]
     scatters = compute_scatters(incoming, outgoing, 0.5 * (volume.z_low + volume.z_high), covariance=covariance)
     return ScatterData(
-        incoming=incoming, outgoing=outgoing, scatters=scatters, momentum=p, weight=weight, muon_index=index
+        incoming=incoming,
+        outgoing=outgoing,
+        scatters=scatters,
+        momentum=p,
+        weight=weight,
+        muon_index=index,
+        design=design,
+        design_shape=design_shape,
     )

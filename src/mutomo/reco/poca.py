@@ -85,9 +85,12 @@ def compute_scatters(
     if not covariance:
         poca_cov = torch.zeros(params.shape[0], 3, 3, dtype=params.dtype, device=params.device)
         return _finish(incoming, outgoing, poca, poca_cov)
-    cov = torch.zeros(params.shape[0], 8, 8, dtype=params.dtype, device=params.device)
-    cov[:, :4, :4] = _shift_covariance(incoming.covariance, z_mid - incoming.z_ref)
-    cov[:, 4:, 4:] = _shift_covariance(outgoing.covariance, z_mid - outgoing.z_ref)
+    # Block-diagonal (8, 8) track covariance, by concatenation (slice assignment would make
+    # autograd copy the whole tensor's gradient per assignment).
+    c_in = _shift_covariance(incoming.covariance, z_mid - incoming.z_ref)
+    c_out = _shift_covariance(outgoing.covariance, z_mid - outgoing.z_ref)
+    zero = torch.zeros_like(c_in)
+    cov = torch.cat([torch.cat([c_in, zero], -1), torch.cat([zero, c_out], -1)], -2)
     basis = torch.eye(8, dtype=params.dtype, device=params.device)
     columns = [torch.func.jvp(lambda q: _poca(q, z_mid), (params,), (basis[k].expand_as(params),))[1] for k in range(8)]
     jac = torch.stack(columns, dim=-1)  # (mu, 3, 8): forward-mode, one pass per track parameter

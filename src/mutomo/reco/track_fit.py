@@ -95,7 +95,9 @@ def fit_tracks(hits: Hits, z_ref: float, muon_weight: Tensor | None = None) -> T
     """Fit straight lines to the hits of one side.
 
     Args:
-        hits: hits on the panels of one side, ``(panel, mu, ...)``.
+        hits: hits on the panels of one side, ``(panel, mu, ...)``; with design axes
+            ``(*design, panel, mu, ...)`` the designs are fitted together and the tracks hold
+            them design-major along the muon axis (``D * mu`` tracks, see :meth:`Hits.flatten_designs`).
         z_ref: reference height (m) for the fitted position; for precise tracks use the face of
             the volume the side looks at.
         muon_weight: optional ``(mu,)`` weight carried into the track weight.
@@ -105,10 +107,15 @@ def fit_tracks(hits: Hits, z_ref: float, muon_weight: Tensor | None = None) -> T
     """
     if hits.n_panels < 2:
         raise ValueError(f"a straight-line fit needs at least 2 panels on a side; got {hits.n_panels}")
+    hits = hits.flatten_designs()
     p = hits.weight
-    inv_var = 1.0 / hits.resolution**2  # (panel,)
-    w = (p + WEIGHT_FLOOR) * inv_var[:, None]  # (panel, mu)
-    dz = (hits.z - z_ref)[:, None]  # (panel, 1)
+
+    def per_muon(t: Tensor) -> Tensor:  # (panel,) -> (panel, 1); (panel, mu) as it is
+        return t[:, None] if t.dim() == 1 else t
+
+    inv_var = per_muon(1.0 / hits.resolution**2)  # (panel, 1 or mu)
+    w = (p + WEIGHT_FLOOR) * inv_var  # (panel, mu)
+    dz = per_muon(hits.z - z_ref)  # (panel, 1 or mu)
     # Centred moments (numerically stable when panels sit close together): with z_bar the
     # weighted mean height, slope = sum w (z - z_bar)(x - x_bar) / S2c and the position at z_ref
     # is x_bar - slope z_bar. S2c is floored at S0 (1 um)^2 so that panels at one height (e.g. all
@@ -124,15 +131,20 @@ def fit_tracks(hits: Hits, z_ref: float, muon_weight: Tensor | None = None) -> T
     det = s0 * s2c  # = S0 S2 - S1^2
     s2 = s2c + s0 * z_bar**2
     residual = hits.xy - (xy[None] + slope[None] * dz[..., None])
-    chi2 = (p[..., None] * inv_var[:, None, None] * residual**2).sum((0, 2))
-    n = xy.shape[0]
-    cov = torch.zeros(n, 4, 4, dtype=xy.dtype, device=xy.device)
+    chi2 = (p[..., None] * inv_var[..., None] * residual**2).sum((0, 2))
     var_pos, var_slope, cov_ps = s2 / det, s0 / det, -s1 / det
-    for axis in (0, 1):
-        cov[:, axis, axis] = var_pos
-        cov[:, axis + 2, axis + 2] = var_slope
-        cov[:, axis, axis + 2] = cov_ps
-        cov[:, axis + 2, axis] = cov_ps
+    # Built by stacking, not by slice assignment: assigning into a zeros tensor makes autograd
+    # copy the whole (mu, 4, 4) gradient once per assignment.
+    zero = torch.zeros_like(var_pos)
+    cov = torch.stack(
+        [
+            *(var_pos, zero, cov_ps, zero),
+            *(zero, var_pos, zero, cov_ps),
+            *(cov_ps, zero, var_slope, zero),
+            *(zero, cov_ps, zero, var_slope),
+        ],
+        dim=-1,
+    ).reshape(-1, 4, 4)
     weight = at_least_two(p)
     if muon_weight is not None:
         weight = weight * muon_weight

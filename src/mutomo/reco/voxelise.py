@@ -94,14 +94,15 @@ def box_probability(mean: Tensor, cov: Tensor, low: Tensor, high: Tensor) -> Ten
     """P(low < X < high) for ``X ~ N(mean, cov)`` in 3D, Mendell-Elston approximation.
 
     Args:
-        mean: ``(..., 3)``; cov: ``(..., 3, 3)``; low, high: ``(..., 3)`` box corners.
+        mean: ``(..., 3)``; cov: ``(..., 3, 3)``; low, high: ``(..., 3)`` box corners; the
+            leading axes broadcast against each other.
 
     Returns:
         ``(...)`` probabilities in [0, 1].
     """
     mu = [mean[..., i] for i in range(3)]
     c = [[cov[..., i, j] for j in range(3)] for i in range(3)]
-    prob = torch.ones_like(mu[0])
+    prob = torch.ones((), dtype=mean.dtype, device=mean.device)
     for k in range(3):
         sd = torch.sqrt(c[k][k].clamp(min=1e-30))
         alpha, beta = (low[..., k] - mu[k]) / sd, (high[..., k] - mu[k]) / sd
@@ -129,15 +130,50 @@ class VoxelWeights:
         voxel: ``(mu, W)`` flat voxel indices of each muon's window (clamped inside the grid).
         weight: ``(mu, W)`` muon weight times the probability of each voxel (a row sums to at
             most the muon's weight).
+        design_shape: design axes when the indices address one grid per design, stacked
+            design-major (:meth:`per_design`); ``()`` for one grid.
+        muon: ``(rows,)`` the muon of each row after :meth:`sparse` (then ``voxel`` and
+            ``weight`` are ``(rows, 1)``); ``None`` when row ``i`` is muon ``i``.
     """
 
     voxel: Tensor
     weight: Tensor
+    design_shape: tuple[int, ...] = ()
+    muon: Tensor | None = None
+
+    def sparse(self, threshold: float = 0.0) -> VoxelWeights:
+        """Only the entries above ``threshold`` times their muon's largest entry, one row each.
+
+        An extended-PoCA window holds 27 voxels, but a PoCA uncertainty of millimetres to a few
+        centimetres puts nearly all of a muon in a handful of 10 cm voxels. ``threshold = 0``
+        drops only exact zeros (exact for every weighted sum).
+        """
+        largest = self.weight.detach().abs().amax(-1, keepdim=True)
+        keep = torch.nonzero((self.weight.detach().abs() > threshold * largest) & (self.weight != 0))
+        rows, slots = keep[:, 0], keep[:, 1]
+        voxel, weight = self.voxel[rows, slots][:, None], self.weight[rows, slots][:, None]
+        muon = rows if self.muon is None else self.muon[rows]
+        return VoxelWeights(voxel, weight, self.design_shape, muon)
+
+    def grid_shape(self, shape: tuple[int, int, int]) -> tuple[int, ...]:
+        """``(*design, nx, ny, nz)``: the shape of the grids the indices address."""
+        return (*self.design_shape, *shape)
+
+    def per_design(self, design: Tensor | None, design_shape: tuple[int, ...], n_voxels: int) -> VoxelWeights:
+        """Each muon's indices moved into the grid of its design (``design (mu,)`` flat design
+        index, ``None``: one design, returned as it is)."""
+        if design is None:
+            return self
+        rows = design if self.muon is None else design[self.muon]
+        return VoxelWeights(self.voxel + rows[:, None] * n_voxels, self.weight, design_shape, self.muon)
 
     def to_grid(self, shape: tuple[int, int, int], values: Tensor | None = None) -> Tensor:
-        """Sum ``weight`` (times per-muon ``values``) into a ``(nx, ny, nz)`` grid."""
+        """Sum ``weight`` (times per-muon ``values``) into ``(*design, nx, ny, nz)`` grids."""
+        if values is not None and self.muon is not None:
+            values = values[self.muon]
         w = self.weight if values is None else self.weight * values[:, None]
-        return scatter_sum(self.voxel, w, math.prod(shape)).reshape(shape)
+        full = self.grid_shape(shape)
+        return scatter_sum(self.voxel, w, math.prod(full)).reshape(full)
 
 
 def extended_poca(
@@ -196,8 +232,9 @@ def _window_probability(points: Tensor, covariance: Tensor, low: Tensor, size: T
     (``torch.utils.checkpoint``): memory stays bounded by the chunk, for ~30 % more time."""
 
     def boxes(points: Tensor, covariance: Tensor, low: Tensor) -> Tensor:
-        mean = points[:, None, :].expand_as(low)
-        return box_probability(mean, covariance[:, None].expand(*low.shape, 3), low, low + size)
+        # Mean and covariance broadcast over the window (not expanded): their components are
+        # selected once per muon, and their gradients are not (mu, W, 3, 3) tensors.
+        return box_probability(points[:, None, :], covariance[:, None], low, low + size)
 
     if torch.is_grad_enabled():
         result: Tensor = checkpoint(boxes, points, covariance, low, use_reentrant=False)

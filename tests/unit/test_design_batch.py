@@ -1,0 +1,93 @@
+"""Many designs in one pass: Detector.stack gives the numbers and gradients of a loop."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from mutomo.detector import Detector, DetectorPanel
+from mutomo.inference import PocaX0
+from mutomo.inference.tasks import poca_height
+from mutomo.muons import FluxSource, GenerationPlane, TabulatedFlux
+from mutomo.reco import AngleStatisticsReconstruction, measure
+from mutomo.simulate import simulate
+from mutomo.volume import PassiveVolume
+
+D = torch.float64
+ABOVE, BELOW = (1.0, 0.95, 0.9, 0.85), (0.19, 0.15, 0.1, 0.05)
+
+
+def volume() -> PassiveVolume:
+    block = PassiveVolume.uniform("beryllium", (1.0, 1.0, 0.6), 0.1, z_low=0.2, dtype=D)
+    return block.with_box("lead", (0.0, 0.0, 0.2), (0.5, 0.5, 0.4))
+
+
+def design(k: int) -> Detector:
+    """Design k: panels shifted, widened, and with a resolution that grows with k."""
+
+    def panel(z: float, i: int) -> DetectorPanel:
+        return DetectorPanel(
+            nn.Parameter(torch.tensor([0.5 + 0.01 * k, 0.5, z + 0.01 * k * (i % 2)], dtype=D)),
+            nn.Parameter(torch.tensor([1.5 + 0.05 * k, 1.6], dtype=D)),
+            nn.Parameter(torch.tensor([1e-3 * (1 + k)], dtype=D)),
+            0.9,
+            dtype=D,
+        )
+
+    return Detector([panel(z, i) for i, z in enumerate(ABOVE)], [panel(z, i) for i, z in enumerate(BELOW)])
+
+
+SOURCE = FluxSource(
+    GenerationPlane(z=1.1, x_range=(-0.3, 1.3), y_range=(-0.3, 1.3)), TabulatedFlux(theta_max=math.radians(70))
+)
+
+
+def score(detector: Detector, vol: PassiveVolume) -> tuple[torch.Tensor, torch.Tensor]:
+    """X0 maps and fill statistic of one detector (or a stack), the same muons every call."""
+    r = simulate(detector, vol, SOURCE, 4000, torch.Generator().manual_seed(3))
+    data = measure(r.hits_above, r.hits_below, vol, r.muons_in.momentum, r.muons_in.weight)
+    return PocaX0()(data, vol).x0, poca_height(data, vol)
+
+
+def test_stack_gives_the_loop_values_and_gradients():
+    vol = volume()
+    designs = [design(k) for k in range(3)]
+    loop = [score(d, vol) for d in designs]
+    for x0, height in loop:
+        (x0.sum() + height).backward()
+    loop_grads = [[p.grad.clone() for p in d.parameters()] for d in designs]
+    for d in designs:
+        d.zero_grad()
+
+    stacked = Detector.stack(designs)
+    assert stacked.design_shape == (3,)
+    x0, height = score(stacked, vol)
+    assert x0.shape == (3, *vol.shape) and height.shape == (3,)
+    (x0.sum() + height.sum()).backward()
+    for k, (x0_k, height_k) in enumerate(loop):
+        torch.testing.assert_close(x0[k], x0_k, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(height[k], height_k, rtol=1e-12, atol=1e-12)
+        for g_batch, g_loop in zip((p.grad for p in designs[k].parameters()), loop_grads[k], strict=True):
+            torch.testing.assert_close(g_batch, g_loop, rtol=1e-8, atol=1e-12)
+    # The designs differ, so the check above compares different numbers per design.
+    assert not torch.allclose(height[0], height[2])
+
+
+def test_stack_cost_and_shapes():
+    designs = [design(k) for k in range(2)]
+    stacked = Detector.stack(designs)
+    assert stacked.panel_parameters("above")["centre"].shape == (2, 4, 3)
+    assert stacked.panel_parameters("below")["resolution"].shape == (2, 4)
+    torch.testing.assert_close(stacked.cost(), torch.stack([d.cost() for d in designs]))
+
+
+def test_stack_refuses_different_layouts_and_asr_refuses_batches():
+    small = Detector(list(design(0).above)[:2], list(design(0).below))
+    with pytest.raises(ValueError, match="same number of panels"):
+        Detector.stack([design(0), small])
+    vol = volume()
+    r = simulate(Detector.stack([design(0), design(1)]), vol, SOURCE, 500, torch.Generator().manual_seed(0))
+    data = measure(r.hits_above, r.hits_below, vol, r.muons_in.momentum)
+    with pytest.raises(ValueError, match="one design at a time"):
+        AngleStatisticsReconstruction()(data, vol)
