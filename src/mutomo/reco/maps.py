@@ -144,7 +144,6 @@ def measure(
         muon_weight = muon_weight.repeat(n_designs)  # the same muons for every design, design-major
     incoming = fit_tracks(hits_above, volume.z_high, muon_weight)
     outgoing = fit_tracks(hits_below, volume.z_low)
-    n = incoming.xy.shape[0]
     if isinstance(momentum, Tensor):
         if momentum.shape != (n_mu,):
             raise ValueError(f"momentum must have shape {(n_mu,)} (one per muon); got {tuple(momentum.shape)}")
