@@ -182,6 +182,9 @@ class Detector(nn.Module):
         if not detectors:
             raise ValueError("Detector.stack needs at least one detector")
         first = detectors[0]
+        batched = [i for i, d in enumerate(detectors) if d.design_shape]
+        if batched:
+            raise ValueError(f"Detector.stack takes detectors without design axes; detectors {batched} have them")
         layout = [(d.n_panels("above"), d.n_panels("below")) for d in detectors]
         if len(set(layout)) != 1:
             raise ValueError(
@@ -191,14 +194,21 @@ class Detector(nn.Module):
         def side(name: str) -> list[DetectorPanel]:
             params = [d.panel_parameters(name) for d in detectors]
             ref = params[0]["centre"]
+
+            def stacked(key: str, i: int) -> Tensor:
+                # (K, 3) centres, (K, 2) spans, (K, 1) resolutions and efficiencies
+                return torch.stack([p[key][i] if p[key].dim() == 2 else p[key][i : i + 1] for p in params])
+
             return [
                 DetectorPanel(
-                    *(torch.stack([p[key][i] for p in params]) for key in ("centre", "span")),
-                    *(torch.stack([p[key][i : i + 1] for p in params]) for key in ("resolution", "efficiency")),
+                    stacked("centre", i),
+                    stacked("span", i),
+                    stacked("resolution", i),
+                    stacked("efficiency", i),
                     device=ref.device,
                     dtype=ref.dtype,
                 )
-                for i in range(params[0]["centre"].shape[0])
+                for i in range(ref.shape[0])
             ]
 
         return cls(side("above"), side("below"), float(first.smoothness), first.cost_model)
