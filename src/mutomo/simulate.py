@@ -75,7 +75,9 @@ def simulate(
     from the hits flow to every panel parameter; the propagation itself records no graph
     unless the volume's ``x0`` is a parameter. A detector with design axes
     (:meth:`~mutomo.detector.Detector.stack`) gives hits with those axes leading, all from the
-    same muons: K designs cost one propagation.
+    same muons: K designs cost one propagation. A batch of volumes
+    (:meth:`~mutomo.volume.PassiveVolume.stack`) sends the same muons through each: the
+    muon axis of the result holds ``batch * n_muons`` muons, volume after volume.
     """
     detector.check_outside(volume)
     ref = volume.x0
@@ -86,7 +88,14 @@ def simulate(
     noise_above = torch.randn(detector.n_panels("above"), n_muons, 2, **draw)  # type: ignore[arg-type]
     noise_below = torch.randn(detector.n_panels("below"), n_muons, 2, **draw)  # type: ignore[arg-type]
     # With a batch of designs (Detector.stack) the muons and the draws are shared: the hits
-    # get the design axes, the propagation above runs once.
+    # get the design axes, the propagation above runs once. With a batch of volumes
+    # (PassiveVolume.stack) the same muons and draws serve every volume, volume after volume.
+    if volume.batch_shape:
+        muons_in = muons_in.repeat(volume.batch_size)
+        noise_above, noise_below = (
+            noise_above.repeat(1, volume.batch_size, 1),
+            noise_below.repeat(1, volume.batch_size, 1),
+        )
     return SimulationResult(
         muons_in=muons_in,
         muons_out=muons_out,

@@ -89,5 +89,36 @@ def test_stack_refuses_different_layouts_and_asr_refuses_batches():
     vol = volume()
     r = simulate(Detector.stack([design(0), design(1)]), vol, SOURCE, 500, torch.Generator().manual_seed(0))
     data = measure(r.hits_above, r.hits_below, vol, r.muons_in.momentum)
-    with pytest.raises(ValueError, match="one design at a time"):
+    with pytest.raises(ValueError, match="one design and one volume at a time"):
         AngleStatisticsReconstruction()(data, vol)
+
+
+def volume_with_block(z_top: float) -> PassiveVolume:
+    """Beryllium with a lead block whose top is at ``z_top`` (m): one volume of a batch."""
+    block = PassiveVolume.uniform("beryllium", (1.0, 1.0, 0.6), 0.1, z_low=0.2, dtype=D)
+    return block.with_box("lead", (0.0, 0.0, 0.2), (0.5, 0.5, z_top))
+
+
+def test_volume_stack_and_design_stack_give_the_loop_values():
+    """(2 designs) x (3 volumes) in one pass: X0 maps and fill statistics of 6 separate runs."""
+    volumes = [volume_with_block(z) for z in (0.3, 0.5, 0.7)]
+    designs = [design(k) for k in range(2)]
+    x0, height = score(Detector.stack(designs), PassiveVolume.stack(volumes))
+    assert x0.shape == (2, 3, *volumes[0].shape) and height.shape == (2, 3)
+    for k, d in enumerate(designs):
+        for v, vol in enumerate(volumes):
+            x0_kv, height_kv = score(d, vol)
+            torch.testing.assert_close(x0[k, v], x0_kv, rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(height[k, v], height_kv, rtol=1e-12, atol=1e-12)
+    assert bool((height[:, 2] > height[:, 0]).all())  # a taller block pulls the scatters up
+
+
+def test_volume_stack_merges_materials_and_refuses_other_geometries():
+    water = PassiveVolume.uniform("water", (1.0, 1.0, 0.6), 0.1, z_low=0.2, dtype=D)
+    stacked = PassiveVolume.stack([volume(), water])
+    assert stacked.batch_shape == (2,) and stacked.shape == (10, 10, 6)
+    torch.testing.assert_close(stacked.x0[1], water.x0)
+    torch.testing.assert_close(stacked.x0[0], volume().x0)
+    other = PassiveVolume.uniform("water", (1.0, 1.0, 0.6), 0.2, z_low=0.2, dtype=D)
+    with pytest.raises(ValueError, match="one geometry"):
+        PassiveVolume.stack([water, other])

@@ -36,20 +36,20 @@ def poca_height(data: ScatterData, volume: PassiveVolume, min_sigma: float = 0.0
     the floor a handful of muons dominate (on a 1 m ladle with 20k muons, a 1 mm floor gives
     1.5-7 cm resolution on the fill, 3 cm gives 0.6-1.6 cm). PoCA heights
     are clamped into ``[z_low, z_high]`` (a PoCA outside says only that the scatter was near a
-    face). Returns a scalar tensor (``(*design,)`` for a batch of designs), differentiable in the
+    face). Returns a scalar tensor (``(*batch,)`` for batches of designs or volumes), differentiable in the
     hits through the PoCA and the weights; the middle of the volume if no muon crossed it.
     """
     sc = data.scatters
     var_z = sc.poca_covariance[:, 2, 2].clamp(min=min_sigma**2)
     w = data.weight / var_z
     z = sc.poca[:, 2].clamp(volume.z_low, volume.z_high)
-    total = data.design_sum(w)
+    total = data.batch_sum(w)
     # No muon crossed: no information, so the answer is the middle of the volume (a prior),
     # with zero gradient, rather than 0/0.
     middle = 0.5 * (volume.z_low + volume.z_high)
     empty = total <= 0
     return torch.where(
-        empty, middle + 0 * total, data.design_sum(w * z) / torch.where(empty, torch.ones_like(total), total)
+        empty, middle + 0 * total, data.batch_sum(w * z) / torch.where(empty, torch.ones_like(total), total)
     )
 
 

@@ -92,10 +92,10 @@ class X0Estimate:
     """Per-voxel inferred radiation length.
 
     Attributes:
-        x0: ``(*design, nx, ny, nz)`` estimate (m). Voxels informed by less than the inferrer's
+        x0: ``(*batch, nx, ny, nz)`` estimate (m). Voxels informed by less than the inferrer's
             ``min_weight`` of muons hold 0 (no measurement), never NaN or inf.
-        uncertainty: ``(*design, nx, ny, nz)`` one standard deviation (m); 0 where ``x0`` is 0.
-        weight: ``(*design, nx, ny, nz)`` sum of muon weights that informed each voxel.
+        uncertainty: ``(*batch, nx, ny, nz)`` one standard deviation (m); 0 where ``x0`` is 0.
+        weight: ``(*batch, nx, ny, nz)`` sum of muon weights that informed each voxel.
     """
 
     x0: Tensor
@@ -152,7 +152,7 @@ class HighlandX0Inferrer:
             voxels: muon-to-voxel weights (:func:`~mutomo.reco.extended_poca` or binned).
             volume: the voxel grid.
         """
-        grid = voxels.grid_shape(volume.shape)  # (*design, nx, ny, nz)
+        grid = voxels.grid_shape(volume.shape)  # (*batch, nx, ny, nz)
         size = math.prod(grid)
         beta_p = momentum**2 / torch.sqrt(momentum**2 + MUON_MASS**2)
         scale2 = (beta_p / HIGHLAND_E0)[:, None] ** 2
@@ -223,13 +223,13 @@ class PocaX0:
         self.name = "extended_poca_x0" if extended else "poca_x0"
 
     def __call__(self, data: ScatterData, volume: PassiveVolume) -> VoxelMap:
-        """Infer X0 per voxel; the score is 1/X0 (m^-1). Maps are ``(*design, nx, ny, nz)``."""
+        """Infer X0 per voxel; the score is 1/X0 (m^-1). Maps are ``(*batch, nx, ny, nz)``."""
         sc = data.scatters
         if self.extended:
             voxels = extended_poca(sc.poca, sc.poca_covariance, data.weight, volume, self.half_width).sparse()
         else:
             voxels = poca_voxel_weights(sc.poca, data.weight, volume)
-        voxels = voxels.per_design(data.design, data.design_shape, math.prod(volume.shape))
+        voxels = voxels.per_batch(data.batch, data.batch_shape, math.prod(volume.shape))
         estimate = self.inferrer(sc, data.incoming, data.outgoing, data.momentum, voxels, volume)
         measured = estimate.x0 > 0
         score = torch.where(measured, 1 / torch.where(measured, estimate.x0, torch.ones_like(estimate.x0)), 0.0)

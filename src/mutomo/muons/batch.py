@@ -115,6 +115,15 @@ class MuonBatch:
             **{f.name: getattr(self, f.name).to(device=device, dtype=dtype) for f in dataclasses.fields(self)}
         )
 
+    def repeat(self, times: int) -> MuonBatch:
+        """The batch ``times`` times over, one copy after the other (``(times * mu, ...)``)."""
+        return MuonBatch(
+            **{
+                f.name: getattr(self, f.name).repeat(times, *([1] * (getattr(self, f.name).dim() - 1)))
+                for f in dataclasses.fields(self)
+            }
+        )
+
     def __getitem__(self, index: Tensor | slice) -> MuonBatch:
         """Select muons (boolean mask, indices or slice) -- for analysis, not for the training path."""
         return MuonBatch(**{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)})

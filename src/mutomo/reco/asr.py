@@ -99,10 +99,10 @@ class AngleStatisticsReconstruction:
 
     def __call__(self, data: ScatterData, volume: PassiveVolume) -> VoxelMap:
         """Score the voxels from reconstructed muons (normalised 3D deflections)."""
-        if data.design_shape:
+        if data.batch_shape:
             raise ValueError(
-                f"{type(self).__name__} scores one design at a time; got data with design axes {data.design_shape} "
-                "(use PocaX0 for design batches, or measure each design separately)"
+                f"{type(self).__name__} scores one design and one volume at a time; got data with batch axes "
+                f"{data.batch_shape} (use PocaX0 or poca_height for batches, or measure each separately)"
             )
         score, weight, measured = self.scores(
             data.incoming, data.outgoing, data.normalised_deflection, data.weight, volume

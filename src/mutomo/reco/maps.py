@@ -39,10 +39,12 @@ class ScatterData:
         muon_index: ``(mu,)`` index of each muon in the hits it was measured from (design-major
             over a batch of designs), when :func:`measure` kept only the muons of nonzero
             weight; ``None`` when all were kept.
-        design: ``(mu,)`` flat index of the design each muon was measured by, for hits with
-            design axes (:meth:`mutomo.detector.Detector.stack`); ``None`` for one detector.
-        design_shape: the design axes (``()`` for one detector); voxel maps and task
-            quantities computed from these data carry them leading.
+        batch: ``(mu,)`` flat index, into ``batch_shape``, of the design and volume each muon
+            was measured in; ``None`` for one detector and one volume.
+        batch_shape: the design axes of the hits (:meth:`mutomo.detector.Detector.stack`)
+            followed by the batch axes of the volume (:meth:`mutomo.volume.PassiveVolume.stack`);
+            ``()`` for one of each. Voxel maps and task quantities computed from these data
+            carry these axes leading.
     """
 
     incoming: Tracks
@@ -51,21 +53,21 @@ class ScatterData:
     momentum: Tensor
     weight: Tensor
     muon_index: Tensor | None = None
-    design: Tensor | None = None
-    design_shape: tuple[int, ...] = ()
+    batch: Tensor | None = None
+    batch_shape: tuple[int, ...] = ()
 
     @property
-    def n_designs(self) -> int:
-        """Number of designs (1 for one detector)."""
-        return math.prod(self.design_shape)
+    def batch_size(self) -> int:
+        """Number of (design, volume) pairs (1 for one of each)."""
+        return math.prod(self.batch_shape)
 
-    def design_sum(self, values: Tensor) -> Tensor:
-        """Sum of per-muon ``values (mu,)`` over each design's muons: ``(*design_shape,)``
-        (a scalar for one detector)."""
-        if self.design is None:
+    def batch_sum(self, values: Tensor) -> Tensor:
+        """Sum of per-muon ``values (mu,)`` over the muons of each (design, volume) pair:
+        ``(*batch_shape,)`` (a scalar for one detector and one volume)."""
+        if self.batch is None:
             return values.sum()
-        out = torch.zeros(self.n_designs, dtype=values.dtype, device=values.device)
-        return out.index_add(0, self.design, values).reshape(self.design_shape)
+        out = torch.zeros(self.batch_size, dtype=values.dtype, device=values.device)
+        return out.index_add(0, self.batch, values).reshape(self.batch_shape)
 
     @property
     def normalised_deflection(self) -> Tensor:
@@ -123,9 +125,10 @@ def measure(
         momentum: ``(mu,)`` momenta (GeV/c), or an estimator called on the fitted tracks.
         muon_weight: optional ``(mu,)`` weight of each muon (e.g. 0 for muons that stopped).
 
-    Hits with design axes (from a :meth:`~mutomo.detector.Detector.stack`) are measured
-    together: the result holds every design's muons along one axis, with ``design`` telling
-    which is which, and ``momentum``/``muon_weight`` (one per muon) serve every design.
+    Hits with design axes (from a :meth:`~mutomo.detector.Detector.stack`), and hits of a batch
+    of volumes (:meth:`~mutomo.volume.PassiveVolume.stack`), are measured together: the result
+    holds every design's and volume's muons along one axis, with ``batch`` telling which is
+    which; ``momentum`` and ``muon_weight`` (one per muon of the hits) serve every design.
         covariance: compute the PoCA covariance (needed by extended PoCA).
         compact: keep only the muons of nonzero weight (tracked on both sides, crossing the
             volume): every voxel method and task weights muons, so the result is the same,
@@ -139,7 +142,10 @@ def measure(
             f"{hits_below.design_shape}"
         )
     n_designs = math.prod(design_shape)
-    n_mu = hits_above.weight.shape[-1]
+    n_mu = hits_above.weight.shape[-1]  # every volume's muons, volume after volume
+    if n_mu % volume.batch_size:
+        raise ValueError(f"hits hold {n_mu} muons, not a whole number for each of the {volume.batch_size} volumes")
+    batch_shape = (*design_shape, *volume.batch_shape)
     if muon_weight is not None and design_shape:
         muon_weight = muon_weight.repeat(n_designs)  # the same muons for every design, design-major
     incoming = fit_tracks(hits_above, volume.z_high, muon_weight)
@@ -151,13 +157,17 @@ def measure(
     else:
         p = momentum(incoming, outgoing)
     weight = incoming.weight * outgoing.weight * crosses_volume(incoming, outgoing, volume)
-    design = torch.arange(n_designs, device=p.device).repeat_interleave(n_mu) if design_shape else None
+    # Muons are held design-major, then volume after volume: consecutive blocks of n_mu / batch.
+    batch = None
+    if batch_shape:
+        block = n_mu // volume.batch_size
+        batch = torch.arange(math.prod(batch_shape), device=p.device).repeat_interleave(block)
     index = None
     if compact:
         # Exact: a muon of weight exactly 0 adds 0 to every weighted sum and to its gradient.
         index = torch.nonzero(weight > 0).squeeze(1)
         incoming, outgoing, p, weight = incoming.select(index), outgoing.select(index), p[index], weight[index]
-        design = None if design is None else design[index]
+        batch = None if batch is None else batch[index]
     scatters = compute_scatters(incoming, outgoing, 0.5 * (volume.z_low + volume.z_high), covariance=covariance)
     return ScatterData(
         incoming=incoming,
@@ -166,6 +176,6 @@ def measure(
         momentum=p,
         weight=weight,
         muon_index=index,
-        design=design,
-        design_shape=design_shape,
+        batch=batch,
+        batch_shape=batch_shape,
     )

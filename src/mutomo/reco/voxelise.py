@@ -130,15 +130,15 @@ class VoxelWeights:
         voxel: ``(mu, W)`` flat voxel indices of each muon's window (clamped inside the grid).
         weight: ``(mu, W)`` muon weight times the probability of each voxel (a row sums to at
             most the muon's weight).
-        design_shape: design axes when the indices address one grid per design, stacked
-            design-major (:meth:`per_design`); ``()`` for one grid.
+        batch_shape: batch axes (designs, volumes) when the indices address one grid per
+            batch entry, one after the other (:meth:`per_batch`); ``()`` for one grid.
         muon: ``(rows,)`` the muon of each row after :meth:`sparse` (then ``voxel`` and
             ``weight`` are ``(rows, 1)``); ``None`` when row ``i`` is muon ``i``.
     """
 
     voxel: Tensor
     weight: Tensor
-    design_shape: tuple[int, ...] = ()
+    batch_shape: tuple[int, ...] = ()
     muon: Tensor | None = None
 
     def sparse(self, threshold: float = 0.0) -> VoxelWeights:
@@ -153,22 +153,22 @@ class VoxelWeights:
         rows, slots = keep[:, 0], keep[:, 1]
         voxel, weight = self.voxel[rows, slots][:, None], self.weight[rows, slots][:, None]
         muon = rows if self.muon is None else self.muon[rows]
-        return VoxelWeights(voxel, weight, self.design_shape, muon)
+        return VoxelWeights(voxel, weight, self.batch_shape, muon)
 
     def grid_shape(self, shape: tuple[int, int, int]) -> tuple[int, ...]:
-        """``(*design, nx, ny, nz)``: the shape of the grids the indices address."""
-        return (*self.design_shape, *shape)
+        """``(*batch, nx, ny, nz)``: the shape of the grids the indices address."""
+        return (*self.batch_shape, *shape)
 
-    def per_design(self, design: Tensor | None, design_shape: tuple[int, ...], n_voxels: int) -> VoxelWeights:
-        """Each muon's indices moved into the grid of its design (``design (mu,)`` flat design
-        index, ``None``: one design, returned as it is)."""
-        if design is None:
+    def per_batch(self, batch: Tensor | None, batch_shape: tuple[int, ...], n_voxels: int) -> VoxelWeights:
+        """Each muon's indices moved into the grid of its batch entry (``batch (mu,)`` flat
+        index, e.g. :attr:`ScatterData.batch`; ``None``: one grid, returned as it is)."""
+        if batch is None:
             return self
-        rows = design if self.muon is None else design[self.muon]
-        return VoxelWeights(self.voxel + rows[:, None] * n_voxels, self.weight, design_shape, self.muon)
+        rows = batch if self.muon is None else batch[self.muon]
+        return VoxelWeights(self.voxel + rows[:, None] * n_voxels, self.weight, batch_shape, self.muon)
 
     def to_grid(self, shape: tuple[int, int, int], values: Tensor | None = None) -> Tensor:
-        """Sum ``weight`` (times per-muon ``values``) into ``(*design, nx, ny, nz)`` grids."""
+        """Sum ``weight`` (times per-muon ``values``) into ``(*batch, nx, ny, nz)`` grids."""
         if values is not None and self.muon is not None:
             values = values[self.muon]
         w = self.weight if values is None else self.weight * values[:, None]

@@ -65,9 +65,10 @@ class PassiveVolume(nn.Module):
         super().__init__()
         self.materials = [get_material(m) for m in materials]
         self.background = get_material(background)
-        if material_index.dim() != 3 or material_index.numel() == 0:
+        if material_index.dim() < 3 or material_index.numel() == 0:
             raise ValueError(
-                f"material_index must be a non-empty (nx, ny, nz) tensor; got shape {tuple(material_index.shape)}"
+                "material_index must be a non-empty (nx, ny, nz) tensor (or (*batch, nx, ny, nz)); got shape "
+                f"{tuple(material_index.shape)}"
             )
         if int(material_index.min()) < 0 or int(material_index.max()) >= len(self.materials):
             raise ValueError(f"material_index values must be in [0, {len(self.materials) - 1}]")
@@ -75,7 +76,8 @@ class PassiveVolume(nn.Module):
         if min(self.voxel_size) <= 0:
             raise ValueError(f"voxel_size must be > 0 m; got {self.voxel_size}")
         self.origin = _as_vec3(origin, "origin")
-        self.shape: tuple[int, int, int] = tuple(material_index.shape)  # type: ignore[assignment]
+        self.shape: tuple[int, int, int] = tuple(material_index.shape[-3:])  # type: ignore[assignment]
+        self.batch_shape: tuple[int, ...] = tuple(material_index.shape[:-3])
         self.register_buffer("material_index", material_index.to(device=device, dtype=torch.long))
         # Per-material constants; the background is appended as the last entry.
         all_mats = [*self.materials, self.background]
@@ -88,8 +90,10 @@ class PassiveVolume(nn.Module):
         if x0 is None:
             self.register_buffer("x0", self._mat_x0[self.material_index].clone())
         else:
-            if tuple(x0.shape) != self.shape:
-                raise ValueError(f"x0 must have the voxel shape {self.shape}; got {tuple(x0.shape)}")
+            if tuple(x0.shape) != tuple(material_index.shape):
+                raise ValueError(
+                    f"x0 must have the shape of material_index {tuple(material_index.shape)}; got {tuple(x0.shape)}"
+                )
             if isinstance(x0, nn.Parameter):
                 self.x0 = x0
             else:
@@ -117,6 +121,50 @@ class PassiveVolume(nn.Module):
     def background_index(self) -> int:
         return len(self.materials)
 
+    @property
+    def batch_size(self) -> int:
+        """Number of volumes in a batch (1 for one volume)."""
+        return math.prod(self.batch_shape)
+
+    @classmethod
+    def stack(cls, volumes: Sequence[PassiveVolume]) -> PassiveVolume:
+        """Volumes of one geometry (voxel grid, origin, background) as one volume with a leading
+        batch axis: simulating it runs the same muons through every volume in one pass, and the
+        reconstructions carry the axis (after any design axes). Materials are merged; each
+        volume keeps its own X0 per voxel."""
+        if not volumes:
+            raise ValueError("PassiveVolume.stack needs at least one volume")
+        first = volumes[0]
+        for i, v in enumerate(volumes):
+            if v.batch_shape:
+                raise ValueError(
+                    f"PassiveVolume.stack takes volumes without a batch axis; volume {i} has {v.batch_shape}"
+                )
+            same = (v.shape, v.voxel_size, v.origin, v.background) == (
+                first.shape,
+                first.voxel_size,
+                first.origin,
+                first.background,
+            )
+            if not same:
+                raise ValueError(
+                    f"PassiveVolume.stack needs one geometry: volume {i} has shape {v.shape}, voxel size "
+                    f"{v.voxel_size}, origin {v.origin}, background {v.background.name}; volume 0 has {first.shape}, "
+                    f"{first.voxel_size}, {first.origin}, {first.background.name}"
+                )
+        materials: list[Material] = []
+        for v in volumes:
+            materials += [m for m in v.materials if m not in materials]
+        indices = []
+        for v in volumes:
+            remap = torch.tensor([materials.index(m) for m in v.materials], device=v.material_index.device)
+            indices.append(remap[v.material_index])
+        ref = first._mat_x0
+        x0 = torch.stack([v.x0 for v in volumes])
+        return cls(
+            materials, torch.stack(indices), first.voxel_size, first.origin, first.background, x0, ref.device, ref.dtype
+        )
+
     def voxel_centres(self) -> Tensor:
         """``(nx, ny, nz, 3)`` voxel centres (m)."""
         axes = [
@@ -133,12 +181,14 @@ class PassiveVolume(nn.Module):
         Returns:
             ``(scatter, material)``: ``scatter`` is ``(nx*ny + 1, 4)`` with columns X0 (m),
             ``tail_x0`` (GeV^2), ``screening_p2`` (GeV^2) and ``nuclear_p`` (GeV), so one gather
-            per step fetches them all; ``material`` is ``(nx*ny + 1,)`` material indices.
+            per step fetches them all; ``material`` is ``(nx*ny + 1,)`` material indices. A batch
+            of volumes stacks its tables: ``(batch * (nx*ny + 1), ...)``, volume after volume.
         """
-        idx = self.material_index[:, :, iz].reshape(-1)
-        bg = torch.tensor([self.background_index], device=idx.device)
-        material = torch.cat([idx, bg])
-        x0_layer = torch.cat([self.x0[:, :, iz].reshape(-1), self._mat_x0[-1:]])
+        idx = self.material_index[..., iz].reshape(self.batch_size, -1)
+        bg = torch.full_like(idx[:, :1], self.background_index)
+        material = torch.cat([idx, bg], dim=1).reshape(-1)
+        x0_bg = self._mat_x0[-1:].expand(self.batch_size, 1)
+        x0_layer = torch.cat([self.x0[..., iz].reshape(self.batch_size, -1), x0_bg], dim=1).reshape(-1)
         scatter = torch.stack(
             [x0_layer, self._mat_tail_x0[material], self._mat_screening_p2[material], self._mat_nuclear_p[material]],
             dim=1,
@@ -155,6 +205,14 @@ class PassiveVolume(nn.Module):
         inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
         flat = ix.long().clamp(0, nx - 1) * ny + iy.long().clamp(0, ny - 1)
         return torch.where(inside, flat, torch.full_like(flat, nx * ny))
+
+    def batch_offsets(self, n_muons: int, device: torch.device | str | None = None) -> Tensor | None:
+        """Row offset into a batch's :meth:`layer_properties` for each of ``batch * n_muons`` muons
+        held volume after volume; ``None`` for one volume."""
+        if not self.batch_shape:
+            return None
+        nx, ny, _ = self.shape
+        return torch.arange(self.batch_size, device=device).repeat_interleave(n_muons) * (nx * ny + 1)
 
     # ----------------------------------------------------------------------------- builders
     @classmethod

@@ -71,9 +71,15 @@ def propagate_volume(
         params: scattering-model constants.
 
     Returns:
-        The batch at ``z_low``.
+        The batch at ``z_low``; for a batch of volumes (:meth:`PassiveVolume.stack`), the input
+        muons through every volume, volume after volume (``batch * mu`` muons).
     """
     muons = propagate_straight(muons, volume.z_high)
+    # A batch of volumes: the same muons through each, held volume after volume.
+    n_draw = len(muons)  # random draws per step: shared by every volume of a batch
+    offsets = volume.batch_offsets(n_draw, muons.device)
+    if offsets is not None:
+        muons = muons.repeat(volume.batch_size)
     height = volume.voxel_size[2]
     # Components as separate contiguous (mu,) tensors: every operation of a step runs on
     # contiguous memory (column views of (mu, 3) tensors are strided and much slower).
@@ -86,7 +92,6 @@ def propagate_volume(
     momentum, weight = muons.momentum, muons.weight
     state = ScatterState.zeros(momentum)
     x0_acc = muons.path_x0
-    n = len(muons)
     for iz in reversed(range(volume.shape[2])):
         table, materials = volume.layer_properties(iz)
         columns = table.T.contiguous()  # (4, cells): one gather per step fetches all four
@@ -98,6 +103,8 @@ def propagate_volume(
             ds = dz * inv_cos
             slope_x, slope_y = direction[0] * inv_cos, direction[1] * inv_cos
             cell = volume.flat_voxel_index(x + (0.5 * dz) * slope_x, y + (0.5 * dz) * slope_y)
+            if offsets is not None:
+                cell = cell + offsets
             x0, tail_x0, screening_p2, nuclear_p = columns[:, cell].unbind(0)
             if energy_loss:
                 energy = torch.sqrt(momentum**2 + MUON_MASS**2)
@@ -110,7 +117,9 @@ def propagate_volume(
             if scattering:
                 p_mid = 0.5 * (momentum + momentum_after)
                 beta = p_mid * torch.rsqrt(p_mid**2 + MUON_MASS**2)
-                randoms = draw_scatter_randoms(n, generator, x.dtype, x.device)
+                randoms = draw_scatter_randoms(n_draw, generator, x.dtype, x.device)
+                if offsets is not None:  # the same draws in every volume: a loop over them, in one pass
+                    randoms = randoms.repeat(1, volume.batch_size)
                 new_direction, (disp_x, disp_y), state = scatter_step(
                     direction, p_mid, beta, state, ds, x0, tail_x0, screening_p2, nuclear_p, randoms, params
                 )
