@@ -117,6 +117,7 @@ class TabulatedFlux:
         self._plus_fraction = torch.from_numpy((plus / total).ravel())
         self._n_logp = n_logp
         self._edges = (self.cos_edges, self.logp_edges)
+        self._device_tables: dict[torch.device, tuple[Tensor, ...]] = {}
         p_centres = np.exp(lp)
         #: Mean momentum (GeV/c) of the muons of each cos(theta) row of the table.
         self._row_mean_p = torch.from_numpy((total * p_centres).sum(1) / total.sum(1))
@@ -150,9 +151,10 @@ class TabulatedFlux:
         """
         # Drawn on ``device`` (the generator must live there): no host round trip on a GPU.
         u = torch.rand(n, 4, generator=generator, dtype=torch.float64, device=device)
-        cdf, plus_fraction, cos_edges, logp_edges = (
-            t.to(u.device) for t in (self._cdf, self._plus_fraction, *map(torch.from_numpy, self._edges))
-        )
+        if u.device not in self._device_tables:  # copied to a device once, not per call
+            host = (self._cdf, self._plus_fraction, *map(torch.from_numpy, self._edges))
+            self._device_tables[u.device] = tuple(t.to(u.device) for t in host)
+        cdf, plus_fraction, cos_edges, logp_edges = self._device_tables[u.device]
         cell = torch.searchsorted(cdf, u[:, 0].contiguous(), right=True).clamp(max=cdf.numel() - 1)
         i_cos, i_p = cell // self._n_logp, cell % self._n_logp
         cos_theta = cos_edges[i_cos] + u[:, 1] * (cos_edges[i_cos + 1] - cos_edges[i_cos])
