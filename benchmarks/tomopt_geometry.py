@@ -32,18 +32,22 @@ PANELS_ABOVE = (1.0, 0.95, 0.9, 0.85)
 PANELS_BELOW = (0.2, 0.15, 0.1, 0.05)
 
 
-def volume(voxel: float = 0.1) -> PassiveVolume:
-    """Beryllium with a lead corner block, ``voxel`` (m) cubes over 1 x 1 x 0.6 m."""
-    return PassiveVolume.uniform("beryllium", (1.0, 1.0, 0.6), voxel, z_low=0.2).with_box(
+def volume(voxel: float = 0.1, height: float = 0.6) -> PassiveVolume:
+    """Beryllium with a lead corner block, ``voxel`` (m) cubes over 1 x 1 x ``height`` m from z = 0.2 m."""
+    return PassiveVolume.uniform("beryllium", (1.0, 1.0, height), voxel, z_low=0.2).with_box(
         "lead", (0.0, 0.0, 0.2), (0.5, 0.5, 0.4)
     )
 
 
 def detector(panels_per_side: int = 4, jitter: float = 0.0, seed: int = 0) -> Detector:
-    """Panels every 5 cm from 1.00 m down and from 0.20 m down (``panels_per_side`` each side;
-    more than 4 continue at 1 cm spacing), optionally with centres jittered by ``jitter`` (m)."""
-    above = [1.0 - 0.05 * min(i, 3) - 0.01 * max(i - 3, 0) for i in range(panels_per_side)]
-    below = [0.2 - 1e-6 - 0.05 * min(i, 3) - 0.01 * max(i - 3, 0) for i in range(panels_per_side)]
+    """TomOpt's four panels a side (every 5 cm from 1.00 m and from 0.20 m down); any other count
+    spread evenly over the same 15 cm; centres optionally jittered by ``jitter`` (m)."""
+    if panels_per_side == 4:
+        offsets = [0.0, 0.05, 0.1, 0.15]
+    else:
+        offsets = [0.15 * i / max(panels_per_side - 1, 1) for i in range(panels_per_side)]
+    above = [1.0 - o for o in offsets]
+    below = [0.2 - 1e-6 - o for o in offsets]
     shift = torch.randn(2 * panels_per_side, 2, generator=torch.Generator().manual_seed(seed)) * jitter
 
     def panel(z: float, i: int) -> DetectorPanel:
@@ -74,13 +78,13 @@ def full_step(det: Detector, vol: PassiveVolume, src: FluxSource, n: int, seed: 
 
 
 def timed_step(
-    n: int, voxel: float = 0.1, panels_per_side: int = 4, designs: int = 1, seed: int = 0
+    n: int, voxel: float = 0.1, panels_per_side: int = 4, designs: int = 1, seed: int = 0, height: float = 0.6
 ) -> dict[str, float]:
     """Build the setup, run one untimed warm-up step on min(n, 1000) muons, then one timed step.
 
-    Returns seconds, this process's peak RSS (MiB) and its RSS before the timed step (MiB).
+    Returns seconds, this process's peak RSS (MiB) and its peak RSS before the timed step (MiB).
     """
-    vol, src = volume(voxel), source(voxel)
+    vol, src = volume(voxel, height), source(voxel)
     dets = [detector(panels_per_side, jitter=0.05 if designs > 1 else 0.0, seed=k) for k in range(designs)]
 
     def batch() -> Detector:
