@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from mutomo.materials import get_material
 from mutomo.volume import PassiveVolume
 
 
@@ -20,13 +21,19 @@ def test_with_box_sets_only_inner_voxels():
 
 
 def test_flat_voxel_index_matches_brute_force():
-    v = PassiveVolume.uniform("iron", (1.0, 0.6, 0.2), 0.1, xy_origin=(-0.3, 0.1))
+    """The layer-table row of a point holds its voxel's X0 inside the footprint, air outside."""
+    v = PassiveVolume.uniform("iron", (1.0, 0.6, 0.2), 0.1, xy_origin=(-0.3, 0.1)).with_box(
+        "lead", (-0.3, 0.1, 0.0), (0.2, 0.4, 0.1)
+    )
     xy = torch.rand(5000, 2) * torch.tensor([1.6, 1.2]) + torch.tensor([-0.6, -0.2])
     idx = v.flat_voxel_index(xy[:, 0], xy[:, 1])
+    table, material = v.layer_properties(0)
     centres = v.voxel_centres()[:, :, 0, :2].reshape(-1, 2)
     inside = (xy[:, 0] >= -0.3) & (xy[:, 0] < 0.7) & (xy[:, 1] >= 0.1) & (xy[:, 1] < 0.7)
     nearest = (xy[:, None, :] - centres[None]).abs().max(-1).values.argmin(1)
-    assert torch.equal(idx[inside], nearest[inside]) and bool((idx[~inside] == 60).all())
+    assert torch.equal(table[idx[inside], 0], v.x0[:, :, 0].reshape(-1)[nearest[inside]])
+    assert bool((material[idx[~inside]] == v.background_index).all())
+    assert bool((table[idx[~inside], 0] == get_material("air").x0).all())
 
 
 @pytest.mark.parametrize(

@@ -91,9 +91,14 @@ def compute_scatters(
     c_out = _shift_covariance(outgoing.covariance, z_mid - outgoing.z_ref)
     zero = torch.zeros_like(c_in)
     cov = torch.cat([torch.cat([c_in, zero], -1), torch.cat([zero, c_out], -1)], -2)
-    basis = torch.eye(8, dtype=params.dtype, device=params.device)
-    columns = [torch.func.jvp(lambda q: _poca(q, z_mid), (params,), (basis[k].expand_as(params),))[1] for k in range(8)]
-    jac = torch.stack(columns, dim=-1)  # (mu, 3, 8): forward-mode, one pass per track parameter
+    # (mu, 3, 8) Jacobian, forward mode: the 8 tangent directions are vmapped, so the PoCA
+    # formula runs once on (8, mu) tensors rather than 8 times.
+    basis = torch.eye(8, dtype=params.dtype, device=params.device)[:, None, :].expand(8, *params.shape)
+
+    def column(tangent: Tensor) -> Tensor:
+        return torch.func.jvp(lambda q: _poca(q, z_mid), (params,), (tangent,))[1]
+
+    jac = torch.func.vmap(column)(basis).permute(1, 2, 0)
     poca_cov = cap_covariance(jac @ cov @ jac.transpose(-1, -2), max_sigma)
     return _finish(incoming, outgoing, poca, poca_cov)
 

@@ -176,19 +176,19 @@ class PassiveVolume(nn.Module):
         return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
 
     def layer_properties(self, iz: int) -> tuple[Tensor, Tensor]:
-        """Properties of z layer ``iz`` per flattened cell ``ix * ny + iy``, background appended.
+        """Properties of z layer ``iz`` per cell of the footprint padded by one background cell on
+        every side, flattened as ``(ix + 1) * (ny + 2) + (iy + 1)`` (see :meth:`flat_voxel_index`).
 
         Returns:
-            ``(scatter, material)``: ``scatter`` is ``(nx*ny + 1, 4)`` with columns X0 (m),
+            ``(scatter, material)``: ``scatter`` is ``((nx+2)*(ny+2), 4)`` with columns X0 (m),
             ``tail_x0`` (GeV^2), ``screening_p2`` (GeV^2) and ``nuclear_p`` (GeV), so one gather
-            per step fetches them all; ``material`` is ``(nx*ny + 1,)`` material indices. A batch
-            of volumes stacks its tables: ``(batch * (nx*ny + 1), ...)``, volume after volume.
+            per step fetches them all; ``material`` is ``((nx+2)*(ny+2),)`` material indices. A
+            batch of volumes stacks its tables, volume after volume.
         """
-        idx = self.material_index[..., iz].reshape(self.batch_size, -1)
-        bg = torch.full_like(idx[:, :1], self.background_index)
-        material = torch.cat([idx, bg], dim=1).reshape(-1)
-        x0_bg = self._mat_x0[-1:].expand(self.batch_size, 1)
-        x0_layer = torch.cat([self.x0[..., iz].reshape(self.batch_size, -1), x0_bg], dim=1).reshape(-1)
+        pad = (1, 1, 1, 1)  # one background cell around the footprint
+        idx = torch.nn.functional.pad(self.material_index[..., iz], pad, value=self.background_index)
+        material = idx.reshape(-1)
+        x0_layer = torch.nn.functional.pad(self.x0[..., iz], pad, value=float(self.background.x0)).reshape(-1)
         scatter = torch.stack(
             [x0_layer, self._mat_tail_x0[material], self._mat_screening_p2[material], self._mat_nuclear_p[material]],
             dim=1,
@@ -196,15 +196,16 @@ class PassiveVolume(nn.Module):
         return scatter, material
 
     def flat_voxel_index(self, x: Tensor, y: Tensor) -> Tensor:
-        """Index into :meth:`layer_properties` rows for points with coordinates ``x``, ``y``
-        (each ``(mu,)``): ``ix * ny + iy``, or ``nx * ny`` (background) outside the footprint.
-        O(mu) index arithmetic."""
+        """Row of :meth:`layer_properties` for points with coordinates ``x``, ``y`` (each
+        ``(mu,)``): ``(ix + 1) * (ny + 2) + (iy + 1)`` with ``ix`` clamped to ``[-1, nx]`` (and
+        ``iy`` likewise), so every point outside the footprint lands on a background cell.
+        O(mu) index arithmetic, a dozen element-wise operations."""
         nx, ny, _ = self.shape
-        ix = torch.floor((x - self.origin[0]) / self.voxel_size[0])
-        iy = torch.floor((y - self.origin[1]) / self.voxel_size[1])
-        inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
-        flat = ix.long().clamp(0, nx - 1) * ny + iy.long().clamp(0, ny - 1)
-        return torch.where(inside, flat, torch.full_like(flat, nx * ny))
+        ix = x.mul(1.0 / self.voxel_size[0]).add_(1.0 - self.origin[0] / self.voxel_size[0])
+        iy = y.mul(1.0 / self.voxel_size[1]).add_(1.0 - self.origin[1] / self.voxel_size[1])
+        ix = ix.floor_().clamp_(0, nx + 1).long()
+        iy = iy.floor_().clamp_(0, ny + 1).long()
+        return ix.mul_(ny + 2).add_(iy)
 
     def batch_offsets(self, n_muons: int, device: torch.device | str | None = None) -> Tensor | None:
         """Row offset into a batch's :meth:`layer_properties` for each of ``batch * n_muons`` muons
@@ -212,7 +213,7 @@ class PassiveVolume(nn.Module):
         if not self.batch_shape:
             return None
         nx, ny, _ = self.shape
-        return torch.arange(self.batch_size, device=device).repeat_interleave(n_muons) * (nx * ny + 1)
+        return torch.arange(self.batch_size, device=device).repeat_interleave(n_muons) * ((nx + 2) * (ny + 2))
 
     # ----------------------------------------------------------------------------- builders
     @classmethod

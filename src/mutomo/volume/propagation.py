@@ -90,6 +90,7 @@ def propagate_volume(
         muons.direction[:, 2].contiguous(),
     )
     momentum, weight = muons.momentum, muons.weight
+    kinetic = muons.kinetic_energy  # carried along with the momentum
     state = ScatterState.zeros(momentum)
     x0_acc = muons.path_x0
     for iz in reversed(range(volume.shape[2])):
@@ -104,14 +105,13 @@ def propagate_volume(
             slope_x, slope_y = direction[0] * inv_cos, direction[1] * inv_cos
             cell = volume.flat_voxel_index(x + (0.5 * dz) * slope_x, y + (0.5 * dz) * slope_y)
             if offsets is not None:
-                cell = cell + offsets
+                cell = cell.add_(offsets)
             x0, tail_x0, screening_p2, nuclear_p = columns[:, cell].unbind(0)
             if energy_loss:
-                energy = torch.sqrt(momentum**2 + MUON_MASS**2)
-                kinetic_after, stopped = volume.range_tables.step(energy - MUON_MASS, materials[cell], ds)
+                kinetic_after, stopped = volume.range_tables.step(kinetic, materials[cell], ds)
                 momentum_after = torch.sqrt(kinetic_after * (kinetic_after + 2 * MUON_MASS))
             else:
-                momentum_after, stopped = momentum, torch.zeros_like(weight, dtype=torch.bool)
+                kinetic_after, momentum_after, stopped = kinetic, momentum, torch.zeros_like(weight, dtype=torch.bool)
             new_x, new_y = x + dz * slope_x, y + dz * slope_y
             new_direction = direction
             if scattering:
@@ -125,9 +125,9 @@ def propagate_volume(
                 )
                 new_x, new_y = new_x + disp_x, new_y + disp_y
             # Stopped or (near-)horizontal muons get weight 0; they keep moving with finite values.
-            alive = ~stopped & (-new_direction[2] > MIN_DOWNWARD_COSINE)
+            alive = (new_direction[2] < -MIN_DOWNWARD_COSINE) & ~stopped
             weight = weight * alive
-            x, y, direction, momentum = new_x, new_y, new_direction, momentum_after
+            x, y, direction, momentum, kinetic = new_x, new_y, new_direction, momentum_after, kinetic_after
             x0_acc = x0_acc + ds / x0
     position = torch.stack([x, y, torch.full_like(x, volume.z_low)], dim=1)
     return MuonBatch(
