@@ -78,11 +78,19 @@ def full_step(det: Detector, vol: PassiveVolume, src: FluxSource, n: int, seed: 
 
 
 def timed_step(
-    n: int, voxel: float = 0.1, panels_per_side: int = 4, designs: int = 1, seed: int = 0, height: float = 0.6
+    n: int,
+    voxel: float = 0.1,
+    panels_per_side: int = 4,
+    designs: int = 1,
+    seed: int = 0,
+    height: float = 0.6,
+    warmup_muons: int | None = None,
 ) -> dict[str, float]:
-    """Build the setup, run one untimed warm-up step on min(n, 1000) muons, then one timed step.
+    """Build the setup, run one untimed warm-up step on ``warmup_muons`` (default min(n, 1000))
+    muons, then one timed step on ``n``.
 
-    Returns seconds, this process's peak RSS (MiB) and its peak RSS before the timed step (MiB).
+    Returns seconds, this process's peak RSS (MiB), and its peak RSS after the set-up, before
+    any step (MiB).
     """
     vol, src = volume(voxel, height), source(voxel)
     dets = [detector(panels_per_side, jitter=0.05 if designs > 1 else 0.0, seed=k) for k in range(designs)]
@@ -90,16 +98,13 @@ def timed_step(
     def batch() -> Detector:
         return dets[0] if designs == 1 else Detector.stack(dets)
 
-    full_step(batch(), vol, src, min(n, 1000), seed + 1)  # warm-up, not timed
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    full_step(batch(), vol, src, min(n, 1000) if warmup_muons is None else warmup_muons, seed + 1)  # not timed
     start = time.perf_counter()
     full_step(batch(), vol, src, n, seed)
     seconds = time.perf_counter() - start
     grads = [p.grad for d in dets for p in d.parameters()]
     if not all(g is not None and bool(torch.isfinite(g).all()) for g in grads):
         raise RuntimeError("mutomo step produced missing or non-finite panel gradients")
-    return {
-        "seconds": seconds,
-        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "before_mib": before,
-    }
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": seconds, "rss_mib": peak, "setup_mib": setup}

@@ -19,6 +19,8 @@ What the script does:
    mutomo and TomOpt, each in a fresh process (so each peak RSS is its own), and prints the
    medians, the ratios and the machine as a markdown table. Each process first runs one
    untimed warm-up step (first-call allocations and lazy initialisation), then the timed one.
+   Both tools' processes run with the same glibc allocator settings (``MALLOC_MMAP_MAX_=0``,
+   ``MALLOC_TRIM_THRESHOLD_=2147483647``: freed memory is reused, see mutomo.runtime).
 
 It downloads TomOpt, so it never runs in ``make test``; the test suite imports it and runs its
 mutomo half on a tiny input.
@@ -42,6 +44,8 @@ HERE = Path(__file__).resolve().parent
 VENV = HERE / ".tomopt-venv"
 sys.path.insert(0, str(HERE))
 from tomopt_geometry import PANELS_ABOVE, PANELS_BELOW, timed_step  # noqa: E402
+
+from mutomo.runtime import ALLOCATOR_ENV  # noqa: E402
 
 TOMOPT_STEP = r"""
 import json, resource, sys, time
@@ -112,7 +116,10 @@ def tomopt_python() -> Path:
 
 
 def _run(cmd: list[str]) -> dict[str, float]:
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    # Both tools' processes get the same allocator settings (see mutomo.runtime): freed memory is
+    # kept for reuse instead of unmapped.
+    env = {**os.environ, **ALLOCATOR_ENV}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         tail = out.stderr.strip().splitlines()[-1:] or [f"exit status {out.returncode} (out of memory?)"]
         return {"error": tail[0]}  # type: ignore[dict-item]

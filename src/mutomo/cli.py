@@ -163,7 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_demo(args.output, args.muons, args.seed)
         return 0
     from mutomo.io.config import ConfigError, RunConfig, load_config
+    from mutomo.runtime import tune_allocator
 
+    if args.command in ("optimise", "evaluate"):
+        tune_allocator()  # loops of steps: reuse freed memory instead of page-faulting it in again
     try:
         if args.command == "optimise":
             from mutomo.optimise.run import run

@@ -62,3 +62,15 @@ def test_the_chain_runs_on_cuda_and_agrees_with_cpu_in_distribution():
     # Different random streams: compare the fill statistic within its statistical spread.
     _, _, _, height_cpu, _ = chain("cpu", torch.float32, n=20_000)
     assert float(height.cpu()) == pytest.approx(float(height_cpu), abs=0.02)
+
+
+def test_tune_allocator_takes_on_glibc():
+    import platform
+    import sys
+
+    from mutomo.runtime import tune_allocator
+
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert tune_allocator()
+    else:
+        assert not tune_allocator()

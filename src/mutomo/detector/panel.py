@@ -121,18 +121,34 @@ class Hits:
 
     @property
     def n_panels(self) -> int:
-        return int(self.z.shape[-1])
+        return int(self.weight.shape[-2])
 
     @property
     def design_shape(self) -> tuple[int, ...]:
-        """The leading design axes (``()`` for one detector)."""
-        return tuple(self.z.shape[:-1])
+        """The leading design axes (``()`` for one detector, and after :meth:`flatten_designs`)."""
+        return tuple(self.weight.shape[:-2])
 
     @property
     def positions(self) -> Tensor:
         """``(*design, panel, mu, 3)`` measured hit positions with the panel heights."""
-        z = self.z[..., None, None].expand(*self.xy.shape[:-1], 1)
-        return torch.cat([self.xy, z], dim=-1)
+        z = self.z[..., None] if self.z.shape == self.weight.shape else self.z[..., None, None]
+        return torch.cat([self.xy, z.expand(*self.xy.shape[:-1], 1)], dim=-1)
+
+    def select(self, index: Tensor) -> Hits:
+        """The hits of the muons at ``index`` (``(k,)`` long; hits without design axes)."""
+        if self.design_shape:
+            raise ValueError("Hits.select works on hits without design axes; call flatten_designs() first")
+
+        def per_muon(t: Tensor) -> Tensor:  # (panel,) stays; (panel, mu) is selected
+            return t.index_select(1, index) if t.dim() == 2 else t
+
+        return Hits(
+            xy=self.xy.index_select(1, index),
+            z=per_muon(self.z),
+            resolution=per_muon(self.resolution),
+            weight=self.weight.index_select(1, index),
+            true_xy=None if self.true_xy is None else self.true_xy.index_select(1, index),
+        )
 
     def flatten_designs(self) -> Hits:
         """One design axis merged into the muon axis, design-major: ``xy (panel, D mu, 2)``, with
@@ -141,9 +157,10 @@ class Hits:
         if not self.design_shape:
             return self
         n_panel, n_mu = self.weight.shape[-2:]
+        n_design_axes = len(self.design_shape)
 
         def merge(t: Tensor) -> Tensor:  # (*design, panel, mu, ...) -> (panel, D mu, ...)
-            t = t.reshape(-1, n_panel, n_mu, *t.shape[self.z.dim() + 1 :])
+            t = t.reshape(-1, n_panel, n_mu, *t.shape[n_design_axes + 2 :])
             return t.transpose(0, 1).reshape(n_panel, -1, *t.shape[3:])
 
         def per_muon(t: Tensor) -> Tensor:  # (*design, panel) -> (panel, D mu)

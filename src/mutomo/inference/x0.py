@@ -59,6 +59,12 @@ def _truncation_factor(k: float) -> float:
     return 1 - 2 * k * phi / inside
 
 
+def gather(values: Tensor, index: Tensor) -> Tensor:
+    """``values[index]`` for a 1-D ``values`` and an index of any shape, by ``index_select``
+    (whose backward is an ``index_add``, much faster on CPU than advanced indexing's)."""
+    return values.index_select(0, index.reshape(-1)).reshape(index.shape)
+
+
 def highland_inverse(g: Tensor, iterations: int = 30) -> Tensor:
     """Solve ``t (1 + 0.038 ln t)^2 = g`` for t (beta = 1), elementwise, differentiably.
 
@@ -163,7 +169,8 @@ class HighlandX0Inferrer:
         height = volume.z_high - volume.z_low
         path = height * torch.sqrt(1 + (incoming.slope**2).sum(-1))  # (mu,)
         if voxels.muon is not None:  # sparse rows: one per (muon, voxel) entry
-            u2, m2, path = u2[voxels.muon], m2[voxels.muon], path[voxels.muon]
+            rows = voxels.muon  # index_select: its backward is an index_add, not an index_put
+            u2, m2, path = u2.index_select(0, rows), m2.index_select(0, rows), path.index_select(0, rows)
         w = voxels.weight  # (rows, W)
         idx = voxels.voxel
         sum_w = scatter_sum(idx, w, size)
@@ -180,7 +187,7 @@ class HighlandX0Inferrer:
         est = (u2[:, None, :] / factor - m2[:, None, :]) if self.truncation_passes else (u2 - m2)[:, None, :]
         big_w = w[..., None] * torch.ones_like(u2[:, None, :])
         for _ in range(self.truncation_passes):
-            s2 = sigma2.clamp(min=SIGMA2_FLOOR)[idx]  # (mu, W)
+            s2 = gather(sigma2.clamp(min=SIGMA2_FLOOR), idx)  # (mu, W)
             total_var = s2[..., None] + m2[:, None, :]  # (mu, W, 2)
             keep = (u2[:, None, :] < CORE_K**2 * total_var).to(w.dtype)
             big_w = (w / (s2 + m_bar) ** 2)[..., None] * keep  # (mu, W, 2)
@@ -191,7 +198,7 @@ class HighlandX0Inferrer:
         x0 = mean_path / t
         # Statistical uncertainty of sigma^2: sandwich estimate over the projections used,
         # var = sum W^2 (x - sigma^2)^2 / (sum W)^2, which needs no Gaussian assumption.
-        dev2 = (est - sigma2[idx][..., None]) ** 2
+        dev2 = (est - gather(sigma2, idx)[..., None]) ** 2
         sum_big = scatter_sum(idx, big_w.sum(-1), size)
         sigma2_err = torch.sqrt(scatter_sum(idx, (big_w**2 * dev2).sum(-1), size)) / sum_big.clamp(min=1e-30)
         c = 1 + HIGHLAND_LOG_COEFF * torch.log(t)

@@ -148,26 +148,32 @@ def measure(
     batch_shape = (*design_shape, *volume.batch_shape)
     if muon_weight is not None and design_shape:
         muon_weight = muon_weight.repeat(n_designs)  # the same muons for every design, design-major
-    incoming = fit_tracks(hits_above, volume.z_high, muon_weight)
-    outgoing = fit_tracks(hits_below, volume.z_low)
-    if isinstance(momentum, Tensor):
-        if momentum.shape != (n_mu,):
-            raise ValueError(f"momentum must have shape {(n_mu,)} (one per muon); got {tuple(momentum.shape)}")
-        p = momentum.repeat(n_designs) if design_shape else momentum
-    else:
-        p = momentum(incoming, outgoing)
-    weight = incoming.weight * outgoing.weight * crosses_volume(incoming, outgoing, volume)
+    above, below = hits_above.flatten_designs(), hits_below.flatten_designs()
+    if isinstance(momentum, Tensor) and momentum.shape != (n_mu,):
+        raise ValueError(f"momentum must have shape {(n_mu,)} (one per muon); got {tuple(momentum.shape)}")
     # Muons are held design-major, then volume after volume: consecutive blocks of n_mu / batch.
     batch = None
     if batch_shape:
         block = n_mu // volume.batch_size
-        batch = torch.arange(math.prod(batch_shape), device=p.device).repeat_interleave(block)
+        batch = torch.arange(math.prod(batch_shape), device=above.xy.device).repeat_interleave(block)
     index = None
     if compact:
-        # Exact: a muon of weight exactly 0 adds 0 to every weighted sum and to its gradient.
-        index = torch.nonzero(weight > 0).squeeze(1)
-        incoming, outgoing, p, weight = incoming.select(index), outgoing.select(index), p[index], weight[index]
+        # Exact: a muon of weight exactly 0 adds 0 to every weighted sum and to its gradient. The
+        # selection is made by a fit without autograd; the differentiable fit below runs on the
+        # kept muons only and gives them the same weights.
+        with torch.no_grad():
+            index = torch.nonzero(_weight(above, below, volume, muon_weight) > 0).squeeze(1)
+        above, below = above.select(index), below.select(index)
+        muon_weight = None if muon_weight is None else muon_weight.index_select(0, index)
         batch = None if batch is None else batch[index]
+    incoming = fit_tracks(above, volume.z_high, muon_weight)
+    outgoing = fit_tracks(below, volume.z_low)
+    if isinstance(momentum, Tensor):
+        p = momentum.repeat(n_designs) if design_shape else momentum
+        p = p if index is None else p.index_select(0, index)
+    else:
+        p = momentum(incoming, outgoing)
+    weight = incoming.weight * outgoing.weight * crosses_volume(incoming, outgoing, volume)
     scatters = compute_scatters(incoming, outgoing, 0.5 * (volume.z_low + volume.z_high), covariance=covariance)
     return ScatterData(
         incoming=incoming,
@@ -179,3 +185,9 @@ def measure(
         batch=batch,
         batch_shape=batch_shape,
     )
+
+
+def _weight(above: Hits, below: Hits, volume: PassiveVolume, muon_weight: Tensor | None) -> Tensor:
+    """``(mu,)`` weight of each muon in :func:`measure`: both tracks measured, crossing the faces."""
+    incoming, outgoing = fit_tracks(above, volume.z_high, muon_weight), fit_tracks(below, volume.z_low)
+    return incoming.weight * outgoing.weight * crosses_volume(incoming, outgoing, volume)

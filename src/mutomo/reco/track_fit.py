@@ -62,12 +62,12 @@ class Tracks:
         """The tracks of the muons at ``index`` (``(k,)`` long), in that order."""
         return replace(
             self,
-            xy=self.xy[index],
-            slope=self.slope[index],
-            covariance=self.covariance[index],
-            chi2=self.chi2[index],
-            ndof=self.ndof[index],
-            weight=self.weight[index],
+            xy=self.xy.index_select(0, index),
+            slope=self.slope.index_select(0, index),
+            covariance=self.covariance.index_select(0, index),
+            chi2=self.chi2.index_select(0, index),
+            ndof=self.ndof.index_select(0, index),
+            weight=self.weight.index_select(0, index),
         )
 
     @property

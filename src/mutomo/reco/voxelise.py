@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 from mutomo.reco.track_fit import Tracks
 from mutomo.volume.grid import PassiveVolume
@@ -32,8 +31,6 @@ from mutomo.volume.grid import PassiveVolume
 SQRT2 = math.sqrt(2.0)
 # Window probability below which extended PoCA falls back to the nearest voxel.
 FAR_OUTSIDE = 1e-6
-# Muons per chunk of extended-PoCA box integrals (bounds their transient memory).
-CHUNK = 8_192
 
 
 def voxel_indices(points: Tensor, volume: PassiveVolume) -> tuple[Tensor, Tensor]:
@@ -122,6 +119,53 @@ def box_probability(mean: Tensor, cov: Tensor, low: Tensor, high: Tensor) -> Ten
     return prob
 
 
+def _truncated_moments(edges: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Probability, mean and variance of a standard normal truncated to each interval between
+    consecutive standardised ``edges (..., n + 1)``; each ``(..., n)``."""
+    cdf, pdf = _normal_cdf(edges), _normal_pdf(edges)
+    alpha, beta, pa, pb = edges[..., :-1], edges[..., 1:], pdf[..., :-1], pdf[..., 1:]
+    p = (cdf[..., 1:] - cdf[..., :-1]).clamp(min=1e-30)
+    m = (pa - pb) / p
+    v = (1 + (alpha * pa - beta * pb) / p - m**2).clamp(min=0.0)
+    return p, m, v
+
+
+def grid_window_probability(mean: Tensor, cov: Tensor, edges: Tensor) -> Tensor:
+    """P(X in each box of a grid window) for ``X ~ N(mean, cov)``, Mendell-Elston as in
+    :func:`box_probability` (x, then y given the truncated x, then z given both), exploiting
+    the grid: x is integrated over its ``n`` intervals once, y over its ``n`` intervals once per
+    x interval, z once per (x, y) pair, so a 3x3x3 window costs 4 + 12 + 36 normal CDFs instead of
+    27 x 6. Equal to :func:`box_probability` on each box.
+
+    Args:
+        mean: ``(mu, 3)``; cov: ``(mu, 3, 3)``.
+        edges: ``(mu, 3, n + 1)`` increasing box edges along x, y and z (m).
+
+    Returns:
+        ``(mu, n, n, n)`` probabilities, indexed (x, y, z).
+    """
+    c = [[cov[:, i, j] for j in range(3)] for i in range(3)]
+    # x: (mu, n)
+    sd0 = torch.sqrt(c[0][0].clamp(min=1e-30))
+    p0, m0, v0 = _truncated_moments((edges[:, 0] - mean[:, 0:1]) / sd0[:, None])
+    g1, g2 = (c[1][0] / sd0)[:, None], (c[2][0] / sd0)[:, None]
+    mu1, mu2 = mean[:, 1:2] + g1 * m0, mean[:, 2:3] + g2 * m0
+    c11 = c[1][1][:, None] + g1 * g1 * (v0 - 1)
+    c12 = c[1][2][:, None] + g1 * g2 * (v0 - 1)
+    c22 = c[2][2][:, None] + g2 * g2 * (v0 - 1)
+    # y given each x interval: (mu, n, n)
+    sd1 = torch.sqrt(c11.clamp(min=1e-30))
+    p1, m1, v1 = _truncated_moments((edges[:, 1, None, :] - mu1[..., None]) / sd1[..., None])
+    g = (c12 / sd1)[..., None]
+    mu2 = mu2[..., None] + g * m1
+    c22 = c22[..., None] + g * g * (v1 - 1)
+    # z given each (x, y) pair: (mu, n, n, n)
+    sd2 = torch.sqrt(c22.clamp(min=1e-30))
+    cdf = _normal_cdf((edges[:, 2, None, None, :] - mu2[..., None]) / sd2[..., None])
+    p2 = (cdf[..., 1:] - cdf[..., :-1]).clamp(min=1e-30)
+    return p0[:, :, None, None] * p1[..., None] * p2
+
+
 @dataclass(frozen=True)
 class VoxelWeights:
     """Sparse muon-to-voxel weights from :func:`extended_poca`.
@@ -151,7 +195,9 @@ class VoxelWeights:
         largest = self.weight.detach().abs().amax(-1, keepdim=True)
         keep = torch.nonzero((self.weight.detach().abs() > threshold * largest) & (self.weight != 0))
         rows, slots = keep[:, 0], keep[:, 1]
-        voxel, weight = self.voxel[rows, slots][:, None], self.weight[rows, slots][:, None]
+        flat = rows * self.weight.shape[1] + slots
+        voxel = self.voxel.reshape(-1).index_select(0, flat)[:, None]
+        weight = self.weight.reshape(-1).index_select(0, flat)[:, None]
         muon = rows if self.muon is None else self.muon[rows]
         return VoxelWeights(voxel, weight, self.batch_shape, muon)
 
@@ -170,7 +216,7 @@ class VoxelWeights:
     def to_grid(self, shape: tuple[int, int, int], values: Tensor | None = None) -> Tensor:
         """Sum ``weight`` (times per-muon ``values``) into ``(*batch, nx, ny, nz)`` grids."""
         if values is not None and self.muon is not None:
-            values = values[self.muon]
+            values = values.index_select(0, self.muon)
         w = self.weight if values is None else self.weight * values[:, None]
         full = self.grid_shape(shape)
         return scatter_sum(self.voxel, w, math.prod(full)).reshape(full)
@@ -204,13 +250,10 @@ def extended_poca(
     cells = torch.minimum(cells.clamp(min=0), shape - 1)
     origin = torch.tensor(volume.origin, dtype=points.dtype, device=points.device)
     size = torch.tensor(volume.voxel_size, dtype=points.dtype, device=points.device)
-    low = origin + cells.to(points.dtype) * size
-    prob = torch.cat(
-        [
-            _window_probability(points[i : i + CHUNK], covariance[i : i + CHUNK], low[i : i + CHUNK], size)
-            for i in range(0, points.shape[0], CHUNK)
-        ]
-    )
+    # Window edges along each axis, (mu, 3, 2k + 2); boxes outside the grid get valid = 0.
+    steps = torch.arange(-half_width, half_width + 2, device=points.device, dtype=points.dtype)
+    edges = origin[None, :, None] + (centre.to(points.dtype)[:, :, None] + steps) * size[None, :, None]
+    prob = grid_window_probability(points, covariance, edges).reshape(points.shape[0], -1)
     prob = prob * valid
     box_low = origin.expand_as(points)
     box_high = box_low + size * torch.tensor(volume.shape, dtype=points.dtype, device=points.device)
@@ -224,22 +267,6 @@ def extended_poca(
     centre_slot = (offsets == 0).all(-1).to(points.dtype)  # (W,)
     share = torch.where(far[:, None], centre_slot.expand_as(prob), prob / norm[:, None])
     return VoxelWeights(voxel=flat_index(cells, volume.shape), weight=share * weight[:, None])
-
-
-def _window_probability(points: Tensor, covariance: Tensor, low: Tensor, size: Tensor) -> Tensor:
-    """``(mu, W)`` box probabilities of a chunk of muons. With autograd on, the ~100 ``(mu, W)``
-    intermediates of the box integrals are recomputed in the backward pass instead of kept
-    (``torch.utils.checkpoint``): memory stays bounded by the chunk, for ~30 % more time."""
-
-    def boxes(points: Tensor, covariance: Tensor, low: Tensor) -> Tensor:
-        # Mean and covariance broadcast over the window (not expanded): their components are
-        # selected once per muon, and their gradients are not (mu, W, 3, 3) tensors.
-        return box_probability(points[:, None, :], covariance[:, None], low, low + size)
-
-    if torch.is_grad_enabled():
-        result: Tensor = checkpoint(boxes, points, covariance, low, use_reentrant=False)
-        return result
-    return boxes(points, covariance, low)
 
 
 def poca_voxel_weights(points: Tensor, weight: Tensor, volume: PassiveVolume) -> VoxelWeights:
