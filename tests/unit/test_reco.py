@@ -191,3 +191,23 @@ def test_fit_is_finite_when_panels_share_one_height():
     for value in (tracks.xy, tracks.slope, tracks.covariance):
         assert bool(torch.isfinite(value).all())
     assert float(tracks.covariance[0, 2, 2]) > 1.0
+
+
+def test_grid_window_equals_box_by_box_with_correlations():
+    """The grid integration of a window gives box_probability's value for every box, in float64."""
+    from mutomo.reco.voxelise import grid_window_probability
+
+    gen = torch.Generator().manual_seed(0)
+    n = 300
+    mean = torch.rand(n, 3, dtype=torch.float64, generator=gen) * 0.3
+    a = torch.randn(n, 3, 3, dtype=torch.float64, generator=gen) * 0.05
+    cov = a @ a.transpose(-1, -2) + 1e-4 * torch.eye(3, dtype=torch.float64)
+    corner = torch.rand(n, 3, dtype=torch.float64, generator=gen) * 0.1 - 0.05
+    edges = corner[:, :, None] + torch.arange(4, dtype=torch.float64) * 0.1  # (n, 3, 4)
+    grid = grid_window_probability(mean, cov, edges)
+    cells = list(itertools.product(range(3), repeat=3))
+    for ix, iy, iz in cells:
+        low = torch.stack([edges[:, 0, ix], edges[:, 1, iy], edges[:, 2, iz]], -1)
+        high = torch.stack([edges[:, 0, ix + 1], edges[:, 1, iy + 1], edges[:, 2, iz + 1]], -1)
+        torch.testing.assert_close(grid[:, ix, iy, iz], box_probability(mean, cov, low, high), rtol=1e-12, atol=0)
+    assert float(grid.sum((1, 2, 3)).max()) <= 1 + 1e-9

@@ -124,16 +124,16 @@ def measure(
         volume: the passive volume (its faces are the track reference planes).
         momentum: ``(mu,)`` momenta (GeV/c), or an estimator called on the fitted tracks.
         muon_weight: optional ``(mu,)`` weight of each muon (e.g. 0 for muons that stopped).
-
-    Hits with design axes (from a :meth:`~mutomo.detector.Detector.stack`), and hits of a batch
-    of volumes (:meth:`~mutomo.volume.PassiveVolume.stack`), are measured together: the result
-    holds every design's and volume's muons along one axis, with ``batch`` telling which is
-    which; ``momentum`` and ``muon_weight`` (one per muon of the hits) serve every design.
         covariance: compute the PoCA covariance (needed by extended PoCA).
         compact: keep only the muons of nonzero weight (tracked on both sides, crossing the
             volume): every voxel method and task weights muons, so the result is the same,
             and the PoCA, its covariance and the voxel work are done for those muons only.
             ``ScatterData.muon_index`` maps them back to the input muons.
+
+    Hits with design axes (from a :meth:`~mutomo.detector.Detector.stack`), and hits of a batch
+    of volumes (:meth:`~mutomo.volume.PassiveVolume.stack`), are measured together: the result
+    holds every design's and volume's muons along one axis, with ``batch`` telling which is
+    which; ``momentum`` and ``muon_weight`` (one per muon of the hits) serve every design.
     """
     design_shape = hits_above.design_shape
     if hits_below.design_shape != design_shape:
