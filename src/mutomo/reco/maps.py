@@ -162,18 +162,16 @@ def measure(
         # selection is made by a fit without autograd; the differentiable fit below runs on the
         # kept muons only and gives them the same weights.
         with torch.no_grad():
-            index = torch.nonzero(_weight(above, below, volume, muon_weight) > 0).squeeze(1)
+            index = torch.nonzero(_fit_both(above, below, volume, muon_weight)[2] > 0).squeeze(1)
         above, below = above.select(index), below.select(index)
         muon_weight = None if muon_weight is None else muon_weight.index_select(0, index)
         batch = None if batch is None else batch[index]
-    incoming = fit_tracks(above, volume.z_high, muon_weight)
-    outgoing = fit_tracks(below, volume.z_low)
+    incoming, outgoing, weight = _fit_both(above, below, volume, muon_weight)
     if isinstance(momentum, Tensor):
         p = momentum.repeat(n_designs) if design_shape else momentum
         p = p if index is None else p.index_select(0, index)
     else:
         p = momentum(incoming, outgoing)
-    weight = incoming.weight * outgoing.weight * crosses_volume(incoming, outgoing, volume)
     scatters = compute_scatters(incoming, outgoing, 0.5 * (volume.z_low + volume.z_high), covariance=covariance)
     return ScatterData(
         incoming=incoming,
@@ -187,7 +185,10 @@ def measure(
     )
 
 
-def _weight(above: Hits, below: Hits, volume: PassiveVolume, muon_weight: Tensor | None) -> Tensor:
-    """``(mu,)`` weight of each muon in :func:`measure`: both tracks measured, crossing the faces."""
+def _fit_both(
+    above: Hits, below: Hits, volume: PassiveVolume, muon_weight: Tensor | None
+) -> tuple[Tracks, Tracks, Tensor]:
+    """Both sides' tracks and the ``(mu,)`` weight of each muon in :func:`measure`: both tracks
+    measured, crossing the volume's faces."""
     incoming, outgoing = fit_tracks(above, volume.z_high, muon_weight), fit_tracks(below, volume.z_low)
-    return incoming.weight * outgoing.weight * crosses_volume(incoming, outgoing, volume)
+    return incoming, outgoing, incoming.weight * outgoing.weight * crosses_volume(incoming, outgoing, volume)

@@ -104,15 +104,12 @@ def box_probability(mean: Tensor, cov: Tensor, low: Tensor, high: Tensor) -> Ten
     prob = torch.ones((), dtype=mean.dtype, device=mean.device)
     for k in range(3):
         sd = torch.sqrt(c[k][k].clamp(min=1e-30))
-        alpha, beta = (low[..., k] - mu[k]) / sd, (high[..., k] - mu[k]) / sd
-        p = (_normal_cdf(beta) - _normal_cdf(alpha)).clamp(min=1e-30)
-        prob = prob * p
+        edges = torch.stack([(low[..., k] - mu[k]) / sd, (high[..., k] - mu[k]) / sd], -1)
         if k == 2:
+            prob = prob * _interval_probabilities(edges)[..., 0]
             break
-        # Truncated standard normal on [alpha, beta]: mean m and variance v.
-        pa, pb = _normal_pdf(alpha), _normal_pdf(beta)
-        m = (pa - pb) / p
-        v = (1 + (alpha * pa - beta * pb) / p - m**2).clamp(min=0.0)
+        p, m, v = (t[..., 0] for t in _truncated_moments(edges))
+        prob = prob * p
         for i in range(k + 1, 3):
             gain_i = c[i][k] / sd
             mu[i] = mu[i] + gain_i * m
@@ -121,12 +118,18 @@ def box_probability(mean: Tensor, cov: Tensor, low: Tensor, high: Tensor) -> Ten
     return prob
 
 
+def _interval_probabilities(edges: Tensor) -> Tensor:
+    """``(..., n)`` standard-normal probabilities of the intervals between consecutive
+    standardised ``edges (..., n + 1)``, floored at 1e-30."""
+    cdf = _normal_cdf(edges)
+    return (cdf[..., 1:] - cdf[..., :-1]).clamp(min=1e-30)
+
+
 def _truncated_moments(edges: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Probability, mean and variance of a standard normal truncated to each interval between
     consecutive standardised ``edges (..., n + 1)``; each ``(..., n)``."""
-    cdf, pdf = _normal_cdf(edges), _normal_pdf(edges)
+    p, pdf = _interval_probabilities(edges), _normal_pdf(edges)
     alpha, beta, pa, pb = edges[..., :-1], edges[..., 1:], pdf[..., :-1], pdf[..., 1:]
-    p = (cdf[..., 1:] - cdf[..., :-1]).clamp(min=1e-30)
     m = (pa - pb) / p
     v = (1 + (alpha * pa - beta * pb) / p - m**2).clamp(min=0.0)
     return p, m, v
@@ -163,8 +166,7 @@ def grid_window_probability(mean: Tensor, cov: Tensor, edges: Tensor) -> Tensor:
     c22 = c22[..., None] + g * g * (v1 - 1)
     # z given each (x, y) pair: (mu, n, n, n)
     sd2 = torch.sqrt(c22.clamp(min=1e-30))
-    cdf = _normal_cdf((edges[:, 2, None, None, :] - mu2[..., None]) / sd2[..., None])
-    p2 = (cdf[..., 1:] - cdf[..., :-1]).clamp(min=1e-30)
+    p2 = _interval_probabilities((edges[:, 2, None, None, :] - mu2[..., None]) / sd2[..., None])
     return p0[:, :, None, None] * p1[..., None] * p2
 
 
@@ -187,15 +189,13 @@ class VoxelWeights:
     batch_shape: tuple[int, ...] = ()
     muon: Tensor | None = None
 
-    def sparse(self, threshold: float = 0.0) -> VoxelWeights:
-        """Only the entries above ``threshold`` times their muon's largest entry, one row each.
+    def sparse(self) -> VoxelWeights:
+        """Only the entries of nonzero weight, one row each (exact for every weighted sum).
 
         An extended-PoCA window holds 27 voxels, but a PoCA uncertainty of millimetres to a few
-        centimetres puts nearly all of a muon in a handful of 10 cm voxels. ``threshold = 0``
-        drops only exact zeros (exact for every weighted sum).
+        centimetres leaves many of them at exactly zero weight.
         """
-        largest = self.weight.detach().abs().amax(-1, keepdim=True)
-        keep = torch.nonzero((self.weight.detach().abs() > threshold * largest) & (self.weight != 0))
+        keep = torch.nonzero(self.weight != 0)
         rows, slots = keep[:, 0], keep[:, 1]
         flat = rows * self.weight.shape[1] + slots
         voxel = self.voxel.reshape(-1).index_select(0, flat)[:, None]
