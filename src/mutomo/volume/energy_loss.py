@@ -14,7 +14,9 @@ is exact for any step in a homogeneous material. Muons whose residual range runs
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,21 +29,38 @@ from mutomo.materials import Material, get_material
 T_MIN, T_MAX, N_GRID = 1e-3, 1e5, 801
 
 
+def _mulder_name(material: Material) -> str:
+    """Name under which ``material`` is defined in mulder: its name plus a digest of what PUMAS uses.
+
+    mulder keeps one definition per name for the whole process, so two materials that share a name
+    but not a composition, density or I (a user's "steel" and the built-in one) must not share it.
+    """
+    key = repr((material.name, sorted(material.composition.items()), material.density, material.mean_excitation))
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    return f"mutomo_{re.sub(r'[^A-Za-z0-9_]', '_', material.name)}_{digest}"
+
+
 @functools.cache
 def _pumas_tables(material: Material) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(kinetic energy GeV, CSDA range m, stopping power GeV/m) from mulder/PUMAS."""
     import mulder
     import mulder.materials as mm
 
-    name = f"mutomo_{material.name}"
-    if name not in mm.Material.all():
-        mm.Material.define(
-            name,
-            composition=dict(material.composition),
-            density=material.density,
-            I=material.mean_excitation,
-        )
-    compiled = mulder.Physics().compile(name)
+    name = _mulder_name(material)
+    try:
+        if name not in mm.Material.all():
+            mm.Material.define(
+                name,
+                composition=dict(material.composition),
+                density=material.density,
+                I=material.mean_excitation,
+            )
+        compiled = mulder.Physics().compile(name)
+    except (KeyError, ValueError, RuntimeError) as err:
+        raise ValueError(
+            f"Material {material.name!r}: mulder/PUMAS cannot tabulate its energy loss "
+            f"(composition {dict(material.composition)}): {err}"
+        ) from err
     kinetic = np.geomspace(T_MIN, T_MAX, N_GRID)
     csda = np.asarray(compiled.range(kinetic), dtype=float)
     dedx = np.asarray(compiled.stopping_power(kinetic, mode="continuous"), dtype=float)
