@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 # The main job: optimise the ladle-furnace detector from TomOpt's poor start, compare with the
 # human designs, write runs/ladle_furnace/report.html (a finished run is reused; --fresh redoes it).
 demo: $(STAMP)
-	$(BIN)/mutomo optimise configs/ladle_furnace.toml
+	$(BIN)/mutomo optimise ladle_furnace
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples

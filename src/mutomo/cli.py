@@ -15,7 +15,7 @@ import torch
 
 from mutomo.detector import Detector, DetectorPanel
 from mutomo.muons import FluxSource, TabulatedFlux, exposure_time
-from mutomo.optimise.task import Task
+from mutomo.optimise.problem import Problem
 from mutomo.simulate import acceptance_plane, simulate
 from mutomo.volume import PassiveVolume
 from mutomo.volume.propagation import position_at_z
@@ -90,8 +90,8 @@ def run_demo(output: Path, n_muons: int = 200_000, seed: int = 0) -> dict[str, f
     return summary
 
 
-def _x0_figure(run_dir: Path, task: Task, n_muons: int) -> Path | None:
-    """Inferred X0 slices of a mid-range test volume seen by the optimised design."""
+def _x0_figure(run_dir: Path, problem: Problem, n_muons: int) -> Path | None:
+    """Inferred X0 slices of a test volume seen by the optimised design."""
     from mutomo.inference import PocaX0
     from mutomo.optimise.design import DetectorDesign
     from mutomo.plotting.x0 import x0_slices
@@ -100,10 +100,9 @@ def _x0_figure(run_dir: Path, task: Task, n_muons: int) -> Path | None:
     if n_muons <= 0:
         return None
     design = DetectorDesign.from_description(json.loads((run_dir / "design_final.json").read_text()))
-    target = task.targets[len(task.targets) // 2]
-    volume = task.volume(target)
+    volume = problem.sample((0, 2, 0), index=0).volume
     with torch.no_grad():
-        r = simulate(design.detector(), volume, task.source, n_muons, torch.Generator().manual_seed(7))
+        r = simulate(design.detector(), volume, problem.source, n_muons, torch.Generator().manual_seed(7))
         p = 0.5 * (r.muons_in.momentum + r.muons_out.momentum)
         data = measure(r.hits_above, r.hits_below, volume, p, r.muons_in.weight * (r.muons_out.weight > 0))
         vmap = PocaX0()(data, volume)
@@ -119,24 +118,69 @@ def _x0_figure(run_dir: Path, task: Task, n_muons: int) -> Path | None:
     )
 
 
+def _task_figure(run_dir: Path, problem: Problem, designs: list[str]) -> Path | None:
+    """The task's own figure from the run's observations: calibration plot (regression), ROC
+    curves and score distributions (presence)."""
+    from mutomo.optimise.evaluate import DesignObservations
+    from mutomo.plotting.report import predicted_vs_true, roc_and_scores
+
+    obs = {name: DesignObservations.load(run_dir / "observations" / f"{name}.npz") for name in designs}
+    figures = run_dir / "figures"
+    if problem.task.kind == "regression":
+        answers = {}
+        for name, o in obs.items():
+            cal, test = o.calibration["physical"], o.test["physical"]
+            slope, intercept = np.polyfit(cal.outputs[:, 0], cal.truths, 1)
+            answers[name] = (test.truths, slope * test.outputs[:, 0] + intercept)
+        return predicted_vs_true(figures / "predicted_vs_true.png", answers)
+    if problem.task.kind == "presence":
+        from mutomo.tasks import Presence
+
+        assert isinstance(problem.task, Presence)
+        scores = {}
+        for name, o in obs.items():
+            test = o.test["physical"]
+            scores[name] = (test.truths, problem.task.scores(test, o.calibration.get("physical"))[0])
+        return roc_and_scores(figures / "presence.png", scores)
+    return None
+
+
 def _report(run_dir: Path) -> Path:
     from mutomo.io.config import parse_config
-    from mutomo.optimise.run import build_task
+    from mutomo.optimise.problem import build_problem
     from mutomo.plotting.report import write_report
 
     config = parse_config(json.loads((run_dir / "config.json").read_text()), str(run_dir / "config.json"))
-    task = build_task(config)
-    volume = task.volume(task.targets[0])
-    box = (*volume.x_range, *volume.y_range, volume.z_low, volume.z_high)
+    problem = build_problem(config)
     (run_dir / "figures").mkdir(exist_ok=True)
-    extra = _x0_figure(run_dir, task, config.output.x0_muons)
-    return write_report(run_dir, box, [extra] if extra is not None else None)
+    designs = list(json.loads((run_dir / "evaluations.json").read_text())["designs"])
+    extra = [_task_figure(run_dir, problem, designs), _x0_figure(run_dir, problem, config.output.x0_muons)]
+    return write_report(run_dir, problem.scene.box, [f for f in extra if f is not None])
 
 
 def _print_evaluations(evaluations: dict) -> None:
-    print(f"{'design':20s} {'MSE (m^2)':>22s} {'cost':>8s}")
-    for name, e in evaluations.items():
-        print(f"{name:20s} {e['mse']:11.3e} +- {e['mse_error']:.1e} {e['design']['cost']:8.0f}")
+    """One line per design and readout: every metric with its error, then the paired differences."""
+    for section in ("designs", "paired"):
+        print("design" if section == "designs" else "paired difference (same volumes and muons)")
+        for name, entry in evaluations[section].items():
+            for readout in evaluations["readouts"]:
+                metrics = entry.get(readout, {})
+                text = "  ".join(
+                    f"{m} {v:.4g} +- {e:.2g}" if v is not None and e is not None else f"{m} {v}"
+                    for m, (v, e) in metrics.items()
+                )
+                print(f"  {name:28s} {readout:15s} {text}")
+
+
+def _list_tasks() -> None:
+    from mutomo.io.config import builtin_configs, load_config
+
+    for name, path in builtin_configs().items():
+        config = load_config(path)
+        t = config.task
+        print(f"{name}: {t.kind} ({t.inference}); designs: {', '.join(config.designs)}")
+        print(f"    {config.description}")
+    print('run one with `mutomo optimise NAME`; start your own with `extends = "NAME"` in a configuration')
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,30 +189,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="simulate cosmic muons through slabs of several materials")
     demo.add_argument("--output", type=Path, default=Path("demo_output"), help="folder for the figure")
     demo.add_argument("--muons", type=int, default=200_000, help="muons per material (>= 1)")
-    demo.add_argument("--seed", type=int, default=0)
-    opt = sub.add_parser("optimise", help="optimise a detector for a task (TOML or YAML configuration)")
-    opt.add_argument("config", type=Path)
+    demo.add_argument("--seed", type=int, default=0, help="random seed")
+    sub.add_parser("tasks", help="list the built-in benchmarks (scene, task and human designs)")
+    opt = sub.add_parser("optimise", help="optimise a detector: a TOML/YAML configuration or a built-in benchmark")
+    opt.add_argument("config", help="configuration file, or the name of a built-in benchmark (see `mutomo tasks`)")
     opt.add_argument("--output", type=Path, default=None, help="run directory (default: output.directory)")
     opt.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in the run directory")
     opt.add_argument("--no-report", action="store_true", help="skip the figures and report.html")
-    ev = sub.add_parser("evaluate", help="evaluate a saved design (JSON) on a task's test volumes")
-    ev.add_argument("design", help="design JSON file, or the name of a built-in design of the task")
-    ev.add_argument("--config", type=Path, default=None, help="configuration for the task and evaluation settings")
+    ev = sub.add_parser("evaluate", help="evaluate a design (smooth and physical) on a problem's test volumes")
+    ev.add_argument("design", help="design JSON file, or the name of a design of the configuration")
+    ev.add_argument("--config", default="ladle_furnace", help="configuration file or built-in benchmark")
+    ev.add_argument("--json", type=Path, default=Path("evaluation.json"), help="where to write the metrics")
     rep = sub.add_parser("report", help="(re)write the figures and report.html of a run directory")
-    rep.add_argument("run_dir", type=Path)
+    rep.add_argument("run_dir", type=Path, help="a run directory written by `mutomo optimise`")
     args = parser.parse_args(argv)
     if args.command == "demo":
         if args.muons < 1:
             parser.error(f"--muons must be >= 1; got {args.muons}")
         run_demo(args.output, args.muons, args.seed)
         return 0
-    from mutomo.io.config import ConfigError, RunConfig, load_config
+    from mutomo.io.config import ConfigError, load_config
     from mutomo.runtime import tune_allocator
 
     if args.command in ("optimise", "evaluate"):
         tune_allocator()  # loops of steps: reuse freed memory instead of page-faulting it in again
     try:
-        if args.command == "optimise":
+        if args.command == "tasks":
+            _list_tasks()
+        elif args.command == "optimise":
             from mutomo.optimise.run import run
 
             config = load_config(args.config)
@@ -180,17 +228,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"report: {_report(run_dir)}")
             print(f"run directory {run_dir}; {time.perf_counter() - start:.0f} s")
         elif args.command == "evaluate":
-            from mutomo.optimise.design import DetectorDesign
-            from mutomo.optimise.evaluate import evaluate
-            from mutomo.optimise.run import build_task, design_description
+            from mutomo.optimise.evaluate import metrics_json, observe_design, summarise
+            from mutomo.optimise.problem import build_problem
+            from mutomo.optimise.run import evaluation_settings
 
-            config = load_config(args.config) if args.config is not None else RunConfig()
-            task = build_task(config)
-            design = DetectorDesign.from_description(design_description(args.design, task, "design"))
-            e = config.evaluation
-            result = evaluate(design, task, e.n_volumes, e.n_muons, e.calibration_per_target, e.seed)
-            _print_evaluations({args.design: {**result.__dict__, "design": design.describe()}})
+            config = load_config(args.config)
+            problem = build_problem(config)
+            design = problem.design(args.design, (), None, field="design")
+            metrics = metrics_json(summarise(problem, observe_design(design, problem, evaluation_settings(config))))
+            result = {
+                "readouts": list(metrics),
+                "designs": {args.design: {**metrics, "design": design.describe()}},
+                "paired": {},
+            }
+            _print_evaluations(result)
+            args.json.write_text(json.dumps(result, indent=1))
+            print(f"metrics written to {args.json}")
         elif args.command == "report":
+            if not (args.run_dir / "evaluations.json").exists():
+                raise ConfigError(f"{args.run_dir}: not a finished run directory (no evaluations.json)")
             print(f"report: {_report(args.run_dir)}")
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

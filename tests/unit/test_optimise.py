@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from mutomo.benchmarks import LadleFurnace
+from mutomo.benchmarks import load_benchmark
 from mutomo.io.config import ConfigError, load_config, parse_config
 from mutomo.optimise import (
     BCELoss,
@@ -19,6 +19,7 @@ from mutomo.optimise import (
     budget_penalty,
     optimise,
 )
+from mutomo.optimise.problem import build_problem
 from mutomo.optimise.run import build_design
 
 BOUNDS = DesignBounds(x=(-1.0, 2.0), y=(-1.0, 2.0), z_above=(1.5, 2.5), z_below=(-0.5, 0.3))
@@ -100,52 +101,72 @@ def test_bad_designs_are_refused_naming_the_panel():
         DetectorDesign([[0.5, 0.5]] * 4, [2.0, 1.8, 0.5, 0.0], 2, 1.0, 1e-4, 0.9, BOUNDS)
     with pytest.raises(ValueError, match="trainable"):
         design(trainable=("colour",))
-    task = LadleFurnace()
+    furnace = load_benchmark("ladle_furnace").scene.sample((0,)).volume
     with pytest.raises(ValueError, match="inside the volume"):
-        DesignBounds(x=(0, 1), y=(0, 1), z_above=(1.0, 2.0), z_below=(-1, 0.3)).check_volume(task.volume(0.6))
+        DesignBounds(x=(0, 1), y=(0, 1), z_above=(1.0, 2.0), z_below=(-1, 0.3)).check_volume(furnace)
 
 
 def test_config_errors_name_the_field(tmp_path):
+    ladle = {"extends": "ladle_furnace"}
     with pytest.raises(ConfigError, match=r"training\.epochs: .*greater than or equal to 1"):
-        parse_config({"training": {"epochs": 0}})
+        parse_config({**ladle, "training": {"epochs": 0}})
     with pytest.raises(ConfigError, match=r"training\.epoch: Extra inputs are not permitted"):
-        parse_config({"training": {"epoch": 3}})
+        parse_config({**ladle, "training": {"epoch": 3}})
     with pytest.raises(ConfigError, match=r"training\.muons_per_volume: .*valid integer"):
-        parse_config({"training": {"muons_per_volume": "many"}})
+        parse_config({**ladle, "training": {"muons_per_volume": "many"}})
     with pytest.raises(ConfigError, match=r"training\.volumes_per_epoch: .*even"):
-        parse_config({"training": {"volumes_per_epoch": 7}})
+        parse_config({**ladle, "training": {"volumes_per_epoch": 7}})
     with pytest.raises(ConfigError, match=r"training\.final_lr_fraction"):
-        parse_config({"training": {"final_lr_fraction": 0}})
-    with pytest.raises(ConfigError, match=r"task\.name"):
-        parse_config({"task": {"name": "volcano"}})
+        parse_config({**ladle, "training": {"final_lr_fraction": 0}})
+    with pytest.raises(ConfigError, match=r"task\.kind"):
+        parse_config({**ladle, "task": {"kind": "volcano"}})
+    with pytest.raises(ConfigError, match=r"cost\.per_panel"):
+        parse_config({**ladle, "cost": {"per_panel": -1}})
     inside = [
         {"side": "above", "x": 0.5, "y": 0.5, "z": 1.6, "span": 1.0},
         {"side": "above", "x": 0.5, "y": 0.5, "z": 1.0, "span": 1.0},  # inside the furnace
         {"side": "below", "x": 0.5, "y": 0.5, "z": 0.2, "span": 1.0},
         {"side": "below", "x": 0.5, "y": 0.5, "z": 0.1, "span": 1.0},
     ]
-    config = parse_config({"design": {"panels": inside}})
-    with pytest.raises(ConfigError, match=r"design\.panels: panel 1 \(above\): z = 1 m is outside"):
-        build_design(config, LadleFurnace())
+    config = parse_config({**ladle, "designs": {"mine": {"panels": inside}}, "design": {"start": "mine"}})
+    with pytest.raises(ConfigError, match=r"design\.start 'mine' \(designs\.mine\): panel 1 \(above\): z = 1 m"):
+        build_design(config, build_problem(config))
     toml = tmp_path / "c.toml"
-    toml.write_text('[training]\nepochs = 3\n[output]\ndirectory = "x"\n')
+    toml.write_text('extends = "ladle_furnace"\n[training]\nepochs = 3\n[output]\ndirectory = "x"\n')
     yaml_file = tmp_path / "c.yaml"
-    yaml_file.write_text("training:\n  epochs: 3\n")
+    yaml_file.write_text("extends: ladle_furnace\ntraining:\n  epochs: 3\n")
     assert load_config(toml).training.epochs == 3 == load_config(yaml_file).training.epochs
+    assert load_config(toml).scene == load_config("ladle_furnace").scene
     bad = tmp_path / "bad.toml"
     bad.write_text("[training\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
 
 
+def test_budget_and_fixed_panel_cost_from_the_configuration():
+    config = parse_config({"extends": "ladle_furnace", "cost": {"per_panel": 250.0}, "design": {"budget": 9000.0}})
+    problem = build_problem(config)
+    design = build_design(config, problem)
+    assert float(design.cost().detach()) == pytest.approx(9000.0, rel=1e-5)
+    spans = design.span.detach()
+    # 8 panels pay 2000 of fixed cost; the rest buys area at 1000 per m^2, shared as the start's (equal) panels.
+    assert spans == pytest.approx(torch.full((8,), math.sqrt(7000.0 / 8 / 1000.0)), rel=1e-5)
+    with pytest.raises(ConfigError, match="fixed cost"):
+        build_design(parse_config({**config.model_dump(), "design": {"start": "poor", "budget": 1500.0}}), problem)
+
+
 SMALL = dict(volumes_per_epoch=4, muons_per_volume=200, validation_volumes=4, validate_every=2, warmup_epochs=1)
 
 
 def test_resume_reaches_the_same_design_as_an_uninterrupted_run(tmp_path):
-    task = LadleFurnace()
-    full = task.designs()["poor"]
+    task = load_benchmark("ladle_furnace")
+
+    def poor():
+        return task.design("poor", ("xy", "z", "size"), 6000.0)
+
+    full = poor()
     optimise(full, task, TrainingSettings(epochs=4, **SMALL), run_dir=tmp_path / "a", progress=False)
-    part = task.designs()["poor"]
+    part = poor()
 
     def killed_after_two(history):  # the process dies once epoch 1's checkpoint is written
         return len(history.records) == 2
@@ -158,7 +179,7 @@ def test_resume_reaches_the_same_design_as_an_uninterrupted_run(tmp_path):
         stopping=killed_after_two,
         progress=False,
     )
-    resumed = task.designs()["poor"]
+    resumed = poor()
     history = optimise(
         resumed, task, TrainingSettings(epochs=4, **SMALL), run_dir=tmp_path / "b", resume=True, progress=False
     )

@@ -96,26 +96,42 @@ def fit_linear_calibration(raw: Tensor, truth: Tensor) -> LinearCalibration:
     return LinearCalibration(slope=slope, intercept=intercept, residual_rms=residual.pow(2).mean().sqrt())
 
 
-def robust_zscore(vmap: VoxelMap) -> Tensor:
+def robust_zscore(vmap: VoxelMap, per_layer: bool = False) -> Tensor:
     """``(nx, ny, nz)`` distance of each measured voxel's score from the median of the measured
-    voxels, in units of 1.4826 x their median absolute deviation; 0 where unmeasured."""
+    voxels, in units of 1.4826 x their median absolute deviation; 0 where unmeasured.
+
+    With ``per_layer`` each horizontal layer (fixed z index) is its own reference: a method whose
+    scores drift with depth (e.g. ASR, where the voxels near the top and bottom faces are crossed
+    by fewer pairs of tracks) then does not turn that drift into evidence. Layers with fewer than
+    3 measured voxels get z = 0."""
     values = vmap.score[vmap.measured]
     if values.numel() < 3:
         raise ValueError(f"robust_zscore needs at least 3 measured voxels; the {vmap.method} map has {values.numel()}")
-    centre = values.median()
-    scale = MAD_TO_SIGMA * (values - centre).abs().median()
-    scale = scale.clamp(min=1e-12 * centre.abs().clamp(min=1.0))
-    z = (vmap.score - centre) / scale
-    return torch.where(vmap.measured, z, torch.zeros_like(z))
+    if not per_layer:
+        centre = values.median()
+        scale = MAD_TO_SIGMA * (values - centre).abs().median()
+        scale = scale.clamp(min=1e-12 * centre.abs().clamp(min=1.0))
+        z = (vmap.score - centre) / scale
+        return torch.where(vmap.measured, z, torch.zeros_like(z))
+    masked = torch.where(vmap.measured, vmap.score, torch.full_like(vmap.score, float("nan")))
+    flat = masked.flatten(-3, -2)  # (nx * ny, nz)
+    centre = flat.nanmedian(dim=0).values  # (nz,)
+    scale = MAD_TO_SIGMA * (flat - centre).abs().nanmedian(dim=0).values
+    enough = vmap.measured.flatten(-3, -2).sum(0) >= 3
+    ok = enough & (scale > 0)
+    safe_centre = torch.where(ok, centre, torch.zeros_like(centre))
+    safe_scale = torch.where(ok, scale, torch.ones_like(scale))
+    z = (vmap.score - safe_centre) / safe_scale
+    return torch.where(vmap.measured & ok, z, torch.zeros_like(z))
 
 
-def presence_score(vmap: VoxelMap, temperature: float = 1.0) -> Tensor:
+def presence_score(vmap: VoxelMap, temperature: float = 1.0, per_layer: bool = False) -> Tensor:
     """Scalar evidence for a compact high-scattering object: ``T log mean exp(z / T)`` over the
-    measured voxels' robust z-scores (:func:`robust_zscore`), a smooth maximum (T -> 0 gives the
-    maximum z, large T the mean). Threshold it, or feed ``sigmoid(a * score + b)`` to a
-    classification loss."""
+    measured voxels' robust z-scores (:func:`robust_zscore`, per layer if asked), a smooth
+    maximum (T -> 0 gives the maximum z, large T the mean). Threshold it, or feed
+    ``sigmoid(a * score + b)`` to a classification loss."""
     if not temperature > 0:
         raise ValueError(f"presence_score temperature must be > 0; got {temperature}")
-    z = robust_zscore(vmap)[vmap.measured]
+    z = robust_zscore(vmap, per_layer)[vmap.measured]
     n = torch.tensor(float(z.numel()), dtype=z.dtype, device=z.device)
     return temperature * (torch.logsumexp(z / temperature, 0) - torch.log(n))

@@ -15,6 +15,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mutomo.materials import get_material, known_materials
+from mutomo.scenes.spec import MaterialSpec, SceneSpec
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -22,6 +25,7 @@ else:  # pragma: no cover
 
 Positive = Annotated[float, Field(gt=0)]
 Group = Literal["xy", "z", "size", "resolution", "efficiency"]
+Pair = tuple[float, float]
 
 
 class Strict(BaseModel):
@@ -29,8 +33,81 @@ class Strict(BaseModel):
 
 
 class TaskConfig(Strict):
-    name: Literal["ladle_furnace"] = "ladle_furnace"
-    theta_max_deg: float = Field(40.0, gt=0, le=85, description="largest zenith angle of the muons (deg)")
+    """What is asked of the volume (README: configuration reference)."""
+
+    kind: Literal["regression", "presence", "imaging"]
+    inference: str = Field(description="poca, extended_poca, asr, bca (voxel methods) or fill_statistic")
+    loss: Literal["calibrated_mse", "spread_over_range"] | None = Field(None, description="regression loss")
+    exposure_s: float | None = Field(None, gt=0, le=1e7, description="exposure per test volume (s)")
+    muons_per_volume: int | None = Field(None, ge=10, le=10_000_000, description="or muons per test volume")
+    momentum: Literal["flux_mean", "constant", "true"] = Field(
+        "flux_mean", description="momentum the reconstruction uses; 'true' is an oracle"
+    )
+    false_alarm: float = Field(0.01, gt=0, lt=1, description="presence: false-alarm rate of the metrics")
+    goal: float = Field(0.95, gt=0, lt=1, description="presence: detection efficiency whose exposure is reported")
+    reference: Literal["clean", "volume", "layer"] = Field(
+        "clean", description="presence: voxel z-scores against clean reference volumes, the volume, or its layers"
+    )
+    step_length: float = Field(0.05, gt=0, le=1.0, description="propagation step (m)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskConfig:
+        if (self.exposure_s is None) == (self.muons_per_volume is None):
+            raise ValueError("give exactly one of exposure_s and muons_per_volume")
+        allowed = {
+            "regression": ["fill_statistic"],
+            "presence": ["poca", "extended_poca", "asr", "bca"],
+            "imaging": ["poca", "extended_poca"],
+        }[self.kind]
+        if self.inference not in allowed:
+            raise ValueError(f"inference {self.inference!r} does not fit a {self.kind} task; allowed: {allowed}")
+        if self.loss is not None and self.kind != "regression":
+            raise ValueError("loss applies to regression tasks only")
+        return self
+
+
+class PlaneConfig(Strict):
+    z: float = Field(description="height of the generation plane (m)")
+    x: Pair
+    y: Pair
+
+
+class MuonsConfig(Strict):
+    theta_max_deg: float = Field(60.0, gt=0, le=85, description="largest zenith angle (deg)")
+    momentum_range: Pair = Field((0.1, 1000.0), description="GeV/c")
+    plane: Literal["scene"] | PlaneConfig = Field(
+        "scene", description="'scene': just above the scene's top face; or an explicit plane"
+    )
+
+    @field_validator("momentum_range")
+    @classmethod
+    def _range(cls, v: Pair) -> Pair:
+        if not 0 < v[0] < v[1]:
+            raise ValueError("needs 0 < min < max (GeV/c)")
+        return v
+
+
+class CostConfig(Strict):
+    """The cost model: ``per_m2 * area * (reference_resolution / resolution) ** resolution_exponent
+    * ln(1 - efficiency) / ln(1 - reference_efficiency) + per_panel`` per panel."""
+
+    per_m2: float = Field(1000.0, gt=0)
+    reference_resolution: float = Field(1e-4, gt=0, le=0.1)
+    reference_efficiency: float = Field(0.9, gt=0, lt=1)
+    resolution_exponent: float = Field(1.0, ge=0, le=4)
+    per_panel: float = Field(0.0, ge=0, description="fixed cost of every panel (readout, mechanics)")
+
+
+class RegionConfig(Strict):
+    """Where panels may be and what they may be; default from the scene (see README)."""
+
+    x: Pair | None = None
+    y: Pair | None = None
+    z_above: Pair | None = None
+    z_below: Pair | None = None
+    span: Pair = (0.05, 5.0)
+    resolution: Pair = (1e-5, 1e-2)
+    efficiency: Pair = (0.5, 0.999)
 
 
 class PanelConfig(Strict):
@@ -43,25 +120,55 @@ class PanelConfig(Strict):
     efficiency: float = Field(0.9, gt=0, lt=1)
 
 
-class DesignConfig(Strict):
-    start: str = Field("poor", description="a built-in design of the task, or a design JSON file")
-    panels: list[PanelConfig] | None = Field(None, description="explicit panels instead of `start`")
-    trainable: list[Group] = ["xy", "z", "size"]
-    fixed_budget: bool = True
+class DesignSpec(Strict):
+    """A design: a JSON file, explicit panels, or the compact form (shared or per-panel values)."""
+
+    file: str | None = None
+    panels: list[PanelConfig] | None = None
+    xy: Pair | list[Pair] | None = Field(None, description="centre(s) (m): one for all panels or one per panel")
+    z_above: list[float] | None = None
+    z_below: list[float] | None = None
+    span: Positive | list[Positive] = 1.0
+    resolution: Annotated[float, Field(gt=0, le=0.01)] | list[Annotated[float, Field(gt=0, le=0.01)]] = 1e-4
+    efficiency: Annotated[float, Field(gt=0, lt=1)] | list[Annotated[float, Field(gt=0, lt=1)]] = 0.9
 
     @model_validator(mode="after")
-    def _sides(self) -> DesignConfig:
+    def _one_form(self) -> DesignSpec:
+        compact = self.z_above is not None or self.z_below is not None
+        forms = [name for name, used in (("file", self.file), ("panels", self.panels), ("compact", compact)) if used]
+        if len(forms) != 1:
+            raise ValueError(f"give one of file, panels, or xy + z_above + z_below; got {forms or 'none'}")
         if self.panels is not None:
             n_above = sum(p.side == "above" for p in self.panels)
             if n_above < 2 or len(self.panels) - n_above < 2:
-                raise ValueError("design.panels needs at least 2 panels above and 2 below")
+                raise ValueError("panels needs at least 2 panels above and 2 below")
+        if compact:
+            if self.xy is None or self.z_above is None or self.z_below is None:
+                raise ValueError("the compact form needs xy, z_above and z_below")
+            if len(self.z_above) < 2 or len(self.z_below) < 2:
+                raise ValueError("z_above and z_below need at least 2 panels each")
+            n = len(self.z_above) + len(self.z_below)
+            for name in ("span", "resolution", "efficiency"):
+                value = getattr(self, name)
+                if isinstance(value, list) and len(value) != n:
+                    raise ValueError(f"{name} needs one value or {n} (one per panel, above first); got {len(value)}")
+            if isinstance(self.xy, list) and len(self.xy) != n:
+                raise ValueError(f"xy needs one [x, y] or {n}; got {len(self.xy)}")
         return self
+
+
+class DesignConfig(Strict):
+    start: str = Field(description="a design named under [designs], or a design JSON file")
+    trainable: list[Group] = ["xy", "z", "size"]
+    fixed_budget: bool = True
+    budget: float | None = Field(None, gt=0, description="total cost; default the starting design's")
 
 
 class TrainingConfig(Strict):
     epochs: int = Field(200, ge=1, le=100_000)
     volumes_per_epoch: int = Field(8, ge=4, le=1024)
-    muons_per_volume: int = Field(1000, ge=10, le=10_000_000)
+    muons_per_volume: int | None = Field(None, ge=10, le=10_000_000, description="default: the task's")
+    exposure_s: float | None = Field(None, gt=0, le=1e7, description="or exposure per training volume (s)")
     validation_volumes: int = Field(16, ge=0, le=10_000)
     validate_every: int = Field(20, ge=1)
     seed: int = Field(0, ge=0)
@@ -76,16 +183,28 @@ class TrainingConfig(Strict):
     @classmethod
     def _even(cls, v: int) -> int:
         if v % 2:
-            raise ValueError("must be even (each target is drawn twice)")
+            raise ValueError("must be even (volumes are drawn in pairs)")
         return v
+
+    @model_validator(mode="after")
+    def _one_count(self) -> TrainingConfig:
+        if self.muons_per_volume is not None and self.exposure_s is not None:
+            raise ValueError("give at most one of muons_per_volume and exposure_s")
+        return self
+
+
+MinHits = Annotated[int, Field(ge=1, le=64)] | Literal["all"]
 
 
 class EvaluationConfig(Strict):
-    n_volumes: int = Field(96, ge=2, le=100_000)
-    n_muons: int = Field(1000, ge=10, le=10_000_000)
-    calibration_per_target: int = Field(4, ge=1, le=1000)
+    n_volumes: int = Field(96, ge=4, le=100_000, description="test volumes")
+    calibration_volumes: int = Field(32, ge=2, le=100_000, description="calibration volumes (regression)")
     seed: int = Field(12345, ge=0)
-    compare: list[str] = ["human_resolution", "human_acceptance"]
+    compare: list[str] = Field([], description="designs named under [designs], or design JSON files")
+    min_hits: list[MinHits] = Field([2], min_length=1, description="hits a side needs; the first is the headline")
+    exposure_factors: list[Positive] = Field(
+        [0.25, 0.5, 1.0, 2.0], description="presence: exposures (x the task's) for the exposure-to-goal metric"
+    )
 
 
 class OutputConfig(Strict):
@@ -94,11 +213,48 @@ class OutputConfig(Strict):
 
 
 class RunConfig(Strict):
-    task: TaskConfig = TaskConfig()
-    design: DesignConfig = DesignConfig()
+    name: str = Field("run", description="a label for reports")
+    description: str = ""
+    task: TaskConfig
+    scene: SceneSpec
+    materials: list[MaterialSpec] = []
+    muons: MuonsConfig = MuonsConfig()
+    cost: CostConfig = CostConfig()
+    region: RegionConfig = RegionConfig()
+    designs: dict[str, DesignSpec] = {}
+    design: DesignConfig
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> RunConfig:
+        if self.task.kind == "presence" and not self.scene.has_optional_target:
+            raise ValueError(
+                "task: a presence task needs [[scene.objects]] of role 'target' present with probability "
+                "strictly between 0 and 1 (volumes with and without the object)"
+            )
+        if self.task.kind == "regression" and not self.scene.has_fill_height:
+            raise ValueError(
+                "task: a regression task needs a scene with a fill height (a layer with target = true, or a "
+                "clutter background with fill_height)"
+            )
+        user = {m.name for m in self.materials}
+        missing = [n for n in self.scene.material_names() if n not in user and not _builtin(n)]
+        if missing:
+            raise ValueError(
+                f"scene: unknown material(s) {missing}; define them under [[materials]] or use built-in ones "
+                f"({', '.join(known_materials())})"
+            )
+        return self
+
+
+def _builtin(name: str) -> bool:
+    try:
+        get_material(name)
+    except KeyError:
+        return False
+    return True
 
 
 class ConfigError(ValueError):
@@ -115,19 +271,46 @@ def _format(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "configs"
+
+
+def builtin_configs() -> dict[str, Path]:
+    """The benchmark configurations the package ships, by name."""
+    return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.toml"))}
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``, table by table (arrays and values are replaced)."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def parse_config(data: dict[str, Any], source: str = "configuration") -> RunConfig:
-    """Validate a configuration given as nested dictionaries."""
+    """Validate a configuration given as nested dictionaries.
+
+    ``extends = "NAME"`` at the top level starts from the built-in benchmark NAME (see
+    :func:`builtin_configs`) and overrides it table by table."""
+    if not data:
+        raise ConfigError(
+            f"{source}: the configuration is empty; it needs at least [task], [scene] and [design] "
+            f"(or extends = one of {sorted(builtin_configs())})"
+        )
+    if "extends" in data:
+        name = data["extends"]
+        builtins = builtin_configs()
+        if name not in builtins:
+            raise ConfigError(f"{source}: extends: {name!r} is not a built-in benchmark {sorted(builtins)}")
+        base = _read(builtins[name])
+        data = _merge(base, {k: v for k, v in data.items() if k != "extends"})
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format(exc, source)) from None
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a ``.toml``, ``.yaml`` or ``.yml`` file."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such configuration file")
+def _read(path: Path) -> dict[str, Any]:
     text = path.read_text()
     try:
         if path.suffix == ".toml":
@@ -140,4 +323,17 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a table of sections")
-    return parse_config(data, str(path))
+    return data
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a ``.toml``, ``.yaml`` or ``.yml`` file, or a built-in benchmark by name."""
+    builtins = builtin_configs()
+    if str(path) in builtins and not Path(path).exists():
+        path = builtins[str(path)]
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such configuration file (built-in benchmarks: {', '.join(builtins)})")
+    data = _read(path)
+    config = parse_config(data, str(path))
+    return config

@@ -1,7 +1,7 @@
-"""Optimisation of detector designs: the design, losses, the loop and evaluation."""
+"""Optimisation of detector designs: the problem, the design, losses, the loop and evaluation."""
 
 from mutomo.optimise.design import PARAMETER_GROUPS, DesignBounds, DetectorDesign
-from mutomo.optimise.evaluate import Evaluation, evaluate
+from mutomo.optimise.evaluate import EvaluationSettings, evaluate, observe_design, paired, summarise
 from mutomo.optimise.loop import (
     OPTIMISERS,
     EpochRecord,
@@ -12,6 +12,7 @@ from mutomo.optimise.loop import (
     optimise,
 )
 from mutomo.optimise.loss import BCELoss, LossBreakdown, MSELoss, SpreadOverRangeLoss, TaskLoss, budget_penalty
+from mutomo.optimise.problem import Problem, Readout, build_problem
 
 __all__ = [
     "OPTIMISERS",
@@ -20,16 +21,22 @@ __all__ = [
     "DesignBounds",
     "DetectorDesign",
     "EpochRecord",
-    "Evaluation",
+    "EvaluationSettings",
     "History",
     "LossBreakdown",
     "MSELoss",
     "NoImprovement",
+    "Problem",
+    "Readout",
     "SpreadOverRangeLoss",
     "StoppingRule",
     "TaskLoss",
     "TrainingSettings",
     "budget_penalty",
+    "build_problem",
     "evaluate",
+    "observe_design",
     "optimise",
+    "paired",
+    "summarise",
 ]

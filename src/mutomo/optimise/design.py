@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
 import torch
@@ -135,6 +135,11 @@ class DetectorDesign(nn.Module):
             raise ValueError("DetectorDesign: spans and resolutions must be > 0 m, efficiencies in (0, 1)")
         if budget is not None and not budget > 0:
             raise ValueError(f"DetectorDesign.budget must be > 0; got {budget}")
+        fixed = n * (cost_model.per_panel if cost_model is not None else 0.0)
+        if budget is not None and not budget > fixed:
+            raise ValueError(
+                f"DetectorDesign.budget ({budget:.6g}) must exceed the {n} panels' fixed cost ({fixed:.6g})"
+            )
         self.n_above = n_above
         self.bounds = bounds
         self.budget = budget
@@ -167,8 +172,14 @@ class DetectorDesign(nn.Module):
         return torch.sigmoid(self.logit_efficiency)
 
     def _unit_cost(self, resolution: Tensor, efficiency: Tensor) -> Tensor:
-        ones = torch.ones(resolution.shape[0], 2, dtype=resolution.dtype, device=resolution.device)
-        return self.cost_model(ones, resolution, efficiency)
+        """``(panel,)`` cost per m^2 of each panel."""
+        return self.cost_model.per_area(resolution, efficiency)
+
+    @property
+    def area_budget(self) -> float:
+        """The part of the budget left for panel area once every panel's fixed cost is paid."""
+        assert self.budget is not None
+        return self.budget - self.z.shape[0] * self.cost_model.per_panel
 
     @property
     def shares(self) -> Tensor | None:
@@ -180,7 +191,7 @@ class DetectorDesign(nn.Module):
         """``(panel,)`` square panel widths (m)."""
         if self.budget is None:
             return torch.exp(self.log_span)
-        area = self.shares * self.budget / self._unit_cost(self.resolution, self.efficiency)  # type: ignore[operator]
+        area = self.shares * self.area_budget / self._unit_cost(self.resolution, self.efficiency)  # type: ignore[operator]
         return torch.sqrt(area)
 
     def detector(self) -> Detector:
@@ -260,6 +271,7 @@ class DetectorDesign(nn.Module):
                 "budget": self.budget,
                 "cost": float(self.cost()),
                 "bounds": asdict(self.bounds),
+                "cost_model": asdict(self.cost_model) if is_dataclass(self.cost_model) else None,
                 "trainable": list(self.trainable),
                 "smoothness": self.smoothness,
             }
@@ -271,6 +283,8 @@ class DetectorDesign(nn.Module):
     def from_description(cls, d: dict[str, Any], cost_model: CostModel | None = None) -> DetectorDesign:
         """Rebuild a design from :meth:`describe`'s output."""
         bounds = DesignBounds(**{k: tuple(v) for k, v in d["bounds"].items()})
+        if cost_model is None and d.get("cost_model") is not None:
+            cost_model = AreaCostModel(**d["cost_model"])
         return cls(
             xy=d["xy"],
             z=d["z"],

@@ -1,82 +1,199 @@
-"""Evaluating a design on a task's test volumes, with the bias correction fitted for that design.
+"""Evaluating designs on a problem's test volumes: smooth and physical, alone and paired.
 
-The task's raw statistic is calibrated by a straight line fitted on calibration volumes
-(``calibration_per_target`` of every target value), then the mean squared error is measured on
-``n_volumes`` test volumes spread evenly over the targets. Every design evaluated with the same
-``seed`` sees the same muons (the task's source is fixed), so designs are compared like for like.
-The MSE's uncertainty is the standard error of the mean of the squared errors.
+Every design is observed on the same test volumes (keys ``(seed, 2, i)``) with the same muons
+(generators keyed by the volume), so differences between designs are paired. Each volume is
+simulated once and read out
+
+* ``smooth``: the training relaxation (sigmoid edges of width ``smoothness``, hit
+  probabilities as weights);
+* ``physical``: hard edges, Bernoulli hits and a trigger of ``min_hits[0]`` hits per side
+  (the headline), and ``physical_minK`` / ``physical_all`` for the other entries of
+  ``min_hits`` (see :mod:`mutomo.detector.readout`).
+
+The momentum the reconstruction uses is the problem's (``"true"`` is an oracle). Regression
+tasks are calibrated on their own calibration volumes (keys ``(seed, 3, i)``) for each design
+and readout; for presence with clean references those volumes are drawn without the object and
+serve as the references. For presence, the headline physical readout is repeated at the
+exposures ``exposure_factors`` x the task's to measure the exposure needed to reach the goal
+(references included).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from mutomo.inference.tasks import fit_linear_calibration
 from mutomo.optimise.design import DetectorDesign
-from mutomo.optimise.loop import epoch_generator
-from mutomo.optimise.task import Task, predict_volume
+from mutomo.optimise.problem import SMOOTH, Problem, Readout, key_generator
+from mutomo.tasks import Metric, Observations
+
+TEST_STREAM, CALIBRATION_STREAM = 2, 3
 
 
 @dataclass(frozen=True)
-class Evaluation:
-    """Test metrics of one design.
+class EvaluationSettings:
+    """How designs are evaluated (see the module docstring).
 
     Attributes:
-        mse, mse_error: mean squared error of the calibrated predictions (target units^2) and its
-            standard error.
-        slope, intercept: the calibration line.
-        targets, predictions: test volumes' true and calibrated values.
-        n_muons: muons per volume.
+        n_volumes: test volumes.
+        calibration_volumes: calibration volumes (regression only).
+        seed: seeds the test volumes and muons.
+        min_hits: triggers of the physical readouts (``None``: every panel of a side); the
+            first is the headline ``physical``.
+        exposure_factors: presence: exposures (x the task's) for the exposure-to-goal metric.
+        smoothness: panel-edge width (m) of the smooth readout.
     """
 
-    mse: float
-    mse_error: float
-    slope: float
-    intercept: float
-    targets: list[float]
-    predictions: list[float]
-    n_muons: int
+    n_volumes: int = 96
+    calibration_volumes: int = 32
+    seed: int = 12345
+    min_hits: tuple[int | None, ...] = (2,)
+    exposure_factors: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
+    smoothness: float = 0.005
+
+    def __post_init__(self) -> None:
+        if self.n_volumes < 4 or self.calibration_volumes < 2:
+            raise ValueError(f"evaluation needs n_volumes >= 4 and calibration_volumes >= 2; got {self}")
+        if not self.min_hits:
+            raise ValueError("evaluation.min_hits needs at least one entry")
+
+    @property
+    def readouts(self) -> list[Readout]:
+        return [SMOOTH, *(Readout(physical=True, min_hits=k) for k in self.min_hits)]
 
 
-def raw_predictions(design: DetectorDesign, task: Task, targets: list[float], n_muons: int, seed: int, stream: int):
+@dataclass
+class DesignObservations:
+    """A design's observations on the test (and calibration) volumes, by readout name."""
+
+    test: dict[str, Observations]
+    calibration: dict[str, Observations] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        """Write every array to one compressed ``.npz`` file (keys ``part/readout/field``)."""
+        arrays: dict[str, np.ndarray] = {}
+        for part in ("test", "calibration"):
+            for name, o in getattr(self, part).items():
+                arrays[f"{part}/{name}/outputs"] = o.outputs
+                arrays[f"{part}/{name}/truths"] = o.truths
+                for t, v in o.ladder.items():
+                    arrays[f"{part}/{name}/ladder/{t!r}"] = v
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> DesignObservations:
+        """Read what :meth:`save` wrote."""
+        parts: dict[str, dict[str, Observations]] = {"test": {}, "calibration": {}}
+        with np.load(path) as data:
+            for key in data.files:
+                part, name, field_name, *rest = key.split("/")
+                obs = parts[part].setdefault(name, Observations(np.empty(0), np.empty(0)))
+                if field_name == "ladder":
+                    obs.ladder[float(rest[0])] = data[key]
+                else:
+                    setattr(obs, field_name, data[key])
+        return cls(parts["test"], parts["calibration"])
+
+
+def _observe_set(
+    design: DetectorDesign,
+    problem: Problem,
+    settings: EvaluationSettings,
+    stream: int,
+    n: int,
+    ladder: bool,
+    clean: bool = False,
+) -> dict[str, Observations]:
+    readouts = settings.readouts
+    outputs: dict[str, list[np.ndarray]] = {r.name: [] for r in readouts}
+    ladder_outputs: dict[float, list[np.ndarray]] = {}
+    truths = []
+    factors = sorted(set(settings.exposure_factors) | {1.0}) if ladder else []
     detector = design.detector()
     with torch.no_grad():
-        return [
-            float(predict_volume(detector, task, t, n_muons, epoch_generator(seed, -2, stream * 100_000 + i)))
-            for i, t in enumerate(targets)
-        ]
+        for i in range(n):
+            key = (settings.seed, stream, i)
+            sample = problem.sample(key, index=i, clean=clean)
+            truths.append(problem.task.truth(sample))
+            values = problem.observe(
+                detector,
+                sample,
+                problem.n_muons,
+                key_generator((*key, 0)),
+                readouts,
+                readout_generator=key_generator((*key, 1)),
+            )
+            for r, v in zip(readouts, values, strict=True):
+                outputs[r.name].append(v.double().cpu().numpy())
+            for k, f in enumerate(factors):
+                seconds = problem.exposure_s * f
+                if f == 1.0:
+                    value = values[1]
+                else:
+                    n_muons = max(10, round(problem.n_muons * f))
+                    (value,) = problem.observe(
+                        detector,
+                        sample,
+                        n_muons,
+                        key_generator((*key, 2, k)),
+                        readouts[1:2],
+                        readout_generator=key_generator((*key, 3, k)),
+                    )
+                ladder_outputs.setdefault(seconds, []).append(value.double().cpu().numpy())
+    t = np.array(truths, dtype=float)
+    result = {name: Observations(np.stack(v), t) for name, v in outputs.items()}
+    if ladder:
+        result[readouts[1].name].ladder = {s: np.stack(v) for s, v in ladder_outputs.items()}
+    return result
+
+
+def observe_design(design: DetectorDesign, problem: Problem, settings: EvaluationSettings) -> DesignObservations:
+    """Observe ``design`` on the test volumes (and calibration volumes, for regression), in the
+    smooth and every physical readout."""
+    saved = design.smoothness
+    design.smoothness = settings.smoothness
+    presence = problem.task.kind == "presence"
+    try:
+        test = _observe_set(design, problem, settings, TEST_STREAM, settings.n_volumes, ladder=presence)
+        calibration = (
+            # For presence the calibration volumes are the clean references, at every exposure.
+            _observe_set(
+                design, problem, settings, CALIBRATION_STREAM, settings.calibration_volumes, presence, clean=presence
+            )
+            if problem.task.needs_calibration
+            else {}
+        )
+    finally:
+        design.smoothness = saved
+    return DesignObservations(test, calibration)
+
+
+def summarise(problem: Problem, obs: DesignObservations) -> dict[str, dict[str, Metric]]:
+    """Metrics of one design by readout."""
+    return {name: problem.task.metrics(o, obs.calibration.get(name)) for name, o in obs.test.items()}
+
+
+def paired(problem: Problem, a: DesignObservations, b: DesignObservations) -> dict[str, dict[str, Metric]]:
+    """Differences ``a - b`` of the metrics by readout, paired on the same volumes and muons."""
+    return {
+        name: problem.task.paired(a.test[name], b.test[name], a.calibration.get(name), b.calibration.get(name))
+        for name in a.test
+        if name in b.test
+    }
 
 
 def evaluate(
-    design: DetectorDesign,
-    task: Task,
-    n_volumes: int = 96,
-    n_muons: int = 1000,
-    calibration_per_target: int = 4,
-    seed: int = 12345,
-) -> Evaluation:
-    """Calibrate on calibration volumes, then measure the MSE on test volumes (see module docstring)."""
-    if n_volumes < 2 or calibration_per_target < 1:
-        raise ValueError("evaluate needs n_volumes >= 2 and calibration_per_target >= 1")
-    cal_targets = [t for t in task.targets for _ in range(calibration_per_target)]
-    test_targets = [task.targets[i % len(task.targets)] for i in range(n_volumes)]
-    cal_raw = raw_predictions(design, task, cal_targets, n_muons, seed, stream=1)
-    test_raw = raw_predictions(design, task, test_targets, n_muons, seed, stream=2)
-    cal = fit_linear_calibration(
-        torch.tensor(cal_raw, dtype=torch.float64), torch.tensor(cal_targets, dtype=torch.float64)
-    )
-    pred = np.array([float(cal(torch.tensor(r, dtype=torch.float64))) for r in test_raw])
-    sq = (pred - np.array(test_targets)) ** 2
-    return Evaluation(
-        mse=float(sq.mean()),
-        mse_error=float(sq.std(ddof=1) / math.sqrt(sq.size)),
-        slope=float(cal.slope),
-        intercept=float(cal.intercept),
-        targets=test_targets,
-        predictions=pred.tolist(),
-        n_muons=n_muons,
-    )
+    design: DetectorDesign, problem: Problem, settings: EvaluationSettings | None = None
+) -> dict[str, dict[str, Metric]]:
+    """Metrics of ``design`` by readout (``"smooth"``, ``"physical"``, ...)."""
+    return summarise(problem, observe_design(design, problem, settings or EvaluationSettings()))
+
+
+def metrics_json(metrics: dict[str, dict[str, Metric]]) -> dict[str, dict[str, list[float | None]]]:
+    """``{readout: {metric: [value, error]}}`` for JSON."""
+    return {mode: {k: m.as_list() for k, m in values.items()} for mode, values in metrics.items()}

@@ -5,9 +5,10 @@ For each epoch :func:`optimise`
 1. sets the panel-edge smoothness (annealed geometrically from ``smoothness[0]`` to
    ``smoothness[1]``) and each group's learning rate (linear warm-up over ``warmup_epochs``,
    then a cosine decay to ``final_lr_fraction`` of it);
-2. draws the epoch's training volumes (``volumes_per_epoch``: distinct targets, each twice) and
-   fresh muons from a generator seeded by ``(seed, epoch)``, so any epoch is reproducible on its own;
-3. simulates, reconstructs and infers each volume, computes the loss
+2. draws the epoch's training volumes from the problem's scene (keys ``(seed, 0, epoch, i)``; a
+   task whose loss needs pairs gets every volume twice) and fresh muons from generators keyed
+   the same way, so any epoch is reproducible on its own;
+3. simulates, reconstructs and infers each volume (the smooth readout), computes the loss
    (:class:`~mutomo.optimise.loss.LossBreakdown`), back-propagates and steps every parameter
    group's optimiser, then projects the design back into its bounds. A step whose gradients are
    not finite is skipped (and recorded), so NaN or inf never reaches a parameter;
@@ -18,9 +19,9 @@ For each epoch :func:`optimise`
 
 Learning rates are in physical units because the design's parameters are (Adam moves a
 parameter by about its learning rate per step): metres per step for positions, e-folds per step
-for sizes, shares and resolutions. Strategies: ``loss`` (a task loss), ``optimiser`` (a factory
-from parameters and learning rate to a ``torch.optim.Optimizer``, per group), ``stopping`` (a
-:class:`StoppingRule`).
+for sizes, shares and resolutions. Strategies: ``loss`` (``(outputs (volume, observable), truths
+(volume,)) -> scalar``, default the task's), ``optimiser`` (a factory from parameters and
+learning rate to a ``torch.optim.Optimizer``, per group), ``stopping`` (a :class:`StoppingRule`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,8 +39,10 @@ import torch
 from torch import nn
 
 from mutomo.optimise.design import PARAMETER_GROUPS, DetectorDesign
-from mutomo.optimise.loss import LossBreakdown, TaskLoss, budget_penalty
-from mutomo.optimise.task import Task, predict_volume
+from mutomo.optimise.loss import LossBreakdown, budget_penalty
+from mutomo.optimise.problem import Problem, key_generator
+
+TRAINING_STREAM, VALIDATION_STREAM = 0, 1
 
 OptimiserFactory = Callable[[Iterable[nn.Parameter], float], torch.optim.Optimizer]
 
@@ -166,39 +169,33 @@ class NoImprovement:
         return min(values[-self.patience :]) >= min(values[: -self.patience])
 
 
-def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
-    """A generator for one epoch's draws, independent of what ran before (resume-safe)."""
-    return torch.Generator().manual_seed(hash((seed, epoch, stream)) % (2**63))
-
-
-def training_targets(task: Task, n: int, generator: torch.Generator) -> list[float]:
-    """``n // 2`` distinct targets, each twice (the spread-over-range loss needs pairs)."""
-    k = min(n // 2, len(task.targets))
-    pick = torch.randperm(len(task.targets), generator=generator)[:k]
-    chosen = [task.targets[int(i)] for i in pick]
-    return [chosen[i % k] for i in range(n)]
-
-
 def batch_loss(
     design: DetectorDesign,
-    task: Task,
-    targets: Sequence[float],
+    problem: Problem,
+    key: tuple[int, ...],
+    n_volumes: int,
     n_muons: int,
-    seed: int,
-    epoch: int,
-    loss: TaskLoss,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     settings: TrainingSettings,
-    stream: int = 1,
 ) -> LossBreakdown:
-    """Loss of a design on a batch of volumes (differentiable in the design)."""
+    """Loss of a design on the ``n_volumes`` volumes of ``key`` (differentiable in the design).
+
+    Volume ``j`` has key ``(*key, j)``; a task whose loss needs pairs sees each volume twice,
+    with independent muons."""
     detector = design.detector()
-    predictions = torch.stack(
-        [
-            predict_volume(detector, task, t, n_muons, epoch_generator(seed, epoch, stream * 100_000 + i))
-            for i, t in enumerate(targets)
-        ]
-    )
-    task_loss = loss(predictions, torch.tensor(targets, dtype=predictions.dtype))
+    pairs = problem.task.needs_pairs
+    outputs, truths = [], []
+    samples: dict[int, Any] = {}
+    for i in range(n_volumes):
+        j = i // 2 if pairs else i
+        if j not in samples:
+            samples[j] = problem.sample((*key, j), index=j)
+        sample = samples[j]
+        (out,) = problem.observe(detector, sample, n_muons, key_generator((*key, j, i)))
+        outputs.append(out)
+        truths.append(problem.task.truth(sample))
+    stacked = torch.stack(outputs)
+    task_loss = loss(stacked, torch.tensor(truths, dtype=stacked.dtype))
     cost = design.cost()
     if design.budget is None:
         budget = settings.budget if settings.budget is not None else float("nan")
@@ -229,10 +226,10 @@ def save_checkpoint(run_dir: Path, epoch: int, design: DetectorDesign, optimiser
 
 def optimise(
     design: DetectorDesign,
-    task: Task,
+    problem: Problem,
     settings: TrainingSettings,
     *,
-    loss: TaskLoss | None = None,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     optimiser: OptimiserFactory | None = None,
     stopping: StoppingRule | None = None,
     run_dir: Path | None = None,
@@ -243,9 +240,9 @@ def optimise(
 
     Args:
         design: the design to train (its ``trainable`` groups move).
-        task: volumes, muons and inference.
+        problem: scene, task, muons.
         settings: epochs, batch sizes, learning rates, warm-up, annealing, seed.
-        loss: task loss (default ``task.loss``).
+        loss: task loss (default ``problem.task.loss``).
         optimiser: factory for every group's optimiser, overriding ``settings.optimisers``.
         stopping: stopping rule (default: run all epochs).
         run_dir: where checkpoints go (``run_dir/checkpoints/last.pt``); ``None``: none written.
@@ -254,8 +251,13 @@ def optimise(
     """
     from tqdm.auto import tqdm
 
-    design.bounds.check_volume(task.volume(task.targets[0]))
-    loss_fn = loss if loss is not None else task.loss
+    design.bounds.check_volume(problem.sample((0,)).volume)
+    if settings.volumes_per_epoch < problem.task.min_batch:
+        raise ValueError(
+            f"training.volumes_per_epoch must be >= {problem.task.min_batch} for this {problem.task.kind} task; "
+            f"got {settings.volumes_per_epoch}"
+        )
+    loss_fn = loss if loss is not None else problem.task.loss
     groups = design.parameter_groups()
     base_lr = {g: settings.learning_rates.get(g, 0.0) for g in PARAMETER_GROUPS}
     optimisers = {}
@@ -271,11 +273,9 @@ def optimise(
             o.load_state_dict(state["optimisers"][g])
         history = History.from_json(state["history"])
         start = state["epoch"] + 1
-    val_gen = epoch_generator(settings.seed, -1)
-    val_targets = training_targets(task, max(settings.validation_volumes, 4), val_gen)
     s0, s1 = settings.smoothness
     bar = tqdm(
-        range(start, settings.epochs), disable=not progress, desc=task.name, initial=start, total=settings.epochs
+        range(start, settings.epochs), disable=not progress, desc=problem.name, initial=start, total=settings.epochs
     )
     for epoch in bar:
         t0 = time.perf_counter()
@@ -290,8 +290,15 @@ def optimise(
             for pg in o.param_groups:
                 pg["lr"] = lrs[g]
         draw = epoch if settings.resample else 0
-        targets = training_targets(task, settings.volumes_per_epoch, epoch_generator(settings.seed, draw))
-        parts = batch_loss(design, task, targets, settings.muons_per_volume, settings.seed, draw, loss_fn, settings)
+        parts = batch_loss(
+            design,
+            problem,
+            (settings.seed, TRAINING_STREAM, draw),
+            settings.volumes_per_epoch,
+            settings.muons_per_volume,
+            loss_fn,
+            settings,
+        )
         for o in optimisers.values():
             o.zero_grad()
         parts.total.backward()
@@ -306,7 +313,13 @@ def optimise(
         if settings.validation_volumes and ((epoch + 1) % settings.validate_every == 0 or last):
             with torch.no_grad():
                 vparts = batch_loss(
-                    design, task, val_targets, settings.muons_per_volume, settings.seed, -1, loss_fn, settings, stream=2
+                    design,
+                    problem,
+                    (settings.seed, VALIDATION_STREAM),
+                    max(settings.validation_volumes, 8),
+                    settings.muons_per_volume,
+                    loss_fn,
+                    settings,
                 )
             validation = float(vparts.total)
         record = EpochRecord(

@@ -21,9 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from mutomo.tasks.regression import SpreadOverRangeLoss
+
+__all__ = ["BCELoss", "LossBreakdown", "MSELoss", "SpreadOverRangeLoss", "TaskLoss", "budget_penalty"]
 
 
 @dataclass(frozen=True)
@@ -65,28 +68,6 @@ class BCELoss:
 
     def __call__(self, predictions: Tensor, targets: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(predictions, targets.to(predictions))
-
-
-class SpreadOverRangeLoss:
-    """Mean within-target spread over the spread of the per-target means (see module docstring).
-
-    Needs at least two target values, each predicted at least twice.
-    """
-
-    def __call__(self, predictions: Tensor, targets: Tensor) -> Tensor:
-        values, index = torch.unique(targets, return_inverse=True)
-        counts = torch.bincount(index, minlength=values.numel())
-        if values.numel() < 2 or bool((counts < 2).any()):
-            raise ValueError(
-                "SpreadOverRangeLoss needs >= 2 target values, each predicted >= 2 times; "
-                f"got counts {counts.tolist()} for targets {values.tolist()}"
-            )
-        k = values.numel()
-        mean = torch.zeros(k, dtype=predictions.dtype, device=predictions.device).index_add(0, index, predictions)
-        mean = mean / counts.to(predictions)
-        dev2 = torch.zeros_like(mean).index_add(0, index, (predictions - mean[index]) ** 2)
-        spread = torch.sqrt(dev2 / (counts - 1).to(predictions) + 1e-24).mean()
-        return spread / torch.sqrt(mean.var() + 1e-24)
 
 
 def budget_penalty(cost: Tensor, budget: float, width: float, weight: float = 1.0) -> Tensor:

@@ -1,88 +1,79 @@
 """A whole run from a validated configuration: build, evaluate, optimise, evaluate, write.
 
 The run directory holds ``config.json`` (the validated configuration), ``checkpoints/last.pt``,
-``history.json``, ``design_initial.json``, ``design_final.json``, ``evaluations.json`` (the
-initial, final and comparison designs' metrics, each computed once and reused on resume) and,
-after :func:`mutomo.plotting.report.write_report`, the figures and ``report.html``.
+``history.json``, ``design_initial.json``, ``design_final.json``, ``observations/NAME.npz``
+(every design's per-volume outputs, each computed once and reused on resume),
+``evaluations.json`` and ``timing.json``; after :func:`mutomo.plotting.report.write_report`,
+the figures and ``report.html``.
+
+``evaluations.json``::
+
+    {"task": {...}, "readouts": ["smooth", "physical", ...],
+     "designs": {NAME: {"smooth": {METRIC: [value, error]}, "physical": {...}, ..., "design": {...}}},
+     "paired": {"optimised - NAME": {"smooth": {METRIC: [difference, error]}, "physical": {...}}}}
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from mutomo.benchmarks import TASKS
-from mutomo.detector import AreaCostModel
 from mutomo.io.config import ConfigError, RunConfig
 from mutomo.optimise.design import DetectorDesign
-from mutomo.optimise.evaluate import evaluate
+from mutomo.optimise.evaluate import (
+    DesignObservations,
+    EvaluationSettings,
+    metrics_json,
+    observe_design,
+    paired,
+    summarise,
+)
 from mutomo.optimise.loop import History, TrainingSettings, optimise
-from mutomo.optimise.task import Task
+from mutomo.optimise.problem import Problem, build_problem
 
 
-def build_task(config: RunConfig) -> Task:
-    task: Task = TASKS[config.task.name](theta_max_deg=config.task.theta_max_deg)
-    return task
-
-
-def design_description(name: str, task: Task, field: str) -> dict[str, Any]:
-    """The description of a built-in design of ``task`` or of a design JSON file; a
-    ``ConfigError`` naming ``field`` if ``name`` is neither."""
-    builtin = task.designs()
-    if name in builtin:
-        return builtin[name].describe()
-    if Path(name).exists():
-        description: dict[str, Any] = json.loads(Path(name).read_text())
-        return description
-    raise ConfigError(f"{field}: {name!r} is neither a built-in design {sorted(builtin)} nor an existing file")
-
-
-def build_design(config: RunConfig, task: Task) -> DetectorDesign:
-    """The starting design; refuses (``ConfigError``) one outside the task's allowed region."""
+def build_design(config: RunConfig, problem: Problem) -> DetectorDesign:
+    """The starting design, under the configured budget (default: its own cost)."""
     dc = config.design
-    budget_cost = getattr(task, "cost_model", AreaCostModel())
-    try:
-        if dc.panels is not None:
-            panels = sorted(dc.panels, key=lambda p: p.side != "above")
-            design = DetectorDesign(
-                xy=[[p.x, p.y] for p in panels],
-                z=[p.z for p in panels],
-                n_above=sum(p.side == "above" for p in panels),
-                span=[p.span for p in panels],
-                resolution=[p.resolution for p in panels],
-                efficiency=[p.efficiency for p in panels],
-                bounds=task.bounds,
-                cost_model=budget_cost,
-                trainable=dc.trainable,
-            )
-            if dc.fixed_budget:
-                design = DetectorDesign.from_description(
-                    {**design.describe(), "budget": float(design.cost())}, budget_cost
-                )
-        else:
-            description = design_description(dc.start, task, "design.start")
-            description["trainable"] = list(dc.trainable)
-            if not dc.fixed_budget:
-                description["budget"] = None
-            design = DetectorDesign.from_description(description, budget_cost)
-        task.bounds.check_volume(task.volume(task.targets[0]))
-    except ConfigError:
-        raise
-    except ValueError as exc:
-        field = "design.panels" if dc.panels is not None else "design.start"
-        raise ConfigError(f"{field}: {exc}") from None
-    return design
+    if not dc.fixed_budget:
+        return problem.design(dc.start, dc.trainable, None, field="design.start")
+    budget = (
+        dc.budget if dc.budget is not None else float(problem.design(dc.start, field="design.start").cost().detach())
+    )
+    return problem.design(dc.start, dc.trainable, budget, field="design.start")
 
 
-def settings_from(config: RunConfig) -> TrainingSettings:
+def comparison_designs(config: RunConfig, problem: Problem, budget: float | None) -> dict[str, DetectorDesign]:
+    """The designs of ``evaluation.compare``; under a fixed budget they are scaled to it."""
+    return {name: problem.design(name, (), budget, field="evaluation.compare") for name in config.evaluation.compare}
+
+
+def evaluation_settings(config: RunConfig) -> EvaluationSettings:
+    e = config.evaluation
+    return EvaluationSettings(
+        n_volumes=e.n_volumes,
+        calibration_volumes=e.calibration_volumes,
+        seed=e.seed,
+        min_hits=tuple(None if k == "all" else k for k in e.min_hits),
+        exposure_factors=tuple(e.exposure_factors),
+        smoothness=config.training.smoothness[1],
+    )
+
+
+def settings_from(config: RunConfig, problem: Problem) -> TrainingSettings:
     t = config.training
+    if t.muons_per_volume is not None:
+        n_muons = t.muons_per_volume
+    elif t.exposure_s is not None:
+        n_muons = problem.muons_for(t.exposure_s)
+    else:
+        n_muons = problem.n_muons
     return TrainingSettings(
         epochs=t.epochs,
         volumes_per_epoch=t.volumes_per_epoch,
-        muons_per_volume=t.muons_per_volume,
+        muons_per_volume=max(10, n_muons),
         validation_volumes=t.validation_volumes,
         validate_every=t.validate_every,
         seed=t.seed,
@@ -94,51 +85,83 @@ def settings_from(config: RunConfig) -> TrainingSettings:
     )
 
 
-def _evaluate_cached(run_dir: Path, name: str, design: DetectorDesign, task: Task, config: RunConfig) -> dict[str, Any]:
-    path = run_dir / "evaluations.json"
-    cache = json.loads(path.read_text()) if path.exists() else {}
-    if name not in cache:
-        ev = config.evaluation
-        start = time.perf_counter()
-        result = evaluate(design, task, ev.n_volumes, ev.n_muons, ev.calibration_per_target, ev.seed)
-        cache[name] = {**asdict(result), "design": design.describe(), "seconds": time.perf_counter() - start}
-        path.write_text(json.dumps(cache, indent=1))
-    entry: dict[str, Any] = cache[name]
-    return entry
+def observations_cached(
+    run_dir: Path, name: str, design: DetectorDesign, problem: Problem, settings: EvaluationSettings
+) -> DesignObservations:
+    """``design``'s observations, read from ``observations/NAME.npz`` if computed before (with
+    ``NAME.json`` holding the design and the seconds it took)."""
+    path = run_dir / "observations" / f"{name}.npz"
+    if path.exists():
+        return DesignObservations.load(path)
+    start = time.perf_counter()
+    obs = observe_design(design, problem, settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"design": design.describe(), "seconds": time.perf_counter() - start}
+    path.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    obs.save(path)
+    return obs
+
+
+def write_evaluations(
+    run_dir: Path, problem: Problem, designs: dict[str, DetectorDesign], observations: dict[str, DesignObservations]
+) -> dict[str, Any]:
+    """Metrics of every design and the optimised design's paired differences, as
+    ``evaluations.json`` (see the module docstring)."""
+    result: dict[str, Any] = {
+        "task": {
+            "kind": problem.task.kind,
+            "inference": problem.task.inference,
+            "momentum": problem.momentum,
+            "muons_per_volume": problem.n_muons,
+            "exposure_s": problem.exposure_s,
+        },
+        "designs": {},
+        "paired": {},
+    }
+    for name, obs in observations.items():
+        result["designs"][name] = {**metrics_json(summarise(problem, obs)), "design": designs[name].describe()}
+    if "optimised" in observations:
+        for name, obs in observations.items():
+            if name != "optimised":
+                result["paired"][f"optimised - {name}"] = metrics_json(paired(problem, observations["optimised"], obs))
+    result["readouts"] = list(next(iter(observations.values())).test)
+    (run_dir / "evaluations.json").write_text(json.dumps(result, indent=1))
+    return result
 
 
 def run(config: RunConfig, run_dir: Path | None = None, resume: bool = True, progress: bool = True) -> dict[str, Any]:
-    """Run the configured optimisation end to end; returns the evaluations by design name."""
+    """Run the configured optimisation end to end; returns the evaluations (``evaluations.json``)."""
     run_dir = Path(run_dir if run_dir is not None else config.output.directory)
-    task = build_task(config)
-    design = build_design(config, task)  # refuses a bad design before anything is simulated
-    comparisons = {}
-    builtin = task.designs()
-    for name in config.evaluation.compare:
-        if name not in builtin:
-            raise ConfigError(f"evaluation.compare: {name!r} is not a built-in design {sorted(builtin)}")
-        comparisons[name] = builtin[name]
+    problem = build_problem(config)
+    design = build_design(config, problem)  # refuses a bad design before anything is simulated
+    comparisons = comparison_designs(config, problem, design.budget)
     run_dir.mkdir(parents=True, exist_ok=True)
     saved = run_dir / "config.json"
     if not resume:
         for stale in ("checkpoints/last.pt", "evaluations.json", "timing.json", "history.json"):
             (run_dir / stale).unlink(missing_ok=True)
+        for old in (run_dir / "observations").glob("*"):
+            old.unlink()
     elif saved.exists() and json.loads(saved.read_text()) != json.loads(config.model_dump_json()):
         raise ConfigError(
             f"{run_dir} holds a run with a different configuration; start it afresh (--fresh) or use another --output"
         )
     saved.write_text(config.model_dump_json(indent=2))
     (run_dir / "design_initial.json").write_text(design.to_json())
+    settings = evaluation_settings(config)
     start = time.perf_counter()
-    evaluations = {"initial": _evaluate_cached(run_dir, "initial", design, task, config)}
-    for name, other in comparisons.items():
-        evaluations[name] = _evaluate_cached(run_dir, name, other, task, config)
+    designs = {"initial": design.__class__.from_description(design.describe(), problem.cost_model), **comparisons}
+    observations = {name: observations_cached(run_dir, name, d, problem, settings) for name, d in designs.items()}
     train_start = time.perf_counter()
-    history = optimise(design, task, settings_from(config), run_dir=run_dir, resume=resume, progress=progress)
+    history = optimise(
+        design, problem, settings_from(config, problem), run_dir=run_dir, resume=resume, progress=progress
+    )
     train_seconds = time.perf_counter() - train_start
     (run_dir / "history.json").write_text(history.to_json())
     (run_dir / "design_final.json").write_text(design.to_json())
-    evaluations["optimised"] = _evaluate_cached(run_dir, "optimised", design, task, config)
+    designs["optimised"] = design
+    observations["optimised"] = observations_cached(run_dir, "optimised", design, problem, settings)
+    evaluations = write_evaluations(run_dir, problem, designs, observations)
     timing_path = run_dir / "timing.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
     timing["training_seconds"] = timing.get("training_seconds", 0.0) + train_seconds

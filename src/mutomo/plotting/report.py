@@ -80,56 +80,117 @@ def parameter_trajectories(path: Path, history: list[dict[str, Any]]) -> Path:
     return _save(fig, path)
 
 
-def predicted_vs_true(path: Path, evaluations: dict[str, dict[str, Any]]) -> Path:
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    lo = min(min(e["targets"]) for e in evaluations.values())
-    hi = max(max(e["targets"]) for e in evaluations.values())
-    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
-    for i, (name, e) in enumerate(evaluations.items()):
-        t = np.array(e["targets"]) + 0.012 * (i - len(evaluations) / 2)
-        ax.plot(t, e["predictions"], ".", alpha=0.6, label=f"{name} (MSE {e['mse']:.2e})")
-    ax.set(xlabel="true value", ylabel="predicted (bias-corrected)")
+def predicted_vs_true(path: Path, answers: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+    """Regression: calibrated answer against the truth on the test volumes, per design
+    (``answers[name] = (truth, answer)`` in m)."""
+    fig, ax = plt.subplots(figsize=(5.8, 5))
+    lo, hi = np.inf, -np.inf
+    for i, (name, (truth, pred)) in enumerate(answers.items()):
+        mse = float(np.mean((pred - truth) ** 2))
+        ax.plot(truth + 0.008 * (i - len(answers) / 2), pred, ".", alpha=0.6, label=f"{name} (MSE {mse:.2e} m²)")
+        lo, hi = min(lo, truth.min()), max(hi, truth.max())
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="perfect answer")
+    ax.set(xlabel="true fill height (m)", ylabel="calibrated answer (m)", title="physical readout")
     ax.legend(fontsize=8)
     return _save(fig, path)
 
 
+def roc_and_scores(path: Path, scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+    """Presence: ROC curves and score distributions with and without the object, per design
+    (``scores[name] = (labels, score)``)."""
+    fig, (roc, hist) = plt.subplots(1, 2, figsize=(11, 4.4))
+    for name, (label, score) in scores.items():
+        label = label.astype(bool)
+        thresholds = np.sort(np.unique(score))[::-1]
+        tpr = [(score[label] >= t).mean() for t in thresholds]
+        fpr = [(score[~label] >= t).mean() for t in thresholds]
+        (line,) = roc.plot([0, *fpr], [0, *tpr], drawstyle="steps-post", label=name)
+        bins = np.linspace(score.min(), score.max() + 1e-9, 30)
+        hist.hist(score[label], bins=bins, histtype="step", color=line.get_color(), label=f"{name}: with object")
+        hist.hist(score[~label], bins=bins, histtype="step", ls="--", color=line.get_color(), label=f"{name}: without")
+    roc.plot([0, 1], [0, 1], "k:", lw=1, label="chance")
+    roc.set(xlabel="false-alarm rate", ylabel="detection efficiency", title="ROC (physical readout)")
+    roc.legend(fontsize=8)
+    hist.set(xlabel="presence score (smooth max of voxel z-scores)", ylabel="test volumes", title="score distributions")
+    hist.legend(fontsize=7)
+    return _save(fig, path)
+
+
+CAPTIONS = {
+    "detector": "Side (x-z) and top (x-y) views of each design: panels above the volume in blue, below in green, "
+    "the scanned volume in orange.",
+    "loss": "Left: training loss per epoch and the validation loss on fixed volumes. Right: the detector's cost.",
+    "parameters": "Trajectories of the panel parameters during training, one line per panel.",
+    "predicted_vs_true": "Regression on the test volumes (physical readout): the answer after the calibration line "
+    "fitted on calibration volumes, against the truth; points are shifted sideways per design for legibility.",
+    "presence": "Presence on the test volumes (physical readout): ROC curve and the distributions of the "
+    "presence score with and without the object, per design.",
+    "x0_slices": "Inferred radiation length in slices of a test volume seen by the optimised design, beside the "
+    "truth; grey voxels were not measured.",
+}
+
+
 def _embed(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.stem)}">'
+    caption = html.escape(CAPTIONS.get(path.stem, ""))
+    image = f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.stem)}">'
+    return f"<figure>{image}<figcaption>{caption}</figcaption></figure>"
+
+
+def _fmt(value: list[float | None]) -> str:
+    v, e = value
+    if v is None:
+        return "not reached"
+    return f"{v:.4g} &plusmn; {e:.2g}" if e is not None else f"{v:.4g}"
+
+
+def _metric_table(entries: dict[str, dict[str, Any]], readouts: list[str]) -> str:
+    metrics = sorted({m for e in entries.values() for r in readouts for m in e.get(r, {})})
+    head = "".join(f"<th>{html.escape(r)}: {html.escape(m)}</th>" for r in readouts for m in metrics)
+    rows = ""
+    for name, e in entries.items():
+        cells = "".join(f"<td>{_fmt(e[r][m]) if m in e.get(r, {}) else ''}</td>" for r in readouts for m in metrics)
+        cost = f"<td>{e['design']['cost']:.0f}</td>" if "design" in e else "<td></td>"
+        rows += f"<tr><td>{html.escape(name)}</td>{cost}{cells}</tr>"
+    return f"<table><tr><th>design</th><th>cost</th>{head}</tr>{rows}</table>"
 
 
 def write_report(run_dir: Path, volume_box: tuple[float, ...], extra_figures: list[Path] | None = None) -> Path:
-    """Make every figure from the run directory's files and bundle them into ``report.html``."""
+    """Make the figures every run has from the run directory's files and bundle them, with
+    ``extra_figures`` (the task's own, made by the caller), into ``report.html``."""
     run_dir = Path(run_dir)
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     history = json.loads((run_dir / "history.json").read_text())
     evaluations = json.loads((run_dir / "evaluations.json").read_text())
     timing = json.loads((run_dir / "timing.json").read_text()) if (run_dir / "timing.json").exists() else {}
-    designs = {"initial": evaluations["initial"]["design"], "optimised": evaluations["optimised"]["design"]}
-    designs.update({k: v["design"] for k, v in evaluations.items() if k not in ("initial", "optimised")})
+    entries = evaluations["designs"]
+    designs = {name: e["design"] for name, e in entries.items()}
     figures = [
         detector_views(fig_dir / "detector.png", designs, volume_box),
         loss_curves(fig_dir / "loss.png", history),
         parameter_trajectories(fig_dir / "parameters.png", history),
-        predicted_vs_true(fig_dir / "predicted_vs_true.png", evaluations),
         *(extra_figures or []),
     ]
-    rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{e['mse']:.3e} &plusmn; {e['mse_error']:.1e}</td>"
-        f"<td>{e['design']['cost']:.0f}</td><td>{len(e['targets'])} x {e['n_muons']}</td></tr>"
-        for name, e in evaluations.items()
-    )
+    readouts = evaluations["readouts"]
     config = html.escape((run_dir / "config.json").read_text())
     train_s, total_s = timing.get("training_seconds", float("nan")), timing.get("total_seconds", float("nan"))
+    task = evaluations["task"]
+    oracle = " (an oracle: real detectors do not know it)" if task["momentum"] == "true" else ""
     body = f"""<!doctype html><html><head><meta charset="utf-8"><title>mutomo run report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}img{{max-width:100%}}
-td,th{{padding:4px 10px;border-bottom:1px solid #ccc}}</style></head><body>
+td,th{{padding:4px 10px;border-bottom:1px solid #ccc;font-size:90%}}figcaption{{color:#444;margin-bottom:1.5em}}</style>
+</head><body>
 <h1>mutomo optimisation report</h1>
 <p>Run directory: {html.escape(str(run_dir))}. Epochs: {len(history)}.
 Training time: {train_s:.0f} s; whole run: {total_s:.0f} s.</p>
-<h2>Metrics (bias-corrected mean squared error on the test volumes)</h2>
-<table><tr><th>design</th><th>MSE</th><th>cost</th><th>volumes x muons</th></tr>{rows}</table>
+<p>Task: {html.escape(task["kind"])} with {html.escape(task["inference"])}; momentum used by the reconstruction:
+{html.escape(task["momentum"])}{oracle}; {task["muons_per_volume"]} muons ({task["exposure_s"]:.3g} s of exposure) per
+test volume. <b>physical</b> readouts have hard panel edges, hits drawn with the panel efficiency and a trigger
+(<i>physical</i>: 2 hits a side; <i>physical_minK</i>: K; <i>physical_all</i>: every panel); <b>smooth</b> is the
+relaxation used in training.</p>
+<h2>Metrics on the test volumes (value &plusmn; statistical error)</h2>{_metric_table(entries, readouts)}
+<h2>Paired differences (same volumes and muons)</h2>{_metric_table(evaluations["paired"], readouts)}
 <h2>Figures</h2>{"".join(f"<h3>{html.escape(p.stem)}</h3>{_embed(p)}" for p in figures)}
 <h2>Configuration</h2><pre>{config}</pre></body></html>"""
     out = run_dir / "report.html"

@@ -1,0 +1,281 @@
+"""A design problem assembled from a configuration, and the one path from a detector and a volume
+to the task's outputs.
+
+A :class:`Problem` holds the scene (volumes from keys), the task kind, the muon source (the
+same for every design, so that designs are compared on the same muons), where panels may go,
+what they cost, and the named designs of the configuration. :meth:`Problem.observe` simulates
+one volume once and reads it out in one or several ways (the smooth relaxation used in
+training, and physical readouts with hard edges, Bernoulli hits and a trigger), then
+reconstructs with the configured momentum and returns the task's outputs for each.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mutomo.detector import AreaCostModel, Detector
+from mutomo.detector.readout import physical_readout
+from mutomo.io.config import ConfigError, DesignSpec, RunConfig
+from mutomo.materials import Material
+from mutomo.muons import FluxSource, GenerationPlane, TabulatedFlux
+from mutomo.muons.generation import exposure_time, muon_count
+from mutomo.optimise.design import DesignBounds, DetectorDesign
+from mutomo.reco import ConstantMomentum, FluxMeanMomentum, measure
+from mutomo.scenes import Scene, VolumeSample
+from mutomo.simulate import SimulationResult, simulate
+from mutomo.tasks import TASK_KINDS, TaskKind
+
+
+@dataclass(frozen=True)
+class Readout:
+    """How hits are read out: the smooth relaxation, or physically with a trigger of
+    ``min_hits`` per side (``None``: every panel of the side)."""
+
+    physical: bool = False
+    min_hits: int | None = 2
+
+    @property
+    def name(self) -> str:
+        if not self.physical:
+            return "smooth"
+        if self.min_hits == 2:
+            return "physical"
+        return "physical_all" if self.min_hits is None else f"physical_min{self.min_hits}"
+
+
+SMOOTH = Readout()
+
+
+def key_generator(key: Sequence[int]) -> torch.Generator:
+    """A generator seeded by a key of integers, independent of anything drawn before."""
+    return torch.Generator().manual_seed(hash(tuple(int(k) for k in key)) % (2**63))
+
+
+@dataclass
+class Problem:
+    """Everything a design is optimised and evaluated against (see the module docstring).
+
+    Attributes:
+        name: a label.
+        scene: volumes from keys.
+        task: the task kind with its inference.
+        source: the muon source (fixed for every design).
+        bounds: where panels may go and what they may be.
+        cost_model: prices panels.
+        designs: the configuration's named designs.
+        momentum: ``"true"`` (an oracle), ``"constant"`` or ``"flux_mean"``.
+        n_muons: muons per test volume; ``exposure_s`` is the exposure they represent.
+        step_length: propagation step (m).
+    """
+
+    name: str
+    scene: Scene
+    task: TaskKind
+    source: FluxSource
+    bounds: DesignBounds
+    cost_model: AreaCostModel
+    designs: dict[str, DesignSpec]
+    momentum: str
+    n_muons: int
+    step_length: float = 0.05
+
+    @property
+    def exposure_s(self) -> float:
+        return exposure_time(self.n_muons, self.source)
+
+    def muons_for(self, seconds: float) -> int:
+        """Muons through the source's plane in ``seconds`` of exposure."""
+        return muon_count(seconds, self.source)
+
+    def sample(self, key: Sequence[int], index: int | None = None, clean: bool = False) -> VolumeSample:
+        """The volume of ``key``; for a presence task, volume ``index`` of a set holds the object
+        when ``index`` is even, so that sets are balanced; ``clean`` volumes never hold it."""
+        present = None if index is None or self.task.kind != "presence" else index % 2 == 0
+        return self.scene.sample(key, present=False if clean else present)
+
+    def _momentum(self, result: SimulationResult) -> Tensor | ConstantMomentum | FluxMeanMomentum:
+        if self.momentum == "true":
+            return 0.5 * (result.muons_in.momentum + result.muons_out.momentum)
+        if self.momentum == "constant":
+            return ConstantMomentum()
+        return FluxMeanMomentum(self.source.flux)
+
+    def observe(
+        self,
+        detector: Detector,
+        sample: VolumeSample,
+        n_muons: int,
+        generator: torch.Generator,
+        readouts: Sequence[Readout] = (SMOOTH,),
+        readout_generator: torch.Generator | None = None,
+    ) -> list[Tensor]:
+        """Simulate ``n_muons`` through ``detector`` and the volume once, read the hits out in each
+        of ``readouts`` and return the task's ``(observable,)`` outputs for each (the smooth ones
+        differentiable in the detector's parameters)."""
+        volume = sample.volume
+        result = simulate(detector, volume, self.source, n_muons, generator, step_length=self.step_length)
+        momentum = self._momentum(result)
+        alive = result.muons_in.weight * (result.muons_out.weight > 0)
+        outputs = []
+        for readout in readouts:
+            above, below = result.hits_above, result.hits_below
+            if readout.physical:
+                gen = readout_generator if readout_generator is not None else generator
+                above = physical_readout(above, detector, "above", result.muons_in.weight, gen, readout.min_hits)
+                below = physical_readout(below, detector, "below", result.muons_out.weight, gen, readout.min_hits)
+            data = measure(above, below, volume, momentum, alive)
+            outputs.append(self.task.output(data, sample))
+        return outputs
+
+    def design(
+        self,
+        name: str,
+        trainable: Sequence[str] = ("xy", "z", "size"),
+        budget: float | None = None,
+        field: str = "designs",
+    ) -> DetectorDesign:
+        """A named design of the configuration, or a design JSON file, in this problem's region
+        and cost model; with ``budget`` its panels are scaled (keeping their relative costs) so
+        that it costs exactly that. Raises :class:`ConfigError` naming ``field``."""
+        if name in self.designs:
+            spec, where = self.designs[name], f"{field} {name!r} (designs.{name})"
+        elif Path(name).exists():
+            spec, where = DesignSpec(file=name), f"{field} {name!r}"
+        else:
+            raise ConfigError(
+                f"{field}: {name!r} is neither a design under [designs] {sorted(self.designs)} nor a file"
+            )
+        try:
+            return design_from_spec(spec, self.bounds, self.cost_model, trainable, budget)
+        except (ValueError, KeyError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+
+def design_from_spec(
+    spec: DesignSpec,
+    bounds: DesignBounds,
+    cost_model: AreaCostModel,
+    trainable: Sequence[str],
+    budget: float | None,
+) -> DetectorDesign:
+    """Build a :class:`DetectorDesign` from a design specification (file, panels or compact)."""
+    if spec.file is not None:
+        d: dict[str, Any] = json.loads(Path(spec.file).read_text())
+        missing = [k for k in ("n_above", "xy", "z", "span", "resolution", "efficiency") if k not in d]
+        if missing:
+            raise ValueError(f"design file {spec.file} lacks {missing}")
+        xy, z, n_above = d["xy"], d["z"], d["n_above"]
+        span, resolution, efficiency = d["span"], d["resolution"], d["efficiency"]
+    elif spec.panels is not None:
+        panels = sorted(spec.panels, key=lambda p: p.side != "above")
+        xy, z = [[p.x, p.y] for p in panels], [p.z for p in panels]
+        n_above = sum(p.side == "above" for p in panels)
+        span = [p.span for p in panels]
+        resolution, efficiency = [p.resolution for p in panels], [p.efficiency for p in panels]
+    else:
+        assert spec.z_above is not None and spec.z_below is not None and spec.xy is not None
+        z = [*spec.z_above, *spec.z_below]
+        n_above = len(spec.z_above)
+        xy = [list(spec.xy)] * len(z) if isinstance(spec.xy, tuple) else [list(p) for p in spec.xy]
+        span, resolution, efficiency = spec.span, spec.resolution, spec.efficiency
+    return DetectorDesign(
+        xy=xy,
+        z=z,
+        n_above=n_above,
+        span=span,
+        resolution=resolution,
+        efficiency=efficiency,
+        bounds=bounds,
+        budget=budget,
+        cost_model=cost_model,
+        trainable=trainable,
+    )
+
+
+def _region(config: RunConfig, scene: Scene) -> DesignBounds:
+    """The configured region, with defaults from the scene: centres within half the scene's
+    size around its footprint, panels up to 1 m above and below it, 2 cm from its faces."""
+    r = config.region
+    x0, x1, y0, y1, z0, z1 = scene.box
+    hx, hy = 0.5 * (x1 - x0), 0.5 * (y1 - y0)
+    return DesignBounds(
+        x=r.x or (x0 - hx, x1 + hx),
+        y=r.y or (y0 - hy, y1 + hy),
+        z_above=r.z_above or (z1 + 0.02, z1 + 1.0),
+        z_below=r.z_below or (z0 - 1.0, z0 - 0.02),
+        span=r.span,
+        resolution=r.resolution,
+        efficiency=r.efficiency,
+    )
+
+
+def build_problem(config: RunConfig) -> Problem:
+    """The :class:`Problem` of a validated configuration; raises :class:`ConfigError` naming the
+    field for what only shows once things are built (a material's composition, the region)."""
+    materials: dict[str, Material] = {}
+    for i, m in enumerate(config.materials):
+        try:
+            materials[m.name] = Material.from_composition(
+                m.name,
+                m.density,
+                m.composition,
+                by=m.by,
+                mean_excitation=None if m.mean_excitation_ev is None else m.mean_excitation_ev * 1e-9,
+            )
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(f"materials[{i}] ({m.name}): {exc}") from None
+    try:
+        scene = Scene(config.scene, materials)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    t = config.task
+    options: dict[str, Any] = {"inference": t.inference}
+    if t.kind == "regression" and t.loss is not None:
+        options["loss"] = t.loss
+    if t.kind == "presence":
+        options.update(false_alarm=t.false_alarm, goal=t.goal, reference=t.reference)
+    task = TASK_KINDS[t.kind](**options)
+    mu = config.muons
+    plane = (
+        scene.generation_plane()
+        if mu.plane == "scene"
+        else GenerationPlane(z=mu.plane.z, x_range=mu.plane.x, y_range=mu.plane.y)
+    )
+    if plane.z <= scene.z_high:
+        raise ConfigError(f"muons.plane: z = {plane.z} m must be above the scene's top ({scene.z_high} m)")
+    source = FluxSource(
+        plane, TabulatedFlux(momentum_range=mu.momentum_range, theta_max=math.radians(mu.theta_max_deg))
+    )
+    try:
+        bounds = _region(config, scene)
+        bounds.check_volume(scene.sample((0,)).volume)
+    except ValueError as exc:
+        raise ConfigError(f"region: {exc}") from None
+    c = config.cost
+    cost_model = AreaCostModel(
+        cost_per_m2=c.per_m2,
+        reference_resolution=c.reference_resolution,
+        reference_efficiency=c.reference_efficiency,
+        resolution_exponent=c.resolution_exponent,
+        per_panel=c.per_panel,
+    )
+    return Problem(
+        name=config.name,
+        scene=scene,
+        task=task,
+        source=source,
+        bounds=bounds,
+        cost_model=cost_model,
+        designs=dict(config.designs),
+        momentum=t.momentum,
+        n_muons=t.muons_per_volume if t.muons_per_volume is not None else muon_count(t.exposure_s or 0.0, source),
+        step_length=t.step_length,
+    )

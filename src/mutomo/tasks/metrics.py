@@ -1,0 +1,144 @@
+"""Evaluation metrics with their statistical errors, alone and paired between two designs.
+
+* Means of per-volume values: the standard error of the mean; a paired difference is the mean
+  of the per-volume differences and its standard error (the same volumes and muons).
+* ROC AUC: the Mann-Whitney statistic (ties count one half) with DeLong's variance, and for
+  two score sets on the same volumes the paired difference with DeLong's covariance
+  (E. R. DeLong, D. M. DeLong, D. L. Clarke-Pearson, Biometrics 44 (1988) 837, eqs. 2-5).
+* Detection efficiency at a false-alarm rate ``alpha``: the threshold lets at most
+  ``floor(alpha * n_negative)`` negative volumes score above it; the efficiency is the fraction
+  of positives above it. Its error comes from a stratified bootstrap over volumes (positives
+  and negatives resampled separately, so the class counts stay fixed), paired by using the same
+  resamples for both designs.
+* Exposure needed to reach a detection efficiency at a false-alarm rate: the efficiency is
+  measured at a ladder of exposures and interpolated linearly in log(exposure) at the first
+  crossing; censored (``inf``) when never reached, the smallest exposure when already reached
+  there. Error by the same bootstrap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 20261129
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A value with its one-standard-deviation statistical error (``nan`` when undefined)."""
+
+    value: float
+    error: float
+
+    def as_list(self) -> list[float | None]:
+        """``[value, error]`` for JSON (``None`` for non-finite numbers, e.g. a censored exposure)."""
+        return [v if math.isfinite(v) else None for v in (self.value, self.error)]
+
+    def __str__(self) -> str:
+        return f"{self.value:.4g} +- {self.error:.2g}"
+
+
+def mean_metric(values: np.ndarray) -> Metric:
+    """Mean of per-volume values with its standard error (finite values only)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return Metric(float("nan"), float("nan"))
+    error = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else float("nan")
+    return Metric(float(v.mean()), error)
+
+
+def _split(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels).astype(bool)
+    if labels.all() or not labels.any():
+        raise ValueError("a presence metric needs volumes with and without the object")
+    scores = np.asarray(scores, dtype=float)
+    return scores[labels], scores[~labels]
+
+
+def _placements(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's structural components: ``V10_i`` = share of negatives below positive ``i``,
+    ``V01_j`` = share of positives above negative ``j`` (ties count one half)."""
+    ns, ps = np.sort(neg), np.sort(pos)
+    below = np.searchsorted(ns, pos, "left")
+    v10 = (below + 0.5 * (np.searchsorted(ns, pos, "right") - below)) / neg.size
+    above = pos.size - np.searchsorted(ps, neg, "right")
+    v01 = (above + 0.5 * (np.searchsorted(ps, neg, "right") - np.searchsorted(ps, neg, "left"))) / pos.size
+    return v10, v01
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> Metric:
+    """Area under the ROC curve of ``scores`` (higher = object present) with DeLong's error.
+
+    Example:
+        >>> roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])).value
+        0.75
+    """
+    pos, neg = _split(scores, labels)
+    v10, v01 = _placements(pos, neg)
+    var = (v10.var(ddof=1) / pos.size if pos.size > 1 else 0.0) + (v01.var(ddof=1) / neg.size if neg.size > 1 else 0.0)
+    return Metric(float(v10.mean()), math.sqrt(var))
+
+
+def paired_auc_difference(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray) -> Metric:
+    """AUC(a) - AUC(b) on the same volumes, with DeLong's paired error."""
+    pa, na = _split(scores_a, labels)
+    pb, nb = _split(scores_b, labels)
+    a10, a01 = _placements(pa, na)
+    b10, b01 = _placements(pb, nb)
+    d10, d01 = a10 - b10, a01 - b01
+    var = (d10.var(ddof=1) / d10.size if d10.size > 1 else 0.0) + (d01.var(ddof=1) / d01.size if d01.size > 1 else 0.0)
+    return Metric(float(a10.mean() - b10.mean()), math.sqrt(var))
+
+
+def efficiency_at_false_alarm(scores: np.ndarray, labels: np.ndarray, false_alarm: float = 0.01) -> float:
+    """Fraction of positives above the threshold that at most ``floor(false_alarm * n_neg)``
+    negatives exceed.
+
+    Example:
+        >>> efficiency_at_false_alarm(np.array([1.0, 2.0, 3.0, 2.5, 0.5]), np.array([0, 0, 0, 1, 1]), 0.0)
+        0.0
+    """
+    if not 0 <= false_alarm < 1:
+        raise ValueError(f"false_alarm must be in [0, 1); got {false_alarm}")
+    pos, neg = _split(scores, labels)
+    k = math.floor(false_alarm * neg.size + 1e-9)
+    threshold = np.sort(neg)[::-1][min(k, neg.size - 1)]
+    return float((pos > threshold).mean())
+
+
+def exposure_to_reach(efficiencies: Mapping[float, float], goal: float = 0.95) -> float:
+    """Exposure at which the efficiency first reaches ``goal``, interpolated in log(exposure)
+    between the ladder's points; ``inf`` if never, the smallest exposure if already there."""
+    points = sorted(efficiencies.items())
+    if points[0][1] >= goal:
+        return points[0][0]
+    for (t0, e0), (t1, e1) in zip(points, points[1:], strict=False):
+        if e1 >= goal:
+            frac = (goal - e0) / (e1 - e0)
+            return float(math.exp(math.log(t0) + frac * (math.log(t1) - math.log(t0))))
+    return float("inf")
+
+
+def _resamples(labels: np.ndarray, n: int = BOOTSTRAP_RESAMPLES) -> list[np.ndarray]:
+    """Stratified bootstrap resamples (index arrays) of the volumes, fixed seed."""
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    labels = np.asarray(labels).astype(bool)
+    pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)
+    return [np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)]) for _ in range(n)]
+
+
+def bootstrap_metric(statistic: Callable[[np.ndarray], float], labels: np.ndarray) -> Metric:
+    """``statistic(all volumes)`` with the standard deviation of ``statistic(resample)`` over
+    stratified bootstrap resamples (non-finite resample values, e.g. censored exposures, are
+    left out of the spread; ``nan`` if fewer than two remain)."""
+    value = statistic(np.arange(len(labels)))
+    draws = np.array([statistic(idx) for idx in _resamples(labels)])
+    finite = draws[np.isfinite(draws)]
+    error = float(finite.std(ddof=1)) if finite.size > 1 else float("nan")
+    return Metric(float(value), error)

@@ -1,0 +1,224 @@
+"""Presence: is a target object in the volume?
+
+The per-volume score is a smooth maximum over voxels of a z-score of the voxel map:
+
+* ``reference = "clean"`` (default): each voxel against its own mean and standard deviation over
+  *clean reference volumes* (drawn without any target object and seen by the same detector with
+  the same exposure): what an operator does by scanning known-clean cargo. It removes the
+  voxel-to-voxel structure every method has (edges, depth, acceptance), which otherwise looks
+  like evidence. In evaluation the reference volumes are the calibration volumes; in training,
+  the batch's own volumes without the object (leave-one-out for those).
+* ``"volume"``: robust z-scores against the median and MAD of the volume's own measured voxels
+  (:func:`mutomo.inference.tasks.presence_score`); ``"layer"``: the same per horizontal layer.
+  No reference volumes needed.
+
+Metrics: ROC AUC; detection efficiency at a false-alarm rate (1 % by default) at the task's
+exposure; and the exposure needed to reach a detection efficiency (95 % by default) at that
+false-alarm rate, from the exposure ladder of the evaluation (see :mod:`mutomo.tasks.metrics`).
+
+Training loss, threshold-free: one minus a smooth AUC over every (with, without) pair of the
+batch, ``mean sigmoid((s_without - s_with) / (T sigma_w))`` with ``sigma_w`` the pooled
+within-class standard deviation of the scores (so the loss does not change when every score is
+scaled) and ``T = 1``. A perfectly separated batch still has a loss that falls as the classes
+move apart relative to their spread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mutomo.inference.tasks import presence_score
+from mutomo.reco.maps import ScatterData
+from mutomo.scenes.scene import VolumeSample
+from mutomo.tasks.base import VOXEL_METHODS, Observations, TaskKind
+from mutomo.tasks.metrics import (
+    Metric,
+    bootstrap_metric,
+    efficiency_at_false_alarm,
+    exposure_to_reach,
+    paired_auc_difference,
+    roc_auc,
+)
+
+REFERENCES = ("clean", "volume", "layer")
+#: Floor of a voxel's reference standard deviation, as a fraction of the median over voxels:
+#: a voxel that happens to vary little across a few reference volumes must not dominate.
+SIGMA_FLOOR = 0.25
+
+
+def soft_auc_loss(scores: Tensor, labels: Tensor, temperature: float = 1.0) -> Tensor:
+    """``mean over (with, without) pairs of sigmoid((s_without - s_with) / (T sigma_w))``.
+
+    Returns 0.5 (no information) with zero gradient if the batch lacks a class.
+    """
+    pos, neg = scores[labels > 0.5], scores[labels <= 0.5]
+    if pos.numel() == 0 or neg.numel() == 0:
+        return 0.5 + 0.0 * scores.sum()
+    spread = torch.sqrt(0.5 * (pos.var(unbiased=False) + neg.var(unbiased=False)) + 1e-12)
+    return torch.sigmoid((neg[None, :] - pos[:, None]) / (temperature * spread)).mean()
+
+
+def smooth_max(z: Tensor, temperature: float = 1.0) -> Tensor:
+    """``T log mean exp(z / T)`` over the last axis."""
+    n = z.shape[-1]
+    return temperature * (torch.logsumexp(z / temperature, -1) - math.log(n))
+
+
+def _z_against(maps: Tensor, mean: Tensor, var: Tensor) -> Tensor:
+    """Per-voxel z-scores of ``maps (..., voxel)`` against a reference mean and variance."""
+    # The floor is set without gradient and the variance clamped to it before the square root:
+    # a voxel no reference measured (variance 0) then has a finite z and a zero gradient, instead
+    # of sqrt's infinite slope at 0.
+    with torch.no_grad():
+        typical = var.clamp(min=0.0).sqrt().median(-1, keepdim=True).values
+        tiny = 1e-6 * mean.abs().amax(-1, keepdim=True) + 1e-30
+        floor = torch.maximum(SIGMA_FLOOR * typical, tiny)
+    return (maps - mean) / torch.sqrt(torch.maximum(var, floor**2))
+
+
+def reference_scores(maps: Tensor, reference: Tensor) -> Tensor:
+    """Presence scores ``(volume,)`` of voxel maps ``(volume, voxel)`` against the per-voxel mean
+    and standard deviation of clean reference maps ``(reference, voxel)``."""
+    if reference.shape[0] < 2:
+        raise ValueError("presence with clean references needs at least 2 reference volumes")
+    mean = reference.mean(0)
+    var = reference.var(0, unbiased=True)
+    return smooth_max(_z_against(maps, mean, var))
+
+
+def batch_reference_scores(maps: Tensor, labels: Tensor) -> Tensor:
+    """Scores of a training batch, its volumes without the object as the reference; each of
+    those is left out of its own reference. Needs at least 3 volumes without the object."""
+    clean = labels <= 0.5
+    n = int(clean.sum())
+    if n < 3:
+        raise ValueError("a presence batch with clean references needs at least 3 volumes without the object")
+    ref = maps[clean]
+    s1, s2 = ref.sum(0), (ref**2).sum(0)
+    mean_all = s1 / n
+    var_all = (s2 - n * mean_all**2) / (n - 1)
+    # Leave-one-out moments for a clean volume: remove its own map from the sums.
+    mean_loo = (s1 - maps) / (n - 1)
+    var_loo = (s2 - maps**2 - (n - 1) * mean_loo**2) / (n - 2)
+    mean = torch.where(clean[:, None], mean_loo, mean_all)
+    var = torch.where(clean[:, None], var_loo, var_all)
+    return smooth_max(_z_against(maps, mean, var))
+
+
+class Presence(TaskKind):
+    """Presence of a target object (see the module docstring).
+
+    Args:
+        inference: a voxel method name (``VOXEL_METHODS``).
+        false_alarm: false-alarm rate of the detection-efficiency metrics.
+        goal: detection efficiency whose exposure is reported.
+        reference: ``"clean"``, ``"volume"`` or ``"layer"`` (module docstring).
+    """
+
+    kind = "presence"
+    observables = ("score",)
+    inferences = tuple(VOXEL_METHODS)
+    higher_is_better: ClassVar[dict[str, bool]] = {
+        "auc": True,
+        "efficiency_at_false_alarm": True,
+        "exposure_to_goal_s": False,
+        "exposure_ratio": False,
+    }
+
+    def __init__(
+        self, inference: str = "asr", false_alarm: float = 0.01, goal: float = 0.95, reference: str = "clean"
+    ) -> None:
+        super().__init__(inference)
+        if not 0 < false_alarm < 1 or not 0 < goal < 1:
+            raise ValueError(f"false_alarm and goal must be in (0, 1); got {false_alarm}, {goal}")
+        if reference not in REFERENCES:
+            raise ValueError(f"presence reference must be one of {list(REFERENCES)}; got {reference!r}")
+        self.method = VOXEL_METHODS[inference]()
+        self.false_alarm, self.goal, self.reference = false_alarm, goal, reference
+        # Clean references in a balanced batch: at least 3 volumes without the object.
+        self.min_batch = 6 if reference == "clean" else 2
+
+    @property
+    def needs_calibration(self) -> bool:  # type: ignore[override]
+        """Clean reference volumes are the calibration volumes."""
+        return self.reference == "clean"
+
+    def output(self, data: ScatterData, sample: VolumeSample) -> Tensor:
+        """The voxel map's scores (``(voxel,)``, 0 where unmeasured) with clean references;
+        otherwise the ``(1,)`` presence score."""
+        vmap = self.method(data, sample.volume)
+        if self.reference == "clean":
+            return vmap.score.reshape(-1)
+        if int(vmap.measured.sum()) < 3:  # too few measured voxels: no evidence either way
+            return vmap.score.sum()[None] * 0.0
+        return presence_score(vmap, per_layer=self.reference == "layer")[None]
+
+    def truth(self, sample: VolumeSample) -> float:
+        return float(sample.present)
+
+    def loss(self, outputs: Tensor, truths: Tensor) -> Tensor:
+        labels = truths.to(outputs)
+        scores = batch_reference_scores(outputs, labels) if self.reference == "clean" else outputs[:, 0]
+        return soft_auc_loss(scores, labels)
+
+    # ------------------------------------------------------------------ evaluation
+    def scores(
+        self, test: Observations, calibration: Observations | None
+    ) -> tuple[np.ndarray, dict[float, np.ndarray]]:
+        """Per-volume presence scores at the task's exposure and along the exposure ladder."""
+        if self.reference != "clean":
+            return test.outputs[:, 0], {t: v[:, 0] for t, v in test.ladder.items()}
+        if calibration is None:
+            raise ValueError("presence with clean references needs the calibration (reference) volumes")
+
+        def score(maps: np.ndarray, reference: np.ndarray) -> np.ndarray:
+            return reference_scores(torch.from_numpy(maps), torch.from_numpy(reference)).numpy()
+
+        base = score(test.outputs, calibration.outputs)
+        return base, {t: score(v, calibration.ladder[t]) for t, v in test.ladder.items()}
+
+    def _efficiency(self, scores: np.ndarray, labels: np.ndarray) -> Callable[[np.ndarray], float]:
+        return lambda idx: efficiency_at_false_alarm(scores[idx], labels[idx], self.false_alarm)
+
+    def _exposure(self, ladder: dict[float, np.ndarray], labels: np.ndarray) -> Callable[[np.ndarray], float]:
+        def statistic(idx: np.ndarray) -> float:
+            effs = {t: efficiency_at_false_alarm(s[idx], labels[idx], self.false_alarm) for t, s in ladder.items()}
+            return exposure_to_reach(effs, self.goal)
+
+        return statistic
+
+    def metrics(self, test: Observations, calibration: Observations | None = None) -> dict[str, Metric]:
+        scores, ladder = self.scores(test, calibration)
+        labels = test.truths.astype(bool)
+        out = {
+            "auc": roc_auc(scores, labels),
+            "efficiency_at_false_alarm": bootstrap_metric(self._efficiency(scores, labels), labels),
+        }
+        if ladder:
+            out["exposure_to_goal_s"] = bootstrap_metric(self._exposure(ladder, labels), labels)
+        return out
+
+    def paired(
+        self,
+        a: Observations,
+        b: Observations,
+        calibration_a: Observations | None = None,
+        calibration_b: Observations | None = None,
+    ) -> dict[str, Metric]:
+        labels = a.truths.astype(bool)
+        (sa, la), (sb, lb) = self.scores(a, calibration_a), self.scores(b, calibration_b)
+        ea, eb = self._efficiency(sa, labels), self._efficiency(sb, labels)
+        out = {
+            "auc": paired_auc_difference(sa, sb, labels),
+            "efficiency_at_false_alarm": bootstrap_metric(lambda idx: ea(idx) - eb(idx), labels),
+        }
+        if la and lb:
+            ta, tb = self._exposure(la, labels), self._exposure(lb, labels)
+            out["exposure_ratio"] = bootstrap_metric(lambda idx: ta(idx) / tb(idx), labels)
+        return out
