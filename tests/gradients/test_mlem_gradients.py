@@ -87,26 +87,26 @@ def test_gradcheck_em_step_and_log_likelihood_in_everything_they_read():
     is ~1e-6), the noise as a symmetric matrix."""
     problem = small_problem()
     rho = torch.tensor([3.0, 40.0], dtype=D, requires_grad=True)
-    units = {"deflection": 1e-2, "noise": 1e-6, "weights": 1e-6}
+    units = {"deflection": 1e-2, "noise": 1e-6, "scaled_w": 1e-6}
     deflection = (problem.deflection / units["deflection"]).requires_grad_()
     noise_half = (problem.noise / (2 * units["noise"])).requires_grad_()
-    weights = (problem.weights / units["weights"]).requires_grad_()
+    scaled_w = (problem.scaled_w / units["scaled_w"]).requires_grad_()
     weight = problem.weight.clone().requires_grad_()
 
-    def f(rho, deflection, noise_half, weights, weight):
+    def f(rho, deflection, noise_half, scaled_w, weight):
         p = replace(
             problem,
             deflection=deflection * units["deflection"],
             noise=(noise_half + noise_half.transpose(-1, -2)) * units["noise"],
-            weights=weights * units["weights"],
+            scaled_w=scaled_w * units["scaled_w"],
             weight=weight,
         )
         return em_update(rho, p), log_likelihood(rho, p)
 
-    assert gradcheck(f, (rho, deflection, noise_half, weights, weight))
+    assert gradcheck(f, (rho, deflection, noise_half, scaled_w, weight))
 
 
-def lead_in_water_mlem(resolution: float, z_top: float, iterations: int = 5):
+def lead_in_water_mlem(resolution: float, z_top: float, iterations: int = 5, checkpoint: bool = True):
     """A lead block in water seen by 3 + 3 panels, the top one's resolution and centre trainable;
     fixed draws, float64; the ML/EM map and the detector."""
     volume = PassiveVolume.uniform("water", (1.0, 1.0, 0.4), 0.1, z_low=0.4, dtype=D).with_box(
@@ -122,11 +122,11 @@ def lead_in_water_mlem(resolution: float, z_top: float, iterations: int = 5):
     source = FluxSource(GenerationPlane(1.3, (-0.1, 1.1), (-0.1, 1.1)), TabulatedFlux(momentum_range=(0.5, 50.0)))
     r = simulate(det, volume, source, 3000, torch.Generator().manual_seed(9))
     data = measure(r.hits_above, r.hits_below, volume, r.muons_in.momentum, r.muons_in.weight)
-    return MaximumLikelihoodEM(iterations=iterations, min_path=0.2)(data, volume), det
+    return MaximumLikelihoodEM(iterations=iterations, min_path=0.2, checkpoint=checkpoint)(data, volume), det
 
 
-def quantity(resolution: float, z_top: float):
-    vmap, det = lead_in_water_mlem(resolution, z_top)
+def quantity(resolution: float, z_top: float, checkpoint: bool = True):
+    vmap, det = lead_in_water_mlem(resolution, z_top, checkpoint=checkpoint)
     centre = vmap.score[3:7, 3:7, 1:3].sum()
     return centre / vmap.score.sum(), det
 
@@ -153,3 +153,8 @@ def test_unrolled_mlem_gradient_matches_finite_differences():
     for p in det.parameters():
         assert p.grad is not None and bool(torch.isfinite(p.grad).all())
     assert math.isfinite(float(value.detach()))
+    # Recomputing the iterations in the backward pass (the default) changes nothing.
+    stored, det_stored = quantity(2e-3, 1.1, checkpoint=False)
+    stored.backward()
+    for p, q in zip(det.parameters(), det_stored.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-12, atol=0)

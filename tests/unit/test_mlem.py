@@ -304,7 +304,7 @@ def test_one_voxel_with_measurement_error_converges_to_the_ml_estimate_and_never
     assert bool((history.diff() >= -1e-9 * history.abs()[1:]).all()), history
     assert float(history[-1] - history[0]) > 1000.0  # it did move, from 7 x the true density
     problem = method.problem(t.data, t.volume)
-    w = problem.weights.reshape(-1, 3)[:, [0, 1, 1, 2]].reshape(-1, 2, 2).numpy()
+    w = problem.scaled_w.T[:, [0, 1, 1, 2]].reshape(-1, 2, 2).numpy()
     noise, data = problem.noise.numpy(), problem.deflection.reshape(-1, 4).numpy()
     rho_ml = minimize_scalar(
         lambda x: -numpy_log_likelihood(x, w, noise, data),
@@ -492,19 +492,27 @@ def test_initial_map_tensor_is_accepted_and_path_lengths_refuse_bad_shapes():
         path_lengths(torch.zeros(3, 1, 3, dtype=D), t.volume)
 
 
-def test_float32_stays_float32():
+def test_float32_stays_float32_and_gradients_are_finite_next_to_unmeasured_voxels():
     t = toy(500, [(0.5, 0.3608)], seed=10, track_sigma=(1e-4, 1e-3))
     t_in, t_out = (
         Tracks(**{k: (v.float() if isinstance(v, torch.Tensor) else v) for k, v in tr.__dict__.items()})
         for tr in (t.data.incoming, t.data.outgoing)
     )
+    slope = t_in.slope.clone().requires_grad_()
+    t_in = Tracks(**{**t_in.__dict__, "slope": slope})
     scatters = compute_scatters(t_in, t_out, 0.65, covariance=False)
     d32 = ScatterData(t_in, t_out, scatters, t.data.momentum.float(), t.data.weight.float())
     vol32 = PassiveVolume.uniform("water", (1.0, 1.0, 0.5), (1.0, 1.0, 0.5), z_low=Z_LOW)
     r32 = MaximumLikelihoodEM(iterations=5).reconstruct(d32, vol32)
     r64 = MaximumLikelihoodEM(iterations=5).reconstruct(t.data, t.volume)
     assert r32.x0.dtype == torch.float32 and r32.uncertainty.dtype == torch.float32
-    assert float(r32.x0) == pytest.approx(float(r64.x0), rel=1e-4)
+    assert float(r32.x0.detach()) == pytest.approx(float(r64.x0), rel=1e-4)
+    # A grid with a voxel no muon crosses (x in [1, 2]): unmeasured, and no NaN in the gradient.
+    wide = PassiveVolume.uniform("water", (2.0, 1.0, 0.5), (1.0, 1.0, 0.5), z_low=Z_LOW)
+    vmap = MaximumLikelihoodEM(iterations=5, min_path=0.0)(d32, wide)
+    assert vmap.measured.reshape(-1).tolist() == [True, False]
+    (vmap.score.sum() + vmap.uncertainty.sum() + vmap.x0.sum()).backward()
+    assert slope.grad is not None and bool(torch.isfinite(slope.grad).all()) and bool(slope.grad.abs().sum() > 0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -106,6 +106,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor
 
 from mutomo.materials import get_material
@@ -149,10 +150,10 @@ class PathLengths:
     n_voxels: int
 
     def weight_matrices(self) -> Tensor:
-        """``(E, 3)`` the distinct entries ``(W_00, W_01, W_11)`` of each ``W_ij`` (module
+        """``(3, E)`` the distinct entries ``(W_00, W_01, W_11)`` of each ``W_ij`` (module
         docstring): ``L``, ``L^2 / 2 + L T`` (m^2) and ``L^3 / 3 + L^2 T + L T^2`` (m^3)."""
         L, T = self.length, self.tail
-        return torch.stack([L, L * (0.5 * L + T), L * (L * L / 3 + L * T + T * T)], -1)
+        return torch.stack([L, L * (0.5 * L + T), L * (L * L / 3 + L * T + T * T)])
 
     def to_sparse(self) -> Tensor:
         """The path lengths as a coalesced sparse COO ``(n_muons, n_voxels)`` matrix (m)."""
@@ -213,12 +214,16 @@ def path_lengths(vertices: Tensor, volume: PassiveVolume) -> PathLengths:
     seg_length = torch.where(positive, torch.sqrt(torch.where(positive, sq, torch.ones_like(sq))), 0.0)
     length = (s1 - s0) * seg_length[..., None]
     with torch.no_grad():
-        mid = start[..., None, :] + delta[..., None, :] * (0.5 * (s0 + s1))[..., None]
-        index = torch.floor((mid - origin) / size).long()
-        bounds = torch.tensor(shape, device=device)
-        inside = ((index >= 0) & (index < bounds)).all(-1)
-        keep = (inside & (length > 0)).reshape(mu, n_pieces)
-        flat = ((index[..., 0] * shape[1] + index[..., 1]) * shape[2] + index[..., 2]).reshape(mu, n_pieces)
+        # The voxel of each piece's midpoint, axis by axis (no (mu, S, K, 3) temporaries).
+        mid = 0.5 * (s0 + s1)
+        keep = length > 0
+        flat = torch.zeros_like(mid, dtype=torch.long)
+        for axis in range(3):
+            coord = start[..., axis, None] + delta[..., axis, None] * mid
+            index = torch.floor((coord - origin[axis]) / size[axis])
+            keep &= (index >= 0) & (index < shape[axis])
+            flat = flat * shape[axis] + index.clamp(0, shape[axis] - 1).long()
+        keep, flat = keep.reshape(mu, n_pieces), flat.reshape(mu, n_pieces)
     length = length.reshape(mu, n_pieces)  # in path order
     travelled = torch.cumsum(length * keep, -1)
     tail = travelled[:, -1:] - travelled  # length still to go after each piece
@@ -335,7 +340,7 @@ class EMProblem:
 
     Attributes:
         paths: the sparse path lengths (voxel indices offset by batch entry).
-        weights: ``(E, 3)`` ``c_i (W_00, W_01, W_11)`` of each entry (rad^2 m^-1 units: times
+        scaled_w: ``(3, E)`` ``c_i (W_00, W_01, W_11)`` of each entry (rad^2 m^-1 units: times
             ``rho`` in m^-1 they are covariances).
         deflection: ``(mu, 2, 2)`` data ``D_i`` (see :class:`TransverseScatters`).
         noise: ``(mu, 4, 4)`` measurement covariance ``E_i``.
@@ -347,7 +352,7 @@ class EMProblem:
     """
 
     paths: PathLengths
-    weights: Tensor
+    scaled_w: Tensor
     deflection: Tensor
     noise: Tensor
     scale: Tensor
@@ -361,44 +366,109 @@ class EMProblem:
         return self.grid_shape[:-3]
 
 
-def _inverse2(m: Tensor) -> tuple[Tensor, Tensor]:
-    """Inverse and determinant of ``(..., 2, 2)`` matrices, elementwise."""
-    a, b, c, d = m[..., 0, 0], m[..., 0, 1], m[..., 1, 0], m[..., 1, 1]
-    det = a * d - b * c
-    inv = torch.stack([d, -b, -c, a], -1).reshape(m.shape) / det[..., None, None]
-    return inv, det
+# 2 x 2 matrices as their four entries (m00, m01, m10, m11), each ``(mu,)``: the per-muon
+# algebra below is elementwise, several times faster than batched (mu, 2, 2) matmuls on a CPU.
+M2 = tuple[Tensor, Tensor, Tensor, Tensor]
+
+
+def _mul(a: M2, b: M2) -> M2:
+    return (
+        a[0] * b[0] + a[1] * b[2],
+        a[0] * b[1] + a[1] * b[3],
+        a[2] * b[0] + a[3] * b[2],
+        a[2] * b[1] + a[3] * b[3],
+    )
+
+
+def _sub(a: M2, b: M2) -> M2:
+    return a[0] - b[0], a[1] - b[1], a[2] - b[2], a[3] - b[3]
+
+
+def _transpose(a: M2) -> M2:
+    return a[0], a[2], a[1], a[3]
+
+
+def _inverse(a: M2) -> tuple[M2, Tensor]:
+    det = a[0] * a[3] - a[1] * a[2]
+    inv = 1 / det
+    return (a[3] * inv, -a[1] * inv, -a[2] * inv, a[0] * inv), det
+
+
+def _apply(a: M2, x: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    return a[0] * x[0] + a[1] * x[1], a[2] * x[0] + a[3] * x[1]
 
 
 @dataclass(frozen=True)
 class _Moments:
-    """Per-muon quantities at the current density: blocks of ``Sigma^-1``, ``q = Sigma^-1 D``,
-    ``ln det Sigma``."""
+    """Per-muon quantities at the current density, each ``(mu, ...)``.
 
-    blocks: Tensor  # (mu, 2, 2, 2, 2): [k, a, l, b]
-    q: Tensor  # (mu, 2, 2): [k, a]
-    log_det: Tensor  # (mu,)
+    Attributes:
+        r: ``(3, mu)`` the entries ``(R_00, 2 R_01, R_11)`` of ``R = sum_k (q_k q_k^T - A_kk)``
+            (``A = Sigma^-1``, ``q = A D``, ``k`` over the transverse directions), so that
+            ``tr(R W) = r . (W_00, W_01, W_11)`` for a symmetric ``W``.
+        quadratic: ``(mu,)`` ``D^T Sigma^-1 D``.
+        log_det: ``(mu,)`` ``ln det Sigma``.
+        inverse: the blocks ``(A_uu, A_uv, A_vv)`` of ``Sigma^-1``.
+    """
+
+    r: Tensor
+    quadratic: Tensor
+    log_det: Tensor
+    inverse: tuple[M2, M2, M2]
+
+    def blocks(self) -> Tensor:
+        """``(mu, 2, 2, 2, 2)`` ``Sigma^-1`` indexed ``[k, a, l, b]``."""
+        a_uu, a_uv, a_vv = self.inverse
+
+        def mat(m: M2) -> Tensor:
+            return torch.stack(m, -1).reshape(-1, 2, 2)
+
+        # Stacking (mu, a, b) blocks along dim 2 gives (mu, a, l, b), then along dim 1 the k.
+        rows = [[mat(a_uu), mat(a_uv)], [mat(_transpose(a_uv)), mat(a_vv)]]
+        return torch.stack([torch.stack(row, 2) for row in rows], 1)
 
 
 def _moments(inverse_x0: Tensor, problem: EMProblem) -> _Moments:
-    """``Sigma_i^-1`` by 2 x 2 block inversion (Schur complement), ``q_i`` and ``ln det Sigma_i``."""
+    """``Sigma_i = c_i sum_j rho_j (I_2 (x) W_ij) + E_i`` inverted by 2 x 2 blocks (Schur
+    complement), with ``q_i = Sigma_i^-1 D_i``, the quadratic form and ``ln det Sigma_i``."""
     paths = problem.paths
     mu = problem.deflection.shape[0]
-    contrib = problem.weights * inverse_x0.index_select(0, paths.voxel)[:, None]  # (E, 3)
-    s = torch.zeros(mu, 3, dtype=contrib.dtype, device=contrib.device).index_add(0, paths.muon, contrib)
-    scatter = torch.stack([s[:, 0], s[:, 1], s[:, 1], s[:, 2]], -1).reshape(mu, 2, 2)
-    noise = problem.noise.reshape(mu, 2, 2, 2, 2)  # [k, a, l, b]
-    p_blk = scatter + noise[:, 0, :, 0, :]
-    q_blk = noise[:, 0, :, 1, :]
-    r_blk = scatter + noise[:, 1, :, 1, :]
-    p_inv, p_det = _inverse2(p_blk)
-    p_inv_q = p_inv @ q_blk
-    schur_inv, schur_det = _inverse2(r_blk - q_blk.transpose(-1, -2) @ p_inv_q)
-    a_uv = -p_inv_q @ schur_inv
-    a_uu = p_inv - a_uv @ p_inv_q.transpose(-1, -2)
-    # (mu, k, a, l, b): stacking (mu, a, b) blocks along dim 2 gives (mu, a, l, b), then along dim 1 the k.
-    blocks = torch.stack([torch.stack([a_uu, a_uv], 2), torch.stack([a_uv.transpose(-1, -2), schur_inv], 2)], 1)
-    q = torch.einsum("ikalb,ilb->ika", blocks, problem.deflection)
-    return _Moments(blocks=blocks, q=q, log_det=torch.log(p_det) + torch.log(schur_det))
+    # Everything per muon is a contiguous (mu,) row: gathers and scatters of strided or 2-D
+    # tensors are several times slower on a CPU, in the forward and in the backward pass.
+    rho = inverse_x0.index_select(0, paths.voxel)
+    zero = torch.zeros(mu, dtype=rho.dtype, device=rho.device)
+    s0, s1, s2 = (zero.index_add(0, paths.muon, w * rho) for w in problem.scaled_w)
+    n = problem.noise.reshape(mu, 16).T.contiguous()  # n[4 r + c]: row r = 2 k + a, column c = 2 l + b
+    d = problem.deflection.reshape(mu, 4).T.contiguous()
+    p_blk: M2 = (s0 + n[0], s1 + n[1], s1 + n[4], s2 + n[5])
+    q_blk: M2 = (n[2], n[3], n[6], n[7])
+    r_blk: M2 = (s0 + n[10], s1 + n[11], s1 + n[14], s2 + n[15])
+    p_inv, p_det = _inverse(p_blk)
+    x = _mul(p_inv, q_blk)
+    cross = _mul(_transpose(q_blk), x)
+    a_vv, schur_det = _inverse(_sub(r_blk, cross))
+    x_s = _mul(x, a_vv)
+    a_uv: M2 = (-x_s[0], -x_s[1], -x_s[2], -x_s[3])  # -P^-1 Q S^-1
+    a_uu = _sub(p_inv, _mul(a_uv, _transpose(x)))
+    d_u, d_v = (d[0], d[1]), (d[2], d[3])
+    au_du, auv_dv = _apply(a_uu, d_u), _apply(a_uv, d_v)
+    avu_du, av_dv = _apply(_transpose(a_uv), d_u), _apply(a_vv, d_v)
+    qu = (au_du[0] + auv_dv[0], au_du[1] + auv_dv[1])
+    qv = (avu_du[0] + av_dv[0], avu_du[1] + av_dv[1])
+    r = torch.stack(
+        [
+            qu[0] * qu[0] + qv[0] * qv[0] - a_uu[0] - a_vv[0],
+            2 * (qu[0] * qu[1] + qv[0] * qv[1] - a_uu[1] - a_vv[1]),
+            qu[1] * qu[1] + qv[1] * qv[1] - a_uu[3] - a_vv[3],
+        ]
+    )
+    quadratic = qu[0] * d_u[0] + qu[1] * d_u[1] + qv[0] * d_v[0] + qv[1] * d_v[1]
+    return _Moments(
+        r=r,
+        quadratic=quadratic,
+        log_det=torch.log(p_det) + torch.log(schur_det),
+        inverse=(a_uu, a_uv, a_vv),
+    )
 
 
 def em_update(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
@@ -409,11 +479,9 @@ def em_update(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
 
 
 def _em_step(inverse_x0: Tensor, problem: EMProblem, m: _Moments) -> Tensor:
-    # R_i = Q_i - P_i contracted over the two transverse directions: (mu, 2, 2) [a, b].
-    r = torch.einsum("ika,ikb->iab", m.q, m.q) - torch.einsum("ikakb->iab", m.blocks)
-    r3 = torch.stack([r[:, 0, 0], 2 * r[:, 0, 1], r[:, 1, 1]], -1)  # W symmetric: off-diagonal twice
     paths = problem.paths
-    per_entry = (r3.index_select(0, paths.muon) * problem.weights).sum(-1)  # tr(R W'_ij)
+    r0, r1, r2 = (r.index_select(0, paths.muon) for r in m.r)
+    per_entry = r0 * problem.scaled_w[0] + r1 * problem.scaled_w[1] + r2 * problem.scaled_w[2]  # tr((Q - P) W')
     w = problem.weight.index_select(0, paths.muon)
     total = torch.zeros_like(inverse_x0).index_add(0, paths.voxel, w * per_entry)
     crossed = problem.count > 0
@@ -430,8 +498,7 @@ def log_likelihood(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
 
 
 def _log_likelihood(problem: EMProblem, m: _Moments) -> Tensor:
-    quadratic = (m.q * problem.deflection).sum((-1, -2))
-    per_muon = problem.weight * (-0.5 * m.log_det - 0.5 * quadratic - 2 * LOG_2PI)
+    per_muon = problem.weight * (-0.5 * m.log_det - 0.5 * m.quadratic - 2 * LOG_2PI)
     if problem.batch is None:
         return per_muon.sum()
     n_batch = math.prod(problem.batch_shape)
@@ -446,9 +513,10 @@ def fisher_diagonal(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
     dtype, device = inverse_x0.dtype, inverse_x0.device
     basis = torch.tensor([[[1, 0], [0, 0]], [[0, 1], [1, 0]], [[0, 0], [0, 1]]], dtype=dtype, device=device)
     # F[i, m, n] = sum_{k, l} tr(A_kl E_m A_lk E_n): tr(A W A W) = w^T F w for W = sum_m w_m E_m.
-    f = torch.einsum("ikalb,mbc,ilckd,nda->imn", m.blocks, basis, m.blocks, basis)
+    blocks = m.blocks()
+    f = torch.einsum("ikalb,mbc,ilckd,nda->imn", blocks, basis, blocks, basis)
     paths = problem.paths
-    w3 = problem.weights
+    w3 = problem.scaled_w.T
     per_entry = torch.einsum("em,emn,en->e", w3, f.index_select(0, paths.muon), w3)
     w = problem.weight.index_select(0, paths.muon)
     return 0.5 * torch.zeros_like(inverse_x0).index_add(0, paths.voxel, w * per_entry)
@@ -467,7 +535,7 @@ class MLEMResult:
             corrected if the method's ``log_term``; 0 where unmeasured.
         uncertainty: one standard deviation of ``x0`` (m) from the Fisher information
             (conditional on the other voxels); 0 where unmeasured.
-        measured: bool, voxels with at least ``min_path`` of weighted path.
+        measured: bool, voxels crossed by at least ``min_path`` (and more than 0) of weighted path.
         weight: muon weight that crossed each voxel.
         path: weighted path length through each voxel (m).
         log_likelihood: ``(iterations + 1, *batch)`` the log-likelihood before each iteration
@@ -503,6 +571,10 @@ class MaximumLikelihoodEM:
         log_term: correct the reported X0 for Highland's log term (module docstring).
         nominal_momentum: ``p0`` (GeV/c) of the scattering density ``lambda`` reported in
             :attr:`MLEMResult.density` (S07: 3 GeV/c); it does not change X0.
+        checkpoint: when a gradient is being recorded, recompute each iteration in the backward
+            pass instead of storing its intermediate tensors: the memory of one iteration instead
+            of all of them, for one more forward pass per iteration (which is ~1/6 of the
+            backward's cost; benchmarks/README.md).
 
     Example:
         >>> method = MaximumLikelihoodEM(iterations=10)
@@ -522,6 +594,7 @@ class MaximumLikelihoodEM:
         measurement_error: bool = True,
         log_term: bool = True,
         nominal_momentum: float = NOMINAL_MOMENTUM,
+        checkpoint: bool = True,
     ) -> None:
         for name, value in (("iterations", iterations), ("uniform_iterations", uniform_iterations)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -547,6 +620,7 @@ class MaximumLikelihoodEM:
         self.measurement_error = measurement_error
         self.log_term = log_term
         self.nominal_momentum = nominal_momentum
+        self.checkpoint = checkpoint
 
     def __call__(self, data: ScatterData, volume: PassiveVolume) -> VoxelMap:
         """Reconstruct; the score is ``1 / X0`` (m^-1). Maps are ``(*batch, nx, ny, nz)``."""
@@ -588,7 +662,7 @@ class MaximumLikelihoodEM:
         count = torch.zeros(paths.n_voxels, dtype=weight.dtype, device=weight.device).index_add(0, paths.voxel, w_muon)
         return EMProblem(
             paths=paths,
-            weights=paths.weight_matrices() * scale.index_select(0, paths.muon)[:, None],
+            scaled_w=paths.weight_matrices() * scale.index_select(0, paths.muon),
             deflection=obs.deflection,
             noise=obs.noise,
             scale=scale,
@@ -609,12 +683,12 @@ class MaximumLikelihoodEM:
         n_batch = math.prod(problem.batch_shape)
         n_mu = problem.weight.shape[0]
         muon = torch.arange(n_mu, device=device)
-        merged = torch.zeros(n_mu, 3, dtype=dtype, device=device).index_add(0, problem.paths.muon, problem.weights)
+        zero = torch.zeros(n_mu, dtype=dtype, device=device)
+        merged = torch.stack([zero.index_add(0, problem.paths.muon, w) for w in problem.scaled_w])
         batch = problem.batch if problem.batch is not None else torch.zeros_like(muon)
         count = torch.zeros(n_batch, dtype=dtype, device=device).index_add(0, batch, problem.weight)
-        zero = torch.zeros(n_mu, dtype=dtype, device=device)
         paths = PathLengths(muon=muon, voxel=batch, length=zero, tail=zero, n_muons=n_mu, n_voxels=n_batch)
-        uniform = replace(problem, paths=paths, weights=merged, count=count)
+        uniform = replace(problem, paths=paths, scaled_w=merged, count=count)
         rho = torch.full((n_batch,), 1 / get_material("water").x0, dtype=dtype, device=device)
         for _ in range(self.uniform_iterations):
             rho = em_update(rho, uniform)
@@ -624,17 +698,24 @@ class MaximumLikelihoodEM:
         """Run the EM and convert to X0 (see :class:`MLEMResult`)."""
         problem = self.problem(data, volume)
         rho = self.initial(problem)
+
+        def step(rho: Tensor) -> tuple[Tensor, Tensor]:
+            m = _moments(rho, problem)
+            return _em_step(rho, problem, m), _log_likelihood(problem, m)
+
         history = []
         for _ in range(self.iterations):
-            m = _moments(rho, problem)
-            history.append(_log_likelihood(problem, m).detach())
-            rho = _em_step(rho, problem, m)
+            if self.checkpoint and torch.is_grad_enabled():
+                rho, value = torch.utils.checkpoint.checkpoint(step, rho, use_reentrant=False)
+            else:
+                rho, value = step(rho)
+            history.append(value.detach())
         history.append(log_likelihood(rho, problem).detach())
         paths = problem.paths
         w = problem.weight.index_select(0, paths.muon)
         zeros = torch.zeros_like(rho)
         path_sum = zeros.index_add(0, paths.voxel, w * paths.length)
-        measured = path_sum >= self.min_path
+        measured = (path_sum >= self.min_path) & (path_sum > 0)
         inverse_x0 = rho
         if self.log_term:
             raw = torch.zeros_like(problem.weight).index_add(
@@ -645,7 +726,8 @@ class MaximumLikelihoodEM:
             crossed = path_sum > 0
             mean_factor = torch.where(crossed, mean_factor / torch.where(crossed, path_sum, 1.0), 1.0)
             inverse_x0 = rho / mean_factor
-        sigma_rho = torch.rsqrt(fisher_diagonal(rho, problem).clamp(min=1e-30))
+        fisher = fisher_diagonal(rho, problem)  # > 0 wherever a muon crossed (measured ones did)
+        sigma_rho = torch.rsqrt(torch.where(measured, fisher, torch.ones_like(fisher)))
         safe = torch.where(measured, inverse_x0, torch.ones_like(inverse_x0))
         x0 = torch.where(measured, 1 / safe, 0.0)
         uncertainty = torch.where(measured, sigma_rho / (safe * rho), 0.0)  # dX0 = X0 drho / rho
