@@ -2,7 +2,8 @@
 
 Schultz et al., "Statistical reconstruction for cosmic ray muon tomography", IEEE Trans. Image
 Process. 16 (2007) 1985 (below: S07). The section numbers cited are S07's; the formulas are
-derived here in full, so that each step can be checked without the paper.
+derived here in full, so that each step can be checked without the paper (the paper's own
+equation numbers could not be checked against its text here, so sections are cited).
 
 **Scattering density.** S07 (Sec. II) writes the projected scattering width of a muon of
 momentum ``p`` after a path ``L`` as ``sigma^2 = lambda L p_r^2`` with the scattering density
@@ -45,7 +46,9 @@ such a term to the covariance).
 **Covariance.** Scattering in voxel ``j`` over a path length ``L_ij``, followed by a straight
 path ``T_ij`` to the exit, gives (Fermi-Eyges moments of independent kicks: angle variance
 ``int ds``, angle-offset covariance ``int s ds``, offset variance ``int s^2 ds`` over the
-remaining distance ``s`` in ``[T, T + L]``; S07 Sec. III)
+remaining distance ``s`` in ``[T, T + L]``; S07 Sec. III; for ``T = 0`` these are the PDG's
+``y_rms = L theta0 / sqrt(3)`` and angle-offset correlation ``sqrt(3) / 2``, PDG Review,
+"Passage of particles through matter", the equations after eq. 34.15)
 
     W_ij = [[L, L^2 / 2 + L T], [L^2 / 2 + L T, L^3 / 3 + L^2 T + L T^2]],
     Sigma_i = c_i sum_j rho_j (I_2 (x) W_ij) + E_i,
@@ -59,7 +62,7 @@ entry to exit (``path="straight"``). The PoCA path follows where a single hard s
 actually happened (which is where a high-Z object shows up), the straight line splits the bend
 between every voxel in between; the PoCA path is what later work of the same group and most
 implementations use. The path lengths are computed by intersecting each straight segment with
-every grid plane (Siddon's method: the plane-crossing parameters of the three axes are sorted,
+every grid plane (Siddon, Med. Phys. 12 (1985) 252: the plane-crossing parameters of the three axes are sorted,
 consecutive ones bound the pieces, a piece's voxel is that of its midpoint), vectorised over
 muons with no loop; pieces of one muon in one voxel that follow each other (the PoCA voxel) are
 merged. The result is a sparse list of ``(muon, voxel, L, T)`` entries, :class:`PathLengths`.
