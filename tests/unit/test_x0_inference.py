@@ -8,10 +8,10 @@ import torch
 from torch.autograd import gradcheck
 
 from mutomo.inference import HighlandX0Inferrer, highland_inverse
-from mutomo.inference.x0 import highland_g
 from mutomo.reco import Scatters, Tracks, poca_voxel_weights
 from mutomo.units import HIGHLAND_E0
 from mutomo.volume import PassiveVolume
+from mutomo.volume.scattering import highland_g
 
 D = torch.float64
 

@@ -45,7 +45,7 @@ from mutomo.reco.track_fit import Tracks
 from mutomo.reco.voxelise import VoxelWeights, extended_poca, poca_voxel_weights, scatter_sum
 from mutomo.units import HIGHLAND_E0, HIGHLAND_LOG_COEFF, MUON_MASS
 from mutomo.volume.grid import PassiveVolume
-from mutomo.volume.scattering import highland_g
+from mutomo.volume.scattering import highland_inverse
 
 # Central 98 %: |u| < k sigma with k = Phi^-1(0.99).
 CORE_K = 2.3263478740408408
@@ -63,34 +63,6 @@ def gather(values: Tensor, index: Tensor) -> Tensor:
     """``values[index]`` for a 1-D ``values`` and an index of any shape, by ``index_select``
     (whose backward is an ``index_add``, much faster on CPU than advanced indexing's)."""
     return values.index_select(0, index.reshape(-1)).reshape(index.shape)
-
-
-def highland_inverse(g: Tensor, iterations: int = 30) -> Tensor:
-    """Solve ``t (1 + 0.038 ln t)^2 = g`` for t (beta = 1), elementwise, differentiably.
-
-    Newton's method in ``ln t`` from ``t = g`` (no gradient), then one Newton step with gradient
-    so that ``dt/dg = 1 / g'(t)`` (implicit function theorem). Valid for t > 1e-8 (g > 1e-9),
-    where g is increasing.
-
-    Example:
-        >>> import torch
-        >>> t = torch.tensor([1e-3, 0.5, 30.0], dtype=torch.float64)
-        >>> torch.allclose(highland_inverse(highland_g(t)), t)
-        True
-    """
-    g = g.clamp(min=1e-9)
-    with torch.no_grad():
-        log_t = torch.log(g)
-        for _ in range(iterations):
-            t = torch.exp(log_t)
-            c = 1 + HIGHLAND_LOG_COEFF * log_t
-            residual = t * c**2 - g
-            slope = t * c * (c + 2 * HIGHLAND_LOG_COEFF)  # d g / d ln t
-            log_t = log_t - residual / slope
-        t0 = torch.exp(log_t)
-    c = 1 + HIGHLAND_LOG_COEFF * torch.log(t0)
-    derivative = c * (c + 2 * HIGHLAND_LOG_COEFF)  # d g / d t
-    return t0 - (highland_g(t0) - g) / derivative
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from mutomo.reco.asr import AngleStatisticsReconstruction, triggered_voxels
 from mutomo.reco.bca import BinnedClustering
 from mutomo.reco.maps import ScatterData, VoxelMap, VoxelMethod, measure
+from mutomo.reco.mlem import MaximumLikelihoodEM, MLEMResult, PathLengths, path_lengths
 from mutomo.reco.momentum import ConstantMomentum, FluxMeanMomentum, MomentumEstimator
 from mutomo.reco.poca import Scatters, compute_scatters
 from mutomo.reco.track_fit import Tracks, at_least_two, fit_tracks
@@ -21,11 +22,15 @@ __all__ = [
     "BinnedClustering",
     "ConstantMomentum",
     "FluxMeanMomentum",
+    "MLEMResult",
+    "MaximumLikelihoodEM",
     "MomentumEstimator",
+    "PathLengths",
     "ScatterData",
     "VoxelMap",
     "VoxelMethod",
     "measure",
+    "path_lengths",
     "triggered_voxels",
     "Scatters",
     "Tracks",

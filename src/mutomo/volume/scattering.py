@@ -77,6 +77,34 @@ def highland_g(t: Tensor, beta2: Tensor | float = 1.0) -> Tensor:
     return t * (1 + HIGHLAND_LOG_COEFF * torch.log(t / beta2)) ** 2
 
 
+def highland_inverse(g: Tensor, iterations: int = 30) -> Tensor:
+    """Solve ``t (1 + 0.038 ln t)^2 = g`` for t (beta = 1), elementwise, differentiably.
+
+    Newton's method in ``ln t`` from ``t = g`` (no gradient), then one Newton step with gradient
+    so that ``dt/dg = 1 / g'(t)`` (implicit function theorem). Valid for t > 1e-8 (g > 1e-9),
+    where g is increasing.
+
+    Example:
+        >>> import torch
+        >>> t = torch.tensor([1e-3, 0.5, 30.0], dtype=torch.float64)
+        >>> torch.allclose(highland_inverse(highland_g(t)), t)
+        True
+    """
+    g = g.clamp(min=1e-9)
+    with torch.no_grad():
+        log_t = torch.log(g)
+        for _ in range(iterations):
+            t = torch.exp(log_t)
+            c = 1 + HIGHLAND_LOG_COEFF * log_t
+            residual = t * c**2 - g
+            slope = t * c * (c + 2 * HIGHLAND_LOG_COEFF)  # d g / d ln t
+            log_t = log_t - residual / slope
+        t0 = torch.exp(log_t)
+    c = 1 + HIGHLAND_LOG_COEFF * torch.log(t0)
+    derivative = c * (c + 2 * HIGHLAND_LOG_COEFF)  # d g / d t
+    return t0 - (highland_g(t0) - g) / derivative
+
+
 def highland_variance(path_x0: Tensor, momentum: Tensor, beta: Tensor) -> Tensor:
     """Highland theta0^2 (rad^2) of the projected angle after ``path_x0`` radiation lengths.
 

@@ -1,0 +1,533 @@
+"""ML/EM reconstruction (mutomo.reco.mlem): path lengths, the transverse frame, the EM on toys
+whose data are drawn from the model itself (exact answers), batches, and refusals."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize_scalar
+
+from mutomo.reco import MaximumLikelihoodEM, ScatterData, Tracks, compute_scatters
+from mutomo.reco.mlem import (
+    em_update,
+    log_likelihood,
+    muon_path,
+    path_lengths,
+    transverse_scatters,
+)
+from mutomo.units import HIGHLAND_E0, MUON_MASS
+from mutomo.volume import PassiveVolume
+
+D = torch.float64
+Z_LOW = 0.4
+
+
+# ----------------------------------------------------------------------------- toy muons
+def frame(slope: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Direction of travel (towards -z) and two orthonormal transverse vectors, built directly."""
+    tx, ty = slope.unbind(-1)
+    one = torch.ones_like(tx)
+    travel = -torch.stack([tx, ty, one], -1)
+    travel = travel / travel.norm(dim=-1, keepdim=True)
+    u = torch.stack([one, torch.zeros_like(tx), -tx], -1)
+    u = u / u.norm(dim=-1, keepdim=True)
+    return travel, u, torch.linalg.cross(u, travel, dim=-1)
+
+
+def tracks(z_ref: float, xy: torch.Tensor, slope: torch.Tensor, cov: torch.Tensor) -> Tracks:
+    n = xy.shape[0]
+    one = torch.ones(n, dtype=xy.dtype)
+    return Tracks(z_ref=z_ref, xy=xy, slope=slope, covariance=cov, chi2=0 * one, ndof=one, weight=one)
+
+
+def scattered_tracks(entry_xy, slope, angle, offset, z_high, z_low, cov):
+    """Incoming track through ``entry_xy`` at ``z_high``; the outgoing one turned by ``angle``
+    ``(mu, 2)`` about the transverse axes (u, v) and shifted by ``offset`` ``(mu, 2)``
+    perpendicular to the incoming direction, by plain 3D geometry."""
+    travel, u, v = frame(slope)
+    entry = torch.cat([entry_xy, torch.full_like(entry_xy[:, :1], z_high)], -1)
+    straight_exit = entry + travel * ((z_low - z_high) / travel[:, 2:3])
+    out_dir = travel + angle[:, :1] * u + angle[:, 1:] * v
+    point = straight_exit + offset[:, :1] * u + offset[:, 1:] * v
+    exit_ = point + out_dir * ((z_low - point[:, 2:3]) / out_dir[:, 2:3])
+    return tracks(z_high, entry_xy, slope, cov), tracks(z_low, exit_[:, :2], out_dir[:, :2] / out_dir[:, 2:3], cov)
+
+
+def w_matrix(L: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+    """``(mu, 2, 2)`` Fermi-Eyges moments of a path L followed by T (integrals of 1, s, s^2)."""
+    a = L
+    b = ((L + T) ** 2 - T**2) / 2
+    c = ((L + T) ** 3 - T**3) / 3
+    return torch.stack([torch.stack([a, b], -1), torch.stack([b, c], -1)], -2)
+
+
+@dataclass
+class Toy:
+    data: ScatterData
+    volume: PassiveVolume
+    rho: torch.Tensor  # (layers,) true 1/X0, top layer first
+    moments: torch.Tensor  # (mu, layers, 2, 2): c_i W(L, T) per layer, analytic
+    draws: torch.Tensor  # (mu, 2, 2) the drawn (angle, offset) per transverse direction
+
+
+def toy(n, layers, seed, p_range=(1.0, 10.0), track_sigma=None, max_slope=0.3) -> Toy:
+    """Muons through horizontal layers ``[(thickness, x0), ...]`` (top first), their scattering
+    drawn from the ML/EM model's Gaussian with the true densities, tracks built by geometry.
+    ``track_sigma = (position, slope)`` adds measurement errors of that size to every track."""
+    gen = torch.Generator().manual_seed(seed)
+    thick = [t for t, _ in layers]
+    assert len(set(thick)) == 1, "equal layers"
+    height = sum(thick)
+    z_high = Z_LOW + height
+    volume = PassiveVolume.uniform("water", (1.0, 1.0, height), (1.0, 1.0, thick[0]), z_low=Z_LOW, dtype=D)
+    slope = (torch.rand(n, 2, generator=gen, dtype=D) * 2 - 1) * max_slope
+    entry = 0.2 + 0.6 * torch.rand(n, 2, generator=gen, dtype=D)
+    p = p_range[0] + (p_range[1] - p_range[0]) * torch.rand(n, generator=gen, dtype=D)
+    beta_p = p**2 / torch.sqrt(p**2 + MUON_MASS**2)
+    c = (HIGHLAND_E0 / beta_p) ** 2
+    stretch = torch.sqrt(1 + (slope**2).sum(-1))  # path length per unit height
+    rho = torch.tensor([1 / x0 for _, x0 in layers], dtype=D)
+    below = [sum(thick[k + 1 :]) for k in range(len(layers))]
+    moments = torch.stack(
+        [c[:, None, None] * w_matrix(t * stretch, b * stretch) for t, b in zip(thick, below, strict=True)], 1
+    )
+    cov = (moments * rho[None, :, None, None]).sum(1)
+    chol = torch.linalg.cholesky(cov)
+    draws = (chol[:, None] @ torch.randn(n, 2, 2, 1, generator=gen, dtype=D))[..., 0]  # (mu, k, a)
+    track_cov = torch.zeros(n, 4, 4, dtype=D)
+    if track_sigma is not None:
+        track_cov = torch.diag(torch.tensor([track_sigma[0] ** 2] * 2 + [track_sigma[1] ** 2] * 2, dtype=D))
+        track_cov = track_cov.expand(n, 4, 4)
+    incoming, outgoing = scattered_tracks(entry, slope, draws[..., 0], draws[..., 1], z_high, Z_LOW, track_cov)
+    if track_sigma is not None:
+        noise = torch.randn(2, n, 4, generator=gen, dtype=D) * torch.tensor([track_sigma[0]] * 2 + [track_sigma[1]] * 2)
+
+        def shake(t: Tracks, e: torch.Tensor) -> Tracks:
+            return tracks(t.z_ref, t.xy + e[:, :2], t.slope + e[:, 2:], track_cov)
+
+        incoming, outgoing = shake(incoming, noise[0]), shake(outgoing, noise[1])
+    scatters = compute_scatters(incoming, outgoing, Z_LOW + height / 2, covariance=False)
+    data = ScatterData(incoming, outgoing, scatters, p, torch.ones(n, dtype=D))
+    return Toy(data, volume, rho, moments, draws)
+
+
+# ----------------------------------------------------------------------------- path lengths
+def brute_force_lengths(vertices: np.ndarray, volume: PassiveVolume, samples: int = 200_000):
+    """Per-voxel length and tail of one polyline by dense sampling (midpoint rule)."""
+    origin, size, shape = np.array(volume.origin), np.array(volume.voxel_size), np.array(volume.shape)
+    pieces = []
+    for a, b in zip(vertices[:-1], vertices[1:], strict=True):
+        s = (np.arange(samples) + 0.5) / samples
+        pts = a + (b - a) * s[:, None]
+        pieces.append((pts, np.full(samples, np.linalg.norm(b - a) / samples)))
+    pts = np.concatenate([p for p, _ in pieces])
+    ds = np.concatenate([d for _, d in pieces])
+    idx = np.floor((pts - origin) / size).astype(int)
+    inside = ((idx >= 0) & (idx < shape)).all(-1)
+    flat = (idx[:, 0] * shape[1] + idx[:, 1]) * shape[2] + idx[:, 2]
+    inside_after = (ds * inside)[::-1].cumsum()[::-1] - ds * inside  # path left inside the grid after each sample
+    length, tail = {}, {}
+    for v in np.unique(flat[inside]):
+        sel = inside & (flat == v)
+        length[int(v)] = ds[sel].sum()
+        tail[int(v)] = inside_after[np.nonzero(sel)[0][-1]]
+    return length, tail
+
+
+def test_path_lengths_match_dense_sampling_of_random_polylines():
+    volume = PassiveVolume.uniform("water", (0.6, 0.45, 0.8), (0.1, 0.15, 0.2), z_low=0.4, dtype=D)
+    gen = torch.Generator().manual_seed(5)
+    n = 6
+    lo = torch.tensor([-0.1, -0.1, 0.3], dtype=D)
+    hi = torch.tensor([0.7, 0.55, 1.3], dtype=D)
+    vertices = lo + (hi - lo) * torch.rand(n, 3, 3, generator=gen, dtype=D)  # partly outside the grid
+    paths = path_lengths(vertices, volume)
+    for i in range(n):
+        length, tail = brute_force_lengths(vertices[i].numpy(), volume)
+        mine = paths.muon == i
+        # A polyline may come back into a voxel it left (a separate entry): sum the visits, tail after the last.
+        got_length: dict[int, float] = {}
+        got_tail: dict[int, float] = {}
+        for v, ell, tl in zip(
+            paths.voxel[mine].tolist(), paths.length[mine].tolist(), paths.tail[mine].tolist(), strict=True
+        ):
+            got_length[v] = got_length.get(v, 0.0) + ell
+            got_tail[v] = min(got_tail.get(v, math.inf), tl)
+        assert {v for v, ell in length.items() if ell > 1e-5} <= set(got_length) <= set(length)
+        for v, ell in length.items():
+            assert got_length.get(v, 0.0) == pytest.approx(ell, abs=2e-5)
+            if ell > 1e-4:
+                assert got_tail[v] == pytest.approx(tail[v], abs=2e-5)
+
+
+def test_path_lengths_of_axis_parallel_and_degenerate_segments():
+    volume = PassiveVolume.uniform("water", (0.4, 0.4, 0.4), 0.1, z_low=0.0, dtype=D)
+    # Vertical, with a zero-length segment at the start (vertex on the entry point), then along x
+    # in the plane z = 0.15 (parallel to the z and y planes).
+    vertices = torch.tensor(
+        [[[0.05, 0.05, 0.4], [0.05, 0.05, 0.4], [0.05, 0.05, 0.15], [0.35, 0.05, 0.15]]], dtype=D, requires_grad=True
+    )
+    paths = path_lengths(vertices, volume)
+    assert paths.length.sum().item() == pytest.approx(0.25 + 0.3)
+    # Layers 3, 2 at x = 0 (10 cm each); in layer 1, 5 cm down and 5 cm along x in voxel x = 0
+    # (one entry), then x = 1, 2 (10 cm each) and 5 cm of x = 3.
+    assert paths.voxel.tolist() == [3, 2, 1, 17, 33, 49]
+    assert paths.length.tolist() == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.1, 0.05])
+    assert paths.tail.tolist() == pytest.approx([0.45, 0.35, 0.25, 0.15, 0.05, 0.0])
+    (paths.length * paths.tail).sum().backward()
+    assert bool(torch.isfinite(vertices.grad).all())
+    dense = paths.to_sparse().to_dense()
+    assert dense.shape == (1, 64) and dense.sum().item() == pytest.approx(0.55)
+
+
+def test_poca_path_vertex_is_the_poca_inside_and_clamped_outside():
+    volume = PassiveVolume.uniform("water", (1.0, 1.0, 0.5), 0.1, z_low=Z_LOW, dtype=D)
+    cov = torch.zeros(2, 4, 4, dtype=D)
+    # Muon 0 kinks at (0.5, 0.5, 0.6); muon 1's tracks are parallel (the PoCA is their midpoint at z_mid).
+    incoming = tracks(0.9, torch.tensor([[0.4, 0.5], [0.3, 0.3]], dtype=D), torch.tensor([[-1 / 3, 0.0], [0, 0]]), cov)
+    outgoing = tracks(Z_LOW, torch.tensor([[0.6, 0.5], [0.32, 0.3]], dtype=D), torch.tensor([[-0.5, 0.0], [0, 0]]), cov)
+    sc = compute_scatters(incoming, outgoing, 0.65, covariance=False)
+    vertices = muon_path(incoming, outgoing, sc.poca, volume)
+    # (to the PoCA's regularisation of nearly parallel tracks, 1e-8 m here)
+    torch.testing.assert_close(vertices[0, 1], torch.tensor([0.5, 0.5, 0.6], dtype=D), atol=1e-7, rtol=0)
+    torch.testing.assert_close(vertices[1, 1], torch.tensor([0.31, 0.3, 0.65], dtype=D), atol=1e-7, rtol=0)
+    straight = muon_path(incoming, outgoing, sc.poca, volume, path="straight")
+    assert straight.shape == (2, 2, 3)
+    with pytest.raises(ValueError, match="path"):
+        muon_path(incoming, outgoing, sc.poca, volume, path="curved")  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- transverse frame
+def test_transverse_data_are_the_rotation_and_offset_that_made_the_tracks():
+    """Tracks turned by a known small rotation and shifted by a known offset (plain geometry):
+    the transverse deflection returns them, to second order in the angle."""
+    gen = torch.Generator().manual_seed(1)
+    n = 50
+    slope = (torch.rand(n, 2, generator=gen, dtype=D) * 2 - 1) * 0.8
+    angle = torch.randn(n, 2, generator=gen, dtype=D) * 1e-4
+    offset = torch.randn(n, 2, generator=gen, dtype=D) * 1e-4
+    entry = torch.full((n, 2), 0.5, dtype=D)
+    incoming, outgoing = scattered_tracks(entry, slope, angle, offset, 1.0, Z_LOW, torch.zeros(n, 4, 4, dtype=D))
+    obs = transverse_scatters(incoming, outgoing, Z_LOW)
+    torch.testing.assert_close(obs.deflection[..., 0], angle, rtol=0, atol=1e-7)
+    torch.testing.assert_close(obs.deflection[..., 1], offset, rtol=0, atol=1e-7)
+    # An angle causes an offset of its own sign downstream: turned by +a at the entry, a muon
+    # leaves the exit plane displaced by +a times the path length (to first order).
+    travel, u, v = frame(slope)
+    out_dir = travel + angle[:, :1] * u + angle[:, 1:] * v
+    start = torch.cat([entry, torch.ones(n, 1, dtype=D)], -1)
+    exit_ = start + out_dir * ((Z_LOW - 1.0) / out_dir[:, 2:3])
+    turned = tracks(Z_LOW, exit_[:, :2], out_dir[:, :2] / out_dir[:, 2:3], torch.zeros(n, 4, 4, dtype=D))
+    path = (1.0 - Z_LOW) * torch.sqrt(1 + (slope**2).sum(-1))
+    got = transverse_scatters(incoming, turned, Z_LOW).deflection
+    torch.testing.assert_close(got[..., 1], angle * path[:, None], rtol=0, atol=1e-7)
+
+
+def test_measurement_covariance_is_the_jacobian_sandwich_of_the_track_covariances():
+    """At zero deflection the frame's own derivative drops out, so the covariance must equal
+    J C J^T with J the autograd Jacobian of the deflection in the track parameters."""
+    gen = torch.Generator().manual_seed(2)
+    n = 4
+    slope = (torch.rand(n, 2, generator=gen, dtype=D) * 2 - 1) * 0.5
+    xy_in = torch.rand(n, 2, generator=gen, dtype=D)
+    xy_out = xy_in + slope * (Z_LOW - 0.95)  # incoming track at z_ref = 0.95, outgoing at Z_LOW
+    a = torch.randn(n, 4, 4, generator=gen, dtype=D)
+    b = torch.randn(n, 4, 4, generator=gen, dtype=D)
+    c_in, c_out = a @ a.transpose(-1, -2) * 1e-6, b @ b.transpose(-1, -2) * 1e-6
+    obs = transverse_scatters(tracks(0.95, xy_in, slope, c_in), tracks(Z_LOW, xy_out, slope, c_out), Z_LOW)
+    for i in range(n):
+
+        def flat(params_in, params_out, i=i):
+            t_in = tracks(0.95, params_in[None, :2], params_in[None, 2:], c_in[i : i + 1])
+            t_out = tracks(Z_LOW, params_out[None, :2], params_out[None, 2:], c_out[i : i + 1])
+            return transverse_scatters(t_in, t_out, Z_LOW, measurement_error=False).deflection.reshape(4)
+
+        j_in, j_out = torch.autograd.functional.jacobian(
+            flat, (torch.cat([xy_in[i], slope[i]]), torch.cat([xy_out[i], slope[i]]))
+        )
+        expected = j_in @ c_in[i] @ j_in.T + j_out @ c_out[i] @ j_out.T
+        torch.testing.assert_close(obs.noise[i], expected, rtol=1e-10, atol=1e-18)
+
+
+# ----------------------------------------------------------------------------- the EM on exact toys
+def closed_form_mle(t: Toy) -> float:
+    """One voxel, no measurement error: Sigma_i = rho c_i W_i (x) I_2, so the ML estimate is
+    sum_i D_i^T (c_i W_i)^-1 D_i / (4 N) (a chi^2 with 4N degrees of freedom, times rho / 4N)."""
+    w = t.moments[:, 0]
+    return float(torch.einsum("ika,iab,ikb->", t.draws, torch.linalg.inv(w), t.draws)) / (4 * len(w))
+
+
+def test_one_voxel_without_measurement_error_one_iteration_is_the_exact_ml_estimate():
+    """For one voxel the EM step from any start lands on the closed-form ML estimate; that
+    estimate is within 3 sigma of the truth (sigma = rho / sqrt(2N), exact here), and the
+    reported Fisher uncertainty is exactly X0 / sqrt(2N)."""
+    n = 4000
+    t = toy(n, [(0.5, 0.3608)], seed=0)
+    method = MaximumLikelihoodEM(iterations=1, path="straight", measurement_error=False, log_term=False)
+    r = method.reconstruct(t.data, t.volume)
+    expected = closed_form_mle(t)
+    assert float(r.inverse_x0) == pytest.approx(expected, rel=1e-3)
+    rho = float(t.rho[0])
+    assert abs(float(r.inverse_x0) - rho) < 3 * rho / math.sqrt(2 * n)
+    assert float(r.uncertainty) == pytest.approx(float(r.x0) / math.sqrt(2 * n), rel=1e-6)
+    # A different start gives the same answer after one step.
+    other = MaximumLikelihoodEM(
+        iterations=1, path="straight", measurement_error=False, log_term=False, initial_x0=0.01
+    ).reconstruct(t.data, t.volume)
+    assert float(other.inverse_x0) == pytest.approx(float(r.inverse_x0), rel=1e-9)
+    # The PoCA path is longer than the straight one by a fraction of the displacement: +0.4 % in rho here.
+    poca = MaximumLikelihoodEM(iterations=1, measurement_error=False, log_term=False).reconstruct(t.data, t.volume)
+    assert float(poca.inverse_x0) == pytest.approx(expected, rel=1e-2)
+
+
+def numpy_log_likelihood(rho: float, w: np.ndarray, noise: np.ndarray, data: np.ndarray) -> float:
+    """Independent evaluation: Sigma_i = rho (I_2 kron W_i) + E_i, explicit 4 x 4 algebra."""
+    sigma = rho * np.einsum("kl,iab->ikalb", np.eye(2), w).reshape(-1, 4, 4) + noise
+    sign, logdet = np.linalg.slogdet(sigma)
+    assert (sign > 0).all()
+    quad = np.einsum("ia,iab,ib->i", data, np.linalg.inv(sigma), data)
+    return float(np.sum(-0.5 * logdet - 0.5 * quad - 2 * np.log(2 * np.pi)))
+
+
+def test_one_voxel_with_measurement_error_converges_to_the_ml_estimate_and_never_decreases():
+    """With track errors of 0.2 mm and 1 mrad, the EM needs many steps; it must converge to the
+    maximum of the likelihood found by a direct 1D maximisation (scipy), and the log-likelihood
+    it reports must rise at every step and equal an independent evaluation."""
+    t = toy(3000, [(0.5, 0.3608)], seed=1, track_sigma=(2e-4, 1e-3))
+    method = MaximumLikelihoodEM(iterations=60, path="straight", log_term=False, initial_x0=0.05)
+    r = method.reconstruct(t.data, t.volume)
+    history = r.log_likelihood
+    assert bool((history.diff() >= -1e-9 * history.abs()[1:]).all()), history
+    assert float(history[-1] - history[0]) > 1000.0  # it did move, from 7 x the true density
+    problem = method.problem(t.data, t.volume)
+    w = problem.scaled_w.T[:, [0, 1, 1, 2]].reshape(-1, 2, 2).numpy()
+    noise, data = problem.noise.numpy(), problem.deflection.reshape(-1, 4).numpy()
+    rho_ml = minimize_scalar(
+        lambda x: -numpy_log_likelihood(x, w, noise, data),
+        bounds=(0.5, 10.0),
+        method="bounded",
+        options={"xatol": 1e-8},
+    ).x
+    sigma = float(r.inverse_x0) / math.sqrt(2 * 3000)
+    assert abs(float(r.inverse_x0) - rho_ml) < 0.02 * sigma
+    assert abs(rho_ml - float(t.rho[0])) < 3.5 * sigma * 1.5  # measurement error widens the error
+    assert float(log_likelihood(torch.tensor([2.0], dtype=D), problem)) == pytest.approx(
+        numpy_log_likelihood(2.0, w, noise, data), rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("n", [500, 2000])
+def test_reported_uncertainty_matches_the_spread_of_repeats(n):
+    """One voxel with measurement error: over 16 independent toys the spread of the estimate
+    matches the Fisher error the method reports (the spread of 16 is itself uncertain by ~18 %)."""
+    method = MaximumLikelihoodEM(iterations=30, path="straight", log_term=False)
+    results = [
+        method.reconstruct(t.data, t.volume)
+        for t in (toy(n, [(0.5, 0.3608)], 100 + s, track_sigma=(2e-4, 1e-3)) for s in range(16))
+    ]
+    rho = np.array([float(r.inverse_x0) for r in results])
+    reported = np.mean([float(r.uncertainty / r.x0) for r in results])
+    spread = rho.std(ddof=1) / rho.mean()
+    assert 0.6 < spread / reported < 1.5, (spread, reported)
+    assert abs(rho.mean() / (1 / 0.3608) - 1) < 3 * spread / 4  # unbiased within the error of the mean
+
+
+def test_two_layers_are_separated_using_the_displacement_tails():
+    """An iron layer over a water layer (25 cm each): every muon crosses both, so only the
+    angle-displacement correlation (the tail T of the top layer) tells them apart. The EM
+    recovers both within 3.5 standard errors of the inverse Fisher matrix (computed here with
+    numpy from the analytic moments)."""
+    t = toy(4000, [(0.25, 0.0176), (0.25, 0.3608)], seed=2, p_range=(3.0, 30.0))
+    method = MaximumLikelihoodEM(iterations=400, path="straight", measurement_error=False, log_term=False)
+    r = method.reconstruct(t.data, t.volume)
+    got = r.inverse_x0.reshape(-1).flip(0)  # grid is bottom layer first
+    m = t.moments.numpy()  # (mu, layers, 2, 2)
+    cov = np.einsum("il,ilab->iab", np.broadcast_to(t.rho.numpy(), m.shape[:2]), m)
+    inv = np.linalg.inv(cov)
+    fisher = 0.5 * 2 * np.einsum("iab,ikbc,icd,ilda->kl", inv, m, inv, m)  # two transverse directions
+    errors = np.sqrt(np.diag(np.linalg.inv(fisher)))
+    pulls = (got.numpy() - t.rho.numpy()) / errors
+    assert (np.abs(pulls) < 3.5).all(), (got, t.rho, errors)
+    history = r.log_likelihood
+    assert bool((history.diff() >= -1e-9 * history.abs()[1:]).all())
+
+
+# ----------------------------------------------------------------------------- batches, weights, contract
+def concat(datas: list[ScatterData]) -> ScatterData:
+    def cat_tracks(ts: list[Tracks]) -> Tracks:
+        return Tracks(
+            z_ref=ts[0].z_ref,
+            xy=torch.cat([t.xy for t in ts]),
+            slope=torch.cat([t.slope for t in ts]),
+            covariance=torch.cat([t.covariance for t in ts]),
+            chi2=torch.cat([t.chi2 for t in ts]),
+            ndof=torch.cat([t.ndof for t in ts]),
+            weight=torch.cat([t.weight for t in ts]),
+        )
+
+    scatters = compute_scatters(
+        cat_tracks([d.incoming for d in datas]), cat_tracks([d.outgoing for d in datas]), 0.65, covariance=False
+    )
+    return ScatterData(
+        cat_tracks([d.incoming for d in datas]),
+        cat_tracks([d.outgoing for d in datas]),
+        scatters,
+        torch.cat([d.momentum for d in datas]),
+        torch.cat([d.weight for d in datas]),
+    )
+
+
+def test_a_batch_gives_each_entry_its_own_reconstruction():
+    a = toy(500, [(0.25, 0.0176), (0.25, 0.3608)], seed=3, track_sigma=(1e-4, 1e-3))
+    b = toy(700, [(0.25, 0.3608), (0.25, 0.0176)], seed=4, track_sigma=(1e-4, 1e-3))
+    joint = concat([a.data, b.data])
+    batch = torch.cat([torch.zeros(500, dtype=torch.long), torch.ones(700, dtype=torch.long)])
+    joint = ScatterData(**{**joint.__dict__, "batch": batch, "batch_shape": (2,)})
+    volumes = PassiveVolume.stack([a.volume, b.volume])
+    method = MaximumLikelihoodEM(iterations=5, min_path=10.0)
+    together = method.reconstruct(joint, volumes)
+    assert together.x0.shape == (2, 1, 1, 2) and together.log_likelihood.shape == (6, 2)
+    for k, t in enumerate((a, b)):
+        alone = method.reconstruct(t.data, t.volume)
+        torch.testing.assert_close(together.x0[k], alone.x0, rtol=1e-10, atol=0)
+        torch.testing.assert_close(together.uncertainty[k], alone.uncertainty, rtol=1e-10, atol=0)
+        torch.testing.assert_close(together.log_likelihood[:, k], alone.log_likelihood, rtol=1e-10, atol=0)
+    vmap = method(joint, volumes)
+    assert vmap.method == "mlem" and vmap.score.shape == (2, 1, 1, 2)
+
+
+def test_muons_of_zero_weight_change_nothing_and_weights_act_as_likelihood_weights():
+    t = toy(800, [(0.5, 0.3608)], seed=5, track_sigma=(1e-4, 1e-3))
+    method = MaximumLikelihoodEM(iterations=3)
+    base = method.reconstruct(t.data, t.volume)
+    junk = toy(300, [(0.5, 0.01)], seed=6)
+    zeroed = ScatterData(**{**junk.data.__dict__, "weight": torch.zeros(300, dtype=D)})
+    padded = method.reconstruct(concat([t.data, zeroed]), t.volume)
+    torch.testing.assert_close(padded.x0, base.x0, rtol=1e-12, atol=0)
+    # Weight 2 on every muon = every muon twice.
+    doubled = ScatterData(**{**t.data.__dict__, "weight": 2 * t.data.weight})
+    twice = method.reconstruct(concat([t.data, t.data]), t.volume)
+    torch.testing.assert_close(method.reconstruct(doubled, t.volume).x0, twice.x0, rtol=1e-10, atol=0)
+    # No muon at all: every voxel unmeasured, nothing raised.
+    none = ScatterData(**{**t.data.__dict__, "weight": torch.zeros(800, dtype=D)})
+    empty = method(none, t.volume)
+    assert not bool(empty.measured.any()) and float(empty.score.abs().sum()) == 0.0
+
+
+def test_voxel_map_contract_and_unmeasured_voxels():
+    """Score = 1/X0 where measured, 0 elsewhere; voxels outside every muon's path keep their
+    initial density and are unmeasured."""
+    t = toy(600, [(0.5, 0.3608)], seed=7)
+    wide = PassiveVolume.uniform("water", (2.0, 1.0, 0.5), (1.0, 1.0, 0.5), z_low=Z_LOW, dtype=D)  # x in [1, 2]: empty
+    method = MaximumLikelihoodEM(iterations=4, initial_x0=0.3608)
+    vmap = method(t.data, wide)
+    r = method.reconstruct(t.data, wide)
+    assert vmap.method == "mlem" and vmap.score.shape == (2, 1, 1)
+    assert vmap.measured.tolist() == [[[True]], [[False]]]
+    assert float(vmap.score[0]) == pytest.approx(1 / float(vmap.x0[0]))
+    assert float(vmap.score[1]) == 0.0 and float(vmap.x0[1]) == 0.0 and float(vmap.uncertainty[1]) == 0.0
+    assert float(r.inverse_x0[1]) == pytest.approx(1 / 0.3608)  # untouched
+    assert float(vmap.weight[0]) == pytest.approx(600) and float(vmap.weight[1]) == 0.0
+    assert float(r.density[0]) == pytest.approx((HIGHLAND_E0 / 3.0) ** 2 * float(r.inverse_x0[0]))
+
+
+def test_default_start_is_the_ml_fit_of_one_uniform_density():
+    """The default start on a grid of 4 voxels equals the reconstruction of the same muons with
+    the whole volume as one voxel (W is additive along a path), started from water."""
+    t = toy(700, [(0.25, 0.0176), (0.25, 0.3608)], seed=12, track_sigma=(1e-4, 1e-3))
+    grid = PassiveVolume.uniform("water", (1.0, 1.0, 0.5), (0.5, 1.0, 0.25), z_low=Z_LOW, dtype=D)
+    one = PassiveVolume.uniform("water", (1.0, 1.0, 0.5), (1.0, 1.0, 0.5), z_low=Z_LOW, dtype=D)
+    method = MaximumLikelihoodEM(uniform_iterations=7)
+    start = method.initial(method.problem(t.data, grid))
+    single = MaximumLikelihoodEM(iterations=7, initial_x0=0.3608, log_term=False).reconstruct(t.data, one)
+    assert start.shape == (4,)
+    torch.testing.assert_close(start, single.inverse_x0.reshape(1).expand(4), rtol=1e-10, atol=0)
+    # Between the two layers' densities (1/X0 = 2.8 and 57 m^-1).
+    assert 2.8 < float(start[0]) < 57
+
+
+def test_em_update_keeps_densities_positive_and_leaves_uncrossed_voxels_alone():
+    t = toy(400, [(0.25, 0.0176), (0.25, 0.3608)], seed=8)
+    wide = PassiveVolume.uniform("water", (2.0, 1.0, 0.5), (1.0, 1.0, 0.25), z_low=Z_LOW, dtype=D)
+    problem = MaximumLikelihoodEM().problem(t.data, wide)
+    rho = torch.tensor([1e-3, 1e4, 5.0, 7.0], dtype=D)  # absurd starts
+    new = em_update(rho, problem)
+    assert bool((new > 0).all())
+    assert new[2:].tolist() == [5.0, 7.0]
+
+
+# ----------------------------------------------------------------------------- refusals, dtype, device
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"iterations": 0}, "iterations"),
+        ({"iterations": -3}, "iterations"),
+        ({"iterations": 2.5}, "iterations"),
+        ({"iterations": True}, "iterations"),
+        ({"uniform_iterations": 0}, "uniform_iterations"),
+        ({"initial_x0": 0.0}, "initial_x0"),
+        ({"initial_x0": -0.3}, "initial_x0"),
+        ({"initial_x0": math.nan}, "initial_x0"),
+        ({"initial_x0": torch.tensor([0.1, 0.0])}, "initial_x0"),
+        ({"path": "curved"}, "path"),
+        ({"min_path": -1.0}, "min_path"),
+        ({"nominal_momentum": 0.0}, "nominal_momentum"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MaximumLikelihoodEM(**kwargs)
+
+
+def test_initial_map_tensor_is_accepted_and_path_lengths_refuse_bad_shapes():
+    t = toy(300, [(0.25, 0.0176), (0.25, 0.3608)], seed=9)
+    start = torch.tensor([[[0.3, 0.02]]], dtype=D)
+    r = MaximumLikelihoodEM(iterations=1, initial_x0=start).reconstruct(t.data, t.volume)
+    assert r.x0.shape == (1, 1, 2)
+    with pytest.raises(ValueError, match="vertices"):
+        path_lengths(torch.zeros(3, 1, 3, dtype=D), t.volume)
+
+
+def test_float32_stays_float32_and_gradients_are_finite_next_to_unmeasured_voxels():
+    t = toy(500, [(0.5, 0.3608)], seed=10, track_sigma=(1e-4, 1e-3))
+    t_in, t_out = (
+        Tracks(**{k: (v.float() if isinstance(v, torch.Tensor) else v) for k, v in tr.__dict__.items()})
+        for tr in (t.data.incoming, t.data.outgoing)
+    )
+    slope = t_in.slope.clone().requires_grad_()
+    t_in = Tracks(**{**t_in.__dict__, "slope": slope})
+    scatters = compute_scatters(t_in, t_out, 0.65, covariance=False)
+    d32 = ScatterData(t_in, t_out, scatters, t.data.momentum.float(), t.data.weight.float())
+    vol32 = PassiveVolume.uniform("water", (1.0, 1.0, 0.5), (1.0, 1.0, 0.5), z_low=Z_LOW)
+    r32 = MaximumLikelihoodEM(iterations=5).reconstruct(d32, vol32)
+    r64 = MaximumLikelihoodEM(iterations=5).reconstruct(t.data, t.volume)
+    assert r32.x0.dtype == torch.float32 and r32.uncertainty.dtype == torch.float32
+    assert float(r32.x0.detach()) == pytest.approx(float(r64.x0), rel=1e-4)
+    # A grid with a voxel no muon crosses (x in [1, 2]): unmeasured, and no NaN in the gradient.
+    wide = PassiveVolume.uniform("water", (2.0, 1.0, 0.5), (1.0, 1.0, 0.5), z_low=Z_LOW)
+    vmap = MaximumLikelihoodEM(iterations=5, min_path=0.0)(d32, wide)
+    assert vmap.measured.reshape(-1).tolist() == [True, False]
+    (vmap.score.sum() + vmap.uncertainty.sum() + vmap.x0.sum()).backward()
+    assert slope.grad is not None and bool(torch.isfinite(slope.grad).all()) and bool(slope.grad.abs().sum() > 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_runs_on_cuda_and_agrees_with_cpu():
+    t = toy(2000, [(0.25, 0.0176), (0.25, 0.3608)], seed=11, track_sigma=(1e-4, 1e-3))
+
+    def to(x):
+        if isinstance(x, torch.Tensor):
+            return x.cuda()
+        if isinstance(x, (Tracks, ScatterData)) or hasattr(x, "__dataclass_fields__"):
+            return type(x)(**{k: to(v) for k, v in x.__dict__.items()})
+        return x
+
+    vol = PassiveVolume.uniform("water", (1.0, 1.0, 0.5), (1.0, 1.0, 0.25), z_low=Z_LOW, dtype=D, device="cuda")
+    gpu = MaximumLikelihoodEM(iterations=10).reconstruct(to(t.data), vol)
+    cpu = MaximumLikelihoodEM(iterations=10).reconstruct(t.data, t.volume)
+    assert gpu.x0.device.type == "cuda"
+    torch.testing.assert_close(gpu.x0.cpu(), cpu.x0, rtol=1e-9, atol=0)
