@@ -8,7 +8,7 @@ import torch
 
 from mutomo.benchmarks import load_benchmark
 from mutomo.detector import Detector, DetectorPanel
-from mutomo.detector.readout import physical_readout
+from mutomo.detector.readout import physical_readout, sampled_readout
 from mutomo.muons import FluxSource, TabulatedFlux
 from mutomo.optimise.evaluate import EvaluationSettings, observe_design
 from mutomo.simulate import acceptance_plane, simulate
@@ -65,3 +65,22 @@ def test_evaluations_agree_where_they_must():
     np.testing.assert_allclose(obs.test["physical"].outputs, obs.test["smooth"].outputs, rtol=1e-4)
     lossy = observe_design(problem.design("human_acceptance", ()), problem, settings)
     assert not np.allclose(lossy.test["physical"].outputs, lossy.test["smooth"].outputs, rtol=1e-4)
+
+
+def test_sampled_hits_keep_the_acceptance_draw_the_efficiency_and_pass_its_gradient():
+    det, r = _run(0.7, n=5000)
+    efficiency = torch.nn.Parameter(torch.tensor([0.7]))
+    panels = [DetectorPanel((0.5, 0.5, z), (0.8, 0.8), 1e-4, efficiency) for z in (1.6, 1.5, 1.45)]
+    trainable = Detector(panels, [DetectorPanel((0.5, 0.5, 0.2), (0.8, 0.8))] * 2, 0.01)
+    hits = trainable.hits(r.muons_in, "above", torch.zeros(3, 5000, 2))
+    sampled = sampled_readout(hits, trainable, "above", torch.Generator().manual_seed(3))
+    acceptance = hits.weight / 0.7
+    kept = sampled.weight > 0
+    # Each hit is its smooth acceptance or nothing, kept with the panel's efficiency.
+    assert torch.allclose(sampled.weight[kept], acceptance[kept], rtol=1e-5)
+    inside = acceptance > 0.99
+    rate = float(kept[inside].float().mean())
+    assert abs(rate - 0.7) < 4 * math.sqrt(0.21 / int(inside.sum()))
+    # Straight through: d(sum of weights)/d(efficiency) = sum of acceptances, as for the expectation.
+    sampled.weight.sum().backward()
+    assert float(efficiency.grad) == pytest.approx(float(acceptance.sum()), rel=1e-4)

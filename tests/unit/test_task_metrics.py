@@ -112,3 +112,21 @@ def test_soft_auc_loss_is_one_half_for_no_separation_and_scale_free():
     assert float(soft_auc_loss(apart, torch.ones(4))) == 0.5
     x = apart.double().requires_grad_()
     assert torch.autograd.gradcheck(lambda s: soft_auc_loss(s, labels.double()), (x,))
+
+
+def test_reference_scores_stay_finite_when_the_references_measured_nothing():
+    """Clean references whose maps are all zero (a method that measured no voxel) and volumes
+    with a hot voxel: finite scores and gradients, the hot volumes on top."""
+    from mutomo.tasks.presence import batch_reference_scores, reference_scores
+
+    maps = torch.zeros(8, 50, dtype=torch.float64)
+    maps[0, 3], maps[2, 7] = 100.0, 30.0
+    maps.requires_grad_()
+    labels = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0], dtype=torch.float64)
+    scores = batch_reference_scores(maps, labels)
+    loss = soft_auc_loss(scores, labels)
+    loss.backward()
+    assert torch.isfinite(scores).all() and torch.isfinite(maps.grad).all()
+    assert scores[0] > scores[1] and scores[2] > scores[3]
+    fixed = reference_scores(maps.detach()[[0, 2]], torch.zeros(4, 50, dtype=torch.float64))
+    assert torch.isfinite(fixed).all()

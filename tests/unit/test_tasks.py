@@ -1,5 +1,6 @@
 """Task inference: fill height statistic, linear calibration, presence score."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,3 +78,16 @@ def test_presence_score_picks_out_a_hot_voxel():
         robust_zscore(unmeasured)
     with pytest.raises(ValueError, match="temperature"):
         presence_score(voxel_map(hot), 0.0)
+
+
+def test_per_layer_zscores_ignore_a_drift_with_depth():
+    """Scores that rise with depth (as ASR's do near the faces) plus one mildly hot voxel: the
+    whole-volume z-score is led by the top layer, the per-layer one by the hot voxel."""
+    gen = torch.Generator().manual_seed(1)
+    drift = torch.linspace(1.0, 2.0, 6, dtype=D)
+    score = drift + 0.02 * torch.randn(10, 10, 6, generator=gen, dtype=D)
+    score[3, 3, 1] += 0.3
+    whole, layer = robust_zscore(voxel_map(score)), robust_zscore(voxel_map(score), per_layer=True)
+    assert int(whole.argmax()) // 6 != 3 * 10 + 3
+    assert np.unravel_index(int(layer.argmax()), (10, 10, 6)) == (3, 3, 1)
+    assert float(layer[3, 3, 1]) > 10 and float(layer.abs().median()) < 1.0

@@ -10,6 +10,12 @@ crossings into what a real detector would record:
 * a trigger: a side's track needs at least ``min_hits`` recorded hits (``None``: every panel
   of the side), otherwise all its hits are dropped;
 * Gaussian resolution is already in the measured positions.
+
+:func:`sampled_readout` is the training-side bridge: smooth edges, but each hit recorded or
+lost by a Bernoulli draw, so that the loss sees the tracks a real tracker would fit (a side
+whose recorded hits sit at one height has no lever arm) instead of every panel's expected
+contribution. The draw carries the efficiency's gradient straight through (its value is the
+draw, its derivative that of the probability), a biased but standard estimator.
 """
 
 from __future__ import annotations
@@ -59,3 +65,14 @@ def physical_readout(
         recorded = (u < probability).to(probability.dtype)
         recorded = recorded * (recorded.sum(-2, keepdim=True) >= need)
     return replace(hits, weight=recorded)
+
+
+def sampled_readout(hits: Hits, detector: Detector, side: str, generator: torch.Generator | None) -> Hits:
+    """Smooth hits with each hit kept or lost by a Bernoulli draw of the panel's efficiency
+    (straight-through gradient for the efficiency; see the module docstring)."""
+    efficiency = detector.panel_parameters(side)["efficiency"][..., None]
+    with torch.no_grad():
+        u = torch.rand(hits.weight.shape, generator=generator, dtype=hits.weight.dtype, device=hits.weight.device)
+        drawn = (u < efficiency).to(hits.weight.dtype)
+    straight_through = drawn + efficiency - efficiency.detach()
+    return replace(hits, weight=hits.weight / efficiency * straight_through)

@@ -36,7 +36,7 @@ class TaskConfig(Strict):
     """What is asked of the volume (README: configuration reference)."""
 
     kind: Literal["regression", "presence", "imaging"]
-    inference: str = Field(description="poca, extended_poca, asr, bca (voxel methods) or fill_statistic")
+    inference: str = Field(description="poca, extended_poca, asr, bca, mlem (voxel methods) or fill_statistic")
     loss: Literal["calibrated_mse", "spread_over_range"] | None = Field(None, description="regression loss")
     exposure_s: float | None = Field(None, gt=0, le=1e7, description="exposure per test volume (s)")
     muons_per_volume: int | None = Field(None, ge=10, le=10_000_000, description="or muons per test volume")
@@ -56,8 +56,8 @@ class TaskConfig(Strict):
             raise ValueError("give exactly one of exposure_s and muons_per_volume")
         allowed = {
             "regression": ["fill_statistic"],
-            "presence": ["poca", "extended_poca", "asr", "bca"],
-            "imaging": ["poca", "extended_poca"],
+            "presence": ["poca", "extended_poca", "asr", "bca", "mlem"],
+            "imaging": ["poca", "extended_poca", "mlem"],
         }[self.kind]
         if self.inference not in allowed:
             raise ValueError(f"inference {self.inference!r} does not fit a {self.kind} task; allowed: {allowed}")
@@ -175,6 +175,9 @@ class TrainingConfig(Strict):
     warmup_epochs: int = Field(5, ge=0)
     final_lr_fraction: float = Field(0.1, gt=0, le=1)
     smoothness: tuple[Positive, Positive] = (0.05, 0.005)
+    hits: Literal["sampled", "expected"] = Field(
+        "sampled", description="train on Bernoulli-drawn hits (sampled) or on hit probabilities (expected)"
+    )
     # Groups not listed keep TrainingSettings' defaults (0.02 m for xy and z, 0.05 for the others).
     learning_rates: dict[Group, Annotated[float, Field(ge=0, le=10)]] = {}
     optimisers: dict[Group, Literal["adam", "sgd", "rmsprop"]] = {}

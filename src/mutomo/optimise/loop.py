@@ -40,7 +40,7 @@ from torch import nn
 
 from mutomo.optimise.design import PARAMETER_GROUPS, DetectorDesign
 from mutomo.optimise.loss import LossBreakdown, budget_penalty
-from mutomo.optimise.problem import Problem, key_generator
+from mutomo.optimise.problem import SAMPLED, SMOOTH, Problem, key_generator
 
 TRAINING_STREAM, VALIDATION_STREAM = 0, 1
 
@@ -81,6 +81,8 @@ class TrainingSettings:
         budget: soft budget; ``None`` = the design's cost at the start.
         resample: draw fresh volumes and muons every epoch (``False``: the epoch-0 sample every
             epoch, i.e. common random numbers: a deterministic objective, for tests and debugging).
+        sampled_hits: train on hits kept or lost by Bernoulli draws of the efficiency
+            (:func:`~mutomo.detector.readout.sampled_readout`) instead of their probabilities.
     """
 
     epochs: int = 100
@@ -100,6 +102,7 @@ class TrainingSettings:
     budget_width: float = 100.0
     budget: float | None = None
     resample: bool = True
+    sampled_hits: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -191,7 +194,8 @@ def batch_loss(
         if j not in samples:
             samples[j] = problem.sample((*key, j), index=j)
         sample = samples[j]
-        (out,) = problem.observe(detector, sample, n_muons, key_generator((*key, j, i)))
+        readout = SAMPLED if settings.sampled_hits else SMOOTH
+        (out,) = problem.observe(detector, sample, n_muons, key_generator((*key, j, i)), (readout,))
         outputs.append(out)
         truths.append(problem.task.truth(sample))
     stacked = torch.stack(outputs)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from mutomo.detector import AreaCostModel, Detector
-from mutomo.detector.readout import physical_readout
+from mutomo.detector.readout import physical_readout, sampled_readout
 from mutomo.io.config import ConfigError, DesignSpec, RunConfig
 from mutomo.materials import Material
 from mutomo.muons import FluxSource, GenerationPlane, TabulatedFlux
@@ -36,22 +36,25 @@ from mutomo.tasks import TASK_KINDS, TaskKind
 
 @dataclass(frozen=True)
 class Readout:
-    """How hits are read out: the smooth relaxation, or physically with a trigger of
+    """How hits are read out: the smooth relaxation (``sampled``: with Bernoulli-drawn hits, see
+    :func:`~mutomo.detector.readout.sampled_readout`), or physically with a trigger of
     ``min_hits`` per side (``None``: every panel of the side)."""
 
     physical: bool = False
     min_hits: int | None = 2
+    sampled: bool = False
 
     @property
     def name(self) -> str:
         if not self.physical:
-            return "smooth"
+            return "smooth_sampled" if self.sampled else "smooth"
         if self.min_hits == 2:
             return "physical"
         return "physical_all" if self.min_hits is None else f"physical_min{self.min_hits}"
 
 
 SMOOTH = Readout()
+SAMPLED = Readout(sampled=True)
 
 
 def key_generator(key: Sequence[int]) -> torch.Generator:
@@ -127,10 +130,13 @@ class Problem:
         outputs = []
         for readout in readouts:
             above, below = result.hits_above, result.hits_below
+            gen = readout_generator if readout_generator is not None else generator
             if readout.physical:
-                gen = readout_generator if readout_generator is not None else generator
                 above = physical_readout(above, detector, "above", result.muons_in.weight, gen, readout.min_hits)
                 below = physical_readout(below, detector, "below", result.muons_out.weight, gen, readout.min_hits)
+            elif readout.sampled:
+                above = sampled_readout(above, detector, "above", gen)
+                below = sampled_readout(below, detector, "below", gen)
             data = measure(above, below, volume, momentum, alive)
             outputs.append(self.task.output(data, sample))
         return outputs

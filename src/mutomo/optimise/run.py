@@ -82,6 +82,7 @@ def settings_from(config: RunConfig, problem: Problem) -> TrainingSettings:
         warmup_epochs=t.warmup_epochs,
         final_lr_fraction=t.final_lr_fraction,
         smoothness=t.smoothness,
+        sampled_hits=t.hits == "sampled",
     )
 
 

@@ -38,6 +38,10 @@ def detector_views(path: Path, designs: dict[str, dict[str, Any]], volume_box: t
             colour = "tab:blue" if i < d["n_above"] else "tab:green"
             side.plot([x - s / 2, x + s / 2], [z, z], color=colour, lw=2)
             top.add_patch(Rectangle((x - s / 2, y - s / 2), s, s, fill=False, edgecolor=colour, lw=1))
+        if col == 0:
+            side.plot([], [], color="tab:blue", lw=2, label="panel above")
+            side.plot([], [], color="tab:green", lw=2, label="panel below")
+            side.legend(fontsize=8, loc="best")
         side.set(title=f"{name}: side view", xlabel="x (m)", ylabel="z (m)")
         top.set(title=f"{name}: top view", xlabel="x (m)", ylabel="y (m)", aspect="equal")
         top.autoscale_view()

@@ -20,6 +20,7 @@ from mutomo.inference.x0 import PocaX0
 from mutomo.reco.asr import AngleStatisticsReconstruction
 from mutomo.reco.bca import BinnedClustering
 from mutomo.reco.maps import ScatterData, VoxelMethod
+from mutomo.reco.mlem import MaximumLikelihoodEM
 from mutomo.scenes.scene import VolumeSample
 from mutomo.tasks.metrics import Metric
 
@@ -29,9 +30,10 @@ VOXEL_METHODS: dict[str, Callable[[], VoxelMethod]] = {
     "extended_poca": lambda: PocaX0(extended=True),
     "asr": AngleStatisticsReconstruction,
     "bca": BinnedClustering,
+    "mlem": MaximumLikelihoodEM,
 }
 #: Voxel methods that infer X0 (imaging needs one).
-X0_METHODS = ("poca", "extended_poca")
+X0_METHODS = ("poca", "extended_poca", "mlem")
 
 
 @dataclass

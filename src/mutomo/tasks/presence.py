@@ -77,7 +77,10 @@ def _z_against(maps: Tensor, mean: Tensor, var: Tensor) -> Tensor:
     # of sqrt's infinite slope at 0.
     with torch.no_grad():
         typical = var.clamp(min=0.0).sqrt().median(-1, keepdim=True).values
-        tiny = 1e-6 * mean.abs().amax(-1, keepdim=True) + 1e-30
+        # References that measured nothing (all zero) leave only this: a scale from every map, so
+        # that z stays finite (a map's size over a millionth of the largest score).
+        scale = torch.maximum(mean.abs().amax(), maps.abs().amax())
+        tiny = 1e-6 * scale + 1e-12
         floor = torch.maximum(SIGMA_FLOOR * typical, tiny)
     return (maps - mean) / torch.sqrt(torch.maximum(var, floor**2))
 
