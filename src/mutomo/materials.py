@@ -41,9 +41,13 @@ ELEMENTS: Mapping[str, tuple[int, float]] = MappingProxyType(
         "Ca": (20, 40.078),
         "Fe": (26, 55.845),
         "Cu": (29, 63.546),
+        "Ag": (47, 107.8682),
+        "Sn": (50, 118.710),
         "W": (74, 183.84),
+        "Au": (79, 196.966569),
         "Pb": (82, 207.2),
         "U": (92, 238.02891),
+        "Pu": (94, 244.06420),
     }
 )
 
@@ -186,6 +190,7 @@ _TABLE: dict[str, Material] = {
         _m("water", 36.08, 1.000, 0.55509, 79.7, {"H": 0.111894, "O": 0.888106}),
         _m("polyethylene", 44.77, 0.94, 0.57034, 57.4, {"H": 0.143711, "C": 0.856289}),
         _m("beryllium", 65.19, 1.848, 0.44384, 63.7, {"Be": 1.0}),
+        _m("graphite", 42.70, 2.210, 0.49955, 78.0, {"C": 1.0}, "PDG Atomic and Nuclear Properties: carbon (graphite)"),
         _m(
             "concrete",
             26.57,
@@ -208,6 +213,7 @@ _TABLE: dict[str, Material] = {
         ),
         _m("silicon_dioxide", 27.05, 2.32, 0.49930, 139.2, {"Si": 0.467435, "O": 0.532565}),
         _m("aluminium", 24.01, 2.699, 0.48181, 166.0, {"Al": 1.0}),
+        _m("silicon", 21.82, 2.329, 0.49848, 173.0, {"Si": 1.0}),
         _m("iron", 13.84, 7.874, 0.46557, 286.0, {"Fe": 1.0}),
         _m(
             "steel",
@@ -229,9 +235,22 @@ _TABLE: dict[str, Material] = {
             "TomOpt's ladle-furnace benchmark",
         ),
         _m("copper", 12.86, 8.960, 0.45636, 322.0, {"Cu": 1.0}),
+        _m("silver", 8.97, 10.50, 0.43572, 470.0, {"Ag": 1.0}),
+        _m("tin", 8.82, 7.310, 0.42119, 488.0, {"Sn": 1.0}),
         _m("tungsten", 6.76, 19.30, 0.40250, 727.0, {"W": 1.0}),
+        _m("gold", 6.46, 19.32, 0.40108, 790.0, {"Au": 1.0}),
         _m("lead", 6.37, 11.35, 0.39575, 823.0, {"Pb": 1.0}),
         _m("uranium", 6.00, 18.95, 0.38651, 890.0, {"U": 1.0}),
+        _m(
+            "plutonium",
+            5.93,
+            19.84,
+            0.38514,
+            921.0,
+            {"Pu": 1.0},
+            "PDG Atomic and Nuclear Properties: plutonium (A of 244Pu); X0 from Tsai's formula (PDG Review "
+            "eq. 34.26), as the PDG table computes it",
+        ),
         _m(
             "slag",
             20.78,
@@ -268,6 +287,13 @@ def get_material(name: str | Material) -> Material:
         "u": "uranium",
         "w": "tungsten",
         "cu": "copper",
+        "au": "gold",
+        "ag": "silver",
+        "sn": "tin",
+        "pu": "plutonium",
+        "c": "graphite",
+        "carbon": "graphite",
+        "si": "silicon",
         "al": "aluminium",
         "h2o": "water",
         "sio2": "silicon_dioxide",
