@@ -1,9 +1,11 @@
-"""Molière's theory (mutomo.volume.moliere) against published numbers.
+"""Molière's theory (mutomo.volume.moliere) against published numbers, then the model against it.
 
 The first tests check the numerical Molière-Bethe reference against what is published: Bethe's
 closed form of f1 and his tabulated f1(0), f2(0) (Phys. Rev. 89 (1953) 1256), the Rutherford
 limits, the normalisation, the projection, Gottschalk's constant and Lynch & Dahl's screening
-angle, and the widths of Highland's formula (PDG: 11 %) and of Lynch & Dahl's fit (~2 %).
+angle, and the widths of Highland's formula (PDG: 11 %) and of Lynch & Dahl's fit (~2 %). The
+last ones simulate muons through slabs with ``propagate_volume`` and compare the 68/95/99 %
+quantiles of |projected angle| with Molière's theory with the nuclear size: targets 5 / 7 / 12 %.
 """
 
 import math
@@ -17,14 +19,17 @@ from scipy.special import digamma, expi, polygamma
 from scipy.stats import norm
 
 from mutomo.materials import get_material
+from mutomo.muons import FixedSource, GenerationPlane
 from mutomo.units import MUON_MASS
-from mutomo.volume import highland_variance, lynch_dahl_variance
+from mutomo.volume import PassiveVolume, RangeTables, highland_variance, lynch_dahl_variance, propagate_volume
 from mutomo.volume.moliere import (
     CHI_0_P,
     CHI_C2_COEFF,
     helm_form_factor2,
+    material_elements,
     moliere_for_slab,
     moliere_parameters,
+    moliere_parameters_path,
     projected_abs_cdf_terms,
     projected_abs_quantiles,
     projected_density,
@@ -141,3 +146,106 @@ def test_nuclear_size_narrows_thick_high_z_only():
     assert np.abs(ratio["beryllium", 0.001] - 1).max() < 0.002
     assert ratio["lead", 0.1][0] < 0.94 and ratio["lead", 0.1][2] < 0.80
     assert np.all(np.diff(ratio["lead", 0.1]) < 0)  # the further out, the more is cut
+
+
+# ------------------------------------------------------------------ the model against the reference
+
+
+def model_quantiles(material, thickness, momentum, n=100_000, seed=0, energy_loss=False):
+    """Quantiles (rad) of |projected exit angle| (x and y pooled) of muons sent straight down."""
+    volume = PassiveVolume.uniform(material, (1.0, 1.0, thickness), (1.0, 1.0, thickness), dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    muons = FixedSource(GenerationPlane(thickness + 0.1, (0.4, 0.6), (0.4, 0.6)), momentum).sample(
+        n, gen, dtype=torch.float64
+    )
+    out = propagate_volume(muons, volume, generator=gen, energy_loss=energy_loss)
+    angles = [torch.atan2(out.direction[:, i], -out.direction[:, 2]).numpy() for i in (0, 1)]
+    return np.quantile(np.abs(np.concatenate(angles)), LEVELS)
+
+
+def moliere_with_energy_loss(material, thickness, momentum, piece=0.001):
+    """Molière (nuclear size) along the slab: 1 mm pieces at the momentum of the continuous loss."""
+    m = get_material(material)
+    tables = RangeTables([m], dtype=torch.float64)
+    index, half = torch.zeros(1, dtype=torch.long), torch.tensor([piece / 2], dtype=torch.float64)
+    kinetic = torch.tensor([math.hypot(momentum, MUON_MASS) - MUON_MASS], dtype=torch.float64)
+    momenta = []
+    for _ in range(round(thickness / piece)):
+        mid, _ = tables.step(kinetic, index, half)
+        momenta.append(float(torch.sqrt(mid * (mid + 2 * MUON_MASS))))
+        kinetic, _ = tables.step(mid, index, half)
+    areal = np.full(len(momenta), piece * m.density / 10.0)
+    return moliere_parameters_path(material_elements(m), areal, momenta, nuclear_size=True)
+
+
+def check_against_moliere(material, thickness, momentum, seed=0, n=100_000):
+    model = model_quantiles(material, thickness, momentum, n=n, seed=seed)
+    nuclear = projected_abs_quantiles(moliere_for_slab(material, thickness, momentum, nuclear_size=True), LEVELS)
+    point = projected_abs_quantiles(moliere_for_slab(material, thickness, momentum), LEVELS)
+    return model / nuclear - 1, model / point - 1
+
+
+FAST_CASES = [
+    ("beryllium", 0.001, 10.0),
+    ("aluminium", 0.01, 1.0),
+    ("iron", 0.1, 10.0),
+    ("tin", 0.01, 100.0),
+    ("tungsten", 0.003, 10.0),
+    ("gold", 0.01, 10.0),
+    ("lead", 0.1, 10.0),
+    ("uranium", 0.001, 400.0),
+    ("plutonium", 0.03, 3.0),
+]
+
+
+@pytest.mark.parametrize("material, thickness, momentum", FAST_CASES)
+def test_model_quantiles_match_moliere(material, thickness, momentum):
+    """A representative subset, Z = 4-94, 1 mm-10 cm, 1-400 GeV/c, energy loss off: the model's
+    68/95/99 % quantiles are within 5/7/12 % of Molière's theory with the nuclear size (the
+    statistical error of a quantile is below 0.4 % with 2e5 angles). Against Bethe's point-nucleus
+    theory the same holds where the nucleus is too small to matter (Z <= 13 here)."""
+    vs_nuclear, vs_point = check_against_moliere(material, thickness, momentum)
+    assert np.all(np.abs(vs_nuclear) < TARGET), vs_nuclear
+    if get_material(material).composition.keys() <= {"Be", "Al"}:
+        assert np.all(np.abs(vs_point) < TARGET), vs_point
+
+
+def test_model_follows_the_nuclear_size_where_point_moliere_does_not():
+    """10 cm of lead: the model sits with Molière + nuclear size (within the targets; ~1 % measured);
+    point-nucleus Molière is 10-35 % wider, more than the targets could hide. A model without the
+    form factor would fail this."""
+    vs_nuclear, vs_point = check_against_moliere("lead", 0.1, 30.0, seed=1)
+    assert np.all(np.abs(vs_nuclear) < TARGET), vs_nuclear
+    assert vs_point[0] < -0.07 and vs_point[2] < -0.2, vs_point
+
+
+def test_model_with_energy_loss_matches_moliere_along_the_path():
+    """10 cm of uranium at 1 GeV/c loses ~20 % of its momentum: with the loss on, the model agrees
+    with Molière's theory summed over 1 mm pieces at the momentum of the continuous loss."""
+    model = model_quantiles("uranium", 0.1, 1.0, energy_loss=True, seed=2)
+    reference = projected_abs_quantiles(moliere_with_energy_loss("uranium", 0.1, 1.0), LEVELS)
+    at_entry = projected_abs_quantiles(moliere_for_slab("uranium", 0.1, 1.0, nuclear_size=True), LEVELS)
+    assert np.all(np.abs(model / reference - 1) < TARGET), model / reference - 1
+    assert np.all(reference / at_entry > 1.08)  # the loss matters: ignoring it would be 8 % off
+
+
+HIGH_Z = ("tungsten", "gold", "lead", "uranium", "plutonium")
+Z_SWEEP = ("beryllium", "graphite", "aluminium", "silicon", "iron", "copper", "silver", "tin", *HIGH_Z)
+SLOW_CASES = sorted(
+    {(m, t, p) for m in HIGH_Z for t in (0.001, 0.003, 0.01, 0.03, 0.1) for p in (1.0, 3.0, 10.0, 30.0, 100.0, 400.0)}
+    | {(m, t, p) for m in Z_SWEEP for t in (0.001, 0.01, 0.1) for p in (1.0, 10.0, 100.0)}
+)
+
+
+@pytest.mark.slow
+def test_model_quantiles_match_moliere_everywhere():
+    """The full range of the issue: W, Au, Pb, U, Pu at 1 mm-10 cm and 1-400 GeV/c, and the Z sweep
+    4-94 at 1 mm / 1 cm / 10 cm and 1/10/100 GeV/c (222 points): within 5/7/12 % of Molière with the
+    nuclear size everywhere, and of point-nucleus Molière for Z <= 14."""
+    failures = []
+    for i, (material, thickness, momentum) in enumerate(SLOW_CASES):
+        vs_nuclear, vs_point = check_against_moliere(material, thickness, momentum, seed=i, n=200_000)
+        light = max(e[0] for e in material_elements(material)) <= 14
+        if np.any(np.abs(vs_nuclear) >= TARGET) or (light and np.any(np.abs(vs_point) >= TARGET)):
+            failures.append((material, thickness, momentum, np.round(vs_nuclear, 3), np.round(vs_point, 3)))
+    assert not failures, failures
