@@ -39,10 +39,9 @@ def whole_block(material: str, thickness: float) -> PassiveVolume:
 @pytest.mark.parametrize("material, thickness", [("iron", 0.5), ("lead", 0.3), ("water", 1.0)])
 def test_uniform_block_reconstructs_within_highland_accuracy(material, thickness):
     """Whole block as one voxel. The inversion is Highland's formula, the simulation's physics is
-    Lynch-Dahl + single scattering (validated against Geant4), and Highland's theta0 is good to
-    11 %, i.e. X0 (~ theta0^-1.85) to ~20 %. Our simulated thick-target widths sit 2-5 % under
-    Highland's, so the measured closure is +4 % (iron), -1 % (lead), +11 % (water): the test
-    allows 15 %, and the reported statistical uncertainty is below 2 %."""
+    Molière's (validated against Molière's theory and Geant4), and Highland's theta0 is good to
+    11 %, i.e. X0 (~ theta0^-1.85) to ~20 %. The measured closure is -3 % (iron), 0 % (lead),
+    -4 % (water): the test allows 15 %, and the reported statistical uncertainty is below 2 %."""
     volume = whole_block(material, thickness)
     est = PocaX0(extended=False)(simulate_and_measure(volume, 100_000), volume)
     assert est.x0 is not None and est.uncertainty is not None

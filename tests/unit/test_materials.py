@@ -1,3 +1,5 @@
+import math
+
 import pytest
 
 from mutomo.materials import ELEMENTS, MATERIALS, Material, get_material, known_materials
@@ -141,3 +143,21 @@ def test_from_composition_refuses_bad_input(kwargs, words):
 def test_from_composition_refuses_an_empty_name():
     with pytest.raises(ValueError, match="name must be a non-empty string"):
         Material.from_composition("  ", 1000.0, {"H": 2, "O": 1}, by="atoms")
+
+
+def tsai_x0_g_cm2(z: int, a: float) -> float:
+    """Tsai's radiation length (PDG Review eq. 34.26 with the Coulomb correction f(Z), eq. 34.27)."""
+    alpha_z = z / 137.035999
+    f = alpha_z**2 * (1 / (1 + alpha_z**2) + 0.20206 - 0.0369 * alpha_z**2 + 0.0083 * alpha_z**4 - 0.002 * alpha_z**6)
+    l_rad, l_rad_prime = {4: (4.71, 5.924)}.get(z, (math.log(184.15 * z ** (-1 / 3)), math.log(1194 * z ** (-2 / 3))))
+    return 716.408 * a / (z**2 * (l_rad - f) + z * l_rad_prime)
+
+
+@pytest.mark.parametrize("name", [n for n, m in MATERIALS.items() if len(m.composition) == 1])
+def test_elemental_materials_agree_with_their_element(name):
+    """<Z/A> equals the element's Z/A, and X0 is Tsai's (which the PDG tables list) to 0.2 %."""
+    m = get_material(name)
+    (symbol,) = m.composition
+    z, a = ELEMENTS[symbol]
+    assert m.z_over_a == pytest.approx(z / a, rel=2e-4)
+    assert m.x0_g_cm2 == pytest.approx(tsai_x0_g_cm2(z, a), rel=2e-3)

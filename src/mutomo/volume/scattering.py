@@ -1,21 +1,27 @@
 """Multiple Coulomb scattering of muons: a Gaussian core plus a single-scattering tail.
 
-The model, per step of path length ``ds`` through a material of radiation length ``X0``:
+The model, per step of path length ``ds`` through a material of radiation length ``X0``, is
+Molière's theory (Bethe, Phys. Rev. 89 (1953) 1256) cut into the scatters below an angle, summed
+into a Gaussian, and those above it, drawn one by one, with the finite size of the nucleus in
+both (Cooper & Rainwater, Phys. Rev. 97 (1955) 492; Butkevich et al., NIM A488 (2002) 282):
 
-* **Core.** The projected-angle width is the Gaussian width of Lynch & Dahl (NIM B58 (1991) 6,
-  eq. 7), ``theta0^2 = chi_c^2 / (1 + F^2) [(1 + v)/v ln(1 + v) - 1]`` with ``F = 0.98``,
-  ``v = Omega / (2 (1 - F))`` and ``Omega = chi_c^2 / (1.167 chi_a^2)`` the mean number of
-  scatters; it reproduces Molier's theory to ~2 % for all Z, where Highland's formula (PDG
-  eq. 34.15) is good to 11 % and misses the Z dependence (about +7 % for 1 cm of lead).
-  ``chi_c^2 = 0.157 MeV^2 Z(Z+1)/A t[g/cm^2]/(p beta)^2`` is Molier's characteristic
-  angle (Lynch & Dahl eq. 2) and ``chi_a`` the screening angle (their eq. 6). Both are
-  *accumulated* along the path. The core variance is ``theta0_LD^2 - kappa chi_c^2``: the
-  explicit tail below carries a share ~ ``chi_c^2`` of the width that Lynch & Dahl fitted to
-  the whole distribution. Each step adds the difference of the core variance after and
-  before it, so the variance after any division of a slab into steps is the thick-target
-  value (applying the formula per step, as per-step Highland does, underestimates thick
-  targets by 8-17 %).
-* **Tail.** Rutherford single scatters harder than a cut ``theta_c = n_c sigma_core(after)``:
+* **Core.** ``chi_c^2 = 0.157 MeV^2 Z(Z+1)/A t[g/cm^2]/(p beta)^2`` is Molière's characteristic
+  angle (Lynch & Dahl, NIM B58 (1991) 6, eq. 2), ``chi_a`` the screening angle (their eq. 6) and
+  ``Omega = chi_c^2 / (1.167 chi_a^2)`` the mean number of scatters; ``chi_c^2`` and ``Omega``
+  are *accumulated* along the path. The scatters below a cut ``n_c sigma`` have the projected
+  variance ``sigma^2 = chi_c^2 / 2 [ln(n_c^2 sigma^2 / chi_a^2) - 1]`` (screened Rutherford law);
+  with ``n_c^2 = 2 e / 1.167`` this is ``y - ln y = ln Omega`` for ``y = 2 sigma^2 / chi_c^2``:
+  Bethe's equation for B, so the core is exactly the Gaussian of Molière's theory,
+  ``sigma^2 = chi_c^2 B / 2``, and ``n_c = 2.158`` is not a free constant. The variance used is
+  Lynch & Dahl's eq. 7, ``theta0^2 = chi_c^2 / (1 + F^2) [(1 + v)/v ln(1 + v) - 1]`` with
+  ``F = 0.98``, ``v = Omega / (2 (1 - F))``, which equals ``chi_c^2 B / 2`` within 1 % for
+  ``Omega > 1e3`` (1 mm of beryllium has 1e3) and is smooth down to ``Omega = 0``; less the
+  scatters that the nuclear form factor removes below the cut (:func:`core_terms`), which
+  matters once the core reaches the nuclear angle (-9 % in the 68 % quantile for 10 cm of
+  lead). Each step adds the difference of the core variance after and before it, so the
+  variance after any division of a slab into steps is the thick-target value (applying the
+  formula per step, as per-step Highland does, underestimates thick targets by 8-17 %).
+* **Tail.** Rutherford single scatters harder than the cut ``theta_c = n_c theta0(after)``:
   their number in the step is Poisson with mean ``d chi_c^2 / theta_c^2`` and their angles
   follow ``P(> theta) = (theta_c / theta)^2``, thinned by the dipole form factor of the
   nucleus, ``F^2 = (1 + q^2 <r^2> / 12)^-4`` with ``q = p theta``, ``<r^2> = 3 R^2 / 5`` for a
@@ -23,14 +29,15 @@ The model, per step of path length ``ds`` through a material of radiation length
   ``(1 + theta^2 / (20 theta_N^2))^-4`` with ``theta_N = hbar c / (p R)``: heavy nuclei cut
   the tail earlier. Because the cut rises along the path, hard scatters drawn earlier that
   now lie below it are counted again in the core; the core increment is reduced by their
-  expected variance ``chi_c,acc^2 ln(theta_c(after) / theta_c(before))``, which keeps the
-  total variance independent of the step size.
+  expected variance ``chi_c,acc^2 int F^2 dtheta / theta`` between the two cuts (the form factor
+  thinned them), which keeps the total variance independent of the step size.
 * **Displacement.** The lateral offset at the end of a step is correlated with the angle as in
   PDG eq. 34.21: ``y = ds (z1 sigma / sqrt(12) + z2 sigma / 2)`` with ``theta = z2 sigma``
   (correlation sqrt(3)/2); a hard scatter happens on average mid-step, giving ``ds theta / 2``.
 
-``kappa`` and ``n_c`` are the two tuned constants (see :class:`ScatterParameters`), set
-against the Geant4 1 cm samples in ../shared/data and checked in tests/physics.
+No constant is fitted. The model is checked against Molière's theory with and without the
+nuclear size (:mod:`mutomo.volume.moliere`, tests/physics/test_moliere.py) and against the
+Geant4 1 cm samples in ../shared/data (tests/physics/test_scattering.py).
 """
 
 from __future__ import annotations
@@ -47,24 +54,25 @@ from mutomo.units import HIGHLAND_E0, HIGHLAND_LOG_COEFF
 N_SCATTER_RANDOMS = 7
 
 
+# Euler's constant: Molière's 1.167 = exp(2 C - 1) (Bethe, Phys. Rev. 89 (1953) 1256).
+EULER_GAMMA = 0.5772156649015329
+# The cut that makes the Gaussian core Molière's: the scatters below n_c sigma have the variance
+# sigma^2 = chi_c^2 B / 2 exactly when n_c^2 = 2 e / 1.167 (see the module docstring).
+MOLIERE_TAIL_CUT = math.sqrt(2.0) * math.exp(1.0 - EULER_GAMMA)
+
+
 @dataclass(frozen=True)
 class ScatterParameters:
-    """Tuned constants of the scattering model.
+    """Constants of the scattering model; none is fitted to data.
 
     Attributes:
-        tail_share: ``kappa``: the core variance is ``theta0_LD^2 - kappa chi_c^2``.
-        tail_cut: ``n_c``: hard scatters are those above ``n_c`` core widths.
+        tail_cut: ``n_c``: hard scatters are those above ``n_c`` core widths;
+            ``sqrt(2 e / 1.167) = 2.158`` follows from Molière's B (module docstring).
         max_angle: Largest projected angle kept after a step (rad); guards tan() near pi/2.
         form_factor_scale: ``12 / (<r^2>/R^2) = 20`` for a uniformly charged sphere.
-
-    ``tail_share = 1.2`` and ``tail_cut = 2.2`` were chosen on a grid (1.0-1.9 x 1.6-2.5) to
-    centre the 68/95/99 % quantiles of |projected angle| on the Geant4 1 cm samples of
-    aluminium, iron, lead and SiO2 at 1-400 GeV/c (mean deviations within +-4 % per material),
-    keeping the 98 % Gaussian-fit width within 11 % of Highland from 1 mm to 1 m.
     """
 
-    tail_share: float = 1.2
-    tail_cut: float = 2.2
+    tail_cut: float = MOLIERE_TAIL_CUT
     max_angle: float = 1.2
     form_factor_scale: float = 20.0
 
@@ -145,19 +153,23 @@ class ScatterState:
     """Per-muon accumulators the scattering model carries between steps.
 
     Attributes:
-        chi_c2: ``(mu,)`` accumulated Molier characteristic angle squared (rad^2).
+        chi_c2: ``(mu,)`` accumulated Molière characteristic angle squared (rad^2).
         omega: ``(mu,)`` accumulated mean number of scatters (dimensionless).
-        core_var: ``(mu,)`` :func:`core_variance` of the two, carried so that each step
-            evaluates it once.
+        cut_var: ``(mu,)`` Lynch & Dahl's variance of the two; the tail cut is ``n_c`` times its root.
+        nuclear_loss: ``(mu,)`` ``G(W)`` at that cut (:func:`core_terms`).
+        core_var: ``(mu,)`` the Gaussian core's variance; all three are carried so that each step
+            evaluates them once.
     """
 
     chi_c2: Tensor
     omega: Tensor
+    cut_var: Tensor
+    nuclear_loss: Tensor
     core_var: Tensor
 
     @classmethod
     def zeros(cls, like: Tensor) -> ScatterState:
-        return cls(torch.zeros_like(like), torch.zeros_like(like), torch.zeros_like(like))
+        return cls(*(torch.zeros_like(like) for _ in range(5)))
 
 
 LYNCH_DAHL_F = 0.98
@@ -175,14 +187,35 @@ def lynch_dahl_variance(chi_c2: Tensor, omega: Tensor) -> Tensor:
     return chi_c2 / (1 + LYNCH_DAHL_F**2) * bracket
 
 
-def core_variance(chi_c2: Tensor, omega: Tensor, params: ScatterParameters = DEFAULT_SCATTER) -> Tensor:
-    """Accumulated Gaussian-core variance, ``theta0_LD^2 - kappa chi_c^2`` (rad^2), ``(mu,)``.
+def core_terms(
+    chi_c2: Tensor, omega: Tensor, inv_nuclear2: Tensor, params: ScatterParameters = DEFAULT_SCATTER
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The cut, the nuclear loss below it and the Gaussian core (rad^2), each ``(mu,)``.
 
-    Lynch & Dahl's width is a fit to the central 98 % of the *whole* distribution, single-scatter
-    tail included; the explicit tail carries variance ~ chi_c^2, so ``kappa chi_c^2`` comes off
-    the core. The share shrinks like 1/ln(Omega) as targets thicken and the core dominates.
+    Lynch & Dahl's variance ``theta0^2`` is, within 1 % for Omega > 1e3, ``chi_c^2 B / 2``: the
+    variance of the point-nucleus scatters below the cut ``n_c theta0`` (module docstring). The
+    nuclear form factor ``F^2 = (1 + z)^-4``, ``z = theta^2 / (s theta_N^2)``, removes from them
+    ``chi_c^2 int_0^cut (1 - F^2) dtheta / theta = chi_c^2 / 2 G(W)`` per plane, with
+    ``W = 1 + cut^2 / (s theta_N^2)`` and ``G(W) = ln W + 11/6 - 1/W - 1/(2 W^2) - 1/(3 W^3)``
+    (since ``(1 - (1 + z)^-4) / z = sum_k=1..4 (1 + z)^-k``). It matters once the core reaches
+    the nuclear angle: -9 % in the 68 % quantile for 10 cm of lead.
+
+    Args:
+        chi_c2: ``(mu,)`` characteristic angle squared, accumulated (rad^2).
+        omega: ``(mu,)`` mean number of scatters, accumulated.
+        inv_nuclear2: ``(mu,)`` ``1 / (s theta_N^2)`` (rad^-2), ``theta_N = hbar c / (p R)`` the
+            nuclear angle and ``s`` the form-factor scale.
+        params: model constants.
+
+    Returns:
+        ``(cut_var, nuclear_loss, core_var)``: ``theta0^2`` (the cut is ``n_c theta0``),
+        ``G(W)``, and ``theta0^2 - chi_c^2 G(W) / 2`` (at least 0).
     """
-    return (lynch_dahl_variance(chi_c2, omega) - params.tail_share * chi_c2).clamp(min=0.0)
+    cut_var = lynch_dahl_variance(chi_c2, omega)
+    w = 1.0 + params.tail_cut**2 * cut_var * inv_nuclear2
+    r = 1.0 / w
+    nuclear_loss = torch.log(w) + (11.0 / 6.0) - r * (1.0 + r * (0.5 + r * (1.0 / 3.0)))
+    return cut_var, nuclear_loss, (cut_var - 0.5 * chi_c2 * nuclear_loss).clamp(min=0.0)
 
 
 def scatter_step(
@@ -220,16 +253,21 @@ def scatter_step(
         ``(mu,)``; the displacement is the x and y components of the offset perpendicular to
         the incoming direction, on top of the straight ``step_length * direction`` part.
     """
-    d_chi2 = tail_x0 * (step_length / x0) / (momentum * beta) ** 2
-    d_omega = tail_x0 * (step_length / x0) / (1.167 * screening_p2)
+    strength = tail_x0 * (step_length / x0)  # chi_c^2 (p beta)^2 of the step
+    d_chi2 = strength / (momentum * beta) ** 2
+    d_omega = strength / (1.167 * screening_p2)
     chi_c2, omega = state.chi_c2 + d_chi2, state.omega + d_omega
-    var_old, var_new = state.core_var, core_variance(chi_c2, omega, params)
-    new_state = ScatterState(chi_c2=chi_c2, omega=omega, core_var=var_new)
-    cut2_old = params.tail_cut**2 * var_old
-    cut2_new = params.tail_cut**2 * var_new
-    # Variance of earlier hard scatters that now fall below the raised cut (projected, per axis).
-    ratio = (cut2_new / cut2_old.clamp(min=1e-300)).clamp(min=1.0)
-    overlap = torch.where(state.chi_c2 > 0, state.chi_c2 * 0.5 * torch.log(ratio), torch.zeros_like(ratio))
+    inv_nuclear2 = (momentum / nuclear_p) ** 2 * (1.0 / params.form_factor_scale)  # 1 / (s theta_N^2)
+    cut_var, nuclear_loss, var_new = core_terms(chi_c2, omega, inv_nuclear2, params)
+    new_state = ScatterState(chi_c2, omega, cut_var, nuclear_loss, var_new)
+    cut2_new = params.tail_cut**2 * cut_var
+    # Earlier hard scatters that now fall below the raised cut, and so into the core: their variance
+    # is chi_c,acc^2 int F^2 dtheta / theta between the cuts (projected, per axis), i.e.
+    # chi_c,acc^2 / 2 [ln(cut_new^2 / cut_old^2) - (G(W_new) - G(W_old))]. The floor keeps the log
+    # finite in float32 (it is multiplied by chi_c,acc^2 = 0 before the first step).
+    ratio = (cut_var / state.cut_var.clamp(min=1e-30)).clamp(min=1.0)
+    overlap = state.chi_c2 * 0.5 * (torch.log(ratio) - (nuclear_loss - state.nuclear_loss))
+    var_old = state.core_var
     core_sigma = torch.sqrt((var_new - var_old - overlap).clamp(min=0.0))
 
     z_angle_x, z_angle_y, z_disp_x, z_disp_y, u_hard, u_phi, u_accept = randoms.unbind(0)
@@ -238,9 +276,9 @@ def scatter_step(
     mean_hard = (d_chi2 / cut2_new.clamp(min=1e-300)).clamp(max=1.0)
     is_hard = u_hard < mean_hard
     v = (u_hard / mean_hard.clamp(min=1e-300)).clamp(min=1e-12, max=1.0)
-    hard_angle = torch.sqrt(cut2_new / v)
-    theta_n = nuclear_p / momentum
-    form_factor = (1.0 + (hard_angle / theta_n) ** 2 / params.form_factor_scale) ** -4
+    hard2 = cut2_new / v
+    hard_angle = torch.sqrt(hard2)
+    form_factor = (1.0 + hard2 * inv_nuclear2) ** -4
     hard_angle = torch.where(is_hard & (u_accept < form_factor), hard_angle, torch.zeros_like(hard_angle))
     phi = (2 * math.pi) * u_phi
 
