@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mutomo-installed
 
-.PHONY: demo test lint benchmark clean
+.PHONY: demo test test-slow lint benchmark clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Long validations (e.g. the 222-point Molière sweep, ~10 minutes): not part of `make test`.
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/simulation_throughput.py
