@@ -7,28 +7,9 @@ import math
 import pytest
 import torch
 
-from mutomo.detector import Detector, DetectorPanel
-from mutomo.muons import FluxSource, TabulatedFlux
-from mutomo.reco import MaximumLikelihoodEM, ScatterData, measure
-from mutomo.simulate import acceptance_plane, simulate
+from mutomo.reco import MaximumLikelihoodEM
 from mutomo.volume import PassiveVolume
-
-FLUX = TabulatedFlux(momentum_range=(1.0, 1000.0), theta_max=math.radians(40))
-
-
-def simulate_and_measure(volume: PassiveVolume, n: int, seed: int) -> ScatterData:
-    """Three 100 um panels 10 cm apart on each side, 1.6 m wide; true (mean in/out) momenta
-    (the set-up of tests/physics/test_reconstruction.py)."""
-
-    def panel(z):
-        return DetectorPanel((0.5, 0.5, z), (1.6, 1.6), 1e-4, 0.9)
-
-    top = volume.z_high
-    det = Detector([panel(top + 0.3), panel(top + 0.2), panel(top + 0.1)], [panel(0.3), panel(0.2), panel(0.1)])
-    source = FluxSource(acceptance_plane(det, math.radians(40)), FLUX)
-    r = simulate(det, volume, source, n, torch.Generator().manual_seed(seed))
-    momentum = 0.5 * (r.muons_in.momentum + r.muons_out.momentum)
-    return measure(r.hits_above, r.hits_below, volume, momentum, r.muons_in.weight * (r.muons_out.weight > 0))
+from tests.physics.test_reconstruction import simulate_and_measure  # the same set-up for both
 
 
 @pytest.mark.parametrize("material, thickness", [("iron", 0.5), ("lead", 0.3), ("water", 1.0)])
