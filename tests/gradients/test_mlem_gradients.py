@@ -9,15 +9,12 @@ from dataclasses import replace
 
 import pytest
 import torch
-from torch import nn
 from torch.autograd import gradcheck
 
-from mutomo.detector import Detector, DetectorPanel
-from mutomo.muons import FluxSource, GenerationPlane, TabulatedFlux
 from mutomo.reco import MaximumLikelihoodEM, ScatterData, Tracks, compute_scatters, measure
 from mutomo.reco.mlem import em_update, log_likelihood, path_lengths, transverse_scatters
-from mutomo.simulate import simulate
 from mutomo.volume import PassiveVolume
+from tests.gradients.test_gradients import lead_in_water_run
 
 D = torch.float64
 
@@ -107,20 +104,9 @@ def test_gradcheck_em_step_and_log_likelihood_in_everything_they_read():
 
 
 def lead_in_water_mlem(resolution: float, z_top: float, iterations: int = 5, checkpoint: bool = True):
-    """A lead block in water seen by 3 + 3 panels, the top one's resolution and centre trainable;
-    fixed draws, float64; the ML/EM map and the detector."""
-    volume = PassiveVolume.uniform("water", (1.0, 1.0, 0.4), 0.1, z_low=0.4, dtype=D).with_box(
-        "lead", (0.3, 0.3, 0.5), (0.7, 0.7, 0.7)
-    )
-    res = nn.Parameter(torch.tensor([resolution], dtype=D))
-    z = nn.Parameter(torch.tensor([0.5, 0.5, z_top], dtype=D))
-    above = [DetectorPanel(z, (1.2, 1.2), res, 0.9, dtype=D)] + [
-        DetectorPanel((0.5, 0.5, zz), (1.2, 1.2), 1e-3, 0.9, dtype=D) for zz in (1.0, 0.9)
-    ]
-    below = [DetectorPanel((0.5, 0.5, zz), (1.2, 1.2), 1e-3, 0.9, dtype=D) for zz in (0.3, 0.2, 0.1)]
-    det = Detector(above, below, smoothness=0.02)
-    source = FluxSource(GenerationPlane(1.3, (-0.1, 1.1), (-0.1, 1.1)), TabulatedFlux(momentum_range=(0.5, 50.0)))
-    r = simulate(det, volume, source, 3000, torch.Generator().manual_seed(9))
+    """The lead-in-water set-up of the gradient tests (:func:`lead_in_water_run`); the ML/EM map
+    and the detector."""
+    r, volume, det = lead_in_water_run(resolution, z_top)
     data = measure(r.hits_above, r.hits_below, volume, r.muons_in.momentum, r.muons_in.weight)
     return MaximumLikelihoodEM(iterations=iterations, min_path=0.2, checkpoint=checkpoint)(data, volume), det
 
