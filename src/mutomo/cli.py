@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import math
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from mutomo.detector import Detector, DetectorPanel
+from mutomo.errors import MutomoError, RunDirectoryError
+from mutomo.io.paths import read_json, writable_dir, writable_file
 from mutomo.muons import FluxSource, TabulatedFlux, exposure_time
 from mutomo.optimise.problem import Problem
 from mutomo.simulate import acceptance_plane, simulate
@@ -31,6 +36,7 @@ def _demo_detector() -> Detector:
 
 def run_demo(output: Path, n_muons: int = 200_000, seed: int = 0) -> dict[str, float]:
     """Simulate muons through 20 cm slabs of several materials and summarise; returns the numbers."""
+    output = writable_dir(output, "--output")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     detector = _demo_detector()
@@ -99,7 +105,7 @@ def _x0_figure(run_dir: Path, problem: Problem, n_muons: int) -> Path | None:
 
     if n_muons <= 0:
         return None
-    design = DetectorDesign.from_description(json.loads((run_dir / "design_final.json").read_text()))
+    design = DetectorDesign.from_description(read_json(run_dir / "design_final.json", RERUN))
     volume = problem.sample((0, 2, 0), index=0).volume
     with torch.no_grad():
         r = simulate(design.detector(), volume, problem.source, n_muons, torch.Generator().manual_seed(7))
@@ -118,13 +124,25 @@ def _x0_figure(run_dir: Path, problem: Problem, n_muons: int) -> Path | None:
     )
 
 
+RERUN = "rerun `mutomo optimise` on this run directory to write it again"
+
+
+def _observations(run_dir: Path, name: str) -> Any:
+    from mutomo.optimise.evaluate import DesignObservations
+
+    path = run_dir / "observations" / f"{name}.npz"
+    try:
+        return DesignObservations.load(path)
+    except (OSError, KeyError, ValueError) as exc:  # numpy's errors for a missing or damaged archive
+        raise RunDirectoryError(f"{path}: unreadable ({exc}); {RERUN}") from None
+
+
 def _task_figure(run_dir: Path, problem: Problem, designs: list[str]) -> Path | None:
     """The task's own figure from the run's observations: calibration plot (regression), ROC
     curves and score distributions (presence)."""
-    from mutomo.optimise.evaluate import DesignObservations
     from mutomo.plotting.report import predicted_vs_true, roc_and_scores
 
-    obs = {name: DesignObservations.load(run_dir / "observations" / f"{name}.npz") for name in designs}
+    obs = {name: _observations(run_dir, name) for name in designs}
     figures = run_dir / "figures"
     if problem.task.kind == "regression":
         answers = {}
@@ -150,10 +168,10 @@ def _report(run_dir: Path) -> Path:
     from mutomo.optimise.problem import build_problem
     from mutomo.plotting.report import write_report
 
-    config = parse_config(json.loads((run_dir / "config.json").read_text()), str(run_dir / "config.json"))
+    config = parse_config(read_json(run_dir / "config.json", RERUN), str(run_dir / "config.json"))
     problem = build_problem(config)
-    (run_dir / "figures").mkdir(exist_ok=True)
-    designs = list(json.loads((run_dir / "evaluations.json").read_text())["designs"])
+    writable_dir(run_dir / "figures", "figures folder")
+    designs = list(read_json(run_dir / "evaluations.json", RERUN).get("designs", {}))
     extra = [_task_figure(run_dir, problem, designs), _x0_figure(run_dir, problem, config.output.x0_muons)]
     return write_report(run_dir, problem.scene.box, [f for f in extra if f is not None])
 
@@ -183,74 +201,140 @@ def _list_tasks() -> None:
     print('run one with `mutomo optimise NAME`; start your own with `extends = "NAME"` in a configuration')
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mutomo", description="Differentiable muon tomography detector design")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="simulate cosmic muons through slabs of several materials")
+EXIT_CODES = """exit codes: 0 success; 2 input refused (the message names the file, field or row);
+1 failure (a bug: rerun with --debug and report the traceback); 130 interrupted (a run resumes
+from its last checkpoint when the same command is given again)."""
+
+
+def _version() -> str:
+    try:
+        version = importlib.metadata.version("mutomo")
+    except importlib.metadata.PackageNotFoundError:
+        from mutomo import __version__ as version
+    return f"mutomo {version} (torch {torch.__version__}, python {sys.version.split()[0]})"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mutomo",
+        description="Differentiable muon tomography detector design",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=_version(), help="print the version and exit")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = sub.add_parser("demo", help="simulate cosmic muons through slabs of several materials", epilog=EXIT_CODES)
     demo.add_argument("--output", type=Path, default=Path("demo_output"), help="folder for the figure")
     demo.add_argument("--muons", type=int, default=200_000, help="muons per material (>= 1)")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
-    sub.add_parser("tasks", help="list the built-in benchmarks (scene, task and human designs)")
-    opt = sub.add_parser("optimise", help="optimise a detector: a TOML/YAML configuration or a built-in benchmark")
+    sub.add_parser("tasks", help="list the built-in benchmarks (scene, task and human designs)", epilog=EXIT_CODES)
+    opt = sub.add_parser(
+        "optimise",
+        help="optimise a detector: a TOML/YAML configuration or a built-in benchmark",
+        epilog=EXIT_CODES,
+    )
     opt.add_argument("config", help="configuration file, or the name of a built-in benchmark (see `mutomo tasks`)")
     opt.add_argument("--output", type=Path, default=None, help="run directory (default: output.directory)")
     opt.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in the run directory")
     opt.add_argument("--no-report", action="store_true", help="skip the figures and report.html")
-    ev = sub.add_parser("evaluate", help="evaluate a design (smooth and physical) on a problem's test volumes")
+    ev = sub.add_parser(
+        "evaluate", help="evaluate a design (smooth and physical) on a problem's test volumes", epilog=EXIT_CODES
+    )
     ev.add_argument("design", help="design JSON file, or the name of a design of the configuration")
     ev.add_argument("--config", default="ladle_furnace", help="configuration file or built-in benchmark")
     ev.add_argument("--json", type=Path, default=Path("evaluation.json"), help="where to write the metrics")
-    rep = sub.add_parser("report", help="(re)write the figures and report.html of a run directory")
+    rep = sub.add_parser("report", help="(re)write the figures and report.html of a run directory", epilog=EXIT_CODES)
     rep.add_argument("run_dir", type=Path, help="a run directory written by `mutomo optimise`")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _optimise(args: argparse.Namespace) -> None:
+    from mutomo.io.config import load_config
+    from mutomo.optimise.run import run
+
+    config = load_config(args.config)
+    run_dir = args.output if args.output is not None else Path(config.output.directory)
+    start = time.perf_counter()
+    evaluations = run(config, run_dir, resume=not args.fresh)
+    _print_evaluations(evaluations)
+    if not args.no_report:
+        print(f"report: {_report(run_dir)}")
+    print(f"run directory {run_dir}; {time.perf_counter() - start:.0f} s")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from mutomo.io.config import load_config
+    from mutomo.optimise.evaluate import metrics_json, observe_design, summarise
+    from mutomo.optimise.problem import build_problem
+    from mutomo.optimise.run import evaluation_settings
+
+    config = load_config(args.config)
+    problem = build_problem(config)
+    design = problem.design(args.design, (), None, field="design")
+    writable_file(args.json, "--json")
+    metrics = metrics_json(summarise(problem, observe_design(design, problem, evaluation_settings(config))))
+    result = {
+        "readouts": list(metrics),
+        "designs": {args.design: {**metrics, "design": design.describe()}},
+        "paired": {},
+    }
+    _print_evaluations(result)
+    args.json.write_text(json.dumps(result, indent=1))
+    print(f"metrics written to {args.json}")
+
+
+def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.command == "demo":
         if args.muons < 1:
-            parser.error(f"--muons must be >= 1; got {args.muons}")
+            raise MutomoError(f"--muons must be >= 1; got {args.muons}")
         run_demo(args.output, args.muons, args.seed)
-        return 0
-    from mutomo.io.config import ConfigError, load_config
+        return
     from mutomo.runtime import tune_allocator
 
     if args.command in ("optimise", "evaluate"):
         tune_allocator()  # loops of steps: reuse freed memory instead of page-faulting it in again
+    if args.command == "tasks":
+        _list_tasks()
+    elif args.command == "optimise":
+        _optimise(args)
+    elif args.command == "evaluate":
+        _evaluate(args)
+    elif args.command == "report":
+        if not (args.run_dir / "evaluations.json").exists():
+            raise RunDirectoryError(f"{args.run_dir}: not a finished run directory (no evaluations.json)")
+        print(f"report: {_report(args.run_dir)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 success, 2 refused input, 1 failure,
+    130 interrupted). No traceback is printed unless ``--debug`` is given."""
+    parser = _parser()
     try:
-        if args.command == "tasks":
-            _list_tasks()
-        elif args.command == "optimise":
-            from mutomo.optimise.run import run
-
-            config = load_config(args.config)
-            run_dir = args.output if args.output is not None else Path(config.output.directory)
-            start = time.perf_counter()
-            evaluations = run(config, run_dir, resume=not args.fresh)
-            _print_evaluations(evaluations)
-            if not args.no_report:
-                print(f"report: {_report(run_dir)}")
-            print(f"run directory {run_dir}; {time.perf_counter() - start:.0f} s")
-        elif args.command == "evaluate":
-            from mutomo.optimise.evaluate import metrics_json, observe_design, summarise
-            from mutomo.optimise.problem import build_problem
-            from mutomo.optimise.run import evaluation_settings
-
-            config = load_config(args.config)
-            problem = build_problem(config)
-            design = problem.design(args.design, (), None, field="design")
-            metrics = metrics_json(summarise(problem, observe_design(design, problem, evaluation_settings(config))))
-            result = {
-                "readouts": list(metrics),
-                "designs": {args.design: {**metrics, "design": design.describe()}},
-                "paired": {},
-            }
-            _print_evaluations(result)
-            args.json.write_text(json.dumps(result, indent=1))
-            print(f"metrics written to {args.json}")
-        elif args.command == "report":
-            if not (args.run_dir / "evaluations.json").exists():
-                raise ConfigError(f"{args.run_dir}: not a finished run directory (no evaluations.json)")
-            print(f"report: {_report(args.run_dir)}")
-    except ConfigError as exc:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2), already printed
+        return int(exc.code or 0)
+    try:
+        _dispatch(args, parser)
+    except MutomoError as exc:
+        if args.debug:
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "interrupted; a run resumes from its last checkpoint when the same command is given again", file=sys.stderr
+        )
+        return 130
+    except Exception as exc:  # a failure that is not the input's fault: say so, keep the traceback for --debug
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"error: mutomo failed ({type(exc).__name__}: {exc}); this is a bug, not your input: "
+            "rerun with --debug and report the traceback",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

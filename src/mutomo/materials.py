@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from mutomo.errors import MutomoError
 from mutomo.units import EV, G_PER_CM2, G_PER_CM3, HBARC_GEV_FM, MOLIERE_CHI_C2, NUCLEAR_R0_FM
 
 # Elemental mean excitation energies I (eV) for Z = 1..94, in order of Z: the PDG "Atomic and
@@ -141,14 +142,14 @@ def _check_symbols(name: str, composition: Mapping[str, float]) -> None:
         if symbol in ELEMENTS:
             continue
         if symbol in _BEYOND_Z_MAX:
-            raise ValueError(
+            raise MutomoError(
                 f"Material {name!r}: element {symbol!r} has Z = {_BEYOND_Z_MAX[symbol]}; "
                 f"only Z = 1..{Z_MAX} (H..Pu) are supported"
             )
         hint = ""
         if isinstance(symbol, str) and symbol.strip().capitalize() in ELEMENTS:
             hint = f" (did you mean {symbol.strip().capitalize()!r}? symbols are case-sensitive)"
-        raise ValueError(
+        raise MutomoError(
             f"Material {name!r}: composition has unknown element symbol {symbol!r}{hint}; "
             f"use a symbol of Z = 1..{Z_MAX}, e.g. 'H', 'Fe', 'Pb'"
         )
@@ -177,14 +178,14 @@ class Material:
     source: str = field(default="PDG Atomic and Nuclear Properties", repr=False)
 
     def __post_init__(self) -> None:
-        if not self.x0 > 0:
-            raise ValueError(f"Material {self.name!r}: x0 must be > 0 m, got {self.x0}")
-        if not self.density > 0:
-            raise ValueError(f"Material {self.name!r}: density must be > 0 kg/m^3, got {self.density}")
+        if not 0 < self.x0 < math.inf:
+            raise MutomoError(f"Material {self.name!r}: x0 must be finite and > 0 m, got {self.x0}")
+        if not 0 < self.density < math.inf:
+            raise MutomoError(f"Material {self.name!r}: density must be finite and > 0 kg/m^3, got {self.density}")
         _check_symbols(self.name, self.composition)
         total = sum(self.composition.values())
         if abs(total - 1.0) > 2e-3:
-            raise ValueError(f"Material {self.name!r}: composition mass fractions sum to {total}, not 1")
+            raise MutomoError(f"Material {self.name!r}: composition mass fractions sum to {total}, not 1")
 
     @classmethod
     def from_composition(
@@ -231,27 +232,27 @@ class Material:
             (36.08, 0.5551)
         """
         if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"Material name must be a non-empty string, got {name!r}")
+            raise MutomoError(f"Material name must be a non-empty string, got {name!r}")
         if not _is_real(density) or not math.isfinite(density) or not density > 0:
-            raise ValueError(f"Material {name!r}: density must be a finite number > 0 (kg/m^3), got {density!r}")
+            raise MutomoError(f"Material {name!r}: density must be a finite number > 0 (kg/m^3), got {density!r}")
         if by not in ("mass", "atoms"):
-            raise ValueError(f"Material {name!r}: by must be 'mass' or 'atoms', got {by!r}")
+            raise MutomoError(f"Material {name!r}: by must be 'mass' or 'atoms', got {by!r}")
         if not isinstance(composition, Mapping) or not composition:
-            raise ValueError(
+            raise MutomoError(
                 f"Material {name!r}: composition must be a non-empty mapping of element symbol -> "
                 f"{'mass fraction' if by == 'mass' else 'number of atoms'}, got {composition!r}"
             )
         _check_symbols(name, composition)
         for symbol, value in composition.items():
             if not _is_real(value) or not math.isfinite(value) or value < 0:
-                raise ValueError(
+                raise MutomoError(
                     f"Material {name!r}: composition[{symbol!r}] must be a finite number >= 0, got {value!r}"
                 )
         if by == "mass":
             weights = {s: float(v) for s, v in composition.items() if v > 0}
             total = sum(weights.values())
             if abs(total - 1.0) > 1e-3:
-                raise ValueError(
+                raise MutomoError(
                     f"Material {name!r}: composition mass fractions sum to {total:.6g}, not 1 (tolerance 1e-3); "
                     "normalise them, or pass by='atoms' for atom counts"
                 )
@@ -259,7 +260,7 @@ class Material:
             weights = {s: float(v) * ELEMENTS[s][1] for s, v in composition.items() if v > 0}
             total = sum(weights.values())
         if not total > 0:
-            raise ValueError(f"Material {name!r}: composition has no element with a fraction > 0")
+            raise MutomoError(f"Material {name!r}: composition has no element with a fraction > 0")
         fractions = {s: w / total for s, w in weights.items()}
 
         inv_x0 = sum(w / element_x0_g_cm2(s) for s, w in fractions.items())
@@ -270,7 +271,7 @@ class Material:
             )
             mean_excitation = math.exp(log_i / z_over_a)
         elif not _is_real(mean_excitation) or not 0 < mean_excitation < 1e-5:
-            raise ValueError(
+            raise MutomoError(
                 f"Material {name!r}: mean_excitation must be in GeV, in (0, 1e-5) (elements span 19-921 eV), "
                 f"e.g. 79.7e-9 for 79.7 eV; got {mean_excitation!r}"
             )

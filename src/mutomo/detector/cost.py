@@ -30,6 +30,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from mutomo.errors import MutomoError
+
 
 class CostModel(Protocol):
     """Cost of panels from their span, resolution and efficiency."""
@@ -74,13 +76,13 @@ class AreaCostModel:
 
     def __post_init__(self) -> None:
         if not self.cost_per_m2 > 0:
-            raise ValueError(f"AreaCostModel.cost_per_m2 must be > 0; got {self.cost_per_m2}")
+            raise MutomoError(f"AreaCostModel.cost_per_m2 must be > 0; got {self.cost_per_m2}")
         if not self.reference_resolution > 0:
-            raise ValueError(f"AreaCostModel.reference_resolution must be > 0 m; got {self.reference_resolution}")
+            raise MutomoError(f"AreaCostModel.reference_resolution must be > 0 m; got {self.reference_resolution}")
         if not 0 < self.reference_efficiency < 1:
-            raise ValueError(f"AreaCostModel.reference_efficiency must be in (0, 1); got {self.reference_efficiency}")
+            raise MutomoError(f"AreaCostModel.reference_efficiency must be in (0, 1); got {self.reference_efficiency}")
         if not self.per_panel >= 0:
-            raise ValueError(f"AreaCostModel.per_panel must be >= 0; got {self.per_panel}")
+            raise MutomoError(f"AreaCostModel.per_panel must be >= 0; got {self.per_panel}")
 
     def per_area(self, resolution: Tensor, efficiency: Tensor) -> Tensor:
         precision = (self.reference_resolution / resolution) ** self.resolution_exponent

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from mutomo.detector.cost import AreaCostModel, CostModel
 from mutomo.detector.panel import DetectorPanel, Hits, register_value, smooth_acceptance
+from mutomo.errors import MutomoError
 from mutomo.muons.batch import MuonBatch
 from mutomo.volume.grid import PassiveVolume
 from mutomo.volume.propagation import position_at_z
@@ -34,7 +35,7 @@ class PanelGroup(nn.Module):
     ) -> None:
         super().__init__()
         if not panels:
-            raise ValueError("PanelGroup.panels must hold at least one panel")
+            raise MutomoError("PanelGroup.panels must hold at least one panel")
         self.panels = nn.ModuleList(panels)
         register_value(self, "offset", offset, 3, device, dtype)
 
@@ -68,9 +69,9 @@ class Detector(nn.Module):
     ) -> None:
         super().__init__()
         if not above or not below:
-            raise ValueError("Detector needs at least one panel above and one below the volume")
+            raise MutomoError("Detector needs at least one panel above and one below the volume")
         if not smoothness > 0:
-            raise ValueError(f"Detector.smoothness must be > 0 m; got {smoothness}")
+            raise MutomoError(f"Detector.smoothness must be > 0 m; got {smoothness}")
         self.above = nn.ModuleList([_as_group(p) for p in above])
         self.below = nn.ModuleList([_as_group(p) for p in below])
         ref = next(iter(self.buffers()))
@@ -80,7 +81,7 @@ class Detector(nn.Module):
     def set_smoothness(self, value: float) -> None:
         """Set the panel-edge width (m), e.g. while annealing."""
         if not value > 0:
-            raise ValueError(f"Detector.smoothness must be > 0 m; got {value}")
+            raise MutomoError(f"Detector.smoothness must be > 0 m; got {value}")
         self.smoothness.fill_(value)
 
     @staticmethod
@@ -111,7 +112,7 @@ class Detector(nn.Module):
         ``centre (*design, panel, 3)``, ``span (*design, panel, 2)``, ``resolution (*design, panel)``,
         ``efficiency (*design, panel)``; ``*design`` is empty unless panels carry design axes."""
         if side not in ("above", "below"):
-            raise ValueError(f"side must be 'above' or 'below'; got {side!r}")
+            raise MutomoError(f"side must be 'above' or 'below'; got {side!r}")
         return self._stack(self.above if side == "above" else self.below)
 
     def check_outside(self, volume: PassiveVolume) -> None:
@@ -120,11 +121,11 @@ class Detector(nn.Module):
             z = self.panel_parameters(side)["centre"][..., 2].reshape(-1, self.n_panels(side))
             for i, zi in enumerate(z.max(0).values.tolist() if side == "below" else z.min(0).values.tolist()):
                 if side == "above" and zi <= volume.z_high:
-                    raise ValueError(
+                    raise MutomoError(
                         f"panel {i} above the volume has z = {zi:.4g} m; it must be > z_high = {volume.z_high:.4g} m"
                     )
                 if side == "below" and zi >= volume.z_low:
-                    raise ValueError(
+                    raise MutomoError(
                         f"panel {i} below the volume has z = {zi:.4g} m; it must be < z_low = {volume.z_low:.4g} m"
                     )
 
@@ -180,14 +181,14 @@ class Detector(nn.Module):
         reconstructing the stack runs the K designs in one vectorised pass on the same muons.
         """
         if not detectors:
-            raise ValueError("Detector.stack needs at least one detector")
+            raise MutomoError("Detector.stack needs at least one detector")
         first = detectors[0]
         batched = [i for i, d in enumerate(detectors) if d.design_shape]
         if batched:
-            raise ValueError(f"Detector.stack takes detectors without design axes; detectors {batched} have them")
+            raise MutomoError(f"Detector.stack takes detectors without design axes; detectors {batched} have them")
         layout = [(d.n_panels("above"), d.n_panels("below")) for d in detectors]
         if len(set(layout)) != 1:
-            raise ValueError(
+            raise MutomoError(
                 f"Detector.stack needs the same number of panels above and below in every design; got {layout}"
             )
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from mutomo.errors import MutomoError
+
 
 def register_value(
     module: nn.Module,
@@ -24,7 +26,7 @@ def register_value(
     single element broadcasts to ``size``)."""
     if isinstance(value, nn.Parameter):
         if value.shape[-1:] != (size,) and not (size == 1 and value.dim() == 1):
-            raise ValueError(
+            raise MutomoError(
                 f"{type(module).__name__}.{name} must have {size} element(s) on its last axis; got shape "
                 f"{tuple(value.shape)}"
             )
@@ -36,7 +38,7 @@ def register_value(
     if tensor.shape[-1] == 1 and size > 1:
         tensor = tensor.expand(*tensor.shape[:-1], size).clone()
     if tensor.shape[-1] != size:
-        raise ValueError(f"{type(module).__name__}.{name} must have {size} element(s); got {tensor.shape[-1]}")
+        raise MutomoError(f"{type(module).__name__}.{name} must have {size} element(s); got {tensor.shape[-1]}")
     module.register_buffer(name, tensor)
 
 
@@ -82,15 +84,16 @@ class DetectorPanel(nn.Module):
         self.validate()
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the field when a value is out of its allowed range."""
-        if bool((self.span <= 0).any()):
-            raise ValueError(f"DetectorPanel.span must be > 0 m in x and y; got {self.span.tolist()}")
-        if bool((self.resolution <= 0).any()):
-            raise ValueError(f"DetectorPanel.resolution must be > 0 m; got {self.resolution.tolist()}")
+        """Raise :class:`MutomoError` naming the field when a value is out of its allowed range
+        (NaN and inf included)."""
+        if not bool(((self.span > 0) & torch.isfinite(self.span)).all()):
+            raise MutomoError(f"DetectorPanel.span must be > 0 m in x and y; got {self.span.tolist()}")
+        if not bool(((self.resolution > 0) & torch.isfinite(self.resolution)).all()):
+            raise MutomoError(f"DetectorPanel.resolution must be > 0 m; got {self.resolution.tolist()}")
         if not bool(((self.efficiency > 0) & (self.efficiency <= 1)).all()):
-            raise ValueError(f"DetectorPanel.efficiency must be in (0, 1]; got {self.efficiency.tolist()}")
+            raise MutomoError(f"DetectorPanel.efficiency must be in (0, 1]; got {self.efficiency.tolist()}")
         if not bool(torch.isfinite(self.centre).all()):
-            raise ValueError(f"DetectorPanel.centre must be finite; got {self.centre.tolist()}")
+            raise MutomoError(f"DetectorPanel.centre must be finite; got {self.centre.tolist()}")
 
     @property
     def area(self) -> Tensor:
@@ -137,7 +140,7 @@ class Hits:
     def select(self, index: Tensor) -> Hits:
         """The hits of the muons at ``index`` (``(k,)`` long; hits without design axes)."""
         if self.design_shape:
-            raise ValueError("Hits.select works on hits without design axes; call flatten_designs() first")
+            raise MutomoError("Hits.select works on hits without design axes; call flatten_designs() first")
 
         def per_muon(t: Tensor) -> Tensor:  # (panel,) stays; (panel, mu) is selected
             return t.index_select(1, index) if t.dim() == 2 else t

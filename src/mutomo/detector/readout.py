@@ -27,6 +27,7 @@ from torch import Tensor
 
 from mutomo.detector.detector import Detector
 from mutomo.detector.panel import Hits
+from mutomo.errors import MutomoError
 
 
 def physical_readout(
@@ -51,12 +52,12 @@ def physical_readout(
         The hits with 0/1 weights; positions, heights and resolutions unchanged.
     """
     if hits.true_xy is None:
-        raise ValueError("physical_readout needs hits with their true crossing points (simulated hits)")
+        raise MutomoError("physical_readout needs hits with their true crossing points (simulated hits)")
     p = detector.panel_parameters(side)
     n_panels = p["centre"].shape[-2]
     need = n_panels if min_hits is None else min_hits
     if not 1 <= need <= n_panels:
-        raise ValueError(f"min_hits must be in [1, {n_panels}] for the {side} side; got {min_hits}")
+        raise MutomoError(f"min_hits must be in [1, {n_panels}] for the {side} side; got {min_hits}")
     with torch.no_grad():
         offset = hits.true_xy - p["centre"][..., None, :2]
         inside = (offset.abs() <= 0.5 * p["span"][..., None, :]).all(-1)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mutomo.errors import MutomoError
 from mutomo.reco.maps import ScatterData, VoxelMap
 from mutomo.volume.grid import PassiveVolume
 
@@ -81,7 +82,7 @@ def fit_linear_calibration(raw: Tensor, truth: Tensor) -> LinearCalibration:
         (2.0, 1.0, 9.0)
     """
     if raw.ndim != 1 or raw.shape != truth.shape or raw.numel() < 2:
-        raise ValueError(
+        raise MutomoError(
             "calibration needs raw and truth of the same shape (n,), n >= 2; "
             f"got {tuple(raw.shape)} and {tuple(truth.shape)}"
         )
@@ -89,7 +90,7 @@ def fit_linear_calibration(raw: Tensor, truth: Tensor) -> LinearCalibration:
     dx, dy = raw - raw.mean(), truth - truth.mean()
     var = (dx**2).sum()
     if float(var.detach()) <= 0:
-        raise ValueError("calibration needs at least two different raw values")
+        raise MutomoError("calibration needs at least two different raw values")
     slope = (dx * dy).sum() / var
     intercept = truth.mean() - slope * raw.mean()
     residual = truth - (slope * raw + intercept)
@@ -106,7 +107,7 @@ def robust_zscore(vmap: VoxelMap, per_layer: bool = False) -> Tensor:
     3 measured voxels get z = 0."""
     values = vmap.score[vmap.measured]
     if values.numel() < 3:
-        raise ValueError(f"robust_zscore needs at least 3 measured voxels; the {vmap.method} map has {values.numel()}")
+        raise MutomoError(f"robust_zscore needs at least 3 measured voxels; the {vmap.method} map has {values.numel()}")
     if not per_layer:
         centre = values.median()
         scale = MAD_TO_SIGMA * (values - centre).abs().median()
@@ -131,7 +132,7 @@ def presence_score(vmap: VoxelMap, temperature: float = 1.0, per_layer: bool = F
     maximum (T -> 0 gives the maximum z, large T the mean). Threshold it, or feed
     ``sigmoid(a * score + b)`` to a classification loss."""
     if not temperature > 0:
-        raise ValueError(f"presence_score temperature must be > 0; got {temperature}")
+        raise MutomoError(f"presence_score temperature must be > 0; got {temperature}")
     z = robust_zscore(vmap, per_layer)[vmap.measured]
     n = torch.tensor(float(z.numel()), dtype=z.dtype, device=z.device)
     return temperature * (torch.logsumexp(z / temperature, 0) - torch.log(n))

@@ -39,6 +39,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from mutomo.errors import MutomoError
 from mutomo.reco.maps import ScatterData, VoxelMap
 from mutomo.reco.poca import Scatters
 from mutomo.reco.track_fit import Tracks
@@ -106,7 +107,7 @@ class HighlandX0Inferrer:
 
     def __init__(self, truncation_passes: int = 3, min_weight: float = 1.0) -> None:
         if truncation_passes < 0:
-            raise ValueError(f"truncation_passes must be >= 0; got {truncation_passes}")
+            raise MutomoError(f"truncation_passes must be >= 0; got {truncation_passes}")
         self.truncation_passes = truncation_passes
         self.min_weight = min_weight
 

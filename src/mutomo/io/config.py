@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mutomo.errors import ConfigError, MutomoError
 from mutomo.materials import get_material, known_materials
 from mutomo.scenes.spec import MaterialSpec, SceneSpec
 
@@ -53,16 +54,16 @@ class TaskConfig(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> TaskConfig:
         if (self.exposure_s is None) == (self.muons_per_volume is None):
-            raise ValueError("give exactly one of exposure_s and muons_per_volume")
+            raise MutomoError("give exactly one of exposure_s and muons_per_volume")
         allowed = {
             "regression": ["fill_statistic"],
             "presence": ["poca", "extended_poca", "asr", "bca", "mlem"],
             "imaging": ["poca", "extended_poca", "mlem"],
         }[self.kind]
         if self.inference not in allowed:
-            raise ValueError(f"inference {self.inference!r} does not fit a {self.kind} task; allowed: {allowed}")
+            raise MutomoError(f"inference {self.inference!r} does not fit a {self.kind} task; allowed: {allowed}")
         if self.loss is not None and self.kind != "regression":
-            raise ValueError("loss applies to regression tasks only")
+            raise MutomoError("loss applies to regression tasks only")
         return self
 
 
@@ -83,7 +84,7 @@ class MuonsConfig(Strict):
     @classmethod
     def _range(cls, v: Pair) -> Pair:
         if not 0 < v[0] < v[1]:
-            raise ValueError("needs 0 < min < max (GeV/c)")
+            raise MutomoError("needs 0 < min < max (GeV/c)")
         return v
 
 
@@ -137,23 +138,23 @@ class DesignSpec(Strict):
         compact = self.z_above is not None or self.z_below is not None
         forms = [name for name, used in (("file", self.file), ("panels", self.panels), ("compact", compact)) if used]
         if len(forms) != 1:
-            raise ValueError(f"give one of file, panels, or xy + z_above + z_below; got {forms or 'none'}")
+            raise MutomoError(f"give one of file, panels, or xy + z_above + z_below; got {forms or 'none'}")
         if self.panels is not None:
             n_above = sum(p.side == "above" for p in self.panels)
             if n_above < 2 or len(self.panels) - n_above < 2:
-                raise ValueError("panels needs at least 2 panels above and 2 below")
+                raise MutomoError("panels needs at least 2 panels above and 2 below")
         if compact:
             if self.xy is None or self.z_above is None or self.z_below is None:
-                raise ValueError("the compact form needs xy, z_above and z_below")
+                raise MutomoError("the compact form needs xy, z_above and z_below")
             if len(self.z_above) < 2 or len(self.z_below) < 2:
-                raise ValueError("z_above and z_below need at least 2 panels each")
+                raise MutomoError("z_above and z_below need at least 2 panels each")
             n = len(self.z_above) + len(self.z_below)
             for name in ("span", "resolution", "efficiency"):
                 value = getattr(self, name)
                 if isinstance(value, list) and len(value) != n:
-                    raise ValueError(f"{name} needs one value or {n} (one per panel, above first); got {len(value)}")
+                    raise MutomoError(f"{name} needs one value or {n} (one per panel, above first); got {len(value)}")
             if isinstance(self.xy, list) and len(self.xy) != n:
-                raise ValueError(f"xy needs one [x, y] or {n}; got {len(self.xy)}")
+                raise MutomoError(f"xy needs one [x, y] or {n}; got {len(self.xy)}")
         return self
 
 
@@ -186,13 +187,13 @@ class TrainingConfig(Strict):
     @classmethod
     def _even(cls, v: int) -> int:
         if v % 2:
-            raise ValueError("must be even (volumes are drawn in pairs)")
+            raise MutomoError("must be even (volumes are drawn in pairs)")
         return v
 
     @model_validator(mode="after")
     def _one_count(self) -> TrainingConfig:
         if self.muons_per_volume is not None and self.exposure_s is not None:
-            raise ValueError("give at most one of muons_per_volume and exposure_s")
+            raise MutomoError("give at most one of muons_per_volume and exposure_s")
         return self
 
 
@@ -233,19 +234,19 @@ class RunConfig(Strict):
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
         if self.task.kind == "presence" and not self.scene.has_optional_target:
-            raise ValueError(
+            raise MutomoError(
                 "task: a presence task needs [[scene.objects]] of role 'target' present with probability "
                 "strictly between 0 and 1 (volumes with and without the object)"
             )
         if self.task.kind == "regression" and not self.scene.has_fill_height:
-            raise ValueError(
+            raise MutomoError(
                 "task: a regression task needs a scene with a fill height (a layer with target = true, or a "
                 "clutter background with fill_height)"
             )
         user = {m.name for m in self.materials}
         missing = [n for n in self.scene.material_names() if n not in user and not _builtin(n)]
         if missing:
-            raise ValueError(
+            raise MutomoError(
                 f"scene: unknown material(s) {missing}; define them under [[materials]] or use built-in ones "
                 f"({', '.join(known_materials())})"
             )
@@ -258,10 +259,6 @@ def _builtin(name: str) -> bool:
     except KeyError:
         return False
     return True
-
-
-class ConfigError(ValueError):
-    """A configuration that does not validate; the message names every bad field."""
 
 
 def _format(error: ValidationError, source: str) -> str:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,8 @@ import torch
 from torch import Tensor
 
 from mutomo.detector.panel import Hits
+from mutomo.errors import HitsFileError, MutomoError
+from mutomo.io.paths import as_path
 from mutomo.simulate import SimulationResult
 from mutomo.units import MUON_MASS
 
@@ -43,10 +45,33 @@ ENERGY_UNITS = {"GeV": 1.0, "MeV": 1e-3, "keV": 1e-6}
 ENERGY_KINDS = ("kinetic", "total")
 HDF5_FORMAT = "mutomo-hits"
 HDF5_VERSION = 1
+MAX_COORDINATE = 1000.0
+"""Largest |x|, |y| or |z| (m) a hit may have: a muon tomography detector is metres to tens of
+metres across, so a coordinate beyond a kilometre is a unit or file error, not a hit."""
+MAX_ENERGY = 1e7
+"""Largest muon energy (GeV) read: 10 PeV, beyond which the sea-level muon flux is negligible
+(the flux models of :mod:`mutomo.muons.flux` stop far below); larger is a unit error."""
 
 
-class HitsFileError(ValueError):
-    """A hits file that cannot be read as the format it claims to be."""
+def _where(template: str, row_offset: int = 0) -> Callable[[tuple[int, ...]], str]:
+    """Names a cell: ``template`` formatted with its index (the first shifted by ``row_offset``)."""
+
+    def name(index: tuple[int, ...]) -> str:
+        return template.format(index[0] + row_offset, *index[1:])
+
+    return name
+
+
+def _check_range(values: np.ndarray, limit: float, where: Callable[[tuple[int, ...]], str]) -> None:
+    """Refuse an infinite coordinate or one with ``|value| > limit`` (m); NaN marks a hit not
+    recorded. ``where(index)`` names the offending cell."""
+    bad = np.isinf(values) | (np.abs(np.nan_to_num(values)) > limit)
+    if bad.any():
+        index = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), values.shape))
+        raise HitsFileError(
+            f"{where(index)}: {values[index]:.6g} m is not a plausible coordinate "
+            f"(finite, |value| <= {limit:g} m); check the length unit"
+        )
 
 
 @dataclass(frozen=True)
@@ -69,28 +94,29 @@ class HitsData:
 
 def _unit(table: dict[str, float], unit: str, what: str) -> float:
     if unit not in table:
-        raise ValueError(f"{what} must be one of {sorted(table)}; got {unit!r}")
+        raise MutomoError(f"{what} must be one of {sorted(table)}; got {unit!r}")
     return table[unit]
 
 
 def _momentum_from_energy(energy: np.ndarray, kind: str, where: str) -> np.ndarray:
     """Momentum (GeV/c) from energies in GeV, kinetic or total."""
     if kind not in ENERGY_KINDS:
-        raise ValueError(f"energy kind must be one of {ENERGY_KINDS}; got {kind!r}")
+        raise MutomoError(f"energy kind must be one of {ENERGY_KINDS}; got {kind!r}")
     total = energy + MUON_MASS if kind == "kinetic" else energy
-    bad = ~np.isfinite(total) | (total < MUON_MASS)
+    bad = ~np.isfinite(total) | (total < MUON_MASS) | (total > MAX_ENERGY)
     if bad.any():
         i = int(np.argmax(bad))
         raise HitsFileError(
             f"{where} {i}: {kind} energy {energy[i]:.6g} GeV is not a muon energy "
-            f"(need a finite value{' >= 0' if kind == 'kinetic' else f' >= {MUON_MASS} GeV'})"
+            f"(need a finite value{' >= 0' if kind == 'kinetic' else f' >= {MUON_MASS} GeV'}, "
+            f"at most {MAX_ENERGY:g} GeV)"
         )
     return np.sqrt(total**2 - MUON_MASS**2)
 
 
 def _energy_from_momentum(momentum: Tensor, kind: str) -> np.ndarray:
     if kind not in ENERGY_KINDS:
-        raise ValueError(f"energy kind must be one of {ENERGY_KINDS}; got {kind!r}")
+        raise MutomoError(f"energy kind must be one of {ENERGY_KINDS}; got {kind!r}")
     p = momentum.detach().double().cpu().numpy()
     total = np.sqrt(p**2 + MUON_MASS**2)
     return total - MUON_MASS if kind == "kinetic" else total
@@ -110,7 +136,7 @@ def _split_planes(
     x, y, plane_z = x[:, order], y[:, order], plane_z[order]
     res = np.broadcast_to(np.asarray(resolution, dtype=np.float64), plane_z.shape)
     if not np.all(res > 0):
-        raise ValueError(f"resolution must be > 0 m for every plane; got {res.tolist()}")
+        raise MutomoError(f"resolution must be > 0 m for every plane; got {res.tolist()}")
     recorded = np.isfinite(x) & np.isfinite(y)
     sides = []
     for name, mask in (("above", plane_z > z_split), ("below", plane_z < z_split)):
@@ -145,7 +171,7 @@ def _recorded_planes(data: HitsData, threshold: float) -> tuple[np.ndarray, np.n
 
 def _require_momentum(data: HitsData, fmt: str) -> Tensor:
     if data.momentum is None:
-        raise ValueError(f"the {fmt} format records each muon's energy; these hits carry no momentum")
+        raise MutomoError(f"the {fmt} format records each muon's energy; these hits carry no momentum")
     return data.momentum
 
 
@@ -199,10 +225,13 @@ def read_csv(
             (mutomo's planes are flat and horizontal).
         dtype: dtype of the returned tensors.
     """
-    path = Path(path)
+    path = as_path(path, "hits file")
     scale, e_scale = _unit(LENGTH_UNITS, length_unit, "length_unit"), _unit(ENERGY_UNITS, energy_unit, "energy_unit")
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise HitsFileError(f"{path}: cannot be read as CSV ({exc})") from None
     if not rows:
         raise HitsFileError(f"{path}: empty file; expected a header row 'E, X0.., Y0.., Z0..'")
     header = [h.strip() for h in rows[0]]
@@ -231,6 +260,8 @@ def read_csv(
                 raise HitsFileError(f"{path}: row {r}, column {name}: {cell!r} is not a number") from None
     e, x, y, z = values[:, 0], values[:, 1 : n + 1], values[:, n + 1 : 2 * n + 1], values[:, 2 * n + 1 :]
     x, y, z = x * scale, y * scale, z * scale
+    for axis, v in (("X", x), ("Y", y), ("Z", z)):
+        _check_range(v, MAX_COORDINATE, _where(f"{path}: row {{}}, column {axis}{{}}", row_offset=2))
     recorded = np.isfinite(x) & np.isfinite(y)
     plane_z = np.array([np.median(z[recorded[:, i], i]) if recorded[:, i].any() else np.nan for i in range(n)])
     for i in range(n):
@@ -310,7 +341,7 @@ def read_root(
     plus the ``tree`` name."""
     import uproot
 
-    path = Path(path)
+    path = as_path(path, "hits file")
     scale, e_scale = _unit(LENGTH_UNITS, length_unit, "length_unit"), _unit(ENERGY_UNITS, energy_unit, "energy_unit")
     try:
         f = uproot.open(path)
@@ -339,6 +370,9 @@ def read_root(
         bad = ~np.isfinite(arrays[branch].astype(np.float64))
         if bad.any():
             raise HitsFileError(f"{path}: branch {branch!r}, entry {int(np.argmax(bad))}: value is not finite")
+    for branch in ("x", "y", "z"):
+        values = arrays[branch].astype(np.float64) * scale
+        _check_range(values, MAX_COORDINATE, _where(f"{path}: branch {branch!r}, entry {{}}"))
     events, muon = np.unique(arrays["eventID"], return_inverse=True)
     plane, plane_z = _cluster_planes(arrays["z"].astype(np.float64) * scale, z_tolerance)
     n_mu, n_planes = events.size, plane_z.size
@@ -400,9 +434,29 @@ def _dataset(f: h5py.File, key: str, ndim: int, path: Path, shape: str) -> np.nd
     return value
 
 
+def _check_side(fields: dict[str, np.ndarray], name: str, path: Path) -> None:
+    """Refuse non-finite or implausible values in one side's datasets."""
+    for key in ("xy", "z"):
+        v = fields[key].astype(np.float64)
+        if np.isnan(v).any():
+            i = np.unravel_index(int(np.argmax(np.isnan(v))), v.shape)
+            raise HitsFileError(f"{path}: dataset '{name}/{key}'{list(i)} is NaN; hits need finite coordinates")
+        _check_range(
+            v, MAX_COORDINATE, _where(f"{path}: dataset '{name}/{key}' at index " + ", ".join(["{}"] * v.ndim))
+        )
+    for key, allowed in (("resolution", f"in (0, {MAX_COORDINATE:g}] m"), ("weight", "in [0, 1]")):
+        v = fields[key].astype(np.float64)
+        ok = (v > 0) & (v <= MAX_COORDINATE) if key == "resolution" else (v >= 0) & (v <= 1)
+        if not ok.all():
+            i = np.unravel_index(int(np.argmin(ok)), v.shape)
+            raise HitsFileError(f"{path}: dataset '{name}/{key}'{list(i)} = {v[i]:.6g}; must be finite and {allowed}")
+
+
 def read_hdf5(path: str | Path, dtype: torch.dtype = torch.float32) -> HitsData:
-    """Read hits written by :func:`write_hdf5`."""
-    path = Path(path)
+    """Read hits written by :func:`write_hdf5`; refuses non-finite or implausible values
+    (coordinates beyond :data:`MAX_COORDINATE`, resolutions <= 0, hit weights outside [0, 1],
+    momenta <= 0), naming the dataset and the index."""
+    path = as_path(path, "hits file")
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
@@ -423,6 +477,7 @@ def read_hdf5(path: str | Path, dtype: torch.dtype = torch.float32) -> HitsData:
             if n_mu is not None and mu != n_mu:
                 raise HitsFileError(f"{path}: '{name}' holds {mu} muons, 'above' holds {n_mu}")
             n_mu = mu
+            _check_side(fields, name, path)
             true_xy = None
             if f"{name}/true_xy" in f:
                 true_xy = _dataset(f, f"{name}/true_xy", 3, path, "(panel, mu, 2)")
@@ -444,6 +499,12 @@ def read_hdf5(path: str | Path, dtype: torch.dtype = torch.float32) -> HitsData:
             p = _dataset(f, "momentum", 1, path, "(mu,)")
             if p.shape != (n_mu,):
                 raise HitsFileError(f"{path}: dataset 'momentum' has shape {p.shape}; expected ({n_mu},)")
+            bad = ~np.isfinite(p) | (p <= 0) | (p > MAX_ENERGY)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise HitsFileError(
+                    f"{path}: dataset 'momentum'[{i}] = {p[i]:.6g} GeV/c; need a finite value in (0, {MAX_ENERGY:g}]"
+                )
             momentum = torch.as_tensor(p, dtype=dtype)
     return HitsData(above=sides[0], below=sides[1], momentum=momentum)
 

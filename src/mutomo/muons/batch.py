@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mutomo.errors import MutomoError
 from mutomo.units import MUON_MASS
+
+
+def _first_bad(ok: Tensor) -> int:
+    """Index of the first muon (leading axis) for which ``ok`` is false (NaN counts as false)."""
+    bad = ~ok.reshape(ok.shape[0], -1).all(1)
+    return int(bad.nonzero()[0, 0])
 
 
 @dataclass(frozen=True)
@@ -36,14 +43,14 @@ class MuonBatch:
     def __post_init__(self) -> None:
         n = self.position.shape[-2] if self.position.dim() >= 2 else -1
         if self.position.shape[-1:] != (3,) or self.direction.shape != self.position.shape:
-            raise ValueError(
+            raise MutomoError(
                 f"MuonBatch.position and .direction must both have shape (mu, 3); got "
                 f"{tuple(self.position.shape)} and {tuple(self.direction.shape)}"
             )
         for name in ("momentum", "charge", "weight", "path_x0"):
             t = getattr(self, name)
             if t.shape != self.position.shape[:-1]:
-                raise ValueError(f"MuonBatch.{name} must have shape (mu,) = ({n},); got {tuple(t.shape)}")
+                raise MutomoError(f"MuonBatch.{name} must have shape (mu,) = ({n},); got {tuple(t.shape)}")
 
     @classmethod
     def create(
@@ -56,9 +63,17 @@ class MuonBatch:
     ) -> MuonBatch:
         """Build a batch, filling charge (-1), weight (1) and path_x0 (0) when omitted."""
         if position.shape[0] == 0:
-            raise ValueError("MuonBatch needs at least one muon (got mu = 0)")
-        if bool((momentum <= 0).any()):
-            raise ValueError("MuonBatch.momentum must be > 0 GeV/c")
+            raise MutomoError("MuonBatch needs at least one muon (got mu = 0)")
+        if not bool(((momentum > 0) & torch.isfinite(momentum)).all()):
+            raise MutomoError(f"MuonBatch.momentum must be finite and > 0 GeV/c; muon {_first_bad((momentum > 0) & momentum.isfinite())}")
+        if not bool(torch.isfinite(position).all()):
+            raise MutomoError(f"MuonBatch.position must be finite (m); muon {_first_bad(torch.isfinite(position))}")
+        norm = direction.norm(dim=-1)
+        if not bool(((norm > 0) & torch.isfinite(norm)).all()):
+            first = _first_bad((norm > 0) & norm.isfinite())
+            raise MutomoError(f"MuonBatch.direction must be a finite, non-zero vector; muon {first}")
+        if weight is not None and not bool(((weight >= 0) & (weight <= 1)).all()):
+            raise MutomoError(f"MuonBatch.weight must be in [0, 1]; muon {_first_bad((weight >= 0) & (weight <= 1))}")
         ones = torch.ones_like(momentum)
         return cls(
             position=position,

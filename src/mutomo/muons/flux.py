@@ -21,6 +21,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
+from mutomo.errors import MutomoError
 from mutomo.units import MUON_MASS
 
 
@@ -94,9 +95,9 @@ class TabulatedFlux:
     ) -> None:
         p_min, p_max = momentum_range
         if not 0 < p_min < p_max:
-            raise ValueError(f"momentum_range must satisfy 0 < min < max (GeV/c); got {momentum_range}")
+            raise MutomoError(f"momentum_range must satisfy 0 < min < max (GeV/c); got {momentum_range}")
         if not 0 < theta_max <= math.pi / 2:
-            raise ValueError(f"theta_max must be in (0, pi/2] rad; got {theta_max}")
+            raise MutomoError(f"theta_max must be in (0, pi/2] rad; got {theta_max}")
         self.model = model if model is not None else GCCLY15Flux()
         self.momentum_range = (float(p_min), float(p_max))
         self.theta_max = float(theta_max)
@@ -110,7 +111,7 @@ class TabulatedFlux:
         minus = self.model.flux(pp, cc, charge=-1) * jac
         total = plus + minus
         if not np.all(np.isfinite(total)) or total.sum() <= 0:
-            raise ValueError("The flux model returned non-finite or non-positive values on the grid")
+            raise MutomoError("The flux model returned non-finite or non-positive values on the grid")
         #: Rate through a horizontal plane, muons / (m^2 s), within the ranges.
         self.rate_per_area = float(total.sum())
         self._cdf = torch.from_numpy(np.cumsum(total.ravel()) / total.sum())

@@ -8,6 +8,7 @@ from typing import Protocol
 
 import torch
 
+from mutomo.errors import MutomoError
 from mutomo.muons.batch import MuonBatch
 from mutomo.muons.flux import TabulatedFlux
 
@@ -28,7 +29,7 @@ class GenerationPlane:
     def __post_init__(self) -> None:
         for name, (lo, hi) in (("x_range", self.x_range), ("y_range", self.y_range)):
             if not hi > lo:
-                raise ValueError(f"GenerationPlane.{name} must have max > min (m); got {(lo, hi)}")
+                raise MutomoError(f"GenerationPlane.{name} must have max > min (m); got {(lo, hi)}")
 
     @property
     def area(self) -> float:
@@ -72,7 +73,7 @@ def _direction(cos_theta: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
 
 def _check_n(n: int) -> None:
     if int(n) < 1:
-        raise ValueError(f"The number of muons must be >= 1; got {n}")
+        raise MutomoError(f"The number of muons must be >= 1; got {n}")
 
 
 class FluxSource:
@@ -129,9 +130,9 @@ class FixedSource:
         point: tuple[float, float] | None = None,
     ) -> None:
         if not momentum > 0:
-            raise ValueError(f"FixedSource.momentum must be > 0 GeV/c; got {momentum}")
+            raise MutomoError(f"FixedSource.momentum must be > 0 GeV/c; got {momentum}")
         if not 0 <= theta < math.pi / 2:
-            raise ValueError(f"FixedSource.theta must be in [0, pi/2) rad; got {theta}")
+            raise MutomoError(f"FixedSource.theta must be in [0, pi/2) rad; got {theta}")
         self.plane, self.momentum, self.theta, self.phi, self.charge, self.point = (
             plane,
             momentum,
@@ -168,5 +169,5 @@ def exposure_time(n_muons: int, source: FluxSource) -> float:
 def muon_count(seconds: float, source: FluxSource) -> int:
     """Expected number of muons through ``source.plane`` in ``seconds`` of exposure (rounded)."""
     if not seconds > 0:
-        raise ValueError(f"exposure time must be > 0 s; got {seconds}")
+        raise MutomoError(f"exposure time must be > 0 s; got {seconds}")
     return max(1, round(seconds * source.rate))

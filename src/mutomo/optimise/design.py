@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from mutomo.detector import AreaCostModel, Detector, DetectorPanel
 from mutomo.detector.cost import CostModel
+from mutomo.errors import MutomoError
 from mutomo.volume.grid import PassiveVolume
 
 PARAMETER_GROUPS = ("xy", "z", "size", "resolution", "efficiency")
@@ -62,18 +63,18 @@ class DesignBounds:
         for name in ("x", "y", "z_above", "z_below", "span", "resolution", "efficiency"):
             lo, hi = getattr(self, name)
             if not hi > lo:
-                raise ValueError(f"DesignBounds.{name} must have max > min; got {(lo, hi)}")
+                raise MutomoError(f"DesignBounds.{name} must have max > min; got {(lo, hi)}")
         if not self.z_below[1] < self.z_above[0]:
-            raise ValueError(f"DesignBounds: z_below {self.z_below} must lie under z_above {self.z_above}")
+            raise MutomoError(f"DesignBounds: z_below {self.z_below} must lie under z_above {self.z_above}")
         if not (self.span[0] > 0 and self.resolution[0] > 0 and self.efficiency[0] > 0 and self.efficiency[1] < 1):
-            raise ValueError("DesignBounds: span and resolution must be > 0, efficiency inside (0, 1)")
+            raise MutomoError("DesignBounds: span and resolution must be > 0, efficiency inside (0, 1)")
 
     def check_volume(self, volume: PassiveVolume) -> None:
         """Refuse a region whose panels could sit inside the volume."""
         if self.z_above[0] <= volume.z_high:
-            raise ValueError(f"z_above starts at {self.z_above[0]} m, inside the volume (z_high = {volume.z_high} m)")
+            raise MutomoError(f"z_above starts at {self.z_above[0]} m, inside the volume (z_high = {volume.z_high} m)")
         if self.z_below[1] >= volume.z_low:
-            raise ValueError(f"z_below ends at {self.z_below[1]} m, inside the volume (z_low = {volume.z_low} m)")
+            raise MutomoError(f"z_below ends at {self.z_below[1]} m, inside the volume (z_low = {volume.z_low} m)")
 
 
 def _logit(p: Tensor) -> Tensor:
@@ -119,25 +120,30 @@ class DetectorDesign(nn.Module):
             t = torch.as_tensor(value, dtype=dtype).reshape(-1)
             t = t.expand(n).clone() if t.numel() == 1 else t
             if t.numel() != n:
-                raise ValueError(f"DetectorDesign.{name} needs {n} values (one per panel); got {t.numel()}")
+                raise MutomoError(f"DetectorDesign.{name} needs {n} values (one per panel); got {t.numel()}")
             return t
 
         z_t, span_t = vec(z, "z"), vec(span, "span")
         res_t, eff_t = vec(resolution, "resolution"), vec(efficiency, "efficiency")
+        for name, t in (("xy", xy_t), ("z", z_t), ("span", span_t), ("resolution", res_t), ("efficiency", eff_t)):
+            bad = ~torch.isfinite(t.reshape(n, -1)).all(1)
+            if bool(bad.any()):
+                i = int(bad.nonzero()[0, 0])
+                raise MutomoError(f"DetectorDesign.{name}: panel {i} has a value that is not finite ({t[i].tolist()})")
         if not 1 <= n_above < n:
-            raise ValueError(f"DetectorDesign.n_above must be in [1, {n - 1}]; got {n_above}")
+            raise MutomoError(f"DetectorDesign.n_above must be in [1, {n - 1}]; got {n_above}")
         unknown = set(trainable) - set(PARAMETER_GROUPS)
         if unknown:
-            raise ValueError(
+            raise MutomoError(
                 f"DetectorDesign.trainable: unknown group(s) {sorted(unknown)}; allowed {PARAMETER_GROUPS}"
             )
         if bool((span_t <= 0).any()) or bool((res_t <= 0).any()) or bool(((eff_t <= 0) | (eff_t >= 1)).any()):
-            raise ValueError("DetectorDesign: spans and resolutions must be > 0 m, efficiencies in (0, 1)")
+            raise MutomoError("DetectorDesign: spans and resolutions must be > 0 m, efficiencies in (0, 1)")
         if budget is not None and not budget > 0:
-            raise ValueError(f"DetectorDesign.budget must be > 0; got {budget}")
+            raise MutomoError(f"DetectorDesign.budget must be > 0; got {budget}")
         fixed = n * (cost_model.per_panel if cost_model is not None else 0.0)
         if budget is not None and not budget > fixed:
-            raise ValueError(
+            raise MutomoError(
                 f"DetectorDesign.budget ({budget:.6g}) must exceed the {n} panels' fixed cost ({fixed:.6g})"
             )
         self.n_above = n_above
@@ -250,11 +256,11 @@ class DetectorDesign(nn.Module):
         for name, values, (lo, hi) in checks:
             for i, v in enumerate(values.tolist()):
                 if not lo - 1e-6 <= v <= hi + 1e-6:
-                    raise ValueError(f"panel {i}: {name} = {v:.6g} is outside the allowed range [{lo}, {hi}]")
+                    raise MutomoError(f"panel {i}: {name} = {v:.6g} is outside the allowed range [{lo}, {hi}]")
         for i, v in enumerate(self.z.tolist()):
             side, (lo, hi) = ("above", b.z_above) if i < self.n_above else ("below", b.z_below)
             if not lo - 1e-6 <= v <= hi + 1e-6:
-                raise ValueError(f"panel {i} ({side}): z = {v:.6g} m is outside the allowed range [{lo}, {hi}] m")
+                raise MutomoError(f"panel {i} ({side}): z = {v:.6g} m is outside the allowed range [{lo}, {hi}] m")
 
     # -------------------------------------------------------------- (de)serialise
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mutomo.errors import MutomoError
 from mutomo.optimise.design import DetectorDesign
 from mutomo.optimise.problem import SMOOTH, Problem, Readout, key_generator
 from mutomo.tasks import Metric, Observations
@@ -56,9 +57,9 @@ class EvaluationSettings:
 
     def __post_init__(self) -> None:
         if self.n_volumes < 4 or self.calibration_volumes < 2:
-            raise ValueError(f"evaluation needs n_volumes >= 4 and calibration_volumes >= 2; got {self}")
+            raise MutomoError(f"evaluation needs n_volumes >= 4 and calibration_volumes >= 2; got {self}")
         if not self.min_hits:
-            raise ValueError("evaluation.min_hits needs at least one entry")
+            raise MutomoError("evaluation.min_hits needs at least one entry")
 
     @property
     def readouts(self) -> list[Readout]:

@@ -28,19 +28,21 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
+from mutomo.errors import MutomoError
+from mutomo.io.paths import PathLike, writable_dir
+from mutomo.optimise.checkpoint import load_latest, save_checkpoint
 from mutomo.optimise.design import PARAMETER_GROUPS, DetectorDesign
 from mutomo.optimise.loss import LossBreakdown, budget_penalty
 from mutomo.optimise.problem import SAMPLED, SMOOTH, Problem, key_generator
+from mutomo.optimise.progress import Progress
 
 TRAINING_STREAM, VALIDATION_STREAM = 0, 1
 
@@ -106,23 +108,23 @@ class TrainingSettings:
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1; got {self.epochs}")
+            raise MutomoError(f"epochs must be >= 1; got {self.epochs}")
         if self.volumes_per_epoch < 4 or self.volumes_per_epoch % 2:
-            raise ValueError(f"volumes_per_epoch must be even and >= 4; got {self.volumes_per_epoch}")
+            raise MutomoError(f"volumes_per_epoch must be even and >= 4; got {self.volumes_per_epoch}")
         if self.muons_per_volume < 10:
-            raise ValueError(f"muons_per_volume must be >= 10; got {self.muons_per_volume}")
+            raise MutomoError(f"muons_per_volume must be >= 10; got {self.muons_per_volume}")
         unknown = set(self.learning_rates) - set(PARAMETER_GROUPS)
         if unknown:
-            raise ValueError(f"learning_rates: unknown group(s) {sorted(unknown)}; allowed {PARAMETER_GROUPS}")
+            raise MutomoError(f"learning_rates: unknown group(s) {sorted(unknown)}; allowed {PARAMETER_GROUPS}")
         bad = {k: v for k, v in self.optimisers.items() if k not in PARAMETER_GROUPS or v not in OPTIMISERS}
         if bad:
-            raise ValueError(
+            raise MutomoError(
                 f"optimisers: {bad} not allowed; groups {PARAMETER_GROUPS}, optimisers {sorted(OPTIMISERS)}"
             )
         if not 0 < self.final_lr_fraction <= 1:
-            raise ValueError(f"final_lr_fraction must be in (0, 1]; got {self.final_lr_fraction}")
+            raise MutomoError(f"final_lr_fraction must be in (0, 1]; got {self.final_lr_fraction}")
         if not all(s > 0 for s in self.smoothness):
-            raise ValueError(f"smoothness must be > 0 m; got {self.smoothness}")
+            raise MutomoError(f"smoothness must be > 0 m; got {self.smoothness}")
 
 
 @dataclass
@@ -209,25 +211,6 @@ def batch_loss(
     return LossBreakdown(task=task_loss, budget=penalty, cost=cost)
 
 
-def _checkpoint_path(run_dir: Path) -> Path:
-    return run_dir / "checkpoints" / "last.pt"
-
-
-def save_checkpoint(run_dir: Path, epoch: int, design: DetectorDesign, optimisers: dict, history: History) -> None:
-    """Write the state after ``epoch`` atomically (a killed write leaves the previous one)."""
-    path = _checkpoint_path(run_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "epoch": epoch,
-        "design": design.state_dict(),
-        "optimisers": {k: o.state_dict() for k, o in optimisers.items()},
-        "history": history.to_json(),
-    }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def optimise(
     design: DetectorDesign,
     problem: Problem,
@@ -236,7 +219,7 @@ def optimise(
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     optimiser: OptimiserFactory | None = None,
     stopping: StoppingRule | None = None,
-    run_dir: Path | None = None,
+    run_dir: PathLike | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> History:
@@ -249,15 +232,16 @@ def optimise(
         loss: task loss (default ``problem.task.loss``).
         optimiser: factory for every group's optimiser, overriding ``settings.optimisers``.
         stopping: stopping rule (default: run all epochs).
-        run_dir: where checkpoints go (``run_dir/checkpoints/last.pt``); ``None``: none written.
-        resume: continue from ``run_dir``'s checkpoint if there is one.
-        progress: show a progress bar.
+        run_dir: where checkpoints go (``run_dir/checkpoints/``, see
+            :mod:`mutomo.optimise.checkpoint`); ``None``: none written. ``str`` or ``os.PathLike``.
+        resume: continue from ``run_dir``'s newest readable checkpoint if there is one.
+        progress: report progress (a bar on a terminal, a line every few epochs otherwise).
     """
-    from tqdm.auto import tqdm
-
+    if run_dir is not None:
+        run_dir = writable_dir(run_dir, "run_dir")
     design.bounds.check_volume(problem.sample((0,)).volume)
     if settings.volumes_per_epoch < problem.task.min_batch:
-        raise ValueError(
+        raise MutomoError(
             f"training.volumes_per_epoch must be >= {problem.task.min_batch} for this {problem.task.kind} task; "
             f"got {settings.volumes_per_epoch}"
         )
@@ -270,18 +254,16 @@ def optimise(
         optimisers[g] = factory(groups[g], base_lr[g])
     history = History()
     start = 0
-    if resume and run_dir is not None and _checkpoint_path(run_dir).exists():
-        state = torch.load(_checkpoint_path(run_dir), weights_only=False)
+    state = load_latest(run_dir) if resume and run_dir is not None else None
+    if state is not None:
         design.load_state_dict(state["design"])
         for g, o in optimisers.items():
             o.load_state_dict(state["optimisers"][g])
         history = History.from_json(state["history"])
         start = state["epoch"] + 1
     s0, s1 = settings.smoothness
-    bar = tqdm(
-        range(start, settings.epochs), disable=not progress, desc=problem.name, initial=start, total=settings.epochs
-    )
-    for epoch in bar:
+    report = Progress(problem.name, start, settings.epochs, enabled=progress)
+    for epoch in range(start, settings.epochs):
         t0 = time.perf_counter()
         frac = epoch / max(settings.epochs - 1, 1)
         smooth = s0 * (s1 / s0) ** frac
@@ -337,11 +319,18 @@ def optimise(
             design=design.describe(),
         )
         history.records.append(record)
-        bar.set_postfix(
-            task=f"{record.loss['task']:.3f}", budget=f"{record.loss['budget']:.3f}", cost=f"{record.loss['cost']:.0f}"
-        )
+        report.epoch(epoch, record.loss, validation)
         if run_dir is not None:
-            save_checkpoint(run_dir, epoch, design, optimisers, history)
+            save_checkpoint(
+                run_dir,
+                {
+                    "epoch": epoch,
+                    "design": design.state_dict(),
+                    "optimisers": {k: o.state_dict() for k, o in optimisers.items()},
+                    "history": history.to_json(),
+                },
+            )
         if stopping is not None and stopping(history):
             break
+    report.close()
     return history

@@ -24,6 +24,7 @@ from typing import Protocol
 import torch.nn.functional as F
 from torch import Tensor
 
+from mutomo.errors import MutomoError
 from mutomo.tasks.regression import SpreadOverRangeLoss
 
 __all__ = ["BCELoss", "LossBreakdown", "MSELoss", "SpreadOverRangeLoss", "TaskLoss", "budget_penalty"]
@@ -74,5 +75,5 @@ def budget_penalty(cost: Tensor, budget: float, width: float, weight: float = 1.
     """``weight * softplus((cost - budget) / width)`` (dimensionless): ~0 well below the budget,
     then rising by ``weight`` for every ``width`` of overspend."""
     if not budget > 0 or not width > 0:
-        raise ValueError(f"budget and width must be > 0; got budget={budget}, width={width}")
+        raise MutomoError(f"budget and width must be > 0; got budget={budget}, width={width}")
     return weight * F.softplus((cost - budget) / width)

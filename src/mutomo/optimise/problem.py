@@ -23,7 +23,9 @@ from torch import Tensor
 
 from mutomo.detector import AreaCostModel, Detector
 from mutomo.detector.readout import physical_readout, sampled_readout
+from mutomo.errors import DesignFileError
 from mutomo.io.config import ConfigError, DesignSpec, RunConfig
+from mutomo.io.paths import PathLike, as_path
 from mutomo.materials import Material
 from mutomo.muons import FluxSource, GenerationPlane, TabulatedFlux
 from mutomo.muons.generation import exposure_time, muon_count
@@ -161,8 +163,63 @@ class Problem:
             )
         try:
             return design_from_spec(spec, self.bounds, self.cost_model, trainable, budget)
-        except (ValueError, KeyError, json.JSONDecodeError) as exc:
+        except DesignFileError:
+            raise
+        except (ValueError, TypeError, RuntimeError) as exc:  # torch's own for ragged or non-numeric lists
             raise ConfigError(f"{where}: {exc}") from None
+
+
+DESIGN_FILE_KEYS = ("n_above", "xy", "z", "span", "resolution", "efficiency")
+"""The keys a design file must have (as written by :meth:`DetectorDesign.describe`)."""
+DESIGN_FILE_OPTIONAL = ("budget", "cost", "bounds", "cost_model", "trainable", "smoothness")
+"""Keys a design file may have besides: written by mutomo, not read back (the problem's region,
+cost model and budget apply)."""
+
+
+def _refuse_constant(name: str) -> float:
+    raise DesignFileError(f"{name} is not a number a design may hold")
+
+
+def read_design_file(path: PathLike) -> dict[str, Any]:
+    """The design JSON file ``path`` as a dictionary, checked: valid JSON (no NaN or Infinity),
+    an object with every key of :data:`DESIGN_FILE_KEYS`, no key outside those and
+    :data:`DESIGN_FILE_OPTIONAL`, ``n_above`` an integer and the others lists of numbers.
+    Raises :class:`DesignFileError` naming the file and the key."""
+    path = as_path(path, "design file")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DesignFileError(f"design file {path}: cannot be read ({exc})") from None
+    try:
+        d = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise DesignFileError(f"design file {path}: not valid JSON ({exc})") from None
+    except DesignFileError as exc:
+        raise DesignFileError(f"design file {path}: {exc}") from None
+    if not isinstance(d, dict):
+        raise DesignFileError(f"design file {path}: must hold a JSON object with keys {list(DESIGN_FILE_KEYS)}")
+    missing = [k for k in DESIGN_FILE_KEYS if k not in d]
+    if missing:
+        raise DesignFileError(f"design file {path}: lacks {missing}")
+    extra = sorted(set(d) - set(DESIGN_FILE_KEYS) - set(DESIGN_FILE_OPTIONAL))
+    if extra:
+        raise DesignFileError(
+            f"design file {path}: unknown key(s) {extra}; allowed {list(DESIGN_FILE_KEYS + DESIGN_FILE_OPTIONAL)}"
+        )
+    if not isinstance(d["n_above"], int) or isinstance(d["n_above"], bool):
+        raise DesignFileError(f"design file {path}: n_above must be an integer; got {d['n_above']!r}")
+    for key in DESIGN_FILE_KEYS[1:]:
+        if not _numbers(d[key]):
+            raise DesignFileError(f"design file {path}: {key} must be a number or a list of numbers; got {d[key]!r}")
+    return d
+
+
+def _numbers(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    return isinstance(value, list) and len(value) > 0 and all(_numbers(v) for v in value)
 
 
 def design_from_spec(
@@ -174,10 +231,7 @@ def design_from_spec(
 ) -> DetectorDesign:
     """Build a :class:`DetectorDesign` from a design specification (file, panels or compact)."""
     if spec.file is not None:
-        d: dict[str, Any] = json.loads(Path(spec.file).read_text())
-        missing = [k for k in ("n_above", "xy", "z", "span", "resolution", "efficiency") if k not in d]
-        if missing:
-            raise ValueError(f"design file {spec.file} lacks {missing}")
+        d = read_design_file(spec.file)
         xy, z, n_above = d["xy"], d["z"], d["n_above"]
         span, resolution, efficiency = d["span"], d["resolution"], d["efficiency"]
     elif spec.panels is not None:

@@ -1,10 +1,18 @@
 """A whole run from a validated configuration: build, evaluate, optimise, evaluate, write.
 
-The run directory holds ``config.json`` (the validated configuration), ``checkpoints/last.pt``,
-``history.json``, ``design_initial.json``, ``design_final.json``, ``observations/NAME.npz``
-(every design's per-volume outputs, each computed once and reused on resume),
-``evaluations.json`` and ``timing.json``; after :func:`mutomo.plotting.report.write_report`,
-the figures and ``report.html``.
+The run directory holds ``config.json`` (the validated configuration), ``checkpoints/`` (the
+last few epochs, checksummed; see :mod:`mutomo.optimise.checkpoint`), ``history.json``,
+``design_initial.json``, ``design_final.json`` (the design after the last epoch, evaluated as
+``optimised``), ``design_best.json`` (the design of the best validation loss, evaluated as
+``best_validated``), ``observations/NAME.npz`` (every design's per-volume outputs, each computed
+once and reused on resume), ``evaluations.json`` and ``timing.json`` (seconds of the whole run,
+summed over every resume); after :func:`mutomo.plotting.report.write_report`, the figures and
+``report.html``.
+
+A run killed at any point resumes where it stopped when started again with the same
+configuration: finished evaluations are read back, training continues from the newest readable
+checkpoint (a damaged one is named and set aside), and the result is the same as that of an
+uninterrupted run.
 
 ``evaluations.json``::
 
@@ -16,11 +24,14 @@ the figures and ``report.html``.
 from __future__ import annotations
 
 import json
+import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from mutomo.io.config import ConfigError, RunConfig
+from mutomo.io.paths import PathLike, writable_dir
 from mutomo.optimise.design import DetectorDesign
 from mutomo.optimise.evaluate import (
     DesignObservations,
@@ -121,28 +132,31 @@ def write_evaluations(
     }
     for name, obs in observations.items():
         result["designs"][name] = {**metrics_json(summarise(problem, obs)), "design": designs[name].describe()}
-    if "optimised" in observations:
+    for trained in ("optimised", "best_validated"):
+        if trained not in observations:
+            continue
         for name, obs in observations.items():
-            if name != "optimised":
-                result["paired"][f"optimised - {name}"] = metrics_json(paired(problem, observations["optimised"], obs))
+            if name not in ("optimised", "best_validated"):
+                result["paired"][f"{trained} - {name}"] = metrics_json(paired(problem, observations[trained], obs))
     result["readouts"] = list(next(iter(observations.values())).test)
     (run_dir / "evaluations.json").write_text(json.dumps(result, indent=1))
     return result
 
 
-def run(config: RunConfig, run_dir: Path | None = None, resume: bool = True, progress: bool = True) -> dict[str, Any]:
+def run(
+    config: RunConfig, run_dir: PathLike | None = None, resume: bool = True, progress: bool = True
+) -> dict[str, Any]:
     """Run the configured optimisation end to end; returns the evaluations (``evaluations.json``)."""
-    run_dir = Path(run_dir if run_dir is not None else config.output.directory)
     problem = build_problem(config)
     design = build_design(config, problem)  # refuses a bad design before anything is simulated
     comparisons = comparison_designs(config, problem, design.budget)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = writable_dir(run_dir if run_dir is not None else config.output.directory, "run directory")
     saved = run_dir / "config.json"
     if not resume:
-        for stale in ("checkpoints/last.pt", "evaluations.json", "timing.json", "history.json"):
+        for stale in ("evaluations.json", "timing.json", "history.json", "design_best.json", "design_final.json"):
             (run_dir / stale).unlink(missing_ok=True)
-        for old in (run_dir / "observations").glob("*"):
-            old.unlink()
+        for folder in ("observations", "checkpoints"):
+            shutil.rmtree(run_dir / folder, ignore_errors=True)
     elif saved.exists() and json.loads(saved.read_text()) != json.loads(config.model_dump_json()):
         raise ConfigError(
             f"{run_dir} holds a run with a different configuration; start it afresh (--fresh) or use another --output"
@@ -153,22 +167,50 @@ def run(config: RunConfig, run_dir: Path | None = None, resume: bool = True, pro
     start = time.perf_counter()
     designs = {"initial": design.__class__.from_description(design.describe(), problem.cost_model), **comparisons}
     observations = {name: observations_cached(run_dir, name, d, problem, settings) for name, d in designs.items()}
-    train_start = time.perf_counter()
     history = optimise(
         design, problem, settings_from(config, problem), run_dir=run_dir, resume=resume, progress=progress
     )
-    train_seconds = time.perf_counter() - train_start
     (run_dir / "history.json").write_text(history.to_json())
     (run_dir / "design_final.json").write_text(design.to_json())
     designs["optimised"] = design
     observations["optimised"] = observations_cached(run_dir, "optimised", design, problem, settings)
+    best = best_validated(history, problem)
+    if best is not None:
+        (run_dir / "design_best.json").write_text(best.to_json())
+        designs["best_validated"] = best
+        observations["best_validated"] = observations_cached(run_dir, "best_validated", best, problem, settings)
     evaluations = write_evaluations(run_dir, problem, designs, observations)
-    timing_path = run_dir / "timing.json"
-    timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
-    timing["training_seconds"] = timing.get("training_seconds", 0.0) + train_seconds
-    timing["total_seconds"] = timing.get("total_seconds", 0.0) + time.perf_counter() - start
-    timing_path.write_text(json.dumps(timing, indent=1))
+    write_timing(run_dir, history, list(designs), time.perf_counter() - start)
     return evaluations
+
+
+def best_validated(history: History, problem: Problem) -> DetectorDesign | None:
+    """The design of the epoch with the lowest validation loss (``None`` without validations)."""
+    validated = [r for r in history.records if r.validation is not None]
+    if not validated:
+        return None
+    record = min(validated, key=lambda r: r.validation if r.validation is not None else math.inf)
+    return DetectorDesign.from_description(record.design, problem.cost_model)
+
+
+def write_timing(run_dir: Path, history: History, designs: list[str], seconds: float) -> dict[str, Any]:
+    """``timing.json``: seconds of the whole run, whatever the number of resumes: training (the
+    sum of every epoch's time, kept in the history across resumes), evaluation (each design's,
+    recorded when it was observed) and this invocation's wall time."""
+    evaluation = {}
+    for name in designs:
+        record = run_dir / "observations" / f"{name}.json"
+        evaluation[name] = json.loads(record.read_text()).get("seconds", 0.0) if record.exists() else 0.0
+    training = sum(r.seconds for r in history.records)
+    timing = {
+        "training_seconds": training,
+        "evaluation_seconds": evaluation,
+        "total_seconds": training + sum(evaluation.values()),
+        "epochs": len(history.records),
+        "last_invocation_seconds": seconds,
+    }
+    (run_dir / "timing.json").write_text(json.dumps(timing, indent=1))
+    return timing
 
 
 def load_history(run_dir: Path) -> History:

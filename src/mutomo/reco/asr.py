@@ -25,6 +25,7 @@ import math
 import torch
 from torch import Tensor
 
+from mutomo.errors import MutomoError
 from mutomo.reco.maps import ScatterData, VoxelMap
 from mutomo.reco.segments import segment_quantile
 from mutomo.reco.track_fit import Tracks
@@ -57,7 +58,7 @@ def triggered_voxels(
         ``(muon_index (E,), flat_voxel (E,))``, each voxel at most once per muon.
     """
     if samples_per_layer < 1:
-        raise ValueError(f"samples_per_layer must be >= 1; got {samples_per_layer}")
+        raise MutomoError(f"samples_per_layer must be >= 1; got {samples_per_layer}")
     nx, ny, nz = volume.shape
     dz = volume.voxel_size[2]
     dtype, device = incoming.xy.dtype, incoming.xy.device
@@ -92,7 +93,7 @@ class AngleStatisticsReconstruction:
 
     def __init__(self, quantile: float = 0.5, samples_per_layer: int = 4, min_weight: float = 5.0) -> None:
         if not 0.0 < quantile < 1.0:
-            raise ValueError(f"ASR quantile must be in (0, 1); got {quantile}")
+            raise MutomoError(f"ASR quantile must be in (0, 1); got {quantile}")
         self.quantile = quantile
         self.samples_per_layer = samples_per_layer
         self.min_weight = min_weight
@@ -100,7 +101,7 @@ class AngleStatisticsReconstruction:
     def __call__(self, data: ScatterData, volume: PassiveVolume) -> VoxelMap:
         """Score the voxels from reconstructed muons (normalised 3D deflections)."""
         if data.batch_shape:
-            raise ValueError(
+            raise MutomoError(
                 f"{type(self).__name__} scores one design and one volume at a time; got data with batch axes "
                 f"{data.batch_shape} (use PocaX0 or poca_height for batches, or measure each separately)"
             )

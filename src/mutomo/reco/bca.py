@@ -24,6 +24,7 @@ import math
 import torch
 from torch import Tensor
 
+from mutomo.errors import MutomoError
 from mutomo.reco.maps import ScatterData, VoxelMap
 from mutomo.reco.segments import segment_quantile, segment_starts, sort_by_segment
 from mutomo.reco.voxelise import flat_index, voxel_indices
@@ -43,13 +44,13 @@ class BinnedClustering:
 
     def __init__(self, n_max: int = 30, n_min: int = 3, min_weight: float = 0.5) -> None:
         if n_min < 2 or n_max < n_min:
-            raise ValueError(f"BCA needs 2 <= n_min <= n_max; got n_min={n_min}, n_max={n_max}")
+            raise MutomoError(f"BCA needs 2 <= n_min <= n_max; got n_min={n_min}, n_max={n_max}")
         self.n_max, self.n_min, self.min_weight = n_max, n_min, min_weight
 
     def __call__(self, data: ScatterData, volume: PassiveVolume) -> VoxelMap:
         """Score the voxels from reconstructed muons (PoCA points, normalised 3D deflections)."""
         if data.batch_shape:
-            raise ValueError(
+            raise MutomoError(
                 f"{type(self).__name__} scores one design and one volume at a time; got data with batch axes "
                 f"{data.batch_shape} (use PocaX0 or poca_height for batches, or measure each separately)"
             )

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from mutomo.detector.panel import Hits
+from mutomo.errors import MutomoError
 from mutomo.reco.momentum import MomentumEstimator
 from mutomo.reco.poca import Scatters, compute_scatters
 from mutomo.reco.track_fit import Tracks, fit_tracks
@@ -137,20 +138,20 @@ def measure(
     """
     design_shape = hits_above.design_shape
     if hits_below.design_shape != design_shape:
-        raise ValueError(
+        raise MutomoError(
             f"hits_above and hits_below must have the same design axes; got {design_shape} and "
             f"{hits_below.design_shape}"
         )
     n_designs = math.prod(design_shape)
     n_mu = hits_above.weight.shape[-1]  # every volume's muons, volume after volume
     if n_mu % volume.batch_size:
-        raise ValueError(f"hits hold {n_mu} muons, not a whole number for each of the {volume.batch_size} volumes")
+        raise MutomoError(f"hits hold {n_mu} muons, not a whole number for each of the {volume.batch_size} volumes")
     batch_shape = (*design_shape, *volume.batch_shape)
     if muon_weight is not None and design_shape:
         muon_weight = muon_weight.repeat(n_designs)  # the same muons for every design, design-major
     above, below = hits_above.flatten_designs(), hits_below.flatten_designs()
     if isinstance(momentum, Tensor) and momentum.shape != (n_mu,):
-        raise ValueError(f"momentum must have shape {(n_mu,)} (one per muon); got {tuple(momentum.shape)}")
+        raise MutomoError(f"momentum must have shape {(n_mu,)} (one per muon); got {tuple(momentum.shape)}")
     # Muons are held design-major, then volume after volume: consecutive blocks of n_mu / batch.
     batch = None
     if batch_shape:

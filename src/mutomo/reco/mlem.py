@@ -112,6 +112,7 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor
 
+from mutomo.errors import MutomoError
 from mutomo.materials import get_material
 from mutomo.reco.maps import ScatterData, VoxelMap
 from mutomo.reco.track_fit import Tracks
@@ -194,7 +195,7 @@ def path_lengths(vertices: Tensor, volume: PassiveVolume) -> PathLengths:
         ([0.1, 0.1, 0.1, 0.1], [0.3, 0.2, 0.1, 0.0])
     """
     if vertices.dim() != 3 or vertices.shape[1] < 2 or vertices.shape[2] != 3:
-        raise ValueError(f"vertices must have shape (mu, P >= 2, 3); got {tuple(vertices.shape)}")
+        raise MutomoError(f"vertices must have shape (mu, P >= 2, 3); got {tuple(vertices.shape)}")
     mu = vertices.shape[0]
     dtype, device = vertices.dtype, vertices.device
     shape = volume.shape
@@ -272,7 +273,7 @@ def muon_path(incoming: Tracks, outgoing: Tracks, poca: Tensor, volume: PassiveV
     if path == "straight":
         return torch.stack([entry, exit_], 1)
     if path != "poca":
-        raise ValueError(f"path must be 'poca' or 'straight'; got {path!r}")
+        raise MutomoError(f"path must be 'poca' or 'straight'; got {path!r}")
     height = poca[:, 2].clamp(volume.z_low, volume.z_high)
     vertex = 0.5 * (incoming.at(height) + outgoing.at(height))
     (x_lo, x_hi), (y_lo, y_hi) = volume.x_range, volume.y_range
@@ -601,20 +602,20 @@ class MaximumLikelihoodEM:
     ) -> None:
         for name, value in (("iterations", iterations), ("uniform_iterations", uniform_iterations)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+                raise MutomoError(f"{name} must be an integer >= 1; got {value!r}")
         bad = initial_x0 is not None and (
             not bool(torch.isfinite(initial_x0).all() and (initial_x0 > 0).all())
             if isinstance(initial_x0, Tensor)
             else not (math.isfinite(initial_x0) and initial_x0 > 0)
         )
         if bad:
-            raise ValueError(f"initial_x0 (the initial radiation length, m) must be finite and > 0; got {initial_x0}")
+            raise MutomoError(f"initial_x0 (the initial radiation length, m) must be finite and > 0; got {initial_x0}")
         if path not in ("poca", "straight"):
-            raise ValueError(f"path must be 'poca' or 'straight'; got {path!r}")
+            raise MutomoError(f"path must be 'poca' or 'straight'; got {path!r}")
         if not min_path >= 0:
-            raise ValueError(f"min_path must be >= 0 m; got {min_path}")
+            raise MutomoError(f"min_path must be >= 0 m; got {min_path}")
         if not nominal_momentum > 0:
-            raise ValueError(f"nominal_momentum must be > 0 GeV/c; got {nominal_momentum}")
+            raise MutomoError(f"nominal_momentum must be > 0 GeV/c; got {nominal_momentum}")
         self.iterations = iterations
         self.initial_x0 = initial_x0
         self.uniform_iterations = uniform_iterations

@@ -24,6 +24,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from mutomo.errors import MutomoError
 from mutomo.muons.flux import TabulatedFlux
 from mutomo.reco.track_fit import Tracks
 
@@ -42,7 +43,7 @@ class ConstantMomentum:
 
     def __init__(self, momentum: float = SEA_LEVEL_MEAN_MOMENTUM) -> None:
         if not momentum > 0:
-            raise ValueError(f"ConstantMomentum.momentum must be > 0 GeV/c; got {momentum}")
+            raise MutomoError(f"ConstantMomentum.momentum must be > 0 GeV/c; got {momentum}")
         self.momentum = float(momentum)
 
     def __call__(self, incoming: Tracks, outgoing: Tracks) -> Tensor:

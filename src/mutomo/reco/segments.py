@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mutomo.errors import MutomoError
+
 
 def sort_by_segment(values: Tensor, segment: Tensor, descending: bool = False) -> Tensor:
     """Permutation that groups entries by ``segment`` (ascending) and sorts each group by value."""
@@ -51,7 +53,7 @@ def segment_quantile(values: Tensor, weights: Tensor, segment: Tensor, n_segment
         tensor([ 2.,  0., 15.])
     """
     if not 0.0 <= q <= 1.0:
-        raise ValueError(f"quantile q must be in [0, 1]; got {q}")
+        raise MutomoError(f"quantile q must be in [0, 1]; got {q}")
     if values.numel() == 0:
         return values.new_zeros(n_segments)
     order = sort_by_segment(values, segment)

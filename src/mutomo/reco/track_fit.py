@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from mutomo.detector.panel import Hits
+from mutomo.errors import MutomoError
 
 # Relative weight given to unrecorded hits so that every fit stays well posed.
 WEIGHT_FLOOR = 1e-6
@@ -106,7 +107,7 @@ def fit_tracks(hits: Hits, z_ref: float, muon_weight: Tensor | None = None) -> T
         :class:`Tracks`.
     """
     if hits.n_panels < 2:
-        raise ValueError(f"a straight-line fit needs at least 2 panels on a side; got {hits.n_panels}")
+        raise MutomoError(f"a straight-line fit needs at least 2 panels on a side; got {hits.n_panels}")
     hits = hits.flatten_designs()
     p = hits.weight
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mutomo.errors import MutomoError
 from mutomo.reco.track_fit import Tracks
 from mutomo.volume.grid import PassiveVolume
 
@@ -242,7 +243,7 @@ def extended_poca(
         their PoCA.
     """
     if half_width < 0:
-        raise ValueError(f"half_width must be >= 0 voxels; got {half_width}")
+        raise MutomoError(f"half_width must be >= 0 voxels; got {half_width}")
     centre, _ = voxel_indices(points, volume)
     r = torch.arange(-half_width, half_width + 1, device=points.device)
     offsets = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)  # (W, 3)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mutomo.errors import MutomoError
 from mutomo.materials import Material, get_material
 from mutomo.muons.generation import GenerationPlane
 from mutomo.scenes.spec import Choice, ObjectSpec, Scalar, SceneSpec, Uniform, UniformVec, Vector
@@ -136,7 +137,7 @@ class Scene:
             try:
                 self.materials.append(get_material(name))
             except KeyError as exc:
-                raise ValueError(
+                raise MutomoError(
                     f"scene: unknown material {name!r}; define it under [[materials]] or use a built-in one "
                     f"({exc.args[0].split('known materials: ')[-1]})"
                 ) from None
@@ -232,7 +233,7 @@ class Scene:
             rng.random(len(probabilities))  # same number of draws whatever is forced
             return [False] * len(probabilities)
         if present and not any(p > 0 for p in probabilities):
-            raise ValueError("scene: a target object was asked for, but no target object has probability > 0")
+            raise MutomoError("scene: a target object was asked for, but no target object has probability > 0")
         for _ in range(10_000):
             chosen = [bool(u < p) for u, p in zip(rng.random(len(probabilities)), probabilities, strict=True)]
             if not present or any(chosen):
@@ -250,7 +251,7 @@ class Scene:
                 object is then drawn among those of nonzero probability); ``None`` draws it.
         """
         if not key or any(int(k) < 0 for k in key):
-            raise ValueError(f"scene: a volume key is one or more non-negative integers; got {tuple(key)}")
+            raise MutomoError(f"scene: a volume key is one or more non-negative integers; got {tuple(key)}")
         rng = np.random.default_rng([int(k) for k in key])
         index, fill = self._background(rng)
         chosen = iter(self._presence(rng, present))

@@ -30,6 +30,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mutomo.errors import MutomoError
+
 Vec3 = tuple[float, float, float]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -49,7 +51,7 @@ class Uniform(Strict):
     @model_validator(mode="after")
     def _ordered(self) -> Uniform:
         if self.max < self.min:
-            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+            raise MutomoError(f"max ({self.max}) must be >= min ({self.min})")
         return self
 
 
@@ -68,7 +70,7 @@ class UniformVec(Strict):
     @model_validator(mode="after")
     def _ordered(self) -> UniformVec:
         if any(b < a for a, b in zip(self.min, self.max, strict=True)):
-            raise ValueError(f"max {self.max} must be >= min {self.min} on every axis")
+            raise MutomoError(f"max {self.max} must be >= min {self.min} on every axis")
         return self
 
 
@@ -108,7 +110,7 @@ class MaterialSpec(Strict):
     def _fractions(self) -> MaterialSpec:
         total = sum(self.composition.values())
         if self.by == "mass" and abs(total - 1.0) > 1e-3:
-            raise ValueError(f"composition mass fractions must sum to 1; they sum to {total:.6g}")
+            raise MutomoError(f"composition mass fractions must sum to 1; they sum to {total:.6g}")
         return self
 
 
@@ -120,7 +122,7 @@ class Layer(Strict):
     @model_validator(mode="after")
     def _positive(self) -> Layer:
         if scalar_bounds(self.thickness)[0] <= 0:
-            raise ValueError("thickness must be > 0 m")
+            raise MutomoError("thickness must be > 0 m")
         return self
 
 
@@ -137,15 +139,15 @@ class Background(Strict):
     def _one_kind(self) -> Background:
         kinds = [k for k in ("material", "layers", "clutter") if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise ValueError(f"give exactly one of material, layers or clutter; got {kinds or 'none'}")
+            raise MutomoError(f"give exactly one of material, layers or clutter; got {kinds or 'none'}")
         if self.clutter is not None:
             total = sum(self.clutter.values())
             if abs(total - 1.0) > 1e-6:
-                raise ValueError(f"clutter fractions must sum to 1; they sum to {total:.6g}")
+                raise MutomoError(f"clutter fractions must sum to 1; they sum to {total:.6g}")
         elif self.fill_height is not None:
-            raise ValueError("fill_height applies to a clutter background only")
+            raise MutomoError("fill_height applies to a clutter background only")
         if self.layers is not None and sum(layer.target for layer in self.layers) > 1:
-            raise ValueError("at most one layer may be the target")
+            raise MutomoError("at most one layer may be the target")
         return self
 
     def material_names(self) -> list[str]:
@@ -169,9 +171,9 @@ class ObjectSpec(Strict):
     @model_validator(mode="after")
     def _positive(self) -> ObjectSpec:
         if min(vector_bounds(self.size)[0]) <= 0:
-            raise ValueError("size must be > 0 m on every axis")
+            raise MutomoError("size must be > 0 m on every axis")
         if self.role == "target" and self.when != "always":
-            raise ValueError("'when' applies to objects of role 'other'")
+            raise MutomoError("'when' applies to objects of role 'other'")
         return self
 
 
@@ -189,16 +191,16 @@ class SceneSpec(Strict):
         voxel = (self.voxel,) * 3 if isinstance(self.voxel, (int, float)) else self.voxel
         for axis, (s, v) in enumerate(zip(self.size, voxel, strict=True)):
             if not (s > 0 and v > 0):
-                raise ValueError(f"size and voxel must be > 0 m; axis {'xyz'[axis]} has {s} and {v}")
+                raise MutomoError(f"size and voxel must be > 0 m; axis {'xyz'[axis]} has {s} and {v}")
             n = round(s / v)
             if n < 1 or abs(n * v - s) > 1e-6 * max(1.0, s):
-                raise ValueError(f"size[{'xyz'[axis]}] = {s} m is not a whole number of {v} m voxels")
+                raise MutomoError(f"size[{'xyz'[axis]}] = {s} m is not a whole number of {v} m voxels")
         for i, obj in enumerate(self.objects):
             low_min, low_max = vector_bounds(obj.low)
             size_max = vector_bounds(obj.size)[1]
             for axis in range(3):
                 if low_min[axis] < -1e-9 or low_max[axis] + size_max[axis] > self.size[axis] + 1e-9:
-                    raise ValueError(
+                    raise MutomoError(
                         f"objects[{i}] ({obj.name or obj.material}) can reach outside the scene on axis "
                         f"{'xyz'[axis]}: low in [{low_min[axis]}, {low_max[axis]}] m plus size up to "
                         f"{size_max[axis]} m must stay within [0, {self.size[axis]}] m"
@@ -207,11 +209,13 @@ class SceneSpec(Strict):
         if layers is not None:
             top = sum(scalar_bounds(layer.thickness)[1] for layer in layers)
             if top > self.size[2] + 1e-9:
-                raise ValueError(f"background.layers can be up to {top:.6g} m thick, over the scene's {self.size[2]} m")
+                raise MutomoError(
+                    f"background.layers can be up to {top:.6g} m thick, over the scene's {self.size[2]} m"
+                )
         if self.background.fill_height is not None:
             lo, hi = scalar_bounds(self.background.fill_height)
             if lo < 0 or hi > self.size[2] + 1e-9:
-                raise ValueError(f"background.fill_height must lie in [0, {self.size[2]}] m; got [{lo}, {hi}]")
+                raise MutomoError(f"background.fill_height must lie in [0, {self.size[2]}] m; got [{lo}, {hi}]")
         return self
 
     @property

@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 from torch import Tensor
 
+from mutomo.errors import MutomoError
 from mutomo.inference.x0 import PocaX0
 from mutomo.reco.asr import AngleStatisticsReconstruction
 from mutomo.reco.bca import BinnedClustering
@@ -72,7 +73,9 @@ class TaskKind(ABC):
 
     def __init__(self, inference: str) -> None:
         if inference not in self.inferences:
-            raise ValueError(f"task {self.kind!r}: inference must be one of {list(self.inferences)}; got {inference!r}")
+            raise MutomoError(
+                f"task {self.kind!r}: inference must be one of {list(self.inferences)}; got {inference!r}"
+            )
         self.inference = inference
 
     @property

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mutomo.errors import MutomoError
+
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 20261129
 
@@ -56,7 +58,7 @@ def mean_metric(values: np.ndarray) -> Metric:
 def _split(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(labels).astype(bool)
     if labels.all() or not labels.any():
-        raise ValueError("a presence metric needs volumes with and without the object")
+        raise MutomoError("a presence metric needs volumes with and without the object")
     scores = np.asarray(scores, dtype=float)
     return scores[labels], scores[~labels]
 
@@ -105,7 +107,7 @@ def efficiency_at_false_alarm(scores: np.ndarray, labels: np.ndarray, false_alar
         0.0
     """
     if not 0 <= false_alarm < 1:
-        raise ValueError(f"false_alarm must be in [0, 1); got {false_alarm}")
+        raise MutomoError(f"false_alarm must be in [0, 1); got {false_alarm}")
     pos, neg = _split(scores, labels)
     k = math.floor(false_alarm * neg.size + 1e-9)
     threshold = np.sort(neg)[::-1][min(k, neg.size - 1)]

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mutomo.errors import MutomoError
 from mutomo.inference.tasks import presence_score
 from mutomo.reco.maps import ScatterData
 from mutomo.scenes.scene import VolumeSample
@@ -89,7 +90,7 @@ def reference_scores(maps: Tensor, reference: Tensor) -> Tensor:
     """Presence scores ``(volume,)`` of voxel maps ``(volume, voxel)`` against the per-voxel mean
     and standard deviation of clean reference maps ``(reference, voxel)``."""
     if reference.shape[0] < 2:
-        raise ValueError("presence with clean references needs at least 2 reference volumes")
+        raise MutomoError("presence with clean references needs at least 2 reference volumes")
     mean = reference.mean(0)
     var = reference.var(0, unbiased=True)
     return smooth_max(_z_against(maps, mean, var))
@@ -101,7 +102,7 @@ def batch_reference_scores(maps: Tensor, labels: Tensor) -> Tensor:
     clean = labels <= 0.5
     n = int(clean.sum())
     if n < 3:
-        raise ValueError("a presence batch with clean references needs at least 3 volumes without the object")
+        raise MutomoError("a presence batch with clean references needs at least 3 volumes without the object")
     ref = maps[clean]
     s1, s2 = ref.sum(0), (ref**2).sum(0)
     mean_all = s1 / n
@@ -139,9 +140,9 @@ class Presence(TaskKind):
     ) -> None:
         super().__init__(inference)
         if not 0 < false_alarm < 1 or not 0 < goal < 1:
-            raise ValueError(f"false_alarm and goal must be in (0, 1); got {false_alarm}, {goal}")
+            raise MutomoError(f"false_alarm and goal must be in (0, 1); got {false_alarm}, {goal}")
         if reference not in REFERENCES:
-            raise ValueError(f"presence reference must be one of {list(REFERENCES)}; got {reference!r}")
+            raise MutomoError(f"presence reference must be one of {list(REFERENCES)}; got {reference!r}")
         self.method = VOXEL_METHODS[inference]()
         self.false_alarm, self.goal, self.reference = false_alarm, goal, reference
         # Clean references in a balanced batch: at least 3 volumes without the object.
@@ -178,7 +179,7 @@ class Presence(TaskKind):
         if self.reference != "clean":
             return test.outputs[:, 0], {t: v[:, 0] for t, v in test.ladder.items()}
         if calibration is None:
-            raise ValueError("presence with clean references needs the calibration (reference) volumes")
+            raise MutomoError("presence with clean references needs the calibration (reference) volumes")
 
         def score(maps: np.ndarray, reference: np.ndarray) -> np.ndarray:
             return reference_scores(torch.from_numpy(maps), torch.from_numpy(reference)).numpy()

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mutomo.errors import MutomoError
 from mutomo.inference.tasks import poca_height
 from mutomo.reco.maps import ScatterData
 from mutomo.scenes.scene import VolumeSample
@@ -42,7 +43,7 @@ class SpreadOverRangeLoss:
         values, index = torch.unique(targets, return_inverse=True)
         counts = torch.bincount(index, minlength=values.numel())
         if values.numel() < 2 or bool((counts < 2).any()):
-            raise ValueError(
+            raise MutomoError(
                 "SpreadOverRangeLoss needs >= 2 target values, each predicted >= 2 times; "
                 f"got counts {counts.tolist()} for targets {values.tolist()}"
             )
@@ -90,7 +91,7 @@ class Regression(TaskKind):
     def __init__(self, inference: str = "fill_statistic", loss: str = "calibrated_mse") -> None:
         super().__init__(inference)
         if loss not in REGRESSION_LOSSES:
-            raise ValueError(f"regression loss must be one of {list(REGRESSION_LOSSES)}; got {loss!r}")
+            raise MutomoError(f"regression loss must be one of {list(REGRESSION_LOSSES)}; got {loss!r}")
         self.loss_name = loss
 
     @property
@@ -102,7 +103,7 @@ class Regression(TaskKind):
 
     def truth(self, sample: VolumeSample) -> float:
         if sample.fill_height is None:
-            raise ValueError("regression needs a scene with a fill height (a target layer or a clutter fill_height)")
+            raise MutomoError("regression needs a scene with a fill height (a target layer or a clutter fill_height)")
         return sample.fill_height
 
     def loss(self, outputs: Tensor, truths: Tensor) -> Tensor:
@@ -113,7 +114,7 @@ class Regression(TaskKind):
 
     def metrics(self, test: Observations, calibration: Observations | None = None) -> dict[str, Metric]:
         if calibration is None:
-            raise ValueError("regression metrics need calibration volumes")
+            raise MutomoError("regression metrics need calibration volumes")
         return {"mse": mean_metric(_calibrated_errors(test, calibration))}
 
     def paired(
@@ -124,6 +125,6 @@ class Regression(TaskKind):
         calibration_b: Observations | None = None,
     ) -> dict[str, Metric]:
         if calibration_a is None or calibration_b is None:
-            raise ValueError("regression metrics need calibration volumes")
+            raise MutomoError("regression metrics need calibration volumes")
         diff = _calibrated_errors(a, calibration_a) - _calibrated_errors(b, calibration_b)
         return {"mse": mean_metric(diff)}

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mutomo.errors import MutomoError
 from mutomo.materials import Material, get_material
 
 # Kinetic-energy grid of the tables (GeV): 1 MeV to 100 TeV.
@@ -57,7 +58,7 @@ def _pumas_tables(material: Material) -> tuple[np.ndarray, np.ndarray, np.ndarra
             )
         compiled = mulder.Physics().compile(name)
     except (KeyError, ValueError, RuntimeError) as err:
-        raise ValueError(
+        raise MutomoError(
             f"Material {material.name!r}: mulder/PUMAS cannot tabulate its energy loss "
             f"(composition {dict(material.composition)}): {err}"
         ) from err
@@ -114,7 +115,7 @@ class RangeTables(torch.nn.Module):
         super().__init__()
         mats = [get_material(m) for m in materials]
         if not mats:
-            raise ValueError("RangeTables needs at least one material")
+            raise MutomoError("RangeTables needs at least one material")
         self.materials = mats
         log_t = np.linspace(math.log(T_MIN), math.log(T_MAX), N_GRID)
         log_r_rows, log_t_of_r_rows = [], []

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from mutomo.errors import MutomoError
 from mutomo.materials import Material, get_material
 from mutomo.volume.energy_loss import RangeTables
 
@@ -16,8 +17,8 @@ Vec3 = tuple[float, float, float]
 
 def _as_vec3(value: float | Sequence[float], name: str) -> Vec3:
     v = (float(value),) * 3 if isinstance(value, (int, float)) else tuple(float(x) for x in value)
-    if len(v) != 3:
-        raise ValueError(f"{name} must be a number or three numbers (x, y, z); got {value!r}")
+    if len(v) != 3 or not all(math.isfinite(x) for x in v):
+        raise MutomoError(f"{name} must be a finite number or three finite numbers (x, y, z); got {value!r}")
     return (v[0], v[1], v[2])
 
 
@@ -66,15 +67,15 @@ class PassiveVolume(nn.Module):
         self.materials = [get_material(m) for m in materials]
         self.background = get_material(background)
         if material_index.dim() < 3 or material_index.numel() == 0:
-            raise ValueError(
+            raise MutomoError(
                 "material_index must be a non-empty (nx, ny, nz) tensor (or (*batch, nx, ny, nz)); got shape "
                 f"{tuple(material_index.shape)}"
             )
         if int(material_index.min()) < 0 or int(material_index.max()) >= len(self.materials):
-            raise ValueError(f"material_index values must be in [0, {len(self.materials) - 1}]")
+            raise MutomoError(f"material_index values must be in [0, {len(self.materials) - 1}]")
         self.voxel_size = _as_vec3(voxel_size, "voxel_size")
         if min(self.voxel_size) <= 0:
-            raise ValueError(f"voxel_size must be > 0 m; got {self.voxel_size}")
+            raise MutomoError(f"voxel_size must be > 0 m; got {self.voxel_size}")
         self.origin = _as_vec3(origin, "origin")
         self.shape: tuple[int, int, int] = tuple(material_index.shape[-3:])  # type: ignore[assignment]
         self.batch_shape: tuple[int, ...] = tuple(material_index.shape[:-3])
@@ -91,7 +92,7 @@ class PassiveVolume(nn.Module):
             self.register_buffer("x0", self._mat_x0[self.material_index].clone())
         else:
             if tuple(x0.shape) != tuple(material_index.shape):
-                raise ValueError(
+                raise MutomoError(
                     f"x0 must have the shape of material_index {tuple(material_index.shape)}; got {tuple(x0.shape)}"
                 )
             if isinstance(x0, nn.Parameter):
@@ -133,11 +134,11 @@ class PassiveVolume(nn.Module):
         reconstructions carry the axis (after any design axes). Materials are merged; each
         volume keeps its own X0 per voxel."""
         if not volumes:
-            raise ValueError("PassiveVolume.stack needs at least one volume")
+            raise MutomoError("PassiveVolume.stack needs at least one volume")
         first = volumes[0]
         for i, v in enumerate(volumes):
             if v.batch_shape:
-                raise ValueError(
+                raise MutomoError(
                     f"PassiveVolume.stack takes volumes without a batch axis; volume {i} has {v.batch_shape}"
                 )
             same = (v.shape, v.voxel_size, v.origin, v.background) == (
@@ -147,7 +148,7 @@ class PassiveVolume(nn.Module):
                 first.background,
             )
             if not same:
-                raise ValueError(
+                raise MutomoError(
                     f"PassiveVolume.stack needs one geometry: volume {i} has shape {v.shape}, voxel size "
                     f"{v.voxel_size}, origin {v.origin}, background {v.background.name}; volume 0 has {first.shape}, "
                     f"{first.voxel_size}, {first.origin}, {first.background.name}"
@@ -243,7 +244,7 @@ class PassiveVolume(nn.Module):
     ) -> PassiveVolume:
         """Horizontal layers, listed from the bottom up as (material, thickness in m)."""
         if not layers:
-            raise ValueError("layers must list at least one (material, thickness)")
+            raise MutomoError("layers must list at least one (material, thickness)")
         vs = _as_vec3(voxel_size, "voxel_size")
         total = sum(t for _, t in layers)
         shape = _shape_from_size((*footprint, total), vs)
@@ -263,7 +264,7 @@ class PassiveVolume(nn.Module):
         """A copy in which voxels whose centres lie inside the box [low, high] are ``material``."""
         lo, hi = _as_vec3(low, "low"), _as_vec3(high, "high")
         if any(b <= a for a, b in zip(lo, hi, strict=True)):
-            raise ValueError(f"box needs high > low in x, y and z; got low={lo}, high={hi}")
+            raise MutomoError(f"box needs high > low in x, y and z; got low={lo}, high={hi}")
         m = get_material(material)
         materials = list(self.materials)
         if m not in materials:
@@ -273,7 +274,7 @@ class PassiveVolume(nn.Module):
         for i in range(3):
             inside &= (centres[..., i] > lo[i]) & (centres[..., i] < hi[i])
         if not bool(inside.any()):
-            raise ValueError(f"box low={lo}, high={hi} contains no voxel centre of the volume")
+            raise MutomoError(f"box low={lo}, high={hi} contains no voxel centre of the volume")
         index = torch.where(inside, materials.index(m), self.material_index)
         return PassiveVolume(
             materials,
@@ -288,10 +289,10 @@ class PassiveVolume(nn.Module):
 
 def _count(length: float, step: float, name: str) -> int:
     if not length > 0:
-        raise ValueError(f"{name} must be > 0 m; got {length}")
+        raise MutomoError(f"{name} must be > 0 m; got {length}")
     n = round(length / step)
     if n < 1 or abs(n * step - length) > 1e-6 * max(1.0, length):
-        raise ValueError(f"{name} {length} m is not a whole number of voxels of {step} m")
+        raise MutomoError(f"{name} {length} m is not a whole number of voxels of {step} m")
     return n
 
 
@@ -299,12 +300,12 @@ def _shape_from_size(size: Sequence[float], voxel_size: float | Sequence[float])
     s = _as_vec3(size, "size")
     v = _as_vec3(voxel_size, "voxel_size")
     if min(v) <= 0:
-        raise ValueError(f"voxel_size must be > 0 m; got {v}")
+        raise MutomoError(f"voxel_size must be > 0 m; got {v}")
     return tuple(_count(s[i], v[i], f"size[{'xyz'[i]}]") for i in range(3))  # type: ignore[return-value]
 
 
 def steps_per_layer(voxel_height: float, step_length: float) -> int:
     """Number of equal z steps that cover one voxel layer with steps of at most ``step_length``."""
     if not step_length > 0:
-        raise ValueError(f"step_length must be > 0 m; got {step_length}")
+        raise MutomoError(f"step_length must be > 0 m; got {step_length}")
     return max(1, math.ceil(voxel_height / step_length - 1e-9))

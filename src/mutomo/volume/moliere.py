@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mutomo.errors import MutomoError
 from mutomo.materials import ELEMENTS, Material, get_material
 from mutomo.units import G_PER_CM2, HBARC_GEV_FM, MUON_MASS
 
@@ -128,7 +129,7 @@ def solve_big_b(b: float) -> float:
         ValueError: when ``b < 1`` (no root: fewer than e scatters, no multiple scattering).
     """
     if not b >= 1.0:
-        raise ValueError(f"B - ln B = b has no root for b = {b} < 1 (fewer than e scatters)")
+        raise MutomoError(f"B - ln B = b has no root for b = {b} < 1 (fewer than e scatters)")
     big_b = max(b + math.log(max(b, 1.0)), 1.0 + 1e-9) + 1.0
     for _ in range(100):
         step = (big_b - math.log(big_b) - b) / (1.0 - 1.0 / big_b)
@@ -163,13 +164,13 @@ def helm_form_factor2(q_fm: np.ndarray, a_mass: float) -> np.ndarray:
 
 def _check_elements(elements: Sequence[Element]) -> None:
     if not elements:
-        raise ValueError("a target needs at least one element (Z, A, mass fraction)")
+        raise MutomoError("a target needs at least one element (Z, A, mass fraction)")
     total = sum(w for _, _, w in elements)
     if abs(total - 1.0) > 2e-3:
-        raise ValueError(f"mass fractions sum to {total}, not 1")
+        raise MutomoError(f"mass fractions sum to {total}, not 1")
     for z, a, w in elements:
         if z < 1 or a <= 0 or w < 0:
-            raise ValueError(f"bad element (Z={z}, A={a}, w={w})")
+            raise MutomoError(f"bad element (Z={z}, A={a}, w={w})")
 
 
 def moliere_parameters_path(
@@ -208,7 +209,7 @@ def moliere_parameters_path(
     t = np.atleast_1d(np.asarray(areal_steps_g_cm2, dtype=float))
     p = np.atleast_1d(np.asarray(momenta, dtype=float))
     if t.shape != p.shape or np.any(t < 0) or np.any(p <= 0):
-        raise ValueError("areal_steps_g_cm2 and momenta must have one shape, with t >= 0 and p > 0")
+        raise MutomoError("areal_steps_g_cm2 and momenta must have one shape, with t >= 0 and p > 0")
     beta = p / np.sqrt(p**2 + mass**2)
     weights = np.array([w * z * (z + 1) / a for z, a, w in elements])
     zz1_over_a = float(weights.sum())
@@ -221,7 +222,7 @@ def moliere_parameters_path(
     d_chi_c2 = CHI_C2_COEFF * charge**2 * zz1_over_a * t / (p * beta) ** 2
     chi_c2 = float(d_chi_c2.sum())
     if chi_c2 <= 0:
-        raise ValueError("the path has no material (zero areal density)")
+        raise MutomoError("the path has no material (zero areal density)")
     omega = float((d_chi_c2 / (OMEGA_FACTOR * np.exp(log_chi_a2))).sum())
     big_b = solve_big_b(math.log(omega))
     nuclear = None
@@ -373,7 +374,7 @@ def space_density(params: MoliereParameters, angle: np.ndarray | float) -> np.nd
 
 def _check_b(params: MoliereParameters) -> None:
     if params.big_b < MIN_B:
-        raise ValueError(
+        raise MutomoError(
             f"B = {params.big_b:.2f} < {MIN_B}: Bethe's expansion of Molière's theory needs Omega >~ 20 "
             f"(here {params.omega:.1f}); use a thicker target"
         )
@@ -388,7 +389,7 @@ def _quantiles(
     _check_b(params)
     q = np.asarray(levels, dtype=float)
     if np.any((q <= 0) | (q >= 1)):
-        raise ValueError(f"quantile levels must lie in (0, 1); got {levels}")
+        raise MutomoError(f"quantile levels must lie in (0, 1); got {levels}")
     lo, hi = np.zeros_like(q), np.full_like(q, 50.0)
     for _ in range(48):
         mid = 0.5 * (lo + hi)

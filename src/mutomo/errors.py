@@ -1,0 +1,34 @@
+"""The exceptions mutomo raises for input it refuses.
+
+Every refusal of user input (a configuration, a design file, a hits file, a checkpoint, an
+argument of a public constructor) is a :class:`MutomoError` whose message names the file, the
+field or the row at fault and what is allowed. The command line turns it into one line on
+stderr and exit code 2 (:mod:`mutomo.cli`). :class:`MutomoError` derives from
+:class:`ValueError`, so code that caught ``ValueError`` before still catches it.
+"""
+
+from __future__ import annotations
+
+
+class MutomoError(ValueError):
+    """Input that mutomo refuses; the message says where it is and what is allowed."""
+
+
+class ConfigError(MutomoError):
+    """A configuration that does not validate; the message names every bad field."""
+
+
+class DesignFileError(MutomoError):
+    """A design file (JSON) that is not a valid design."""
+
+
+class HitsFileError(MutomoError):
+    """A hits file that cannot be read as the format it claims to be."""
+
+
+class CheckpointError(MutomoError):
+    """A checkpoint that cannot be read (truncated, corrupt or from another run)."""
+
+
+class RunDirectoryError(MutomoError):
+    """A run directory that is missing, unfinished or cannot be written."""
