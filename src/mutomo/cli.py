@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
 import math
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 
 from mutomo.detector import Detector, DetectorPanel
-from mutomo.errors import MutomoError, RunDirectoryError
+from mutomo.errors import ConfigError, MutomoError, RunDirectoryError
 from mutomo.io.paths import read_json, writable_dir, writable_file
 from mutomo.muons import FluxSource, TabulatedFlux, exposure_time
 from mutomo.optimise.problem import Problem
@@ -133,7 +135,7 @@ def _observations(run_dir: Path, name: str) -> Any:
     path = run_dir / "observations" / f"{name}.npz"
     try:
         return DesignObservations.load(path)
-    except (OSError, KeyError, ValueError) as exc:  # numpy's errors for a missing or damaged archive
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:  # numpy's, for a missing or damaged archive
         raise RunDirectoryError(f"{path}: unreadable ({exc}); {RERUN}") from None
 
 
@@ -206,6 +208,17 @@ EXIT_CODES = """exit codes: 0 success; 2 input refused (the message names the fi
 from its last checkpoint when the same command is given again)."""
 
 
+@contextlib.contextmanager
+def naming_the_source(source: str) -> Iterator[None]:
+    """Prefix a configuration error found once things are built (a material, the region, a
+    design) with the configuration it comes from, as the validation's own errors are."""
+    try:
+        yield
+    except ConfigError as exc:
+        message = str(exc)
+        raise ConfigError(message if message.startswith(source) else f"{source}: {message}") from None
+
+
 def _version() -> str:
     try:
         version = importlib.metadata.version("mutomo")
@@ -256,7 +269,8 @@ def _optimise(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     run_dir = args.output if args.output is not None else Path(config.output.directory)
     start = time.perf_counter()
-    evaluations = run(config, run_dir, resume=not args.fresh)
+    with naming_the_source(args.config):
+        evaluations = run(config, run_dir, resume=not args.fresh)
     _print_evaluations(evaluations)
     if not args.no_report:
         print(f"report: {_report(run_dir)}")
@@ -270,8 +284,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     from mutomo.optimise.run import evaluation_settings
 
     config = load_config(args.config)
-    problem = build_problem(config)
-    design = problem.design(args.design, (), None, field="design")
+    with naming_the_source(args.config):
+        problem = build_problem(config)
+        design = problem.design(args.design, (), None, field="design")
     writable_file(args.json, "--json")
     metrics = metrics_json(summarise(problem, observe_design(design, problem, evaluation_settings(config))))
     result = {

@@ -32,3 +32,10 @@ class CheckpointError(MutomoError):
 
 class RunDirectoryError(MutomoError):
     """A run directory that is missing, unfinished or cannot be written."""
+
+
+class UnknownMaterialError(MutomoError, KeyError):
+    """A material name that is neither built in nor defined (also a ``KeyError``, as a lookup)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

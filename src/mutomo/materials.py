@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from mutomo.errors import MutomoError
+from mutomo.errors import MutomoError, UnknownMaterialError
 from mutomo.units import EV, G_PER_CM2, G_PER_CM3, HBARC_GEV_FM, MOLIERE_CHI_C2, NUCLEAR_R0_FM
 
 # Elemental mean excitation energies I (eV) for Z = 1..94, in order of Z: the PDG "Atomic and
@@ -513,7 +513,8 @@ def get_material(name: str | Material) -> Material:
     """Look a material up by name (case-insensitive); a :class:`Material` passes through.
 
     Raises:
-        KeyError: for an unknown name; the message lists the known ones.
+        UnknownMaterialError: (a ``KeyError`` and a :class:`MutomoError`) for an unknown name;
+            the message lists the known ones.
     """
     if isinstance(name, Material):
         return name
@@ -540,5 +541,5 @@ def get_material(name: str | Material) -> Material:
     }
     key = aliases.get(key, key)
     if key not in MATERIALS:
-        raise KeyError(f"Unknown material {name!r}; known materials: {', '.join(known_materials())}")
+        raise UnknownMaterialError(f"Unknown material {name!r}; known materials: {', '.join(known_materials())}")
     return MATERIALS[key]

@@ -108,8 +108,16 @@ x0_muons = 2000
     for name in ("detector", "loss", "parameters", "predicted_vs_true", "x0_slices"):
         assert (run / "figures" / f"{name}.png").exists(), name
     evaluations = json.loads((run / "evaluations.json").read_text())
-    assert set(evaluations["designs"]) == {"initial", "human_acceptance", "optimised"}
-    assert set(evaluations["paired"]) == {"optimised - initial", "optimised - human_acceptance"}
+    assert set(evaluations["designs"]) == {"initial", "human_acceptance", "optimised", "best_validated"}
+    assert set(evaluations["paired"]) == {
+        f"{trained} - {name}" for trained in ("optimised", "best_validated") for name in ("initial", "human_acceptance")
+    }
+    history = json.loads((run / "history.json").read_text())
+    best = min((r for r in history if r["validation"] is not None), key=lambda r: r["validation"])
+    assert json.loads((run / "design_best.json").read_text())["z"] == pytest.approx(best["design"]["z"])
+    timing = json.loads((run / "timing.json").read_text())
+    assert timing["training_seconds"] == pytest.approx(sum(r["seconds"] for r in history))
+    assert set(timing["evaluation_seconds"]) == set(evaluations["designs"])
     assert evaluations["readouts"] == ["smooth", "physical", "physical_min3", "physical_all"]
     value, error = evaluations["designs"]["optimised"]["physical"]["mse"]
     assert value > 0 and error > 0

@@ -188,3 +188,58 @@ def test_resume_reaches_the_same_design_as_an_uninterrupted_run(tmp_path):
         assert torch.equal(a, b)
     saved = json.loads(history.to_json())
     assert saved[-1]["design"]["z"] == pytest.approx(full.describe()["z"])
+
+
+def test_resume_past_a_corrupted_checkpoint_loses_one_epoch_and_reaches_the_same_design(tmp_path, capsys):
+    from mutomo.optimise.checkpoint import KEPT, checkpoints
+
+    task = load_benchmark("ladle_furnace")
+    settings = TrainingSettings(epochs=5, **SMALL)
+
+    def poor():
+        return task.design("poor", ("xy", "z", "size"), 6000.0)
+
+    full = poor()
+    optimise(full, task, settings, run_dir=tmp_path / "a", progress=False)
+    assert len(checkpoints(tmp_path / "a")) == KEPT  # only the newest few are kept
+
+    def killed_after_four(history):
+        return len(history.records) == 4
+
+    optimise(poor(), task, settings, run_dir=tmp_path / "b", stopping=killed_after_four, progress=False)
+    newest = checkpoints(tmp_path / "b")[0]
+    assert newest.name == "epoch_00003.pt"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated, as by a full disk
+    capsys.readouterr()
+    resumed = poor()
+    history = optimise(resumed, task, settings, run_dir=tmp_path / "b", resume=True, progress=False)
+    err = capsys.readouterr().err
+    assert "epoch_00003.pt: checksum mismatch" in err and "trying an older checkpoint" in err
+    assert (tmp_path / "b" / "checkpoints" / "epoch_00003.pt.corrupt").exists()
+    assert [r.epoch for r in history.records] == [0, 1, 2, 3, 4]  # epoch 3 redone, nothing else
+    for a, b in zip(full.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+    # Every checkpoint damaged: the run starts again and still reaches the same design.
+    for path in checkpoints(tmp_path / "b"):
+        path.write_bytes(b"garbage")
+    again = poor()
+    history = optimise(again, task, settings, run_dir=tmp_path / "b", resume=True, progress=False)
+    assert len(history.records) == 5
+    for a, b in zip(full.parameters(), again.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_progress_writes_plain_lines_when_not_on_a_terminal():
+    import io
+
+    from mutomo.optimise.progress import Progress
+
+    stream = io.StringIO()  # not a TTY, as a log file or CI
+    progress = Progress("ladle", start=0, total=40, stream=stream)
+    for epoch in range(40):
+        progress.epoch(epoch, {"task": 0.5, "budget": 0.0, "cost": 6000.0}, 0.4 if epoch % 10 == 9 else None)
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 20 and "\r" not in stream.getvalue()
+    assert lines[0].startswith("ladle: epoch 2/40 task 0.5") and lines[-1].startswith("ladle: epoch 40/40")
+    assert "validation 0.4" in lines[4] and "s left" in lines[-1]

@@ -197,7 +197,7 @@ class TrainingConfig(Strict):
         return self
 
 
-MinHits = Annotated[int, Field(ge=1, le=64)] | Literal["all"]
+MinHits = Annotated[int, Field(ge=2, le=64)] | Literal["all"]  # a straight-line fit needs two hits a side
 
 
 class EvaluationConfig(Strict):
@@ -279,11 +279,18 @@ def builtin_configs() -> dict[str, Path]:
     return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.toml"))}
 
 
+REPLACED_WHOLE = ("background",)
+"""Tables an extending configuration replaces instead of merging: a background is one material,
+layers or clutter, so a new one must not inherit the old one's keys."""
+
+
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``override`` on top of ``base``, table by table (arrays and values are replaced)."""
+    """``override`` on top of ``base``, table by table (arrays, values and the tables of
+    :data:`REPLACED_WHOLE` are replaced)."""
     out = dict(base)
     for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        merge = isinstance(value, dict) and isinstance(out.get(key), dict) and key not in REPLACED_WHOLE
+        out[key] = _merge(out[key], value) if merge else value
     return out
 
 

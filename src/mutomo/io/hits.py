@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -67,7 +68,7 @@ def _check_range(values: np.ndarray, limit: float, where: Callable[[tuple[int, .
     recorded. ``where(index)`` names the offending cell."""
     bad = np.isinf(values) | (np.abs(np.nan_to_num(values)) > limit)
     if bad.any():
-        index = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), values.shape))
+        index = _first(bad)
         raise HitsFileError(
             f"{where(index)}: {values[index]:.6g} m is not a plausible coordinate "
             f"(finite, |value| <= {limit:g} m); check the length unit"
@@ -326,6 +327,26 @@ def _cluster_planes(z: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.nda
     return labels, heights
 
 
+def _root_arrays(f: Any, tree: str, path: Path) -> dict[str, np.ndarray]:
+    """The branches of :data:`ROOT_BRANCHES` of ``tree`` in the open file ``f``, checked."""
+    if tree not in f:
+        raise HitsFileError(f"{path}: no tree {tree!r}; the file holds {list(f.keys())}")
+    t = f[tree]
+    names = set(t.keys())
+    for branch in ROOT_BRANCHES:
+        if branch not in names:
+            raise HitsFileError(
+                f"{path}: tree {tree!r} has no branch {branch!r}; expected {list(ROOT_BRANCHES)}, found {sorted(names)}"
+            )
+    arrays = {}
+    for branch in ROOT_BRANCHES:
+        a = np.asarray(t[branch].array(library="np"))
+        if a.ndim != 1 or a.dtype == object:
+            raise HitsFileError(f"{path}: branch {branch!r} must hold one number per entry (one entry per hit)")
+        arrays[branch] = a
+    return arrays
+
+
 def read_root(
     path: str | Path,
     resolution: float | Sequence[float],
@@ -347,23 +368,13 @@ def read_root(
         f = uproot.open(path)
     except Exception as exc:  # uproot raises several types for non-ROOT input
         raise HitsFileError(f"{path}: not a readable ROOT file ({exc})") from exc
-    with f:
-        if tree not in f:
-            raise HitsFileError(f"{path}: no tree {tree!r}; the file holds {list(f.keys())}")
-        t = f[tree]
-        names = set(t.keys())
-        for branch in ROOT_BRANCHES:
-            if branch not in names:
-                raise HitsFileError(
-                    f"{path}: tree {tree!r} has no branch {branch!r}; "
-                    f"expected {list(ROOT_BRANCHES)}, found {sorted(names)}"
-                )
-        arrays = {}
-        for branch in ROOT_BRANCHES:
-            a = np.asarray(t[branch].array(library="np"))
-            if a.ndim != 1 or a.dtype == object:
-                raise HitsFileError(f"{path}: branch {branch!r} must hold one number per entry (one entry per hit)")
-            arrays[branch] = a
+    try:
+        with f:
+            arrays = _root_arrays(f, tree, path)
+    except HitsFileError:
+        raise
+    except Exception as exc:  # uproot's errors for a truncated or damaged file
+        raise HitsFileError(f"{path}: cannot be read; the file is truncated or damaged ({exc})") from None
     if arrays["x"].size == 0:
         raise HitsFileError(f"{path}: tree {tree!r} has no entries")
     for branch in ("x", "y", "z", "energy"):
@@ -438,18 +449,23 @@ def _check_side(fields: dict[str, np.ndarray], name: str, path: Path) -> None:
     """Refuse non-finite or implausible values in one side's datasets."""
     for key in ("xy", "z"):
         v = fields[key].astype(np.float64)
+        where = _where(f"{path}: dataset '{name}/{key}' at index " + ", ".join(["{}"] * v.ndim))
         if np.isnan(v).any():
-            i = np.unravel_index(int(np.argmax(np.isnan(v))), v.shape)
-            raise HitsFileError(f"{path}: dataset '{name}/{key}'{list(i)} is NaN; hits need finite coordinates")
-        _check_range(
-            v, MAX_COORDINATE, _where(f"{path}: dataset '{name}/{key}' at index " + ", ".join(["{}"] * v.ndim))
-        )
+            raise HitsFileError(f"{where(_first(np.isnan(v)))} is NaN; hits need finite coordinates")
+        _check_range(v, MAX_COORDINATE, where)
     for key, allowed in (("resolution", f"in (0, {MAX_COORDINATE:g}] m"), ("weight", "in [0, 1]")):
         v = fields[key].astype(np.float64)
         ok = (v > 0) & (v <= MAX_COORDINATE) if key == "resolution" else (v >= 0) & (v <= 1)
         if not ok.all():
-            i = np.unravel_index(int(np.argmin(ok)), v.shape)
-            raise HitsFileError(f"{path}: dataset '{name}/{key}'{list(i)} = {v[i]:.6g}; must be finite and {allowed}")
+            i = _first(~ok)
+            raise HitsFileError(
+                f"{path}: dataset '{name}/{key}' at index {i} = {v[i]:.6g}; must be finite and {allowed}"
+            )
+
+
+def _first(mask: np.ndarray) -> tuple[int, ...]:
+    """Index of the first true element of ``mask``."""
+    return tuple(int(k) for k in np.unravel_index(int(np.argmax(mask)), mask.shape))
 
 
 def read_hdf5(path: str | Path, dtype: torch.dtype = torch.float32) -> HitsData:

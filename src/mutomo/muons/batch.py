@@ -64,8 +64,9 @@ class MuonBatch:
         """Build a batch, filling charge (-1), weight (1) and path_x0 (0) when omitted."""
         if position.shape[0] == 0:
             raise MutomoError("MuonBatch needs at least one muon (got mu = 0)")
-        if not bool(((momentum > 0) & torch.isfinite(momentum)).all()):
-            raise MutomoError(f"MuonBatch.momentum must be finite and > 0 GeV/c; muon {_first_bad((momentum > 0) & momentum.isfinite())}")
+        positive = (momentum > 0) & torch.isfinite(momentum)
+        if not bool(positive.all()):
+            raise MutomoError(f"MuonBatch.momentum must be finite and > 0 GeV/c; muon {_first_bad(positive)}")
         if not bool(torch.isfinite(position).all()):
             raise MutomoError(f"MuonBatch.position must be finite (m); muon {_first_bad(torch.isfinite(position))}")
         norm = direction.norm(dim=-1)
