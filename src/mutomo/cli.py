@@ -101,13 +101,13 @@ def run_demo(output: Path, n_muons: int = 200_000, seed: int = 0) -> dict[str, f
 def _x0_figure(run_dir: Path, problem: Problem, n_muons: int) -> Path | None:
     """Inferred X0 slices of a test volume seen by the optimised design."""
     from mutomo.inference import PocaX0
-    from mutomo.optimise.design import DetectorDesign
+    from mutomo.optimise.design import design_from_description
     from mutomo.plotting.x0 import x0_slices
     from mutomo.reco import measure
 
     if n_muons <= 0:
         return None
-    design = DetectorDesign.from_description(read_json(run_dir / "design_final.json", RERUN))
+    design = design_from_description(read_json(run_dir / "design_final.json", RERUN))
     volume = problem.sample((0, 2, 0), index=0).volume
     with torch.no_grad():
         r = simulate(design.detector(), volume, problem.source, n_muons, torch.Generator().manual_seed(7))

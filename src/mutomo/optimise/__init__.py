@@ -1,6 +1,6 @@
 """Optimisation of detector designs: the problem, the design, losses, the loop and evaluation."""
 
-from mutomo.optimise.design import PARAMETER_GROUPS, DesignBounds, DetectorDesign
+from mutomo.optimise.design import PARAMETER_GROUPS, Design, DesignBounds, DetectorDesign, design_from_description
 from mutomo.optimise.evaluate import EvaluationSettings, evaluate, observe_design, paired, summarise
 from mutomo.optimise.loop import (
     OPTIMISERS,
@@ -19,7 +19,9 @@ __all__ = [
     "PARAMETER_GROUPS",
     "BCELoss",
     "DesignBounds",
+    "Design",
     "DetectorDesign",
+    "design_from_description",
     "EpochRecord",
     "EvaluationSettings",
     "History",

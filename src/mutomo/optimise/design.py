@@ -81,7 +81,50 @@ def _logit(p: Tensor) -> Tensor:
     return torch.log(p) - torch.log1p(-p)
 
 
-class DetectorDesign(nn.Module):
+class Design(nn.Module):
+    """What the optimisation loop and the evaluation need of a design: a detector built from its
+    parameters, its cost, its parameter groups (keys of :data:`PARAMETER_GROUPS`), a projection
+    back into its constraints after each step, and a JSON-ready description.
+
+    Implemented by :class:`DetectorDesign` (free panels) and
+    :class:`mutomo.optimise.hodoscopes.HodoscopeDesign` (rigid modules, optionally with free
+    panels); :func:`design_from_description` rebuilds either from its description.
+    """
+
+    bounds: DesignBounds
+    budget: float | None
+    trainable: tuple[str, ...]
+    smoothness: float
+
+    def detector(self) -> Detector:
+        raise NotImplementedError
+
+    def cost(self) -> Tensor:
+        raise NotImplementedError
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        raise NotImplementedError
+
+    def project_(self) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_json(self) -> str:
+        return json.dumps(self.describe(), indent=2)
+
+
+def design_from_description(d: dict[str, Any], cost_model: CostModel | None = None) -> Design:
+    """Rebuild a design from its :meth:`Design.describe` output, whatever its kind."""
+    if d.get("kind") == "hodoscopes":
+        from mutomo.optimise.hodoscopes import HodoscopeDesign
+
+        return HodoscopeDesign.from_description(d, cost_model)
+    return DetectorDesign.from_description(d, cost_model)
+
+
+class DetectorDesign(Design):
     """Square panels above and below a volume, with trainable physical parameters.
 
     Args:
@@ -281,9 +324,6 @@ class DetectorDesign(nn.Module):
                 "trainable": list(self.trainable),
                 "smoothness": self.smoothness,
             }
-
-    def to_json(self) -> str:
-        return json.dumps(self.describe(), indent=2)
 
     @classmethod
     def from_description(cls, d: dict[str, Any], cost_model: CostModel | None = None) -> DetectorDesign:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from mutomo.errors import MutomoError
-from mutomo.optimise.design import DetectorDesign
+from mutomo.optimise.design import Design
 from mutomo.optimise.problem import SMOOTH, Problem, Readout, key_generator
 from mutomo.tasks import Metric, Observations
 
@@ -102,7 +102,7 @@ class DesignObservations:
 
 
 def _observe_set(
-    design: DetectorDesign,
+    design: Design,
     problem: Problem,
     settings: EvaluationSettings,
     stream: int,
@@ -153,7 +153,7 @@ def _observe_set(
     return result
 
 
-def observe_design(design: DetectorDesign, problem: Problem, settings: EvaluationSettings) -> DesignObservations:
+def observe_design(design: Design, problem: Problem, settings: EvaluationSettings) -> DesignObservations:
     """Observe ``design`` on the test volumes (and calibration volumes, for regression), in the
     smooth and every physical readout."""
     saved = design.smoothness
@@ -189,7 +189,7 @@ def paired(problem: Problem, a: DesignObservations, b: DesignObservations) -> di
 
 
 def evaluate(
-    design: DetectorDesign, problem: Problem, settings: EvaluationSettings | None = None
+    design: Design, problem: Problem, settings: EvaluationSettings | None = None
 ) -> dict[str, dict[str, Metric]]:
     """Metrics of ``design`` by readout (``"smooth"``, ``"physical"``, ...)."""
     return summarise(problem, observe_design(design, problem, settings or EvaluationSettings()))

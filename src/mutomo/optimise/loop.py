@@ -39,7 +39,7 @@ from torch import nn
 from mutomo.errors import MutomoError
 from mutomo.io.paths import PathLike, writable_dir
 from mutomo.optimise.checkpoint import load_latest, save_checkpoint
-from mutomo.optimise.design import PARAMETER_GROUPS, DetectorDesign
+from mutomo.optimise.design import PARAMETER_GROUPS, Design
 from mutomo.optimise.loss import LossBreakdown, budget_penalty
 from mutomo.optimise.problem import SAMPLED, SMOOTH, Problem, key_generator
 from mutomo.optimise.progress import Progress
@@ -175,7 +175,7 @@ class NoImprovement:
 
 
 def batch_loss(
-    design: DetectorDesign,
+    design: Design,
     problem: Problem,
     key: tuple[int, ...],
     n_volumes: int,
@@ -212,7 +212,7 @@ def batch_loss(
 
 
 def optimise(
-    design: DetectorDesign,
+    design: Design,
     problem: Problem,
     settings: TrainingSettings,
     *,

@@ -32,7 +32,7 @@ from typing import Any
 
 from mutomo.io.config import ConfigError, RunConfig
 from mutomo.io.paths import PathLike, writable_dir
-from mutomo.optimise.design import DetectorDesign
+from mutomo.optimise.design import Design, design_from_description
 from mutomo.optimise.evaluate import (
     DesignObservations,
     EvaluationSettings,
@@ -45,7 +45,7 @@ from mutomo.optimise.loop import History, TrainingSettings, optimise
 from mutomo.optimise.problem import Problem, build_problem
 
 
-def build_design(config: RunConfig, problem: Problem) -> DetectorDesign:
+def build_design(config: RunConfig, problem: Problem) -> Design:
     """The starting design, under the configured budget (default: its own cost)."""
     dc = config.design
     if not dc.fixed_budget:
@@ -56,7 +56,7 @@ def build_design(config: RunConfig, problem: Problem) -> DetectorDesign:
     return problem.design(dc.start, dc.trainable, budget, field="design.start")
 
 
-def comparison_designs(config: RunConfig, problem: Problem, budget: float | None) -> dict[str, DetectorDesign]:
+def comparison_designs(config: RunConfig, problem: Problem, budget: float | None) -> dict[str, Design]:
     """The designs of ``evaluation.compare``; under a fixed budget they are scaled to it."""
     return {name: problem.design(name, (), budget, field="evaluation.compare") for name in config.evaluation.compare}
 
@@ -98,7 +98,7 @@ def settings_from(config: RunConfig, problem: Problem) -> TrainingSettings:
 
 
 def observations_cached(
-    run_dir: Path, name: str, design: DetectorDesign, problem: Problem, settings: EvaluationSettings
+    run_dir: Path, name: str, design: Design, problem: Problem, settings: EvaluationSettings
 ) -> DesignObservations:
     """``design``'s observations, read from ``observations/NAME.npz`` if computed before (with
     ``NAME.json`` holding the design and the seconds it took)."""
@@ -115,7 +115,7 @@ def observations_cached(
 
 
 def write_evaluations(
-    run_dir: Path, problem: Problem, designs: dict[str, DetectorDesign], observations: dict[str, DesignObservations]
+    run_dir: Path, problem: Problem, designs: dict[str, Design], observations: dict[str, DesignObservations]
 ) -> dict[str, Any]:
     """Metrics of every design and the optimised design's paired differences, as
     ``evaluations.json`` (see the module docstring)."""
@@ -165,7 +165,7 @@ def run(
     (run_dir / "design_initial.json").write_text(design.to_json())
     settings = evaluation_settings(config)
     start = time.perf_counter()
-    designs = {"initial": design.__class__.from_description(design.describe(), problem.cost_model), **comparisons}
+    designs = {"initial": design_from_description(design.describe(), problem.cost_model), **comparisons}
     observations = {name: observations_cached(run_dir, name, d, problem, settings) for name, d in designs.items()}
     history = optimise(
         design, problem, settings_from(config, problem), run_dir=run_dir, resume=resume, progress=progress
@@ -184,13 +184,13 @@ def run(
     return evaluations
 
 
-def best_validated(history: History, problem: Problem) -> DetectorDesign | None:
+def best_validated(history: History, problem: Problem) -> Design | None:
     """The design of the epoch with the lowest validation loss (``None`` without validations)."""
     validated = [r for r in history.records if r.validation is not None]
     if not validated:
         return None
     record = min(validated, key=lambda r: r.validation if r.validation is not None else math.inf)
-    return DetectorDesign.from_description(record.design, problem.cost_model)
+    return design_from_description(record.design, problem.cost_model)
 
 
 def write_timing(run_dir: Path, history: History, designs: list[str], seconds: float) -> dict[str, Any]:
