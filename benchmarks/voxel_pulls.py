@@ -61,15 +61,27 @@ def simulate_and_measure(volume: PassiveVolume, n: int, seed: int) -> ScatterDat
         return measure(r.hits_above, r.hits_below, volume, momentum, r.muons_in.weight * (r.muons_out.weight > 0))
 
 
-def voxel_pulls(vmap: VoxelMap, volume: PassiveVolume) -> tuple[np.ndarray, np.ndarray]:
-    """``(count, pull)`` of the measured voxels of a map: effective muon count (``vmap.count``,
-    else the weight) and the pull of ln X0 against the volume's true X0."""
+def interior(volume: PassiveVolume) -> torch.Tensor:
+    """``(nx, ny, nz)`` bool: voxels not on the block's four side faces."""
+    inside = torch.zeros(volume.shape, dtype=torch.bool)
+    inside[1:-1, 1:-1, :] = True
+    return inside
+
+
+def voxel_pulls(
+    vmap: VoxelMap, volume: PassiveVolume, select: torch.Tensor | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(count, pull)`` of the measured voxels of a map (those in ``select`` if given):
+    effective muon count (``vmap.count``, else the weight) and the pull of ln X0 against the
+    volume's true X0."""
     assert vmap.x0 is not None and vmap.uncertainty is not None
     # ``count`` (effective muons) where the method reports it; the weight otherwise (ML/EM, and
     # the code before issue 13, which had no count).
     count = getattr(vmap, "count", None)
     count = vmap.weight if count is None else count
     ok = vmap.measured & (vmap.x0 > 0) & torch.isfinite(vmap.uncertainty) & (vmap.uncertainty > 0)
+    if select is not None:
+        ok = ok & select
     x0, sigma, truth = vmap.x0[ok], vmap.uncertainty[ok], volume.x0[ok]
     pull = (torch.log(x0) - torch.log(truth)) / (sigma / x0)
     return count[ok].double().numpy(), pull.double().numpy()
@@ -80,15 +92,17 @@ def collect(
     volume: PassiveVolume,
     muons: Sequence[int],
     seeds: Sequence[int],
+    select: torch.Tensor | None = None,
 ) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
-    """Per method, one ``(count, pull)`` pair of arrays per simulated volume."""
+    """Per method, one ``(count, pull)`` pair of arrays per simulated volume (voxels in
+    ``select`` if given)."""
     out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in methods}
     for n in muons:
         for seed in seeds:
             data = simulate_and_measure(volume, n, seed=1000 * n + seed)
             with torch.no_grad():
                 for name, method in methods.items():
-                    out[name].append(voxel_pulls(method(data, volume), volume))
+                    out[name].append(voxel_pulls(method(data, volume), volume, select))
     return out
 
 
@@ -122,6 +136,7 @@ def main() -> None:
     parser.add_argument("--muons", type=int, nargs="+", default=[2000, 4000, 8000, 16000, 40000, 160000])
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--mlem", action="store_true", help="also ML/EM (slower)")
+    parser.add_argument("--interior", action="store_true", help="only voxels not on the block's side faces")
     args = parser.parse_args()
     torch.set_num_threads(1)
     volume = block(args.material, args.thickness, args.layers)
@@ -132,9 +147,11 @@ def main() -> None:
     if args.mlem:
         methods["mlem"] = MaximumLikelihoodEM()
     start = time.perf_counter()
-    results = collect(methods, volume, args.muons, range(args.seeds))
+    select = interior(volume) if args.interior else None
+    results = collect(methods, volume, args.muons, range(args.seeds), select)
     print(
-        f"# {args.material} {args.thickness} m in {args.layers} layer(s), muons {args.muons} x {args.seeds} seeds, "
+        f"# {args.material} {args.thickness} m in {args.layers} layer(s), "
+        f"{'interior' if args.interior else 'all'} voxels, muons {args.muons} x {args.seeds} seeds, "
         f"{time.perf_counter() - start:.0f} s"
     )
     print("| method | n_eff | entries | mean pull | pull std |")
