@@ -128,3 +128,53 @@ def test_min_muons_below_one_is_refused():
             PocaX0(min_muons=bad)
     with pytest.raises(ValueError, match="min_muons"):
         PocaX0(inferrer=HighlandX0Inferrer(), min_muons=5.0)
+
+
+def test_a_voxel_with_a_handful_of_muons_cannot_drive_the_presence_score():
+    """Clean iron blocks: 8 references and a clean test volume, all well measured (~120 muons a
+    voxel), except that in the test volume one voxel keeps only its 6 most deflected muons (the
+    worst case: its X0 falls to ~1/3). Against the references' spread alone that voxel is ~20
+    sigma out and drives the volume's score; with its own error in the
+    z-score it stays near the clean volumes, while a real excess measured with many muons (every
+    muon of one voxel deflected 1.7x more, i.e. X0 / 3) still stands out."""
+    from dataclasses import replace
+
+    from mutomo.tasks.presence import reference_scores, split_outputs, voxel_outputs
+
+    bench = load()
+    volume = bench.block("iron", 0.3, layers=1)
+    method = PocaX0(extended=False)
+    refs = torch.stack([voxel_outputs(method(bench.simulate_and_measure(volume, 60000, s), volume)) for s in range(8)])
+    data = bench.simulate_and_measure(volume, 60000, seed=50)
+    voxel = (5, 5, 0)
+    cell = torch.clamp((data.scatters.poca[:, :2] / 0.1).floor().long(), 0, 9)  # one layer: (ix, iy)
+    in_voxel = (cell[:, 0] == voxel[0]) & (cell[:, 1] == voxel[1])
+    # Starve the voxel: keep its 6 most deflected muons.
+    theta = torch.where(in_voxel, data.normalised_deflection, torch.full_like(data.weight, -1.0))
+    keep = torch.zeros_like(in_voxel)
+    keep[torch.topk(theta, 6).indices] = True
+    starved = replace(data, weight=torch.where(in_voxel & ~keep, 0.0, data.weight))
+    # A real excess with all its muons: deflections 1.7x larger in that voxel.
+    scale = torch.where(in_voxel, 1.7, 1.0)[:, None]
+    sc = data.scatters
+    hot = replace(data, scatters=replace(sc, theta=sc.theta * scale[:, 0], theta_xy=sc.theta_xy * scale))
+    clean = torch.stack([voxel_outputs(method(data, volume))])
+    outputs = {
+        "clean": clean,
+        "starved": voxel_outputs(method(starved, volume))[None],
+        "hot": voxel_outputs(method(hot, volume))[None],
+    }
+    ref_maps = split_outputs(refs)[0]
+    assert 5 <= float(method(starved, volume).count[voxel]) < 10
+
+    def score(outputs, own_error=True):
+        maps, sigma = split_outputs(outputs)
+        return float(reference_scores(maps, ref_maps, sigma if own_error else None))
+
+    # Without the voxel's own error, the starved voxel dominates (the behaviour before issue 13).
+    assert score(outputs["starved"], own_error=False) > score(clean, own_error=False) + 2.0
+    with_error = {name: score(o) for name, o in outputs.items()}
+    # Measured: clean 0.19, starved 0.23, hot 1.66 (a smooth maximum over 100 voxels: one voxel
+    # at z ~ 5.3 gives ~1.6).
+    assert with_error["starved"] < with_error["clean"] + 0.5, with_error
+    assert with_error["hot"] > with_error["starved"] + 1.0, with_error

@@ -169,8 +169,7 @@ class HighlandX0Inferrer:
             raise ValueError(f"truncation_passes must be >= 0; got {truncation_passes}")
         if not min_muons >= 1:
             raise ValueError(
-                f"min_muons (the smallest effective number of muons for a measured voxel) must be >= 1; "
-                f"got {min_muons}"
+                f"min_muons (the smallest effective number of muons for a measured voxel) must be >= 1; got {min_muons}"
             )
         self.truncation_passes = truncation_passes
         self.min_muons = float(min_muons)
