@@ -101,7 +101,7 @@ def truncated_variance_constants(k: float | None) -> tuple[float, float]:
     Example:
         >>> a, d = truncated_variance_constants(CORE_K)
         >>> round(a, 3), round(d, 3), round(a / d**2, 3)
-        (1.506, -0.658, 3.478)
+        (1.506, -0.658, 3.481)
     """
     if k is None:
         return 2.0, -1.0
