@@ -59,7 +59,7 @@ def check(widths, min_entries):
 
 
 def test_ln_x0_pulls_have_unit_width_in_every_occupancy_class():
-    """~1e6 muons over 74 volumes; ~10 s on one core. More of the cheap sparse volumes, so
+    """~1e6 muons over 74 volumes; 10-30 s on one shared core. More of the cheap sparse volumes, so
     that every class has 250-1300 entries and its width is known to 2-6 %. Measured here:
     0.92-1.09 in every class for both methods (before issue 13: 1.5-1.9; benchmarks/README.md)."""
     start = time.perf_counter()
@@ -71,7 +71,7 @@ def test_ln_x0_pulls_have_unit_width_in_every_occupancy_class():
 
 @pytest.mark.slow
 def test_ln_x0_pulls_have_unit_width_in_every_occupancy_class_many_volumes():
-    """The same with 4x the volumes (other seeds), each class's width known to 1-8 %; ~45 s.
+    """The same with 4x the volumes (other seeds), each class's width known to 1-8 %; 45-90 s.
     Measured: 0.96-1.08."""
     ladder = [([2000, 3000, 4000, 6000], range(100, 148)), ([12000, 20000, 30000], range(100, 124))]
     widths = pull_widths([*ladder, ([70000, 140000], range(100, 116))])
