@@ -25,9 +25,39 @@ The path L is each muon's whole path through the passive volume: a muon's deflec
 sum of its scatters everywhere along it, so on a uniform block every muon sees ``t = L / X0``
 exactly, whatever voxel its PoCA falls in. Elsewhere this is the standard PoCA approximation.
 
-Uncertainty: the sandwich variance of the weighted mean, ``sum W^2 (x - sigma^2)^2 / (sum W)^2``
-over the projections used (no Gaussian assumption), propagated through ``dt/dsigma^2 = 1 / g'(t)``.
-A test checks it against the spread of repeated reconstructions.
+Uncertainty. The core-width estimate is an M-estimator: it solves
+``sum_i W_i psi_i(sigma^2) = 0`` over the projections i of a voxel, with
+``psi_i = (x_i^2 / f - m_i - sigma^2) 1{x_i^2 < k^2 T_i}``, ``T_i = sigma^2 + m_i`` the variance
+of projection i, ``f`` the truncation factor above and ``k = 2.326``. Its asymptotic variance
+is the sandwich ``var(sigma^2) = sum W_i^2 E[psi_i^2] / (sum W_i E[d psi_i / d sigma^2])^2``
+(Huber & Ronchetti, *Robust Statistics*, 2nd ed., Wiley 2009, Sec. 6.2; the derivative
+includes the moving truncation edge). For Gaussian projections, with ``y = x^2 / T`` a
+chi-square of one degree of freedom, ``P = 2 Phi(k) - 1``, ``mu_4 = E[y^2; y < k^2] =
+3 P - 2 k (k^2 + 3) phi(k)`` (moments of the truncated normal, Johnson, Kotz & Balakrishnan,
+*Continuous Univariate Distributions* vol. 1, 2nd ed., Wiley 1994, Sec. 10.1):
+
+    E[psi_i^2] = T_i^2 A,                      A = mu_4 / f^2 - P                  (= 1.506),
+    E[d psi_i / d sigma^2] = D,                D = -P + k phi(k) (k^2 / f - 1)     (= -0.658),
+    var(sigma^2) = (A / D^2) sum W_i^2 T_i^2 / (sum W_i)^2,
+
+with ``W_i`` the muon weights without the truncation mask (the expected fraction kept is in
+``P``, ``A`` and ``D``). Without truncation (``truncation_passes=0``) the estimate is the plain
+mean and ``A = 2``, ``D = -1`` (the variance of a chi-square of one degree of freedom). For n
+muons of equal weight and negligible measurement error this is ``var(ln sigma^2) =
+(A / D^2) / (2 n) = 1.74 / n``: the self-consistent truncation costs 42 % of the ``1 / n`` of the
+plain second moment of 2n Gaussian projections. The constants come from this calculation, not
+from a fit. The expected value (with the estimated ``sigma^2`` plugged into ``T_i``) is used
+rather than the empirical ``sum W_i^2 psi_i^2``: with a handful of muons the empirical one is
+itself so noisy, and so correlated with the estimate, that the pulls of sparse voxels were
+2-3 wide (benchmarks/README.md, "Voxel X0 pulls"). It is propagated through ``dt/dsigma^2 =
+1 / g'(t)``: ``sigma(ln X0) = sigma(sigma^2) / (t g'(t))`` (the path's spread is neglected),
+and the reported ``uncertainty`` is ``X0 sigma(ln X0)``; the pull of ``ln X0`` is the
+well-behaved one for a scale (tests/physics/test_voxel_pulls.py).
+
+Voxels informed by fewer than ``min_muons`` effective muons, ``n_eff = (sum w)^2 / sum w^2``
+over the voxel's muon weights (the number of muons for binned PoCA with unit weights), are not
+measured: ``x0 = 0``, ``uncertainty = inf``. The default, 5, is where the relative error of X0
+is ~60 % (``sqrt(1.74 / 5)``) and the pulls are still within 15 % of unit width.
 """
 
 from __future__ import annotations
@@ -54,10 +84,33 @@ CORE_K = 2.3263478740408408
 SIGMA2_FLOOR = 1e-3
 
 
+#: Default smallest effective number of muons for a voxel to be measured (module docstring).
+DEFAULT_MIN_MUONS = 5.0
+
+
 def _truncation_factor(k: float) -> float:
+    """``f = E[y | y < k^2]`` for ``y = x^2``, x standard normal: ``1 - 2 k phi(k) / P``."""
     phi = math.exp(-0.5 * k * k) / math.sqrt(2 * math.pi)
     inside = math.erf(k / math.sqrt(2))
     return 1 - 2 * k * phi / inside
+
+
+def truncated_variance_constants(k: float | None) -> tuple[float, float]:
+    """``(A, D)`` of the core-width M-estimator (module docstring): ``var(sigma^2) = (A / D^2)
+    sum W^2 T^2 / (sum W)^2``. ``k = None``: no truncation, ``(2, -1)``.
+
+    Example:
+        >>> a, d = truncated_variance_constants(CORE_K)
+        >>> round(a, 3), round(d, 3), round(a / d**2, 3)
+        (1.506, -0.658, 3.481)
+    """
+    if k is None:
+        return 2.0, -1.0
+    phi = math.exp(-0.5 * k * k) / math.sqrt(2 * math.pi)
+    inside = math.erf(k / math.sqrt(2))  # P = 2 Phi(k) - 1
+    f = _truncation_factor(k)
+    mu4 = 3 * inside - 2 * k * (k * k + 3) * phi  # E[x^4; |x| < k]
+    return mu4 / f**2 - inside, -inside + k * phi * (k * k / f - 1)
 
 
 def gather(values: Tensor, index: Tensor) -> Tensor:
@@ -71,15 +124,20 @@ class X0Estimate:
     """Per-voxel inferred radiation length.
 
     Attributes:
-        x0: ``(*batch, nx, ny, nz)`` estimate (m). Voxels informed by less than the inferrer's
-            ``min_weight`` of muons hold 0 (no measurement), never NaN or inf.
-        uncertainty: ``(*batch, nx, ny, nz)`` one standard deviation (m); 0 where ``x0`` is 0.
+        x0: ``(*batch, nx, ny, nz)`` estimate (m). Voxels informed by fewer than the inferrer's
+            ``min_muons`` effective muons are not measured and hold 0, never NaN or inf.
+        uncertainty: ``(*batch, nx, ny, nz)`` one standard deviation (m), ``x0 sigma(ln X0)``;
+            inf where not measured.
         weight: ``(*batch, nx, ny, nz)`` sum of muon weights that informed each voxel.
+        count: ``(*batch, nx, ny, nz)`` effective number of muons ``(sum w)^2 / sum w^2``.
+        measured: ``(*batch, nx, ny, nz)`` bool, ``count >= min_muons``.
     """
 
     x0: Tensor
     uncertainty: Tensor
     weight: Tensor
+    count: Tensor
+    measured: Tensor
 
 
 class X0Inferrer(Protocol):
@@ -101,15 +159,21 @@ class HighlandX0Inferrer:
 
     Args:
         truncation_passes: iterations of the truncated-moment estimate (0: plain second moment).
-        min_weight: voxels with a smaller total muon weight are reported with ``x0 = 0`` and
-            ``uncertainty = 0`` (nothing was measured there).
+        min_muons: voxels informed by fewer effective muons ``(sum w)^2 / sum w^2`` than this
+            (>= 1; default 5) are not measured: ``x0 = 0``, ``uncertainty = inf``, ``measured``
+            False. Below ~5 muons the estimate's distribution is too skewed for its error to
+            mean much (module docstring).
     """
 
-    def __init__(self, truncation_passes: int = 3, min_weight: float = 1.0) -> None:
+    def __init__(self, truncation_passes: int = 3, min_muons: float = DEFAULT_MIN_MUONS) -> None:
         if truncation_passes < 0:
             raise MutomoError(f"truncation_passes must be >= 0; got {truncation_passes}")
+        if not min_muons >= 1:
+            raise MutomoError(
+                f"min_muons (the smallest effective number of muons for a measured voxel) must be >= 1; got {min_muons}"
+            )
         self.truncation_passes = truncation_passes
-        self.min_weight = min_weight
+        self.min_muons = float(min_muons)
 
     def __call__(
         self,
@@ -169,20 +233,32 @@ class HighlandX0Inferrer:
             sigma2 = num / den.clamp(min=1e-30)
         t = highland_inverse(sigma2)
         x0 = mean_path / t
-        # Statistical uncertainty of sigma^2: sandwich estimate over the projections used,
-        # var = sum W^2 (x - sigma^2)^2 / (sum W)^2, which needs no Gaussian assumption.
-        dev2 = (est - gather(sigma2, idx)[..., None]) ** 2
-        sum_big = scatter_sum(idx, big_w.sum(-1), size)
-        sigma2_err = torch.sqrt(scatter_sum(idx, (big_w**2 * dev2).sum(-1), size)) / sum_big.clamp(min=1e-30)
+        # Statistical uncertainty of sigma^2: the M-estimator's expected sandwich (module
+        # docstring), var = (A / D^2) sum W^2 T^2 / (sum W)^2 over the voxel's projections, with
+        # W the weights without the truncation mask and T = sigma^2 + m each projection's variance.
+        a_const, d_const = truncated_variance_constants(CORE_K if self.truncation_passes else None)
+        s2 = gather(sigma2.clamp(min=SIGMA2_FLOOR), idx)  # (rows, W)
+        total_var = s2[..., None] + m2[:, None, :]  # (rows, W, 2)
+        if self.truncation_passes:
+            w_all = (w / (s2 + m_bar) ** 2)[..., None].expand_as(total_var)
+        else:
+            w_all = w[..., None].expand_as(total_var)
+        sum_all = scatter_sum(idx, w_all.sum(-1), size)
+        sum_sq = scatter_sum(idx, (w_all**2 * total_var**2).sum(-1), size)
+        sigma2_err = math.sqrt(a_const / d_const**2) * torch.sqrt(sum_sq) / sum_all.clamp(min=1e-30)
         c = 1 + HIGHLAND_LOG_COEFF * torch.log(t)
-        t_err = sigma2_err / (c * (c + 2 * HIGHLAND_LOG_COEFF))
-        x0_err = x0 * t_err / t
-        measured = sum_w >= self.min_weight
-        zero = torch.zeros_like(x0)
+        t_err = sigma2_err / (c * (c + 2 * HIGHLAND_LOG_COEFF))  # dt = dsigma^2 / g'(t)
+        x0_err = x0 * t_err / t  # sigma(ln X0) = sigma(t) / t
+        # Effective number of muons, (sum w)^2 / sum w^2 (Kish 1965, Survey Sampling, Sec. 11.7).
+        sum_w2 = scatter_sum(idx, w**2, size)
+        count = sum_w**2 / sum_w2.clamp(min=1e-30)
+        measured = (count >= self.min_muons) & (sum_w > 0)
         return X0Estimate(
-            x0=torch.where(measured, x0, zero).reshape(grid),
-            uncertainty=torch.where(measured, x0_err, zero).reshape(grid),
+            x0=torch.where(measured, x0, torch.zeros_like(x0)).reshape(grid),
+            uncertainty=torch.where(measured, x0_err, torch.full_like(x0_err, math.inf)).reshape(grid),
             weight=sum_w.reshape(grid),
+            count=count.reshape(grid),
+            measured=measured.reshape(grid),
         )
 
 
@@ -194,12 +270,24 @@ class PocaX0:
             (:func:`~mutomo.reco.extended_poca`); ``False``: all of it in its PoCA voxel.
         half_width: extended-PoCA window half-width in voxels.
         inferrer: the per-voxel X0 inference (default :class:`HighlandX0Inferrer`).
+        min_muons: smallest effective number of muons of a measured voxel, for the default
+            inferrer (``HighlandX0Inferrer(min_muons=...)``; default 5); give it there when
+            passing an ``inferrer``.
     """
 
-    def __init__(self, extended: bool = True, half_width: int = 1, inferrer: X0Inferrer | None = None) -> None:
+    def __init__(
+        self,
+        extended: bool = True,
+        half_width: int = 1,
+        inferrer: X0Inferrer | None = None,
+        min_muons: float | None = None,
+    ) -> None:
+        if inferrer is not None and min_muons is not None:
+            raise MutomoError("give min_muons to the inferrer (HighlandX0Inferrer(min_muons=...)), not to PocaX0 too")
         self.extended = extended
         self.half_width = half_width
-        self.inferrer: X0Inferrer = inferrer if inferrer is not None else HighlandX0Inferrer()
+        default = HighlandX0Inferrer(min_muons=DEFAULT_MIN_MUONS if min_muons is None else min_muons)
+        self.inferrer: X0Inferrer = inferrer if inferrer is not None else default
         self.name = "extended_poca_x0" if extended else "poca_x0"
 
     def __call__(self, data: ScatterData, volume: PassiveVolume) -> VoxelMap:
@@ -211,7 +299,7 @@ class PocaX0:
             voxels = poca_voxel_weights(sc.poca, data.weight, volume)
         voxels = voxels.per_batch(data.batch, data.batch_shape, math.prod(volume.shape))
         estimate = self.inferrer(sc, data.incoming, data.outgoing, data.momentum, voxels, volume)
-        measured = estimate.x0 > 0
+        measured = estimate.measured & (estimate.x0 > 0)
         score = torch.where(measured, 1 / torch.where(measured, estimate.x0, torch.ones_like(estimate.x0)), 0.0)
         return VoxelMap(
             method=self.name,
@@ -220,4 +308,5 @@ class PocaX0:
             measured=measured,
             x0=estimate.x0,
             uncertainty=estimate.uncertainty,
+            count=estimate.count,
         )

@@ -88,9 +88,14 @@ class VoxelMap:
         score: ``(nx, ny, nz)``; higher means more scattering (1/X0 in m^-1 for X0 methods,
             the deflection quantile for ASR, ``-median ln m`` for BCA); 0 where unmeasured.
         weight: ``(nx, ny, nz)`` muon weight that informed each voxel.
-        measured: ``(nx, ny, nz)`` bool, voxels with enough muons for a score.
-        x0: ``(nx, ny, nz)`` radiation length (m) for methods that infer it, else ``None``.
-        uncertainty: one standard deviation of ``x0`` (m), else ``None``.
+        measured: ``(nx, ny, nz)`` bool, voxels with enough muons for a score. Read it before
+            ``score``, ``x0`` or ``uncertainty``: an unmeasured voxel holds a placeholder there.
+        x0: ``(nx, ny, nz)`` radiation length (m) for methods that infer it, else ``None``;
+            0 where unmeasured.
+        uncertainty: one standard deviation of ``x0`` (m), else ``None``; ``uncertainty / x0``
+            is that of ``ln X0``. Where unmeasured: inf for PoCA X0, 0 for ML/EM.
+        count: ``(nx, ny, nz)`` effective number of muons ``(sum w)^2 / sum w^2`` that informed
+            each voxel, for methods that report it (PoCA X0), else ``None``.
     """
 
     method: str
@@ -99,6 +104,7 @@ class VoxelMap:
     measured: Tensor
     x0: Tensor | None = None
     uncertainty: Tensor | None = None
+    count: Tensor | None = None
 
 
 class VoxelMethod(Protocol):

@@ -7,7 +7,13 @@ The per-volume score is a smooth maximum over voxels of a z-score of the voxel m
   the same exposure): what an operator does by scanning known-clean cargo. It removes the
   voxel-to-voxel structure every method has (edges, depth, acceptance), which otherwise looks
   like evidence. In evaluation the reference volumes are the calibration volumes; in training,
-  the batch's own volumes without the object (leave-one-out for those).
+  the batch's own volumes without the object (leave-one-out for those). A voxel's own
+  statistical error adds to the reference spread in the denominator,
+  ``z = (s - mean) / sqrt(var_ref + sigma_s^2)``, for methods that report one (PoCA X0, ML/EM:
+  ``sigma_s = s sigma(ln X0)`` for ``s = 1 / X0``): a voxel that the references measured well
+  but this volume saw with a handful of muons cannot reach more than ``~ 1 / sigma(ln X0)``
+  (~1.7 at 5 muons), however far its estimate fell. Voxels under the method's minimum count
+  are unmeasured (score 0, no error) and so never count as evidence.
 * ``"volume"``: robust z-scores against the median and MAD of the volume's own measured voxels
   (:func:`mutomo.inference.tasks.presence_score`); ``"layer"``: the same per horizontal layer.
   No reference volumes needed.
@@ -35,7 +41,7 @@ from torch import Tensor
 
 from mutomo.errors import MutomoError
 from mutomo.inference.tasks import presence_score
-from mutomo.reco.maps import ScatterData
+from mutomo.reco.maps import ScatterData, VoxelMap
 from mutomo.scenes.scene import VolumeSample
 from mutomo.tasks.base import VOXEL_METHODS, Observations, TaskKind
 from mutomo.tasks.metrics import (
@@ -71,8 +77,32 @@ def smooth_max(z: Tensor, temperature: float = 1.0) -> Tensor:
     return temperature * (torch.logsumexp(z / temperature, -1) - math.log(n))
 
 
-def _z_against(maps: Tensor, mean: Tensor, var: Tensor) -> Tensor:
-    """Per-voxel z-scores of ``maps (..., voxel)`` against a reference mean and variance."""
+def score_sigma(vmap: VoxelMap) -> Tensor:
+    """Standard deviation of a map's score, for scores ``1 / X0`` with an X0 uncertainty:
+    ``sigma(1 / X0) = sigma(ln X0) / X0 = uncertainty / X0^2``; 0 where unmeasured or where the
+    method reports no uncertainty (ASR, BCA)."""
+    if vmap.x0 is None or vmap.uncertainty is None:
+        return torch.zeros_like(vmap.score)
+    safe_x0 = torch.where(vmap.measured, vmap.x0, torch.ones_like(vmap.x0))
+    safe_err = torch.where(vmap.measured, vmap.uncertainty, torch.zeros_like(vmap.uncertainty))
+    return torch.where(vmap.measured, vmap.score * safe_err / safe_x0, torch.zeros_like(vmap.score))
+
+
+def voxel_outputs(vmap: VoxelMap) -> Tensor:
+    """``(2 voxel,)``: the map's scores (0 where unmeasured), then their standard deviations
+    (:func:`score_sigma`), flattened: the per-volume output of presence with clean references."""
+    return torch.cat([vmap.score.reshape(-1), score_sigma(vmap).reshape(-1)])
+
+
+def split_outputs(outputs: Tensor) -> tuple[Tensor, Tensor]:
+    """``(maps, sigma)``, each ``(..., voxel)``, of outputs ``(..., 2 voxel)`` from :func:`voxel_outputs`."""
+    half = outputs.shape[-1] // 2
+    return outputs[..., :half], outputs[..., half:]
+
+
+def _z_against(maps: Tensor, mean: Tensor, var: Tensor, sigma: Tensor | None = None) -> Tensor:
+    """Per-voxel z-scores of ``maps (..., voxel)`` against a reference mean and variance, with
+    the maps' own standard deviations ``sigma`` (same shape, optional) added in quadrature."""
     # The floor is set without gradient and the variance clamped to it before the square root:
     # a voxel no reference measured (variance 0) then has a finite z and a zero gradient, instead
     # of sqrt's infinite slope at 0.
@@ -83,22 +113,27 @@ def _z_against(maps: Tensor, mean: Tensor, var: Tensor) -> Tensor:
         scale = torch.maximum(mean.abs().amax(), maps.abs().amax())
         tiny = 1e-6 * scale + 1e-12
         floor = torch.maximum(SIGMA_FLOOR * typical, tiny)
-    return (maps - mean) / torch.sqrt(torch.maximum(var, floor**2))
+    total = torch.maximum(var, floor**2)
+    if sigma is not None:
+        total = total + sigma**2
+    return (maps - mean) / torch.sqrt(total)
 
 
-def reference_scores(maps: Tensor, reference: Tensor) -> Tensor:
+def reference_scores(maps: Tensor, reference: Tensor, sigma: Tensor | None = None) -> Tensor:
     """Presence scores ``(volume,)`` of voxel maps ``(volume, voxel)`` against the per-voxel mean
-    and standard deviation of clean reference maps ``(reference, voxel)``."""
+    and standard deviation of clean reference maps ``(reference, voxel)``; ``sigma`` ``(volume,
+    voxel)``: the maps' own standard deviations, added to the reference's in quadrature."""
     if reference.shape[0] < 2:
         raise MutomoError("presence with clean references needs at least 2 reference volumes")
     mean = reference.mean(0)
     var = reference.var(0, unbiased=True)
-    return smooth_max(_z_against(maps, mean, var))
+    return smooth_max(_z_against(maps, mean, var, sigma))
 
 
-def batch_reference_scores(maps: Tensor, labels: Tensor) -> Tensor:
+def batch_reference_scores(maps: Tensor, labels: Tensor, sigma: Tensor | None = None) -> Tensor:
     """Scores of a training batch, its volumes without the object as the reference; each of
-    those is left out of its own reference. Needs at least 3 volumes without the object."""
+    those is left out of its own reference. Needs at least 3 volumes without the object.
+    ``sigma``: as in :func:`reference_scores`."""
     clean = labels <= 0.5
     n = int(clean.sum())
     if n < 3:
@@ -112,7 +147,7 @@ def batch_reference_scores(maps: Tensor, labels: Tensor) -> Tensor:
     var_loo = (s2 - maps**2 - (n - 1) * mean_loo**2) / (n - 2)
     mean = torch.where(clean[:, None], mean_loo, mean_all)
     var = torch.where(clean[:, None], var_loo, var_all)
-    return smooth_max(_z_against(maps, mean, var))
+    return smooth_max(_z_against(maps, mean, var, sigma))
 
 
 class Presence(TaskKind):
@@ -154,11 +189,12 @@ class Presence(TaskKind):
         return self.reference == "clean"
 
     def output(self, data: ScatterData, sample: VolumeSample) -> Tensor:
-        """The voxel map's scores (``(voxel,)``, 0 where unmeasured) with clean references;
-        otherwise the ``(1,)`` presence score."""
+        """With clean references, the voxel map's scores (0 where unmeasured) then their
+        standard deviations (``(2 voxel,)``, :func:`voxel_outputs`); otherwise the ``(1,)``
+        presence score."""
         vmap = self.method(data, sample.volume)
         if self.reference == "clean":
-            return vmap.score.reshape(-1)
+            return voxel_outputs(vmap)
         if int(vmap.measured.sum()) < 3:  # too few measured voxels: no evidence either way
             return vmap.score.sum()[None] * 0.0
         return presence_score(vmap, per_layer=self.reference == "layer")[None]
@@ -168,7 +204,11 @@ class Presence(TaskKind):
 
     def loss(self, outputs: Tensor, truths: Tensor) -> Tensor:
         labels = truths.to(outputs)
-        scores = batch_reference_scores(outputs, labels) if self.reference == "clean" else outputs[:, 0]
+        if self.reference == "clean":
+            maps, sigma = split_outputs(outputs)
+            scores = batch_reference_scores(maps, labels, sigma)
+        else:
+            scores = outputs[:, 0]
         return soft_auc_loss(scores, labels)
 
     # ------------------------------------------------------------------ evaluation
@@ -181,8 +221,9 @@ class Presence(TaskKind):
         if calibration is None:
             raise MutomoError("presence with clean references needs the calibration (reference) volumes")
 
-        def score(maps: np.ndarray, reference: np.ndarray) -> np.ndarray:
-            return reference_scores(torch.from_numpy(maps), torch.from_numpy(reference)).numpy()
+        def score(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
+            maps, sigma = split_outputs(torch.from_numpy(outputs))
+            return reference_scores(maps, split_outputs(torch.from_numpy(reference))[0], sigma).numpy()
 
         base = score(test.outputs, calibration.outputs)
         return base, {t: score(v, calibration.ladder[t]) for t, v in test.ladder.items()}
