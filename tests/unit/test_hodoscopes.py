@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -193,3 +194,35 @@ def test_a_region_too_small_sends_only_the_overlapping_modules_back():
     assert c[2, :2].tolist() == pytest.approx([0.9, 0.5])  # clamped into the region, kept
     above = sorted(c[:2, 0].tolist())
     assert above[1] - above[0] >= 1.0 - 1e-6  # above: apart (separated, or sent back)
+
+
+def test_a_short_lorry_optimisation_from_the_builtin_configuration(tmp_path):
+    from mutomo.io.config import parse_config
+    from mutomo.optimise.run import run
+
+    config = parse_config(
+        {
+            "extends": "lorry_uranium",
+            "task": {"kind": "presence", "inference": "asr", "exposure_s": 10.0, "reference": "clean"},
+            "training": {
+                "epochs": 2,
+                "volumes_per_epoch": 6,
+                "exposure_s": 10.0,
+                "validation_volumes": 4,
+                "validate_every": 1,
+            },
+            "evaluation": {"n_volumes": 8, "calibration_volumes": 4, "exposure_factors": [1.0], "min_hits": [3]},
+            "design": {"start": "tiled"},  # near the lorry: 10 s of muons inform the loss (the poor start needs 60 s)
+        }
+    )
+    evaluations = run(config, tmp_path / "run", progress=False)
+    assert set(evaluations["designs"]) == {"initial", "tiled", "centred", "optimised", "best_validated"}
+    assert set(evaluations["paired"]) >= {"optimised - tiled", "optimised - centred"}
+    final = json.loads((tmp_path / "run" / "design_final.json").read_text())
+    assert final["kind"] == "hodoscopes" and len(final["centres"]) == 4
+    start = json.loads((tmp_path / "run" / "design_initial.json").read_text())
+    assert final["centres"] != start["centres"]  # the modules moved
+    design = design_from_description(final)
+    assert isinstance(design, HodoscopeDesign) and design._layout.overlaps(design.centres.detach().numpy()) == []
+    auc, error = evaluations["designs"]["tiled"]["physical_min3"]["auc"]
+    assert 0 <= auc <= 1 and error > 0

@@ -8,6 +8,7 @@ and README.md for the reference.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -109,6 +110,28 @@ class RegionConfig(Strict):
     span: Pair = (0.05, 5.0)
     resolution: Pair = (1e-5, 1e-2)
     efficiency: Pair = (0.5, 0.999)
+    keep_out: list[tuple[float, float, float, float, float, float]] = Field(
+        [], description="boxes [x0, x1, y0, y1, z0, z1] (m) no hodoscope may enter, besides the scene (e.g. the road)"
+    )
+
+    @field_validator("keep_out")
+    @classmethod
+    def _boxes(cls, boxes: list[tuple[float, ...]]) -> list[tuple[float, ...]]:
+        for i, b in enumerate(boxes):
+            if not all(math.isfinite(v) for v in b) or not (b[1] > b[0] and b[3] > b[2] and b[5] > b[4]):
+                raise MutomoError(f"keep_out[{i}] must be finite [x0, x1, y0, y1, z0, z1] with x1 > x0 etc.; got {b}")
+        return boxes
+
+
+class HodoscopeConfig(Strict):
+    """The built module every design's ``modules`` places (issue 11): a box holding panels."""
+
+    size: tuple[Positive, Positive, Positive] = Field(description="box (x, y, z), m")
+    panel_heights: list[Annotated[float, Field(ge=0)]] = Field(min_length=1, description="m above the box's bottom")
+    panel_span: Pair | None = Field(None, description="(x, y) span of the panels, m; default the box's footprint")
+    resolution: float = Field(3e-4, gt=0, le=0.01, description="m")
+    efficiency: float = Field(0.95, gt=0, le=1)
+    cost: float = Field(0.0, ge=0, description="price of one module")
 
 
 class PanelConfig(Strict):
@@ -122,8 +145,14 @@ class PanelConfig(Strict):
 
 
 class DesignSpec(Strict):
-    """A design: a JSON file, explicit panels, or the compact form (shared or per-panel values)."""
+    """A design: a JSON file, explicit panels, the compact form (shared or per-panel values), or
+    hodoscope modules (``modules``: their centres; optionally with free panels in one of the
+    other forms, but not a file)."""
 
+    modules: list[tuple[float, float, float]] | None = Field(
+        None, min_length=1, max_length=64, description="centres (m) of the [hodoscope] modules"
+    )
+    rotated: list[bool] | None = Field(None, description="per module: turned by 90 degrees about z")
     file: str | None = None
     panels: list[PanelConfig] | None = None
     xy: Pair | list[Pair] | None = Field(None, description="centre(s) (m): one for all panels or one per panel")
@@ -137,8 +166,15 @@ class DesignSpec(Strict):
     def _one_form(self) -> DesignSpec:
         compact = self.z_above is not None or self.z_below is not None
         forms = [name for name, used in (("file", self.file), ("panels", self.panels), ("compact", compact)) if used]
-        if len(forms) != 1:
-            raise MutomoError(f"give one of file, panels, or xy + z_above + z_below; got {forms or 'none'}")
+        if self.modules is not None:
+            if self.file is not None or len(forms) > 1:
+                raise MutomoError(f"modules go with at most one of panels or the compact form; got {forms}")
+            if self.rotated is not None and len(self.rotated) != len(self.modules):
+                raise MutomoError(f"rotated needs one value per module ({len(self.modules)}); got {len(self.rotated)}")
+        elif self.rotated is not None:
+            raise MutomoError("rotated applies to modules only")
+        elif len(forms) != 1:
+            raise MutomoError(f"give one of file, panels, xy + z_above + z_below, or modules; got {forms or 'none'}")
         if self.panels is not None:
             n_above = sum(p.side == "above" for p in self.panels)
             if n_above < 2 or len(self.panels) - n_above < 2:
@@ -225,6 +261,7 @@ class RunConfig(Strict):
     muons: MuonsConfig = MuonsConfig()
     cost: CostConfig = CostConfig()
     region: RegionConfig = RegionConfig()
+    hodoscope: HodoscopeConfig | None = None
     designs: dict[str, DesignSpec] = {}
     design: DesignConfig
     training: TrainingConfig = TrainingConfig()
@@ -243,6 +280,9 @@ class RunConfig(Strict):
                 "task: a regression task needs a scene with a fill height (a layer with target = true, or a "
                 "clutter background with fill_height)"
             )
+        uses_modules = [name for name, d in self.designs.items() if d.modules is not None]
+        if uses_modules and self.hodoscope is None:
+            raise MutomoError(f"designs {uses_modules} place modules: describe the module in a [hodoscope] table")
         user = {m.name for m in self.materials}
         missing = [n for n in self.scene.material_names() if n not in user and not _builtin(n)]
         if missing:

@@ -80,7 +80,8 @@ class TrainingSettings:
             instead of wandering with the last steps' noise).
         smoothness: (start, end) panel-edge width (m), annealed geometrically over the run.
         budget_weight, budget_width: soft-budget penalty (used when the design has no fixed budget).
-        budget: soft budget; ``None`` = the design's cost at the start.
+        budget: soft budget of a design without a fixed one; ``None``: no budget penalty (the
+            cost is fixed, as for hodoscopes, or bounded by the region's span range).
         resample: draw fresh volumes and muons every epoch (``False``: the epoch-0 sample every
             epoch, i.e. common random numbers: a deterministic objective, for tests and debugging).
         sampled_hits: train on hits kept or lost by Bernoulli draws of the efficiency
@@ -203,9 +204,8 @@ def batch_loss(
     stacked = torch.stack(outputs)
     task_loss = loss(stacked, torch.tensor(truths, dtype=stacked.dtype))
     cost = design.cost()
-    if design.budget is None:
-        budget = settings.budget if settings.budget is not None else float("nan")
-        penalty = budget_penalty(cost, budget, settings.budget_width, settings.budget_weight)
+    if design.budget is None and settings.budget is not None:
+        penalty = budget_penalty(cost, settings.budget, settings.budget_width, settings.budget_weight)
     else:
         penalty = torch.zeros_like(cost)
     return LossBreakdown(task=task_loss, budget=penalty, cost=cost)
@@ -287,7 +287,8 @@ def optimise(
         )
         for o in optimisers.values():
             o.zero_grad()
-        parts.total.backward()
+        if parts.total.requires_grad:  # else no muon of the batch saw the trainable panels: no gradient
+            parts.total.backward()
         grads = [p.grad for g in optimisers for p in groups[g] if p.grad is not None]
         finite = all(bool(torch.isfinite(gr).all()) for gr in grads) and math.isfinite(float(parts.total.detach()))
         if finite:

@@ -23,13 +23,14 @@ from torch import Tensor
 
 from mutomo.detector import AreaCostModel, Detector
 from mutomo.detector.readout import physical_readout, sampled_readout
-from mutomo.errors import DesignFileError
+from mutomo.errors import DesignFileError, MutomoError
 from mutomo.io.config import ConfigError, DesignSpec, RunConfig
 from mutomo.io.paths import PathLike, as_path
 from mutomo.materials import Material
 from mutomo.muons import FluxSource, GenerationPlane, TabulatedFlux
 from mutomo.muons.generation import exposure_time, muon_count
-from mutomo.optimise.design import DesignBounds, DetectorDesign
+from mutomo.optimise.design import Design, DesignBounds, DetectorDesign
+from mutomo.optimise.hodoscopes import Box, HodoscopeDesign, HodoscopeModule
 from mutomo.reco import ConstantMomentum, FluxMeanMomentum, measure
 from mutomo.scenes import Scene, VolumeSample
 from mutomo.simulate import SimulationResult, simulate
@@ -79,6 +80,8 @@ class Problem:
         momentum: ``"true"`` (an oracle), ``"constant"`` or ``"flux_mean"``.
         n_muons: muons per test volume; ``exposure_s`` is the exposure they represent.
         step_length: propagation step (m).
+        hodoscope: the built module that designs with ``modules`` place, if any.
+        keep_out: boxes no module may enter: the scene's box and the region's ``keep_out``.
     """
 
     name: str
@@ -91,6 +94,8 @@ class Problem:
     momentum: str
     n_muons: int
     step_length: float = 0.05
+    hodoscope: HodoscopeModule | None = None
+    keep_out: tuple[Box, ...] = ()
 
     @property
     def exposure_s(self) -> float:
@@ -149,7 +154,7 @@ class Problem:
         trainable: Sequence[str] = ("xy", "z", "size"),
         budget: float | None = None,
         field: str = "designs",
-    ) -> DetectorDesign:
+    ) -> Design:
         """A named design of the configuration, or a design JSON file, in this problem's region
         and cost model; with ``budget`` its panels are scaled (keeping their relative costs) so
         that it costs exactly that. Raises :class:`ConfigError` naming ``field``."""
@@ -162,16 +167,65 @@ class Problem:
                 f"{field}: {name!r} is neither a design under [designs] {sorted(self.designs)} nor a file"
             )
         try:
+            if spec.modules is not None or (spec.file is not None and _is_hodoscope_file(spec.file)):
+                return self._hodoscopes(spec, trainable)
             return design_from_spec(spec, self.bounds, self.cost_model, trainable, budget)
         except DesignFileError:
             raise
         except (ValueError, TypeError, RuntimeError) as exc:  # torch's own for ragged or non-numeric lists
             raise ConfigError(f"{where}: {exc}") from None
 
+    def _hodoscopes(self, spec: DesignSpec, trainable: Sequence[str]) -> HodoscopeDesign:
+        """Modules (of a spec or a hodoscope design file) in this problem's region; free panels
+        beside them have no budget (modules are bought as built)."""
+        if spec.file is not None:
+            d = read_design_file(spec.file)
+            module = HodoscopeDesign.from_description(d).module
+            centres, rotated = d["centres"], d.get("rotated")
+            free = None
+            if d.get("free"):
+                f = d["free"]
+                free = DetectorDesign(
+                    f["xy"],
+                    f["z"],
+                    f["n_above"],
+                    f["span"],
+                    f["resolution"],
+                    f["efficiency"],
+                    self.bounds,
+                    cost_model=self.cost_model,
+                    trainable=[g for g in trainable if g not in ("xy", "z")] or (),
+                )
+        else:
+            if self.hodoscope is None:
+                raise MutomoError("modules need a [hodoscope] table describing the module")
+            module, centres, rotated = self.hodoscope, spec.modules, spec.rotated
+            free_spec = spec.model_copy(update={"modules": None, "rotated": None})
+            has_free = spec.panels is not None or spec.z_above is not None
+            free = design_from_spec(free_spec, self.bounds, self.cost_model, trainable, None) if has_free else None
+        allowed = {"xy", "z", *(free.trainable if free is not None else ())}
+        return HodoscopeDesign(
+            module,
+            centres,
+            self.bounds,
+            keep_out=self.keep_out,
+            rotated=rotated,
+            free=free,
+            cost_model=self.cost_model,
+            trainable=[g for g in trainable if g in allowed],
+        )
+
+
+def _is_hodoscope_file(path: str) -> bool:
+    return read_design_file(path).get("kind") == "hodoscopes"
+
 
 DESIGN_FILE_KEYS = ("n_above", "xy", "z", "span", "resolution", "efficiency")
 """The keys a design file must have (as written by :meth:`DetectorDesign.describe`)."""
 DESIGN_FILE_OPTIONAL = ("budget", "cost", "bounds", "cost_model", "trainable", "smoothness")
+HODOSCOPE_FILE_KEYS = ("kind", "module", "centres", "rotated", "keep_out", "free", "span_xy")
+"""Further keys of a hodoscope design file (``"kind": "hodoscopes"``; see
+:meth:`mutomo.optimise.hodoscopes.HodoscopeDesign.describe`)."""
 """Keys a design file may have besides: written by mutomo, not read back (the problem's region,
 cost model and budget apply)."""
 
@@ -201,11 +255,15 @@ def read_design_file(path: PathLike) -> dict[str, Any]:
     missing = [k for k in DESIGN_FILE_KEYS if k not in d]
     if missing:
         raise DesignFileError(f"design file {path}: lacks {missing}")
-    extra = sorted(set(d) - set(DESIGN_FILE_KEYS) - set(DESIGN_FILE_OPTIONAL))
+    allowed = set(DESIGN_FILE_KEYS) | set(DESIGN_FILE_OPTIONAL)
+    if d.get("kind") == "hodoscopes":
+        allowed |= set(HODOSCOPE_FILE_KEYS)
+        for key in ("module", "centres"):
+            if key not in d:
+                raise DesignFileError(f"design file {path}: a hodoscope design lacks {key!r}")
+    extra = sorted(set(d) - allowed)
     if extra:
-        raise DesignFileError(
-            f"design file {path}: unknown key(s) {extra}; allowed {list(DESIGN_FILE_KEYS + DESIGN_FILE_OPTIONAL)}"
-        )
+        raise DesignFileError(f"design file {path}: unknown key(s) {extra}; allowed {sorted(allowed)}")
     if not isinstance(d["n_above"], int) or isinstance(d["n_above"], bool):
         raise DesignFileError(f"design file {path}: n_above must be an integer; got {d['n_above']!r}")
     for key in DESIGN_FILE_KEYS[1:]:
@@ -338,4 +396,24 @@ def build_problem(config: RunConfig) -> Problem:
         momentum=t.momentum,
         n_muons=t.muons_per_volume if t.muons_per_volume is not None else muon_count(t.exposure_s or 0.0, source),
         step_length=t.step_length,
+        hodoscope=hodoscope_module(config),
+        keep_out=(scene.box, *config.region.keep_out),
     )
+
+
+def hodoscope_module(config: RunConfig) -> HodoscopeModule | None:
+    """The configured ``[hodoscope]`` module, or ``None``."""
+    h = config.hodoscope
+    if h is None:
+        return None
+    try:
+        return HodoscopeModule(
+            size=h.size,
+            panel_heights=tuple(h.panel_heights),
+            panel_span=h.panel_span,
+            resolution=h.resolution,
+            efficiency=h.efficiency,
+            cost=h.cost,
+        )
+    except MutomoError as exc:
+        raise ConfigError(f"hodoscope: {exc}") from None

@@ -150,6 +150,12 @@ def run(
     problem = build_problem(config)
     design = build_design(config, problem)  # refuses a bad design before anything is simulated
     comparisons = comparison_designs(config, problem, design.budget)
+    training = settings_from(config, problem)
+    if training.volumes_per_epoch < problem.task.min_batch:  # refused before anything is computed
+        raise ConfigError(
+            f"training.volumes_per_epoch must be >= {problem.task.min_batch} for this {problem.task.kind} task; "
+            f"got {training.volumes_per_epoch}"
+        )
     run_dir = writable_dir(run_dir if run_dir is not None else config.output.directory, "run directory")
     saved = run_dir / "config.json"
     if not resume:
@@ -167,9 +173,7 @@ def run(
     start = time.perf_counter()
     designs = {"initial": design_from_description(design.describe(), problem.cost_model), **comparisons}
     observations = {name: observations_cached(run_dir, name, d, problem, settings) for name, d in designs.items()}
-    history = optimise(
-        design, problem, settings_from(config, problem), run_dir=run_dir, resume=resume, progress=progress
-    )
+    history = optimise(design, problem, training, run_dir=run_dir, resume=resume, progress=progress)
     (run_dir / "history.json").write_text(history.to_json())
     (run_dir / "design_final.json").write_text(design.to_json())
     designs["optimised"] = design
