@@ -107,7 +107,7 @@ def _x0_figure(run_dir: Path, problem: Problem, n_muons: int) -> ReportFigure | 
     from mutomo.inference import HighlandX0Inferrer, PocaX0
     from mutomo.optimise.design import design_from_description
     from mutomo.plotting.report import ReportFigure
-    from mutomo.plotting.x0 import x0_slices
+    from mutomo.plotting.x0 import MAX_LAYERS, x0_slices
     from mutomo.reco import measure
 
     if n_muons <= 0:
@@ -136,10 +136,10 @@ def _x0_figure(run_dir: Path, problem: Problem, n_muons: int) -> ReportFigure | 
     held = " (it holds the object)" if problem.task.kind == "presence" else ""
     caption = (
         f"Radiation length X0 per voxel inferred from {n_muons:,} muons ({vmap.method}: extended PoCA with the "
-        f"Highland inference; true muon momentum; the training (smooth) readout of the optimised design), in z "
-        f"slices of one volume drawn from the scene (key {key}){held}, each row of slices followed by the true X0 "
-        f"of the same slices; log colour scale. Grey hatched voxels were not measured (fewer than "
-        f"{inferrer.min_muons:g} effective muons)."
+        "Highland inference; true muon momentum; the training (smooth) readout of the optimised design), in up to "
+        f"{MAX_LAYERS} evenly spaced z slices of one volume drawn from the scene (key {key}){held}, each row of "
+        "slices followed by the true X0 of the same slices; log colour scale. Grey hatched voxels were not measured "
+        f"(fewer than {inferrer.min_muons:g} effective muons)."
     )
     return ReportFigure(path, "Inferred radiation length, slice by slice", caption)
 

@@ -216,18 +216,18 @@ def test_presence_figure_roc_and_score_distributions(tmp_path, drawn):
 
 def test_x0_slices_key_unmeasured_voxels(tmp_path, drawn):
     rng = np.random.default_rng(1)
-    truth = np.full((5, 5, 10), 0.018)
+    truth = np.full((5, 5, 12), 0.018)
     x0 = truth * rng.uniform(0.8, 1.2, truth.shape)
     x0[0, :, :] = 0.0  # no estimate
     measured = x0 > 0
     measured[1, 1, :] = False  # an estimate from too few muons
-    png = x0_slices(tmp_path / "x0.png", x0, (0, 1), (0, 1), np.linspace(0.4, 1.4, 11), truth, measured, 1.0)
+    png = x0_slices(tmp_path / "x0.png", x0, (0, 1), (0, 1), np.linspace(0.4, 1.6, 13), truth, measured, 1.0)
     (fig,) = drawn
     assert_fit_for_a_paper(fig, png)
     (legend,) = fig.legends
     assert [t.get_text() for t in legend.get_texts()] == ["unmeasured (< 1 muon)"]
     inferred = [ax for ax in fig.axes if ax.get_title().startswith("inferred")]
-    assert len(inferred) == 8 and all(ax.get_visible() for ax in inferred)
+    assert len(inferred) == 10 and all(ax.get_visible() for ax in inferred)
     image = inferred[0].get_images()[0].get_array()
     shown = ~np.ma.getmaskarray(np.ma.masked_invalid(image)).T  # (nx, ny)
     np.testing.assert_array_equal(shown, measured[:, :, 0])

@@ -20,12 +20,19 @@ import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from mutomo.plotting.style import paper_style, save_figure  # noqa: E402
 
 ABOVE, BELOW, VOLUME = "tab:blue", "tab:green", "tab:orange"
 EPOCH = "epoch (count)"
 DIMENSIONLESS = "(dimensionless)"
+
+
+def _epoch_axis(ax: Axes) -> None:
+    """Label the x axis as epochs, with whole-number ticks."""
+    ax.set_xlabel(EPOCH)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 # ---------------------------------------------------------------------------- detector views
@@ -69,7 +76,7 @@ def _detector_legend(ax: Axes, ncol: int) -> None:
         Line2D([], [], color=ABOVE, lw=2, label="panels above"),
         Line2D([], [], color=BELOW, lw=2, ls="--", label="panels below"),
     ]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol, frameon=False)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol)
 
 
 def _draw_design(side: Axes, top: Axes, name: str, design: dict[str, Any], box: tuple[float, ...], wide: bool) -> None:
@@ -123,7 +130,7 @@ def loss_curves(path: Path, history: list[dict[str, Any]]) -> Path:
         a.plot(*zip(*val, strict=True), "o-", label="validation loss (fixed volumes)")
     if any(r["loss"]["budget"] for r in history):
         a.plot(epochs, [r["loss"]["budget"] for r in history], lw=0.8, label="budget penalty")
-    a.set(xlabel=EPOCH, ylabel=f"loss {DIMENSIONLESS}", yscale="log", title="Loss")
+    a.set(ylabel=f"loss {DIMENSIONLESS}", yscale="log", title="Loss")
     a.legend()
     cost = np.array([r["loss"]["cost"] for r in history])
     b.plot(epochs, cost, lw=2.5, label="detector cost")
@@ -133,7 +140,9 @@ def loss_curves(path: Path, history: list[dict[str, Any]]) -> Path:
     b.ticklabel_format(useOffset=False, axis="y")
     if np.ptp(cost) < 1e-4 * abs(cost.mean()):  # fixed budget: float noise only
         b.set_ylim(0.9 * cost.mean(), 1.1 * cost.mean())
-    b.set(xlabel=EPOCH, ylabel="detector cost (units of account)", title="Detector cost")
+    b.set(ylabel="detector cost (units of account)", title="Detector cost")
+    for ax in (a, b):
+        _epoch_axis(ax)
     b.legend()
     return save_figure(fig, path)
 
@@ -187,7 +196,8 @@ def parameter_trajectories(path: Path, history: list[dict[str, Any]]) -> Path:
         for i, name in enumerate(names):
             style = "-" if name.startswith("above") else "--"
             ax.plot(epochs, values[:, i], color=f"C{i % 10}", ls=style, lw=1.2, label=name)
-        ax.set(xlabel=EPOCH, ylabel=label, title=title)
+        ax.set(ylabel=label, title=title)
+        _epoch_axis(ax)
     for ax in axes.flat[len(series) :]:
         ax.set_visible(False)
     handles, labels = axes[0, 0].get_legend_handles_labels()

@@ -14,11 +14,12 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from mutomo.plotting.style import paper_style, save_figure  # noqa: E402
 
 UNMEASURED_FACE, UNMEASURED_HATCH_COLOUR, UNMEASURED_HATCH = "0.88", "0.55", "///"
-MAX_LAYERS, MAX_COLUMNS = 8, 4
+MAX_LAYERS, MAX_COLUMNS = 10, 5
 
 
 def unmeasured_label(min_muons: float | None) -> str:
@@ -63,6 +64,8 @@ def _slice(
     ax.add_patch(_unmeasured_patch(x0, y0, x1 - x0, y1 - y0))
     image = ax.imshow(data.T, origin="lower", extent=extent, norm=norm, cmap="viridis", zorder=1)
     ax.set(title=title, xlabel="x (m)", ylabel="y (m)", xlim=(x0, x1), ylim=(y0, y1))
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(MaxNLocator(3))
     return image
 
 
@@ -77,7 +80,7 @@ def x0_slices(
     measured: np.ndarray | None = None,
     min_muons: float | None = None,
 ) -> Path:
-    """One panel per z layer (bottom first, at most 8, four a row) of an ``(nx, ny, nz)`` X0 map
+    """One panel per z layer (bottom first, at most 10 evenly spaced, five a row) of an ``(nx, ny, nz)`` X0 map
     in metres, log colour scale; writes PNG and SVG.
 
     Unmeasured voxels (``~measured``; by default those with x0 <= 0 or not finite) are grey
@@ -90,7 +93,7 @@ def x0_slices(
     cols = min(len(layers), MAX_COLUMNS)
     per_block = 1 if truth is None else 2
     rows = per_block * math.ceil(len(layers) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols + 1.3, 2.7 * rows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols + 1.3, 2.25 * rows + 0.5), squeeze=False)
     norm = _norm(x0, measured, truth)
     extent = (x_range[0], x_range[1], y_range[0], y_range[1])
     image = None
