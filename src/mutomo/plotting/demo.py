@@ -41,9 +41,9 @@ def demo_figure(
         ax0.plot([x0, x1], [z, z], color="tab:blue", lw=3, label="detector panels" if i == 0 else None)
     if tracks.get("x") is not None and np.size(tracks["x"]):
         ax0.plot(tracks["x"], tracks["z"], color="tab:red", lw=0.6, alpha=0.6)
-        ax0.plot([], [], color="tab:red", lw=0.6, label="muon tracks (straight between layers)")
+        ax0.plot([], [], color="tab:red", lw=0.6, label="muon tracks")
     ax0.set(xlabel="x (m)", ylabel="z (m)", title=f"Muon tracks through {material} (side view)")
-    ax0.legend(loc="upper right", framealpha=0.9)
+    ax0.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)  # below: the tracks fill the plot
     for name, a in angles.items():
         mrad = 1e3 * a
         ax1.hist(

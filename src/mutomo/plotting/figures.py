@@ -70,16 +70,16 @@ def _common_limits(designs: dict[str, dict[str, Any]], box: tuple[float, ...]) -
     return limits
 
 
-def _detector_legend(ax: Axes, ncol: int) -> None:
+def _detector_legend(ax: Axes) -> None:
     handles = [
         Patch(color=VOLUME, alpha=0.3, label="scanned volume"),
         Line2D([], [], color=ABOVE, lw=2, label="panels above"),
         Line2D([], [], color=BELOW, lw=2, ls="--", label="panels below"),
     ]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
 
 
-def _draw_design(side: Axes, top: Axes, name: str, design: dict[str, Any], box: tuple[float, ...], wide: bool) -> None:
+def _draw_design(side: Axes, top: Axes, name: str, design: dict[str, Any], box: tuple[float, ...]) -> None:
     x0, x1, y0, y1, z0, z1 = box
     side.add_patch(Rectangle((x0, z0), x1 - x0, z1 - z0, color=VOLUME, alpha=0.3))
     top.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, color=VOLUME, alpha=0.3))
@@ -89,7 +89,7 @@ def _draw_design(side: Axes, top: Axes, name: str, design: dict[str, Any], box: 
         top.add_patch(Rectangle((px0, py0), px1 - px0, py1 - py0, fill=False, edgecolor=colour, ls=style, lw=1.2))
     side.set(title=f"{name}: side view", xlabel="x (m)", ylabel="z (m)")
     top.set(title=f"{name}: top view", xlabel="x (m)", ylabel="y (m)", aspect="equal")
-    _detector_legend(side, 3 if wide else 2)  # one legend a design, between its two views
+    _detector_legend(side)  # one legend a design, between its two views
 
 
 @paper_style
@@ -103,7 +103,7 @@ def detector_views(path: Path, designs: dict[str, dict[str, Any]], volume_box: t
     (xlim, ylim, zlim) = _common_limits(designs, volume_box)
     for k, (name, design) in enumerate(designs.items()):
         side, top = _design_axes(axes, k, cols)
-        _draw_design(side, top, name, design, volume_box, wide=cols < 3)
+        _draw_design(side, top, name, design, volume_box)
         side.set(xlim=xlim, ylim=zlim)
         top.set(xlim=xlim, ylim=ylim)
     for k in range(n, rows // 2 * cols):  # the empty places of the last row

@@ -63,7 +63,8 @@ def _slice(
     x0, x1, y0, y1 = extent
     ax.add_patch(_unmeasured_patch(x0, y0, x1 - x0, y1 - y0))
     image = ax.imshow(data.T, origin="lower", extent=extent, norm=norm, cmap="viridis", zorder=1)
-    ax.set(title=title, xlabel="x (m)", ylabel="y (m)", xlim=(x0, x1), ylim=(y0, y1))
+    ax.set_title(title, fontsize=9.5)
+    ax.set(xlabel="x (m)", ylabel="y (m)", xlim=(x0, x1), ylim=(y0, y1))
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_locator(MaxNLocator(3))
     return image
