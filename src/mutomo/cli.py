@@ -13,7 +13,7 @@ import traceback
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from mutomo.optimise.problem import Problem
 from mutomo.simulate import acceptance_plane, simulate
 from mutomo.volume import PassiveVolume
 from mutomo.volume.propagation import position_at_z
+
+if TYPE_CHECKING:
+    from mutomo.plotting.report import ReportFigure
 
 DEMO_MATERIALS = ("water", "concrete", "iron", "lead", "uranium")
 
@@ -93,37 +96,52 @@ def run_demo(output: Path, n_muons: int = 200_000, seed: int = 0) -> dict[str, f
         (0.4, 0.6),
         [1.15, 1.05, 0.25, 0.15],
         [(0.0, 1.0)] * 4,
+        material="lead",
     )
     print(f"figure written to {figure}; {summary['seconds']:.1f} s in all")
     return summary
 
 
-def _x0_figure(run_dir: Path, problem: Problem, n_muons: int) -> Path | None:
-    """Inferred X0 slices of a test volume seen by the optimised design."""
-    from mutomo.inference import PocaX0
+def _x0_figure(run_dir: Path, problem: Problem, n_muons: int) -> ReportFigure | None:
+    """Inferred X0 slices of a test volume seen by the optimised design, with the report's caption."""
+    from mutomo.inference import HighlandX0Inferrer, PocaX0
     from mutomo.optimise.design import design_from_description
-    from mutomo.plotting.x0 import x0_slices
+    from mutomo.plotting.report import ReportFigure
+    from mutomo.plotting.x0 import MAX_LAYERS, x0_slices
     from mutomo.reco import measure
 
     if n_muons <= 0:
         return None
     design = design_from_description(read_json(run_dir / "design_final.json", RERUN))
-    volume = problem.sample((0, 2, 0), index=0).volume
+    key = (0, 2, 0)
+    volume = problem.sample(key, index=0).volume
+    inferrer = HighlandX0Inferrer()
     with torch.no_grad():
         r = simulate(design.detector(), volume, problem.source, n_muons, torch.Generator().manual_seed(7))
         p = 0.5 * (r.muons_in.momentum + r.muons_out.momentum)
         data = measure(r.hits_above, r.hits_below, volume, p, r.muons_in.weight * (r.muons_out.weight > 0))
-        vmap = PocaX0()(data, volume)
+        vmap = PocaX0(inferrer=inferrer)(data, volume)
     assert vmap.x0 is not None
     z_edges = volume.z_low + volume.voxel_size[2] * np.arange(volume.shape[2] + 1)
-    return x0_slices(
+    path = x0_slices(
         run_dir / "figures" / "x0_slices.png",
         vmap.x0.numpy(),
         volume.x_range,
         volume.y_range,
         z_edges,
         truth=volume.x0.numpy(),
+        measured=vmap.measured.numpy(),
+        min_muons=inferrer.min_muons,
     )
+    held = " (it holds the object)" if problem.task.kind == "presence" else ""
+    caption = (
+        f"Radiation length X0 per voxel inferred from {n_muons:,} muons ({vmap.method}: extended PoCA with the "
+        "Highland inference; true muon momentum; the training (smooth) readout of the optimised design), in up to "
+        f"{MAX_LAYERS} evenly spaced z slices of one volume drawn from the scene (key {key}){held}, each row of "
+        "slices followed by the true X0 of the same slices; log colour scale. Grey hatched voxels were not measured "
+        f"(fewer than {inferrer.min_muons:g} effective muons)."
+    )
+    return ReportFigure(path, "Inferred radiation length, slice by slice", caption)
 
 
 RERUN = "rerun `mutomo optimise` on this run directory to write it again"
@@ -142,7 +160,7 @@ def _observations(run_dir: Path, name: str) -> Any:
 def _task_figure(run_dir: Path, problem: Problem, designs: list[str]) -> Path | None:
     """The task's own figure from the run's observations: calibration plot (regression), ROC
     curves and score distributions (presence)."""
-    from mutomo.plotting.report import predicted_vs_true, roc_and_scores
+    from mutomo.plotting.figures import predicted_vs_true, roc_and_scores
 
     obs = {name: _observations(run_dir, name) for name in designs}
     figures = run_dir / "figures"
@@ -174,7 +192,10 @@ def _report(run_dir: Path) -> Path:
     problem = build_problem(config)
     writable_dir(run_dir / "figures", "figures folder")
     designs = list(read_json(run_dir / "evaluations.json", RERUN).get("designs", {}))
-    extra = [_task_figure(run_dir, problem, designs), _x0_figure(run_dir, problem, config.output.x0_muons)]
+    extra: list[Path | ReportFigure | None] = [
+        _task_figure(run_dir, problem, designs),
+        _x0_figure(run_dir, problem, config.output.x0_muons),
+    ]
     return write_report(run_dir, problem.scene.box, [f for f in extra if f is not None])
 
 

@@ -107,6 +107,8 @@ x0_muons = 2000
         assert (run / name).exists(), name
     for name in ("detector", "loss", "parameters", "predicted_vs_true", "x0_slices"):
         assert (run / "figures" / f"{name}.png").exists(), name
+        assert (run / "figures" / f"{name}.svg").exists(), name
+        assert f'href="figures/{name}.svg"' in (run / "report.html").read_text(), name
     evaluations = json.loads((run / "evaluations.json").read_text())
     assert set(evaluations["designs"]) == {"initial", "human_acceptance", "optimised", "best_validated"}
     assert set(evaluations["paired"]) == {

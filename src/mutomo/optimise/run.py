@@ -6,8 +6,8 @@ last few epochs, checksummed; see :mod:`mutomo.optimise.checkpoint`), ``history.
 ``optimised``), ``design_best.json`` (the design of the best validation loss, evaluated as
 ``best_validated``), ``observations/NAME.npz`` (every design's per-volume outputs, each computed
 once and reused on resume), ``evaluations.json`` and ``timing.json`` (seconds of the whole run,
-summed over every resume); after :func:`mutomo.plotting.report.write_report`, the figures and
-``report.html``.
+summed over every resume); after :func:`mutomo.plotting.report.write_report`, the figures
+(``figures/NAME.png`` and ``NAME.svg``) and ``report.html``.
 
 A run killed at any point resumes where it stopped when started again with the same
 configuration: finished evaluations are read back, training continues from the newest readable
