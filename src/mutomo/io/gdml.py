@@ -187,12 +187,13 @@ def _check_placement(panels: list[PanelBox], volume: PassiveVolume) -> None:
     def overlap(c: PanelBox, low: Sequence[float], high: Sequence[float]) -> bool:
         return all(c.centre[a] - c.size[a] / 2 < high[a] and c.centre[a] + c.size[a] / 2 > low[a] for a in range(3))
 
-    for n, p in enumerate(panels):
+    for p in panels:
         if overlap(p, vol_low, vol_high):
             raise MutomoError(
                 f"{p.name} (z = {p.centre[2]:.6g} m, {p.size[2]:.3g} m thick) overlaps the volume "
                 f"(z in [{volume.z_low:.6g}, {volume.z_high:.6g}] m); give a thinner panel_thickness"
             )
+    for n, p in enumerate(panels):
         for q in panels[:n]:
             low = [q.centre[a] - q.size[a] / 2 for a in range(3)]
             high = [q.centre[a] + q.size[a] / 2 for a in range(3)]
