@@ -266,10 +266,11 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
     )
     exp.add_argument("run_dir", type=Path, help="a run directory written by `mutomo optimise`")
-    exp.add_argument("--gdml", type=Path, required=True, help="the GDML file to write (lengths in mm)")
+    exp.add_argument("--gdml", type=Path, required=True, metavar="FILE", help="the GDML file to write (lengths in mm)")
     exp.add_argument(
         "--design",
         default="optimised",
+        metavar="NAME|FILE",
         help="optimised (design_final.json, the default), best_validated (design_best.json), initial, another "
         "design the run evaluated (see evaluations.json), or a design JSON file",
     )
@@ -277,13 +278,21 @@ def _parser() -> argparse.ArgumentParser:
         "--volume-index",
         type=int,
         default=0,
+        metavar="N",
         help="which test volume of the run's scene (>= 0; a target object is forced present if the scene has one)",
     )
-    exp.add_argument("--panel-thickness", type=float, default=1e-3, help="thickness of the panel boxes (m, > 0)")
     exp.add_argument(
-        "--panel-material", default=None, help="Geant4 NIST material of the panels (default: plastic scintillator)"
+        "--panel-thickness", type=float, default=1e-3, metavar="M", help="thickness of the panel boxes (m, > 0)"
     )
-    exp.add_argument("--margin", type=float, default=0.1, help="air around everything in the world box (m, > 0)")
+    exp.add_argument(
+        "--panel-material",
+        default=None,
+        metavar="G4_NAME",
+        help="Geant4 NIST material of the panels (default: plastic scintillator)",
+    )
+    exp.add_argument(
+        "--margin", type=float, default=0.1, metavar="M", help="air around everything in the world box (m, > 0)"
+    )
     return parser
 
 

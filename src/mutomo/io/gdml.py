@@ -323,7 +323,7 @@ def _write_volume(pyg4: ModuleType, volume: PassiveVolume, world: Any, registry:
         key = (box.material, *box.count)
         if key not in volumes:
             size = [box.count[a] * d[a] for a in range(3)]
-            name = f"{material.name}_{box.count[0]}x{box.count[1]}x{box.count[2]}"
+            name = f"{material.name}_block_{box.count[0]}_{box.count[1]}_{box.count[2]}"
             volumes[key] = _box_volume(pyg4, name, size, materials[box.material], registry)
         centre = [volume.origin[a] + (box.low[a] + box.count[a] / 2) * d[a] for a in range(3)]
         _place(pyg4, volumes[key], f"{material.name}_{n}", centre, world, registry, n)
