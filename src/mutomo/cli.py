@@ -22,7 +22,7 @@ from mutomo.detector import Detector, DetectorPanel
 from mutomo.errors import ConfigError, DesignFileError, MutomoError, RunDirectoryError
 from mutomo.io.paths import read_json, writable_dir, writable_file
 from mutomo.muons import FluxSource, TabulatedFlux, exposure_time
-from mutomo.optimise.design import DetectorDesign
+from mutomo.optimise.design import Design, design_from_description
 from mutomo.optimise.problem import Problem
 from mutomo.simulate import acceptance_plane, simulate
 from mutomo.volume import PassiveVolume
@@ -337,19 +337,19 @@ RUN_DESIGNS = {"optimised": "design_final.json", "best_validated": "design_best.
 """Designs a run directory keeps as files, by the name its evaluations give them."""
 
 
-def load_design_description(description: Any, source: str) -> DetectorDesign:
-    """The design of a description written by a run (``DetectorDesign.describe``'s JSON): the one
-    place that turns a description into a design, so that other kinds of design plug in here.
+def load_design_description(description: Any, source: str) -> Design:
+    """The design of a description written by a run (:meth:`Design.describe`'s JSON, panels or
+    hodoscopes), through :func:`~mutomo.optimise.design.design_from_description`.
     Raises :class:`DesignFileError` naming ``source``."""
     if not isinstance(description, dict):
         raise DesignFileError(f"{source}: a design description must be a JSON object; got {type(description).__name__}")
     try:
-        return DetectorDesign.from_description(description)
+        return design_from_description(description)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise DesignFileError(f"{source}: not a design description ({type(exc).__name__}: {exc})") from None
 
 
-def _run_design(run_dir: Path, name: str, problem: Problem) -> DetectorDesign:
+def _run_design(run_dir: Path, name: str, problem: Problem) -> Design:
     """Design ``name`` of a run directory (see ``mutomo export --design``)."""
     if name in RUN_DESIGNS:
         path = run_dir / RUN_DESIGNS[name]
@@ -366,7 +366,7 @@ def _run_design(run_dir: Path, name: str, problem: Problem) -> DetectorDesign:
         description = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DesignFileError(f"design file {path}: unreadable ({exc})") from None
-    if isinstance(description, dict) and "bounds" in description:  # written by mutomo (describe)
+    if isinstance(description, dict) and ("bounds" in description or "kind" in description):  # by describe()
         return load_design_description(description, f"design file {path}")
     return problem.design(str(path), (), None, field="--design")  # a hand-written design file
 

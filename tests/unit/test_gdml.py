@@ -165,3 +165,26 @@ def test_cli_export_without_pyg4ometry(run_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyg4ometry", None)
     assert main(["export", str(run_dir[0]), "--gdml", str(tmp_path / "a.gdml")]) == 2
     assert 'pip install "mutomo[export]"' in capsys.readouterr().err
+
+
+def test_hodoscope_design_exports_its_panels(tmp_path):
+    pytest.importorskip("pyg4ometry")
+    from mutomo.optimise.design import DesignBounds
+    from mutomo.optimise.hodoscopes import HodoscopeDesign, HodoscopeModule
+
+    module = HodoscopeModule(size=(2.0, 1.0, 0.3), panel_heights=(0.0, 0.3))
+    bounds = DesignBounds(x=(-1.0, 3.0), y=(-1.0, 2.0), z_above=(2.1, 4.0), z_below=(-1.0, 0.9))
+    centres = [[0.5, 1.0, 3.0], [1.0, 0.5, 0.0]]
+    design = HodoscopeDesign(module, centres, bounds, rotated=[True, False], dtype=torch.float64)
+    volume = PassiveVolume.uniform("iron", (2.0, 1.0, 1.0), 0.25, z_low=1.0, dtype=torch.float64)
+    with torch.no_grad():
+        detector = design.detector()
+    contents = read_gdml(write_gdml(tmp_path / "hodoscopes.gdml", detector, volume))
+    assert compare_gdml(contents, detector, volume) == []
+    d = design.describe()
+    names = ["panel_above_0", "panel_above_1", "panel_below_0", "panel_below_1"]
+    for i, name in enumerate(names):
+        assert contents.panels[name].centre == pytest.approx((*d["xy"][i], d["z"][i]), abs=1e-12)
+        assert contents.panels[name].size[:2] == pytest.approx(d["span_xy"][i], abs=1e-12)
+    assert contents.panels["panel_above_0"].size[:2] == pytest.approx((1.0, 2.0))  # the turned module
+    assert contents.material_volumes == pytest.approx({"iron": 2.0}) and contents.n_boxes == 1
