@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from mutomo.detector import Detector, DetectorPanel
-from mutomo.errors import ConfigError, MutomoError, RunDirectoryError
+from mutomo.errors import ConfigError, DesignFileError, MutomoError, RunDirectoryError
 from mutomo.io.paths import read_json, writable_dir, writable_file
 from mutomo.muons import FluxSource, TabulatedFlux, exposure_time
+from mutomo.optimise.design import Design, design_from_description
 from mutomo.optimise.problem import Problem
 from mutomo.simulate import acceptance_plane, simulate
 from mutomo.volume import PassiveVolume
@@ -280,6 +281,39 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", type=Path, default=Path("evaluation.json"), help="where to write the metrics")
     rep = sub.add_parser("report", help="(re)write the figures and report.html of a run directory", epilog=EXIT_CODES)
     rep.add_argument("run_dir", type=Path, help="a run directory written by `mutomo optimise`")
+    exp = sub.add_parser(
+        "export",
+        help="write a run's design and one of its test volumes as GDML for Geant4 (needs pyg4ometry)",
+        epilog=EXIT_CODES,
+    )
+    exp.add_argument("run_dir", type=Path, help="a run directory written by `mutomo optimise`")
+    exp.add_argument("--gdml", type=Path, required=True, metavar="FILE", help="the GDML file to write (lengths in mm)")
+    exp.add_argument(
+        "--design",
+        default="optimised",
+        metavar="NAME|FILE",
+        help="optimised (design_final.json, the default), best_validated (design_best.json), initial, another "
+        "design the run evaluated (see evaluations.json), or a design JSON file",
+    )
+    exp.add_argument(
+        "--volume-index",
+        type=int,
+        default=0,
+        metavar="N",
+        help="which test volume of the run's scene (>= 0; a target object is forced present if the scene has one)",
+    )
+    exp.add_argument(
+        "--panel-thickness", type=float, default=1e-3, metavar="M", help="thickness of the panel boxes (m, > 0)"
+    )
+    exp.add_argument(
+        "--panel-material",
+        default=None,
+        metavar="G4_NAME",
+        help="Geant4 NIST material of the panels (default: plastic scintillator)",
+    )
+    exp.add_argument(
+        "--margin", type=float, default=0.1, metavar="M", help="air around everything in the world box (m, > 0)"
+    )
     return parser
 
 
@@ -320,6 +354,81 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"metrics written to {args.json}")
 
 
+RUN_DESIGNS = {"optimised": "design_final.json", "best_validated": "design_best.json", "initial": "design_initial.json"}
+"""Designs a run directory keeps as files, by the name its evaluations give them."""
+
+
+def load_design_description(description: Any, source: str) -> Design:
+    """The design of a description written by a run (:meth:`Design.describe`'s JSON, panels or
+    hodoscopes), through :func:`~mutomo.optimise.design.design_from_description`.
+    Raises :class:`DesignFileError` naming ``source``."""
+    if not isinstance(description, dict):
+        raise DesignFileError(f"{source}: a design description must be a JSON object; got {type(description).__name__}")
+    try:
+        return design_from_description(description)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise DesignFileError(f"{source}: not a design description ({type(exc).__name__}: {exc})") from None
+
+
+def _run_design(run_dir: Path, name: str, problem: Problem) -> Design:
+    """Design ``name`` of a run directory (see ``mutomo export --design``)."""
+    if name in RUN_DESIGNS:
+        path = run_dir / RUN_DESIGNS[name]
+        return load_design_description(read_json(path, RERUN), str(path))
+    evaluations = run_dir / "evaluations.json"
+    evaluated = read_json(evaluations, RERUN).get("designs", {}) if evaluations.exists() else {}
+    if name in evaluated and isinstance(evaluated[name], dict) and "design" in evaluated[name]:
+        return load_design_description(evaluated[name]["design"], f"{evaluations} (designs.{name}.design)")
+    path = Path(name)
+    if not path.is_file():
+        names = sorted({n for n, f in RUN_DESIGNS.items() if (run_dir / f).exists()} | set(evaluated))
+        raise DesignFileError(f"--design {name}: neither a design of the run {names} nor a design file")
+    try:
+        description = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DesignFileError(f"design file {path}: unreadable ({exc})") from None
+    if isinstance(description, dict) and ("bounds" in description or "kind" in description):  # by describe()
+        return load_design_description(description, f"design file {path}")
+    return problem.design(str(path), (), None, field="--design")  # a hand-written design file
+
+
+def _export(args: argparse.Namespace) -> None:
+    from mutomo.io.config import parse_config
+    from mutomo.io.gdml import PANEL_MATERIAL, require_pyg4ometry, write_gdml
+    from mutomo.optimise.evaluate import TEST_STREAM
+    from mutomo.optimise.problem import build_problem
+
+    if not args.run_dir.is_dir():
+        raise RunDirectoryError(f"{args.run_dir}: no such run directory")
+    if args.volume_index < 0:
+        raise MutomoError(f"--volume-index must be >= 0; got {args.volume_index}")
+    writable_file(args.gdml, "--gdml")
+    require_pyg4ometry()  # refuse before anything is built
+    source = str(args.run_dir / "config.json")
+    config = parse_config(read_json(args.run_dir / "config.json", RERUN), source)
+    with naming_the_source(source):
+        problem = build_problem(config)
+    design = _run_design(args.run_dir, args.design, problem)
+    scene = problem.scene
+    target = any(o.role == "target" and o.probability > 0 for o in scene.spec.objects)
+    key = (config.evaluation.seed, TEST_STREAM, args.volume_index)
+    volume = scene.sample(key, present=True if target else None).volume
+    with torch.no_grad():
+        detector = design.detector()
+    path = write_gdml(
+        args.gdml,
+        detector,
+        volume,
+        panel_thickness=args.panel_thickness,
+        panel_material=args.panel_material or PANEL_MATERIAL,
+        margin=args.margin,
+    )
+    print(
+        f"GDML written to {path}: design {args.design} ({detector.n_panels('above')} panels above, "
+        f"{detector.n_panels('below')} below), test volume {args.volume_index} (key {key})"
+    )
+
+
 def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.command == "demo":
         if args.muons < 1:
@@ -340,6 +449,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         if not (args.run_dir / "evaluations.json").exists():
             raise RunDirectoryError(f"{args.run_dir}: not a finished run directory (no evaluations.json)")
         print(f"report: {_report(args.run_dir)}")
+    elif args.command == "export":
+        _export(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
