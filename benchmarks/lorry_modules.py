@@ -1,0 +1,85 @@
+"""How many hodoscope modules are worth it? The lorry_uranium benchmark with K = 2..8 modules.
+
+For each K, the modules are tiled by the human rule (ceil(K/2) above the lorry and floor(K/2)
+in the pit below, evenly over the cargo's footprint: up to four along its length, then a second
+row across its width), and evaluated on the same test volumes and muons (paired) for a scan of
+the task's exposure (60 s): AUC, detection efficiency at 1 % false alarm, each with its error,
+and the cost (K x the module's price). Physical readout with a trigger of three hits a side.
+
+Run: ``PYTHONPATH=src python benchmarks/lorry_modules.py [--volumes 32] [--references 8]
+[--out benchmarks/results/lorry_modules.json]``; results in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from mutomo.benchmarks import load_benchmark
+from mutomo.optimise.evaluate import EvaluationSettings, observe_design, summarise
+from mutomo.optimise.hodoscopes import HodoscopeDesign
+from mutomo.optimise.problem import Problem
+
+
+def tiled(problem: Problem, k: int) -> HodoscopeDesign:
+    """The human tiling of ``k`` modules (see the module docstring)."""
+    assert problem.hodoscope is not None
+    x0, x1, y0, y1, _, _ = problem.scene.box
+    module = problem.hodoscope
+    z_above = problem.bounds.z_above[0] + module.size[2] / 2
+    z_below = problem.bounds.z_below[1] - module.size[2] / 2
+    centres = []
+    for n, z in ((math.ceil(k / 2), z_above), (k // 2, z_below)):
+        columns = min(n, 4)
+        rows = math.ceil(n / columns) if n else 0
+        for i in range(n):
+            c, r = i % columns, i // columns
+            centres.append([x0 + (c + 0.5) * (x1 - x0) / columns, y0 + (r + 0.5) * (y1 - y0) / rows, z])
+    return HodoscopeDesign(module, centres, problem.bounds, keep_out=problem.keep_out, trainable=())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--volumes", type=int, default=32, help="test volumes (half with uranium)")
+    parser.add_argument("--references", type=int, default=8, help="clean reference cargos")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/lorry_modules.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    problem = load_benchmark("lorry_uranium")
+    settings = EvaluationSettings(
+        n_volumes=args.volumes, calibration_volumes=args.references, min_hits=(3,), exposure_factors=(1.0,)
+    )
+    rows = []
+    print(f"lorry_uranium, {problem.exposure_s:.0f} s scan, {args.volumes} test cargos, {args.references} references")
+    print(f"{'K':>2s} {'cost':>8s} {'AUC':>15s} {'efficiency @ 1% FA':>20s} {'seconds':>8s}")
+    for k in range(2, 9):
+        start = time.perf_counter()
+        design = tiled(problem, k)
+        metrics = summarise(problem, observe_design(design, problem, settings))["physical_min3"]
+        auc, eff = metrics["auc"], metrics["efficiency_at_false_alarm"]
+        row = {
+            "K": k,
+            "cost": float(design.cost()),
+            "auc": auc.as_list(),
+            "efficiency_at_false_alarm": eff.as_list(),
+            "seconds": time.perf_counter() - start,
+            "centres": design.centres.tolist(),
+        }
+        rows.append(row)
+        print(
+            f"{k:2d} {row['cost']:8.0f} {auc.value:7.3f} +- {auc.error:5.3f} {eff.value:9.3f} +- {eff.error:5.3f}"
+            f" {row['seconds']:8.0f}",
+            flush=True,
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"exposure_s": problem.exposure_s, "rows": rows}, indent=1))
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
