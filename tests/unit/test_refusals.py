@@ -133,6 +133,37 @@ CONFIG_CASES = [
     ),
     ("odd.toml", BASE + "[training]\nvolumes_per_epoch = 7\n", r"training\.volumes_per_epoch"),
     ("theta.toml", BASE + "[muons]\ntheta_max_deg = 95\n", r"muons\.theta_max_deg"),
+    (
+        "no_module.toml",
+        BASE + "[designs.mods]\nmodules = [[0.5, 0.5, 1.5], [0.5, 0.5, -0.5]]\n",
+        r"designs \['mods'\] place modules: describe the module in a \[hodoscope\] table",
+    ),
+    (
+        "module_overlap.toml",
+        'extends = "lorry_uranium"\n[designs.poor]\n'
+        "modules = [[1.0, 1.2, 3.65], [1.5, 1.2, 3.65], [1.0, 1.2, -0.25]]\n",
+        r"design\.start 'poor' \(designs\.poor\): .*modules 0 and 1 overlap",
+    ),
+    (
+        "module_in_lorry.toml",
+        'extends = "lorry_uranium"\n[designs.poor]\nmodules = [[1.0, 1.2, 3.0], [1.0, 1.2, -0.25]]\n',
+        r"module 0 \(above\): centre z = 3 m puts its box outside",
+    ),
+    (
+        "module_panels.toml",
+        'extends = "lorry_uranium"\n[hodoscope]\nsize = [1.0, 1.0, 0.3]\npanel_heights = [0.0, 0.5]\n',
+        r"hodoscope: HodoscopeModule\.panel_heights\[1\] = 0\.5 m lies outside the module's box",
+    ),
+    (
+        "module_none.toml",
+        'extends = "lorry_uranium"\n[hodoscope]\nsize = [1.0, 1.0, 0.3]\npanel_heights = []\n',
+        r"hodoscope\.panel_heights",
+    ),
+    (
+        "module_count.toml",
+        'extends = "lorry_uranium"\n[designs.poor]\nmodules = []\n',
+        r"designs\.poor\.modules",
+    ),
     ("momentum.toml", BASE + "[muons]\nmomentum_range = [10.0, 1.0]\n", r"muons\.momentum_range"),
     ("hits.toml", BASE + "[training]\nhits = 'telepathic'\n", r"training\.hits"),
     (
