@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +193,77 @@ def test_configured_momentum_runs_end_to_end_with_finite_gradients(momentum):
     settings = TrainingSettings(volumes_per_epoch=4, muons_per_volume=2000)
     parts = batch_loss(trainable, problem, (0, 0, 0), 4, 2000, problem.task.loss, settings)
     parts.total.backward()
-    assert math.isfinite(float(parts.total))
+    assert math.isfinite(float(parts.total.detach()))
     grads = [p.grad for p in trainable.parameters() if p.grad is not None]
     assert grads and all(bool(torch.isfinite(g).all()) for g in grads)
+
+
+UNKNOWN = ("constant", "flux_mean", "range_mean", "expected")
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    return _benchmark()
+
+
+def _maps(bench, background: str, cube: str, seed: int, names: tuple[str, ...]):
+    """The benchmark's volume, muons and momenta (10 minutes, 1 m^3 of 10 cm voxels)."""
+    volume, index = bench.cube_volume(background, cube, seed)
+    data = bench.simulate_and_measure(volume, 10.0, seed)
+    momenta = bench.momenta(data, volume, background)
+    methods = bench.methods()
+    return {
+        (name, p): bench.judge(methods[name](replace(data, momentum=momenta[p]), volume), volume, index)
+        for name in names
+        for p in ("true", *UNKNOWN)
+    }
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cube_in_water_ranks_top_without_the_true_momentum(benchmark, seed):
+    """A 10 cm uranium cube in 1 m^3 of water, 10 minutes: ASR ranks its voxel first with every
+    momentum estimate, BCA with those that do not read the deflection (benchmark, 10 seeds:
+    ASR 10/10 with each; BCA 10/10, and 8/10 with ``expected``, which is not asserted). The
+    X0 methods do not (benchmarks/README.md). ExpectedMomentum images the water itself: the
+    median |ln(X0_est / X0_true)| of the background voxels by extended PoCA falls from >1
+    (flux mean) to <0.2 (benchmark: 2.0 -> 0.09), while the cube's own X0 is explained away."""
+    out = _maps(benchmark, "water", "uranium", seed, ("asr", "bca", "extended_poca"))
+    for p in ("true", *UNKNOWN):
+        assert out[("asr", p)].top1, p
+    for p in ("true", "constant", "flux_mean", "range_mean"):
+        assert out[("bca", p)].top1, p
+    assert np.median(out[("extended_poca", "expected")].background_log_errors) < 0.2
+    assert np.median(out[("extended_poca", "flux_mean")].background_log_errors) > 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cube", ["uranium", "lead"])
+def test_cube_ranking_without_the_true_momentum_over_ten_volumes(benchmark, cube):
+    """The benchmark's ten volumes per background (benchmarks/README.md, "Reconstruction without
+    the truth", same seeds): what holds there is asserted, at thresholds at or below the measured
+    fractions (the binomial error of a fraction of 10 is up to 0.16).
+
+    * water: ASR ranks the cube first in >= 8/10 volumes with every unknown-momentum estimate;
+      BCA with constant, flux_mean and range_mean;
+    * concrete: ASR has the uranium cube among its top 3 in >= 8/10 with every estimate;
+    * with the true momentum, every method puts its highest voxel on or next to the cube in
+      water (>= 8/10) and in concrete (>= 7/10).
+
+    Not asserted (they fail, recorded in the README): the PoCA X0 methods and ML/EM without the
+    true momentum anywhere, lead in concrete, and everything in 30 % iron clutter.
+    """
+    names = ("poca", "extended_poca", "asr", "bca", "mlem")
+    results = {bg: [_maps(benchmark, bg, cube, s, names) for s in range(10)] for bg in ("water", "concrete")}
+
+    def frac(bg: str, name: str, p: str, what: str = "top1") -> float:
+        return sum(getattr(r[(name, p)], what) for r in results[bg]) / 10
+
+    for p in UNKNOWN:
+        assert frac("water", "asr", p) >= 0.8, p
+        if cube == "uranium":
+            assert frac("concrete", "asr", p, "top3") >= 0.8, p
+    for p in ("constant", "flux_mean", "range_mean"):
+        assert frac("water", "bca", p) >= 0.8, p
+    for name in names:
+        assert frac("water", name, "true", "near") >= 0.8, name
+        assert frac("concrete", name, "true", "near") >= 0.7, name

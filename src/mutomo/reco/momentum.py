@@ -255,10 +255,10 @@ class ExpectedMomentum:
         slope_in, slope_out = inc.slope.detach().to(f64), out.slope.detach().to(f64)
         angle = torch.atan(slope_out) - torch.atan(slope_in)  # (mu, 2) projected deflections
         # Measurement variance of each projected deflection: d atan(s)/ds = 1 / (1 + s^2).
-        meas = sum(
-            t.covariance.detach().to(f64).diagonal(dim1=-2, dim2=-1)[:, 2:] / (1 + t.slope.detach().to(f64) ** 2) ** 2
-            for t in (inc, out)
-        )
+        meas = torch.zeros_like(angle)
+        for t in (inc, out):
+            slope = t.slope.detach().to(f64)
+            meas = meas + t.covariance.detach().to(f64).diagonal(dim1=-2, dim2=-1)[:, 2:] / (1 + slope**2) ** 2
         cos_z = torch.rsqrt(1 + (slope_in**2).sum(-1))
         # Prior: the spectrum of the zenith rows around cos(theta_z), linearly interpolated.
         centres = self._cos_centres.to(device=device, dtype=f64)
