@@ -42,8 +42,11 @@ class TaskConfig(Strict):
     loss: Literal["calibrated_mse", "spread_over_range"] | None = Field(None, description="regression loss")
     exposure_s: float | None = Field(None, gt=0, le=1e7, description="exposure per test volume (s)")
     muons_per_volume: int | None = Field(None, ge=10, le=10_000_000, description="or muons per test volume")
-    momentum: Literal["flux_mean", "constant", "true"] = Field(
-        "flux_mean", description="momentum the reconstruction uses; 'true' is an oracle"
+    momentum: Literal["flux_mean", "constant", "true", "expected", "range_mean"] = Field(
+        "flux_mean",
+        description="momentum the reconstruction uses: 'flux_mean' at the zenith, 'constant' 4 GeV/c, 'expected' "
+        "E[p | zenith, deflection] in the scene's nominal background, 'range_mean' the flux mean above the range "
+        "cut; 'true' is an oracle",
     )
     false_alarm: float = Field(0.01, gt=0, lt=1, description="presence: false-alarm rate of the metrics")
     goal: float = Field(0.95, gt=0, lt=1, description="presence: detection efficiency whose exposure is reported")

@@ -120,6 +120,7 @@ class TabulatedFlux:
         self._edges = (self.cos_edges, self.logp_edges)
         self._device_tables: dict[torch.device, tuple[Tensor, ...]] = {}
         p_centres = np.exp(lp)
+        self._table = total
         #: Mean momentum (GeV/c) of the muons of each cos(theta) row of the table.
         self._row_mean_p = torch.from_numpy((total * p_centres).sum(1) / total.sum(1))
         self._cos_centres = torch.from_numpy(c)
@@ -137,6 +138,25 @@ class TabulatedFlux:
         lo = hi - 1
         frac = (x - centres[lo]) / (centres[hi] - centres[lo])
         return table[lo] + frac * (table[hi] - table[lo])
+
+    def momentum_table(self, n_bins: int) -> tuple[Tensor, Tensor, Tensor]:
+        """The momentum spectrum of each zenith row of the table, rebinned to ``n_bins`` equal
+        bins in ln p over the table's momentum range.
+
+        Returns:
+            ``(cos_centres (n_cos,), momentum (n_bins,), probability (n_cos, n_bins))``: the row
+            centres in cos(theta), the bins' geometric-centre momenta (GeV/c), and per row the
+            fraction of its muons (crossing a horizontal plane) in each bin (rows sum to 1).
+        """
+        if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 2:
+            raise MutomoError(f"n_bins (momentum bins of the table) must be an integer >= 2; got {n_bins!r}")
+        edges = np.linspace(self.logp_edges[0], self.logp_edges[-1], n_bins + 1)
+        cdf = np.concatenate([np.zeros((self._table.shape[0], 1)), np.cumsum(self._table, 1)], 1)
+        # The cumulative of each row is piecewise linear in ln p (uniform inside a cell, as sampled).
+        rebinned = np.stack([np.interp(edges, self.logp_edges, row) for row in cdf])
+        probability = np.diff(rebinned, axis=1) / rebinned[:, -1:]
+        momentum = np.exp(0.5 * (edges[1:] + edges[:-1]))
+        return self._cos_centres.clone(), torch.from_numpy(momentum), torch.from_numpy(probability)
 
     def sample(
         self,

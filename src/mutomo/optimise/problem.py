@@ -31,7 +31,7 @@ from mutomo.muons import FluxSource, GenerationPlane, TabulatedFlux
 from mutomo.muons.generation import exposure_time, muon_count
 from mutomo.optimise.design import Design, DesignBounds, DetectorDesign
 from mutomo.optimise.hodoscopes import Box, HodoscopeDesign, HodoscopeModule
-from mutomo.reco import ConstantMomentum, FluxMeanMomentum, measure
+from mutomo.reco import ConstantMomentum, ExpectedMomentum, FluxMeanMomentum, MomentumEstimator, measure
 from mutomo.scenes import Scene, VolumeSample
 from mutomo.simulate import SimulationResult, simulate
 from mutomo.tasks import TASK_KINDS, TaskKind
@@ -77,7 +77,9 @@ class Problem:
         bounds: where panels may go and what they may be.
         cost_model: prices panels.
         designs: the configuration's named designs.
-        momentum: ``"true"`` (an oracle), ``"constant"`` or ``"flux_mean"``.
+        momentum: ``"true"`` (an oracle), ``"constant"``, ``"flux_mean"``, ``"expected"``
+            (:class:`~mutomo.reco.ExpectedMomentum` in the scene's nominal background) or
+            ``"range_mean"`` (the same without the deflection: the flux mean above the range cut).
         n_muons: muons per test volume; ``exposure_s`` is the exposure they represent.
         step_length: propagation step (m).
         hodoscope: the built module that designs with ``modules`` place, if any.
@@ -111,11 +113,19 @@ class Problem:
         present = None if index is None or self.task.kind != "presence" else index % 2 == 0
         return self.scene.sample(key, present=False if clean else present)
 
-    def _momentum(self, result: SimulationResult) -> Tensor | ConstantMomentum | FluxMeanMomentum:
+    def _momentum(self, result: SimulationResult, sample: VolumeSample) -> Tensor | MomentumEstimator:
         if self.momentum == "true":
             return 0.5 * (result.muons_in.momentum + result.muons_out.momentum)
         if self.momentum == "constant":
             return ConstantMomentum()
+        if self.momentum in ("expected", "range_mean"):
+            # The scene's nominal background (what the operator assumes), never the drawn volume.
+            return ExpectedMomentum(
+                sample.volume,
+                self.scene.nominal_background(),
+                self.source.flux,
+                deflection=self.momentum == "expected",
+            )
         return FluxMeanMomentum(self.source.flux)
 
     def observe(
@@ -132,7 +142,7 @@ class Problem:
         differentiable in the detector's parameters)."""
         volume = sample.volume
         result = simulate(detector, volume, self.source, n_muons, generator, step_length=self.step_length)
-        momentum = self._momentum(result)
+        momentum = self._momentum(result, sample)
         alive = result.muons_in.weight * (result.muons_out.weight > 0)
         outputs = []
         for readout in readouts:

@@ -28,7 +28,7 @@ from torch import Tensor
 from mutomo.errors import MutomoError
 from mutomo.materials import Material, get_material
 from mutomo.muons.generation import GenerationPlane
-from mutomo.scenes.spec import Choice, ObjectSpec, Scalar, SceneSpec, Uniform, UniformVec, Vector
+from mutomo.scenes.spec import Choice, ObjectSpec, Scalar, SceneSpec, Uniform, UniformVec, Vector, scalar_bounds
 from mutomo.volume.grid import PassiveVolume
 
 Vec3 = tuple[float, float, float]
@@ -171,6 +171,50 @@ class Scene:
         m = max(self.voxel_size[:2]) if margin is None else margin
         x0, x1, y0, y1, _, z1 = self.box
         return GenerationPlane(z=z1 + 1e-3, x_range=(x0 - m, x1 + m), y_range=(y0 - m, y1 + m))
+
+    def nominal_background(self) -> dict[Material, float]:
+        """The background's materials with their expected volume fractions (objects left out):
+        what an operator assumes the scanned volume holds (e.g. the nominal X0 of
+        :class:`mutomo.reco.ExpectedMomentum`). Layers and a clutter's fill height drawn from a
+        range count at the middle of it; what lies above them is ``above``.
+
+        Example:
+            >>> from mutomo.scenes.spec import SceneSpec
+            >>> spec = SceneSpec.model_validate({"size": [1, 1, 1], "voxel": 0.1,
+            ...     "background": {"clutter": {"iron": 0.3, "air": 0.7}}})
+            >>> {m.name: round(f, 2) for m, f in Scene(spec).nominal_background().items()}
+            {'iron': 0.3, 'air': 0.7}
+        """
+        b = self.spec.background
+        height = self.spec.size[2]
+        fractions: dict[Material, float] = {}
+
+        def add(name: str, fraction: float) -> None:
+            m = self.materials[self._material(name)]
+            fractions[m] = fractions.get(m, 0.0) + fraction
+
+        if b.material is not None:
+            add(b.material, 1.0)
+        elif b.layers is not None:
+            filled = 0.0
+            for layer in b.layers:
+                lo, hi = scalar_bounds(layer.thickness)
+                share = min(0.5 * (lo + hi), height - filled)
+                if share > 0:
+                    add(layer.material, share / height)
+                    filled += share
+            if filled < height:
+                add(b.above, 1 - filled / height)
+        else:
+            assert b.clutter is not None
+            lo, hi = (height, height) if b.fill_height is None else scalar_bounds(b.fill_height)
+            fill = min(max(0.5 * (lo + hi), 0.0), height) / height
+            total = sum(b.clutter.values())
+            for name, f in b.clutter.items():
+                add(name, fill * f / total)
+            if fill < 1:
+                add(b.above, 1 - fill)
+        return {m: f for m, f in fractions.items() if f > 0}
 
     # ------------------------------------------------------------------ drawing
     def _material(self, name: str) -> int:

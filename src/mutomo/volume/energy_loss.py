@@ -74,6 +74,13 @@ def pumas_stopping_power(material: str | Material, kinetic: float | np.ndarray) 
     return np.exp(np.interp(np.log(kinetic), np.log(t), np.log(dedx)))
 
 
+def pumas_csda_range(material: str | Material, kinetic: float | np.ndarray) -> np.ndarray:
+    """CSDA range (m) of a muon of kinetic energy ``kinetic`` (GeV) in ``material`` (PUMAS tables);
+    times the density (kg/m^3) it is the range in kg/m^2."""
+    t, csda, _ = _pumas_tables(get_material(material))
+    return np.exp(np.interp(np.log(kinetic), np.log(t), np.log(csda)))
+
+
 def _uniform_interp(table: Tensor, index: Tensor, x: Tensor, x0: float, dx: float) -> Tensor:
     """Linear interpolation of ``table[index, :]`` (rows on a uniform grid x0 + k dx) at ``x``."""
     n = table.shape[1]
