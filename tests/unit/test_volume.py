@@ -54,3 +54,36 @@ def test_empty_volume_and_empty_box_are_refused():
         PassiveVolume(["iron"], torch.zeros(0, 3, 3, dtype=torch.long), 0.1)
     with pytest.raises(ValueError, match="no voxel"):
         PassiveVolume.uniform("water", (1.0, 1.0, 1.0), 0.1).with_box("lead", (2.0, 2.0, 2.0), (3.0, 3.0, 3.0))
+
+
+
+def test_horizontal_muons_get_finite_far_crossings_and_weight_zero():
+    """Regression (property tests, issue 14): an exactly horizontal muon made position_at_z divide
+    by cos = 0, giving NaN hits and gradients and a NaN voxel index that crashed propagate_volume."""
+    from mutomo.detector import Detector, DetectorPanel
+    from mutomo.muons import MuonBatch
+    from mutomo.volume import position_at_z, propagate_volume
+
+    d = torch.float64
+    direction = torch.tensor([[1.0, 0.0, 0.0], [-0.6, 0.8, -0.0], [0.0, 0.0, -1.0]], dtype=d)
+    position = torch.tensor([[0.5, 0.5, 0.3]] * 2 + [[0.5, 0.5, 2.0]], dtype=d)
+    muons = MuonBatch.create(position, direction, torch.full((3,), 5.0, dtype=d))
+    z = torch.tensor(1.0, dtype=d, requires_grad=True)
+    point = position_at_z(muons, z)
+    assert bool(torch.isfinite(point).all())
+    point.sum().backward()
+    assert bool(torch.isfinite(z.grad))
+    torch.testing.assert_close(point[2].detach(), torch.tensor([0.5, 0.5, 1.0], dtype=d))
+    assert bool((point[:2, :2].detach().abs().max(-1).values > 1e9).all())  # far outside every panel
+
+    volume = PassiveVolume.uniform("iron", (1.0, 1.0, 0.4), 0.1, z_low=0.1, dtype=d)
+    out = propagate_volume(muons, volume, generator=torch.Generator().manual_seed(0))
+    assert bool(torch.isfinite(out.position).all()) and bool(torch.isfinite(out.direction).all())
+    assert out.weight.tolist() == [0.0, 0.0, 1.0]
+
+    above = [DetectorPanel((0.5, 0.5, zz), (1.0, 1.0), 1e-3, 0.9, dtype=d) for zz in (0.7, 0.8)]
+    below = [DetectorPanel((0.5, 0.5, zz), (1.0, 1.0), 1e-3, 0.9, dtype=d) for zz in (0.0, -0.1)]
+    hits = Detector(above, below).hits(muons, "above", torch.zeros(2, 3, 2, dtype=d))
+    assert bool(torch.isfinite(hits.xy).all())
+    assert hits.weight[:, :2].abs().max() < 1e-300 and bool((hits.weight[:, 2] > 0.8).all())
+
