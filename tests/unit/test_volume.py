@@ -56,7 +56,6 @@ def test_empty_volume_and_empty_box_are_refused():
         PassiveVolume.uniform("water", (1.0, 1.0, 1.0), 0.1).with_box("lead", (2.0, 2.0, 2.0), (3.0, 3.0, 3.0))
 
 
-
 def test_horizontal_muons_get_finite_far_crossings_and_weight_zero():
     """Regression (property tests, issue 14): an exactly horizontal muon made position_at_z divide
     by cos = 0, giving NaN hits and gradients and a NaN voxel index that crashed propagate_volume."""
@@ -87,3 +86,25 @@ def test_horizontal_muons_get_finite_far_crossings_and_weight_zero():
     assert bool(torch.isfinite(hits.xy).all())
     assert hits.weight[:, :2].abs().max() < 1e-300 and bool((hits.weight[:, 2] > 0.8).all())
 
+
+def test_scattering_basis_of_a_muon_flying_along_y_is_finite():
+    """Regression (property tests, issue 14): the basis perpendicular to a muon flying exactly
+    along y divided by sqrt(dx^2 + dz^2) = 0; the NaN direction then crashed the voxel lookup."""
+    from mutomo.muons import MuonBatch
+    from mutomo.volume import propagate_volume
+    from mutomo.volume.scattering import perpendicular_basis
+
+    d = torch.float64
+    direction = torch.tensor([[0.0, -1.0, 0.0], [0.0, 1.0, -0.0], [0.3, -0.2, -0.9]], dtype=d)
+    direction = direction / direction.norm(dim=-1, keepdim=True)
+    e1, e2 = (torch.stack(e, -1) for e in perpendicular_basis(*direction.unbind(-1)))
+    assert bool(torch.isfinite(e1).all()) and bool(torch.isfinite(e2).all())
+    # Still an orthonormal basis for a muon that is not exactly horizontal along y.
+    for a, b, dot in ((e1, e1, 1.0), (e2, e2, 1.0), (e1, e2, 0.0), (e1, direction, 0.0), (e2, direction, 0.0)):
+        assert abs(float((a[2] * b[2]).sum()) - dot) < 1e-12
+
+    muons = MuonBatch.create(torch.tensor([[0.5, 0.5, 0.3]] * 3, dtype=d), direction, torch.full((3,), 5.0, dtype=d))
+    volume = PassiveVolume.uniform("lead", (1.0, 1.0, 0.4), 0.1, z_low=0.1, dtype=d)
+    out = propagate_volume(muons, volume, generator=torch.Generator().manual_seed(0))
+    assert bool(torch.isfinite(out.position).all()) and bool(torch.isfinite(out.direction).all())
+    assert out.weight[:2].tolist() == [0.0, 0.0]
