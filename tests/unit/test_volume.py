@@ -108,3 +108,18 @@ def test_scattering_basis_of_a_muon_flying_along_y_is_finite():
     out = propagate_volume(muons, volume, generator=torch.Generator().manual_seed(0))
     assert bool(torch.isfinite(out.position).all()) and bool(torch.isfinite(out.direction).all())
     assert out.weight[:2].tolist() == [0.0, 0.0]
+
+
+def test_energy_loss_step_never_adds_energy_below_the_tables():
+    """Regression (property tests, issue 14): a muon below the range tables' lowest kinetic
+    energy (1 MeV) was stopped *and* raised to 1 MeV, gaining energy in the step."""
+    from mutomo.volume import RangeTables
+    from mutomo.volume.energy_loss import T_MIN
+
+    tables = RangeTables(["iron", "air"], dtype=torch.float64)
+    kinetic = torch.tensor([1e-5, 5e-4, 0.999e-3, 2e-3, 10.0], dtype=torch.float64)
+    material = torch.tensor([0, 1, 0, 0, 0])
+    after, stopped = tables.step(kinetic, material, torch.full((5,), 0.01, dtype=torch.float64))
+    assert bool((after <= kinetic).all()) and bool((after > 0).all())
+    assert stopped[:4].tolist() == [True, True, True, True] and not bool(stopped[4])
+    assert float(after[3]) == T_MIN  # a muon that stops from above the tables ends on their floor
