@@ -67,3 +67,24 @@ def test_error_falls_like_one_over_sqrt_n():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="truncation_passes"):
         HighlandX0Inferrer(truncation_passes=-1)
+
+
+def test_gradient_is_finite_where_the_variance_of_a_voxel_is_zero():
+    """Regression (property tests, issue 14): a voxel whose projections all equal the estimate
+    (here one muon deflected equally in x and y) has a zero sandwich variance; the square root
+    of its uncertainty turned the zero gradient into NaN, even with the voxel unmeasured."""
+    volume = PassiveVolume.uniform("iron", (1.0, 1.0, 0.5), (1.0, 1.0, 0.5), z_low=0.2, dtype=D)
+    theta = torch.full((1, 2), 3e-3, dtype=D, requires_grad=True)
+    poca = torch.tensor([[0.5, 0.5, 0.4]], dtype=D)
+    ones = torch.ones(1, dtype=D)
+    slope = torch.zeros(1, 2, dtype=D)
+    cov = torch.zeros(1, 4, 4, dtype=D)
+    tin = Tracks(volume.z_high, poca[:, :2], slope, cov, ones, ones, ones)
+    for min_weight in (0.5, 2.0):  # measured, and not
+        tout = Tracks(volume.z_low, poca[:, :2], torch.tan(theta), cov, ones, ones, ones)
+        scatters = Scatters(theta.norm(dim=-1), theta, poca, torch.zeros(1, 3, 3, dtype=D), ones)
+        voxels = poca_voxel_weights(poca, ones, volume)
+        est = HighlandX0Inferrer(min_weight=min_weight)(scatters, tin, tout, 5 * ones, voxels, volume)
+        assert float(est.uncertainty.sum()) == 0.0
+        (grad,) = torch.autograd.grad(est.x0.sum() + est.uncertainty.sum(), theta)
+        assert bool(torch.isfinite(grad).all())

@@ -172,7 +172,14 @@ class HighlandX0Inferrer:
         # var = sum W^2 (x - sigma^2)^2 / (sum W)^2, which needs no Gaussian assumption.
         dev2 = (est - gather(sigma2, idx)[..., None]) ** 2
         sum_big = scatter_sum(idx, big_w.sum(-1), size)
-        sigma2_err = torch.sqrt(scatter_sum(idx, (big_w**2 * dev2).sum(-1), size)) / sum_big.clamp(min=1e-30)
+        # A voxel whose projections all sit exactly on the estimate (or that no projection informed)
+        # has variance 0, where sqrt's derivative is infinite: its zero gradient turned into NaN
+        # (0 * inf) through the square root even where the voxel is masked out below. The square
+        # root is taken of a safe value, and the uncertainty of such a voxel is 0 with gradient 0.
+        var_sum = scatter_sum(idx, (big_w**2 * dev2).sum(-1), size)
+        positive = var_sum > 0
+        root = torch.where(positive, torch.sqrt(torch.where(positive, var_sum, torch.ones_like(var_sum))), 0.0)
+        sigma2_err = root / sum_big.clamp(min=1e-30)
         c = 1 + HIGHLAND_LOG_COEFF * torch.log(t)
         t_err = sigma2_err / (c * (c + 2 * HIGHLAND_LOG_COEFF))
         x0_err = x0 * t_err / t
