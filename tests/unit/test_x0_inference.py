@@ -88,3 +88,35 @@ def test_gradient_is_finite_where_the_variance_of_a_voxel_is_zero():
         assert float(est.uncertainty.sum()) == 0.0
         (grad,) = torch.autograd.grad(est.x0.sum() + est.uncertainty.sum(), theta)
         assert bool(torch.isfinite(grad).all())
+
+
+def test_float32_gradient_is_finite_for_a_voxel_of_tiny_weights():
+    """Regression (property tests, issue 14): a voxel seen only by a muon whose incoming track has
+    no lever arm (three panels at one height: slope variance ~5e5) gets a truncated-moment weight
+    ~1e-30; in float32 the derivative num / den^2 of the weighted mean underflowed to 0 / 0 and
+    made every panel gradient NaN."""
+    from torch import nn
+
+    from mutomo.detector import Detector, DetectorPanel
+    from mutomo.muons import MuonBatch
+    from mutomo.reco import extended_poca, measure
+
+    volume = PassiveVolume.uniform("air", (0.02, 0.02, 0.02), 0.02)
+
+    def panel(z: float, resolution: float) -> DetectorPanel:
+        return DetectorPanel(nn.Parameter(torch.tensor([0.01, 0.01, z])), (0.02, 0.02), resolution, 1.0)
+
+    above = [panel(0.020000001, r) for r in (8.9e-4, 6.3e-4, 9.1e-4)]
+    det = Detector(above, [panel(-1e-6, 5.3e-4), panel(-1e-6, 1e-6)], smoothness=1e-6)
+    muons = MuonBatch.create(
+        torch.tensor([[0.0197, 0.0064, 0.0200001]]), torch.tensor([[0.0, 0.0, -1.0]]), torch.tensor([223.6])
+    )
+    zero = torch.zeros(3, 1, 2)
+    data = measure(det.hits(muons, "above", zero), det.hits(muons, "below", zero[:2]), volume, muons.momentum)
+    assert data.weight.numel() == 1 and float(data.incoming.covariance[0, 2, 2]) > 1e4
+    voxels = extended_poca(data.scatters.poca, data.scatters.poca_covariance, data.weight, volume).sparse()
+    est = HighlandX0Inferrer(min_weight=1e-3)(
+        data.scatters, data.incoming, data.outgoing, data.momentum, voxels, volume
+    )
+    (est.x0.sum() + est.uncertainty.sum()).backward()
+    assert all(bool(torch.isfinite(p.grad).all()) for p in det.parameters())

@@ -59,6 +59,14 @@ def _truncation_factor(k: float) -> float:
     return 1 - 2 * k * phi / inside
 
 
+def _ratio(num: Tensor, den: Tensor) -> Tensor:
+    """``num / den`` where ``den > 0``, else 0, with finite gradients. A floor such as
+    ``den.clamp(min=1e-30)`` is not enough in float32: the derivative ``num / den^2`` underflows
+    to ``0 / 0`` for a voxel no projection informed, and its NaN reached every panel parameter."""
+    positive = den > 0
+    return torch.where(positive, num / torch.where(positive, den, torch.ones_like(den)), torch.zeros_like(num))
+
+
 def gather(values: Tensor, index: Tensor) -> Tensor:
     """``values[index]`` for a 1-D ``values`` and an index of any shape, by ``index_select``
     (whose backward is an ``index_add``, much faster on CPU than advanced indexing's)."""
@@ -146,11 +154,10 @@ class HighlandX0Inferrer:
         w = voxels.weight  # (rows, W)
         idx = voxels.voxel
         sum_w = scatter_sum(idx, w, size)
-        safe = sum_w.clamp(min=1e-30)
-        mean_path = scatter_sum(idx, w * path[:, None], size) / safe
+        mean_path = _ratio(scatter_sum(idx, w * path[:, None], size), sum_w)
         # Start: the plain weighted second moment (an unbiased estimate of g(t) if Gaussian).
         excess = (u2 - m2).mean(-1)[:, None]  # (mu, 1)
-        sigma2 = scatter_sum(idx, w * excess, size) / safe
+        sigma2 = _ratio(scatter_sum(idx, w * excess, size), sum_w)
         m_bar = m2.mean(-1)[:, None]  # (mu, 1)
         factor = _truncation_factor(CORE_K)
         # Each projection is N(0, sigma^2 + m): weight a muon by the inverse variance of its
@@ -163,9 +170,17 @@ class HighlandX0Inferrer:
             total_var = s2[..., None] + m2[:, None, :]  # (mu, W, 2)
             keep = (u2[:, None, :] < CORE_K**2 * total_var).to(w.dtype)
             big_w = (w / (s2 + m_bar) ** 2)[..., None] * keep  # (mu, W, 2)
+            # Each voxel's weights are rescaled (without gradient) so that its largest is 1: the
+            # ratios below do not change, but a voxel seen only by muons measured with an enormous
+            # variance (e.g. tracks without lever arm) has weights ~1e-30, whose squares underflow
+            # in float32 and turned the derivative num / den^2 into inf and NaN.
+            peak = torch.zeros(size, dtype=w.dtype, device=w.device).scatter_reduce(
+                0, idx.reshape(-1), big_w.detach().amax(-1).reshape(-1), "amax"
+            )
+            big_w = big_w / gather(torch.where(peak > 0, peak, torch.ones_like(peak)), idx)[..., None]
             num = scatter_sum(idx, (big_w * est).sum(-1), size)
             den = scatter_sum(idx, big_w.sum(-1), size)
-            sigma2 = num / den.clamp(min=1e-30)
+            sigma2 = _ratio(num, den)
         t = highland_inverse(sigma2)
         x0 = mean_path / t
         # Statistical uncertainty of sigma^2: sandwich estimate over the projections used,
@@ -179,7 +194,7 @@ class HighlandX0Inferrer:
         var_sum = scatter_sum(idx, (big_w**2 * dev2).sum(-1), size)
         positive = var_sum > 0
         root = torch.where(positive, torch.sqrt(torch.where(positive, var_sum, torch.ones_like(var_sum))), 0.0)
-        sigma2_err = root / sum_big.clamp(min=1e-30)
+        sigma2_err = _ratio(root, sum_big)
         c = 1 + HIGHLAND_LOG_COEFF * torch.log(t)
         t_err = sigma2_err / (c * (c + 2 * HIGHLAND_LOG_COEFF))
         x0_err = x0 * t_err / t
