@@ -67,6 +67,24 @@ def _ratio(num: Tensor, den: Tensor) -> Tensor:
     return torch.where(positive, num / torch.where(positive, den, torch.ones_like(den)), torch.zeros_like(num))
 
 
+def _peak_scaled(weights: Tensor, index: Tensor, size: int) -> Tensor:
+    """``weights (rows, W, ...)`` divided (without gradient) by the largest weight of their voxel
+    (``index (rows, W)``), so that every voxel's largest weight is 1.
+
+    Weighted means do not change, but a voxel seen only by muons of tiny weight (an acceptance in
+    the tail of a panel edge, or a muon measured with an enormous variance, e.g. by tracks without
+    lever arm: ~1e-30) no longer has sums whose squares underflow in float32, which turned the
+    derivative num / den^2 of its means into inf and NaN."""
+    flat = weights.detach()
+    while flat.dim() > index.dim():
+        flat = flat.amax(-1)
+    peak = torch.zeros(size, dtype=weights.dtype, device=weights.device).scatter_reduce(
+        0, index.reshape(-1), flat.reshape(-1), "amax"
+    )
+    scale = gather(torch.where(peak > 0, peak, torch.ones_like(peak)), index)
+    return weights / scale.reshape(*scale.shape, *([1] * (weights.dim() - scale.dim())))
+
+
 def gather(values: Tensor, index: Tensor) -> Tensor:
     """``values[index]`` for a 1-D ``values`` and an index of any shape, by ``index_select``
     (whose backward is an ``index_add``, much faster on CPU than advanced indexing's)."""
@@ -154,10 +172,13 @@ class HighlandX0Inferrer:
         w = voxels.weight  # (rows, W)
         idx = voxels.voxel
         sum_w = scatter_sum(idx, w, size)
-        mean_path = _ratio(scatter_sum(idx, w * path[:, None], size), sum_w)
+        # Weighted means over a voxel with its weights scaled to a peak of 1 (see _peak_scaled).
+        w_unit = _peak_scaled(w, idx, size)
+        sum_unit = scatter_sum(idx, w_unit, size)
+        mean_path = _ratio(scatter_sum(idx, w_unit * path[:, None], size), sum_unit)
         # Start: the plain weighted second moment (an unbiased estimate of g(t) if Gaussian).
         excess = (u2 - m2).mean(-1)[:, None]  # (mu, 1)
-        sigma2 = _ratio(scatter_sum(idx, w * excess, size), sum_w)
+        sigma2 = _ratio(scatter_sum(idx, w_unit * excess, size), sum_unit)
         m_bar = m2.mean(-1)[:, None]  # (mu, 1)
         factor = _truncation_factor(CORE_K)
         # Each projection is N(0, sigma^2 + m): weight a muon by the inverse variance of its
@@ -170,14 +191,7 @@ class HighlandX0Inferrer:
             total_var = s2[..., None] + m2[:, None, :]  # (mu, W, 2)
             keep = (u2[:, None, :] < CORE_K**2 * total_var).to(w.dtype)
             big_w = (w / (s2 + m_bar) ** 2)[..., None] * keep  # (mu, W, 2)
-            # Each voxel's weights are rescaled (without gradient) so that its largest is 1: the
-            # ratios below do not change, but a voxel seen only by muons measured with an enormous
-            # variance (e.g. tracks without lever arm) has weights ~1e-30, whose squares underflow
-            # in float32 and turned the derivative num / den^2 into inf and NaN.
-            peak = torch.zeros(size, dtype=w.dtype, device=w.device).scatter_reduce(
-                0, idx.reshape(-1), big_w.detach().amax(-1).reshape(-1), "amax"
-            )
-            big_w = big_w / gather(torch.where(peak > 0, peak, torch.ones_like(peak)), idx)[..., None]
+            big_w = _peak_scaled(big_w, idx, size)
             num = scatter_sum(idx, (big_w * est).sum(-1), size)
             den = scatter_sum(idx, big_w.sum(-1), size)
             sigma2 = _ratio(num, den)
