@@ -27,8 +27,9 @@ import torch
 from hypothesis import strategies as st
 from torch import nn
 
-from mutomo.detector import Detector, DetectorPanel
+from mutomo.detector import Detector, DetectorPanel, Hits
 from mutomo.muons import GenerationPlane, MuonBatch
+from mutomo.reco.track_fit import MIN_LEVER_ARM, WEIGHT_FLOOR
 from mutomo.scenes.scene import Scene
 from mutomo.scenes.spec import SceneSpec
 from mutomo.volume import PassiveVolume
@@ -173,9 +174,12 @@ smoothnesses = st.sampled_from([1e-6, 0.01]) | st.floats(1e-4, 0.2)
 
 
 @st.composite
-def panel_stacks(draw: st.DrawFn, volume: VolumeSpec, side: str, n: int, min_gap: float = 0.0) -> tuple[PanelSpec, ...]:
+def panel_stacks(
+    draw: st.DrawFn, volume: VolumeSpec, side: str, n: int, min_gap: float = 0.0, covering: bool = False
+) -> tuple[PanelSpec, ...]:
     """``n`` panels on one side of ``volume``; with ``min_gap`` > 0 their heights differ by at
-    least that much (a lever arm for the track fit)."""
+    least that much (a lever arm for the track fit); ``covering`` panels span the volume's
+    footprint (edge on edge, or wider), so that most muons through it are tracked."""
     (x_lo, x_hi), (y_lo, y_hi) = volume.x_range, volume.y_range
     face = volume.z_high if side == "above" else volume.z_low
     sign = 1.0 if side == "above" else -1.0
@@ -184,6 +188,8 @@ def panel_stacks(draw: st.DrawFn, volume: VolumeSpec, side: str, n: int, min_gap
         if min_gap > 0:  # each panel at least min_gap further from the face than the previous one
             previous = sign * (panels[-1].centre[2] - face) if panels else 0.0
             distance = previous + (min_gap if panels else 1e-9) + draw(st.floats(0.0, 0.3))
+        elif covering:  # close to the volume, so that the muons through it cross the panels
+            distance = draw(st.sampled_from([1e-9, 1e-6]) | st.floats(1e-9, 0.3))
         else:
             distance = draw(st.sampled_from([1e-9, 1e-6]) | st.floats(1e-9, 1.5))
             if panels and draw(st.booleans()):  # at the height of the previous panel
@@ -193,8 +199,12 @@ def panel_stacks(draw: st.DrawFn, volume: VolumeSpec, side: str, n: int, min_gap
         if sign * (z - face) <= 0:
             z = math.nextafter(face, sign * math.inf)
         span = (draw(spans), draw(spans))
-        kind = draw(st.sampled_from(["centred", "corner", "free", "touching"]))
-        if kind == "centred":
+        kind = "covering" if covering else draw(st.sampled_from(["centred", "corner", "free", "touching"]))
+        if kind == "covering":
+            margin = draw(st.sampled_from([0.0, 0.1]) | st.floats(0.0, 2.0))
+            span = (x_hi - x_lo + margin, y_hi - y_lo + margin)
+            xy = (0.5 * (x_lo + x_hi), 0.5 * (y_lo + y_hi))
+        elif kind == "centred":
             xy = (0.5 * (x_lo + x_hi), 0.5 * (y_lo + y_hi))
         elif kind == "corner":
             xy = (draw(st.sampled_from([x_lo, x_hi])), draw(st.sampled_from([y_lo, y_hi])))
@@ -203,7 +213,11 @@ def panel_stacks(draw: st.DrawFn, volume: VolumeSpec, side: str, n: int, min_gap
             xy = (prev.centre[0] + 0.5 * (prev.span[0] + span[0]), prev.centre[1])
         else:
             xy = (draw(st.floats(x_lo - 2.0, x_hi + 2.0)), draw(st.floats(y_lo - 2.0, y_hi + 2.0)))
-        panels.append(PanelSpec((xy[0], xy[1], z), span, draw(resolutions), draw(efficiencies)))
+        if covering:  # a working tracker: fine resolution, useful efficiency
+            resolution, efficiency = draw(st.floats(1e-6, 1e-3)), draw(st.sampled_from([1.0]) | st.floats(0.5, 1.0))
+        else:
+            resolution, efficiency = draw(resolutions), draw(efficiencies)
+        panels.append(PanelSpec((xy[0], xy[1], z), span, resolution, efficiency))
     return tuple(panels)
 
 
@@ -215,9 +229,12 @@ def layouts(
     n_below: int | None = None,
     min_gap: float = 0.0,
 ) -> LayoutSpec:
+    """A volume and its panels: half the time panels that cover it (a detector that tracks most
+    muons through it), otherwise anywhere (most muons miss)."""
     volume = draw(volume_strategy)
-    above = draw(panel_stacks(volume, "above", n_above or draw(st.integers(2, 3)), min_gap))
-    below = draw(panel_stacks(volume, "below", n_below or draw(st.integers(2, 3)), min_gap))
+    covering = draw(st.booleans())
+    above = draw(panel_stacks(volume, "above", n_above or draw(st.integers(2, 3)), min_gap, covering))
+    below = draw(panel_stacks(volume, "below", n_below or draw(st.integers(2, 3)), min_gap, covering))
     return LayoutSpec(volume, above, below, draw(smoothnesses))
 
 
@@ -258,14 +275,14 @@ AXES = (0.0, 0.5 * math.pi, math.pi, 1.5 * math.pi)
 # Edge values drawn by hypothesis; None: a value from the case's numpy generator. Drawing every
 # value through hypothesis costs more than the properties themselves, so the bulk comes from a
 # drawn seed and hypothesis picks (and shrinks towards) the edge cases.
-MOMENTA = (None, None, 0.01, 0.05, 0.2, 1000.0)
-WEIGHTS = (None, 0.0, 1.0, 1.0)
+MOMENTA = (None, None, None, 0.01, 0.05, 0.2, 1000.0)
+WEIGHTS = (None, 1.0, 1.0, 0.0)
 
 
 def direction(draw: st.DrawFn, rng: np.random.Generator, horizontal: bool = True, min_cos: float = 0.0) -> Vec3:
     """A direction of flight (not normalised), downwards or, with ``horizontal``, possibly flat;
     ``min_cos`` > 0 keeps it within ``acos(min_cos)`` of the vertical (no grazing ones)."""
-    kinds = ["vertical", "x-z", "y-z", "any", "any"]
+    kinds = ["vertical", "x-z", "y-z", "any", "steep", "steep"]
     if min_cos <= 0:
         kinds += ["grazing", "horizontal"] if horizontal else ["grazing"]
     kind = draw(st.sampled_from(kinds))
@@ -278,6 +295,8 @@ def direction(draw: st.DrawFn, rng: np.random.Generator, horizontal: bool = True
     if kind == "grazing":
         cos_t = draw(st.sampled_from((None, *GRAZING_COSINES)))
         cos_t = 10.0 ** float(rng.uniform(-15.0, math.log10(0.06))) if cos_t is None else cos_t
+    elif kind == "steep":  # like most cosmic muons: within 25 degrees of the vertical
+        cos_t = float(rng.uniform(0.9, 1.0))
     else:
         cos_t = float(rng.uniform(max(min_cos, 0.05), 1.0))
     sin_t = math.sqrt(1.0 - cos_t**2)
@@ -298,8 +317,8 @@ def muon_batches(
     horizontal: bool = True,
     min_cos: float = 0.0,
 ) -> MuonSpec:
-    """Muons starting above the top panel, three in four aimed at the volume (or just beside
-    it), the others anywhere; ``horizontal`` allows exactly flat directions, ``min_cos`` bounds
+    """Muons starting above the top panel, most aimed at the volume or just beside it, one in
+    four anywhere; ``horizontal`` allows exactly flat directions, ``min_cos`` bounds
     the zenith angle (see :func:`direction`)."""
     vol = layout.volume
     (x_lo, x_hi), (y_lo, y_hi) = vol.x_range, vol.y_range
@@ -309,7 +328,10 @@ def muon_batches(
     position, direction_, momentum, weight = [], [], [], []
     for _ in range(n):
         d = direction(draw, rng, horizontal, min_cos)
-        if rng.random() < 0.75:  # aimed at a point of the volume (or a little outside it)
+        where = rng.random()
+        if where < 0.6:  # aimed at a point of the volume
+            aim = (rng.uniform(x_lo, x_hi), rng.uniform(y_lo, y_hi))
+        elif where < 0.75:  # or near it
             aim = (rng.uniform(x_lo - 0.1, x_hi + 0.1), rng.uniform(y_lo - 0.1, y_hi + 0.1))
         else:
             aim = (rng.uniform(-5.0, 5.0), rng.uniform(-5.0, 5.0))
@@ -389,3 +411,13 @@ def assert_finite_gradients(module: nn.Module) -> None:
 
 def noise(n_panels: int, n_mu: int, seed: int) -> torch.Tensor:
     return torch.randn(n_panels, n_mu, 2, generator=torch.Generator().manual_seed(seed), dtype=D)
+
+
+def well_posed(hits: Hits) -> torch.Tensor:
+    """``(mu,)`` True where the weighted spread of the panel heights in the fit exceeds
+    MIN_LEVER_ARM, the floor under which :func:`fit_tracks` regularises the slope."""
+    with torch.no_grad():
+        w = (hits.weight + WEIGHT_FLOOR) / hits.resolution[:, None] ** 2  # (panel, mu)
+        z = hits.z[:, None]
+        z_bar = (w * z).sum(0) / w.sum(0)
+        return (w * (z - z_bar) ** 2).sum(0) / w.sum(0) > MIN_LEVER_ARM**2 * (1 + 1e-6)

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from mutomo.detector import smooth_acceptance
 from mutomo.muons import MuonBatch
 from mutomo.reco import at_least_two, compute_scatters, fit_tracks, measure
-from mutomo.reco.track_fit import MIN_LEVER_ARM, WEIGHT_FLOOR
 from mutomo.volume import position_at_z
 from mutomo.volume.propagation import MIN_ABS_COSINE
 from tests.property.strategies import (
@@ -34,12 +33,13 @@ from tests.property.strategies import (
     noise,
     smoothnesses,
     spans,
+    well_posed,
 )
 
 coordinates = st.sampled_from([0.0, 1e12, -1e12]) | st.floats(-10.0, 10.0)
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=500, deadline=None, derandomize=True)
 @given(
     offset=st.lists(st.tuples(coordinates, coordinates), min_size=1, max_size=6),
     centre=st.tuples(st.floats(-2.0, 2.0), st.floats(-2.0, 2.0)),
@@ -66,7 +66,7 @@ def test_acceptance_is_a_mirror_symmetric_weight_with_finite_gradients(offset, c
     assert_finite("d acceptance / d span", s.grad)
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=400, deadline=None, derandomize=True)
 @given(data=st.data(), z=st.floats(-3.0, 3.0))
 def test_position_at_z_is_on_the_line_and_the_plane(data, z):
     """The crossing point is at height z and on the muon's line, finite for every direction,
@@ -122,7 +122,7 @@ def poisson_binomial_at_least_two(p: torch.Tensor) -> torch.Tensor:
 probabilities = st.sampled_from([0.0, 1.0, 1e-6, 1 - 1e-9]) | st.floats(0.0, 1.0)
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=600, deadline=None, derandomize=True)
 @given(st.integers(1, 6).flatmap(lambda n: st.lists(st.lists(probabilities, min_size=n, max_size=n), min_size=1)))
 def test_at_least_two_is_the_poisson_binomial_tail(rows):
     """P(at least two hits) equals the enumeration over all outcomes, lies in [0, 1], and has
@@ -133,16 +133,6 @@ def test_at_least_two_is_the_poisson_binomial_tail(rows):
     torch.testing.assert_close(value, poisson_binomial_at_least_two(p.detach()), rtol=1e-9, atol=1e-12)
     value.sum().backward()
     assert_finite("d P / d p", p.grad)
-
-
-def well_posed(hits) -> torch.Tensor:
-    """``(mu,)`` True where the weighted spread of the panel heights in the fit exceeds
-    MIN_LEVER_ARM, the floor under which :func:`fit_tracks` regularises the slope."""
-    with torch.no_grad():
-        w = (hits.weight + WEIGHT_FLOOR) / hits.resolution[:, None] ** 2  # (panel, mu)
-        z = hits.z[:, None]
-        z_bar = (w * z).sum(0) / w.sum(0)
-        return (w * (z - z_bar) ** 2).sum(0) / w.sum(0) > MIN_LEVER_ARM**2 * (1 + 1e-6)
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
