@@ -122,3 +122,20 @@ def test_volume_stack_merges_materials_and_refuses_other_geometries():
     other = PassiveVolume.uniform("water", (1.0, 1.0, 0.6), 0.2, z_low=0.2, dtype=D)
     with pytest.raises(ValueError, match="one geometry"):
         PassiveVolume.stack([water, other])
+
+
+def test_fit_tracks_takes_one_muon_weight_for_every_design():
+    """Regression (property tests, issue 14): fit_tracks of hits with design axes failed to
+    multiply its (D * mu,) track weights by a (mu,) muon weight; it now serves every design, as in
+    measure()."""
+    from mutomo.reco import fit_tracks
+
+    vol = volume()
+    designs = [design(k) for k in range(3)]
+    r = simulate(Detector.stack(designs), vol, SOURCE, 50, torch.Generator().manual_seed(1))
+    tracks = fit_tracks(r.hits_above, vol.z_high, r.muons_in.weight)
+    assert tracks.weight.shape == (150,)
+    for k, d in enumerate(designs):
+        single = simulate(d, vol, SOURCE, 50, torch.Generator().manual_seed(1))
+        one = fit_tracks(single.hits_above, vol.z_high, single.muons_in.weight)
+        torch.testing.assert_close(tracks.weight[50 * k : 50 * (k + 1)], one.weight)

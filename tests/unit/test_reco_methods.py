@@ -159,3 +159,31 @@ def test_poca_x0_map_scores_inverse_x0():
     assert vmap.method == "poca_x0" and vmap.x0 is not None and bool(vmap.measured.all())
     assert float(vmap.x0) == pytest.approx(0.01757, rel=0.05)
     assert float(vmap.score) == pytest.approx(1 / float(vmap.x0))
+
+
+def test_voxel_methods_of_no_muon_measure_nothing():
+    """Regression (property tests, issue 14): when measure() keeps no muon (none crossed the
+    volume on both sides), extended PoCA failed to reshape its empty window and binned clustering
+    indexed an empty tensor; every method now returns an unmeasured map."""
+    from mutomo.detector import Detector, DetectorPanel
+    from mutomo.muons import MuonBatch
+    from mutomo.reco import MaximumLikelihoodEM, measure
+
+    volume = PassiveVolume.uniform("iron", (0.4, 0.4, 0.2), 0.1, z_low=0.0, dtype=D)
+    above = [DetectorPanel((0.2, 0.2, z), (1.0, 1.0), 1e-3, 0.9, dtype=D) for z in (0.4, 0.3)]
+    below = [DetectorPanel((0.2, 0.2, z), (1.0, 1.0), 1e-3, 0.9, dtype=D) for z in (-0.1, -0.2)]
+    det = Detector(above, below)
+    # Two muons far beside the volume: hits, but no track through it.
+    muons = MuonBatch.create(
+        torch.tensor([[3.0, 3.0, 0.5], [-3.0, 0.2, 0.5]], dtype=D),
+        torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, -1.0]], dtype=D),
+        torch.full((2,), 5.0, dtype=D),
+    )
+    zero = torch.zeros(2, 2, 2, dtype=D)
+    data = measure(det.hits(muons, "above", zero), det.hits(muons, "below", zero), volume, muons.momentum)
+    assert data.weight.numel() == 0
+    methods = [PocaX0(extended=True), PocaX0(extended=False), BinnedClustering(), AngleStatisticsReconstruction()]
+    for method in [*methods, MaximumLikelihoodEM(iterations=2)]:
+        vmap = method(data, volume)
+        assert vmap.score.shape == volume.shape and not bool(vmap.measured.any()), method.name
+        assert float(vmap.score.abs().sum()) == 0.0 and bool(torch.isfinite(vmap.weight).all())

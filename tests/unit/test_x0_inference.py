@@ -67,3 +67,56 @@ def test_error_falls_like_one_over_sqrt_n():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="truncation_passes"):
         HighlandX0Inferrer(truncation_passes=-1)
+
+
+def test_gradient_is_finite_where_the_variance_of_a_voxel_is_zero():
+    """Regression (property tests, issue 14): a voxel whose projections all equal the estimate
+    (here one muon deflected equally in x and y) once had a zero sandwich variance, and the square
+    root of its uncertainty turned the zero gradient into NaN, even with the voxel unmeasured; the
+    other voxels (no projection) still have a zero sum under the square root."""
+    volume = PassiveVolume.uniform("iron", (1.0, 1.0, 0.5), (1.0, 1.0, 0.5), z_low=0.2, dtype=D)
+    theta = torch.full((1, 2), 3e-3, dtype=D, requires_grad=True)
+    poca = torch.tensor([[0.5, 0.5, 0.4]], dtype=D)
+    ones = torch.ones(1, dtype=D)
+    slope = torch.zeros(1, 2, dtype=D)
+    cov = torch.zeros(1, 4, 4, dtype=D)
+    tin = Tracks(volume.z_high, poca[:, :2], slope, cov, ones, ones, ones)
+    for min_muons in (1.0, 2.0):  # measured, and not
+        tout = Tracks(volume.z_low, poca[:, :2], torch.tan(theta), cov, ones, ones, ones)
+        scatters = Scatters(theta.norm(dim=-1), theta, poca, torch.zeros(1, 3, 3, dtype=D), ones)
+        voxels = poca_voxel_weights(poca, ones, volume)
+        est = HighlandX0Inferrer(min_muons=min_muons)(scatters, tin, tout, 5 * ones, voxels, volume)
+        assert bool(est.measured.any()) == (min_muons == 1.0)
+        finite = torch.where(est.measured, est.uncertainty, torch.zeros_like(est.uncertainty))
+        (grad,) = torch.autograd.grad(est.x0.sum() + finite.sum(), theta)
+        assert bool(torch.isfinite(grad).all())
+
+
+def test_float32_gradient_is_finite_for_a_voxel_of_tiny_weights():
+    """Regression (property tests, issue 14): a voxel seen only by a muon whose incoming track has
+    no lever arm (three panels at one height: slope variance ~5e5) gets a truncated-moment weight
+    ~1e-30; in float32 the derivative num / den^2 of the weighted mean underflowed to 0 / 0 and
+    made every panel gradient NaN."""
+    from torch import nn
+
+    from mutomo.detector import Detector, DetectorPanel
+    from mutomo.muons import MuonBatch
+    from mutomo.reco import extended_poca, measure
+
+    volume = PassiveVolume.uniform("air", (0.02, 0.02, 0.02), 0.02)
+
+    def panel(z: float, resolution: float) -> DetectorPanel:
+        return DetectorPanel(nn.Parameter(torch.tensor([0.01, 0.01, z])), (0.02, 0.02), resolution, 1.0)
+
+    above = [panel(0.020000001, r) for r in (8.9e-4, 6.3e-4, 9.1e-4)]
+    det = Detector(above, [panel(-1e-6, 5.3e-4), panel(-1e-6, 1e-6)], smoothness=1e-6)
+    muons = MuonBatch.create(
+        torch.tensor([[0.0197, 0.0064, 0.0200001]]), torch.tensor([[0.0, 0.0, -1.0]]), torch.tensor([223.6])
+    )
+    zero = torch.zeros(3, 1, 2)
+    data = measure(det.hits(muons, "above", zero), det.hits(muons, "below", zero[:2]), volume, muons.momentum)
+    assert data.weight.numel() == 1 and float(data.incoming.covariance[0, 2, 2]) > 1e4
+    voxels = extended_poca(data.scatters.poca, data.scatters.poca_covariance, data.weight, volume).sparse()
+    est = HighlandX0Inferrer(min_muons=1.0)(data.scatters, data.incoming, data.outgoing, data.momentum, voxels, volume)
+    (est.x0.sum() + torch.where(est.measured, est.uncertainty, torch.zeros_like(est.uncertainty)).sum()).backward()
+    assert all(bool(torch.isfinite(p.grad).all()) for p in det.parameters())

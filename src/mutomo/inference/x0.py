@@ -113,6 +113,32 @@ def truncated_variance_constants(k: float | None) -> tuple[float, float]:
     return mu4 / f**2 - inside, -inside + k * phi * (k * k / f - 1)
 
 
+def _ratio(num: Tensor, den: Tensor) -> Tensor:
+    """``num / den`` where ``den > 0``, else 0, with finite gradients. A floor such as
+    ``den.clamp(min=1e-30)`` is not enough in float32: the derivative ``num / den^2`` underflows
+    to ``0 / 0`` for a voxel no projection informed, and its NaN reached every panel parameter."""
+    positive = den > 0
+    return torch.where(positive, num / torch.where(positive, den, torch.ones_like(den)), torch.zeros_like(num))
+
+
+def _peak_scaled(weights: Tensor, index: Tensor, size: int) -> Tensor:
+    """``weights (rows, W, ...)`` divided (without gradient) by the largest weight of their voxel
+    (``index (rows, W)``), so that every voxel's largest weight is 1.
+
+    Weighted means do not change, but a voxel seen only by muons of tiny weight (an acceptance in
+    the tail of a panel edge, or a muon measured with an enormous variance, e.g. by tracks without
+    lever arm: ~1e-30) no longer has sums whose squares underflow in float32, which turned the
+    derivative num / den^2 of its means into inf and NaN."""
+    flat = weights.detach()
+    while flat.dim() > index.dim():
+        flat = flat.amax(-1)
+    peak = torch.zeros(size, dtype=weights.dtype, device=weights.device).scatter_reduce(
+        0, index.reshape(-1), flat.reshape(-1), "amax"
+    )
+    scale = gather(torch.where(peak > 0, peak, torch.ones_like(peak)), index)
+    return weights / scale.reshape(*scale.shape, *([1] * (weights.dim() - scale.dim())))
+
+
 def gather(values: Tensor, index: Tensor) -> Tensor:
     """``values[index]`` for a 1-D ``values`` and an index of any shape, by ``index_select``
     (whose backward is an ``index_add``, much faster on CPU than advanced indexing's)."""
@@ -211,11 +237,13 @@ class HighlandX0Inferrer:
         w = voxels.weight  # (rows, W)
         idx = voxels.voxel
         sum_w = scatter_sum(idx, w, size)
-        safe = sum_w.clamp(min=1e-30)
-        mean_path = scatter_sum(idx, w * path[:, None], size) / safe
+        # Weighted means over a voxel with its weights scaled to a peak of 1 (see _peak_scaled).
+        w_unit = _peak_scaled(w, idx, size)
+        sum_unit = scatter_sum(idx, w_unit, size)
+        mean_path = _ratio(scatter_sum(idx, w_unit * path[:, None], size), sum_unit)
         # Start: the plain weighted second moment (an unbiased estimate of g(t) if Gaussian).
         excess = (u2 - m2).mean(-1)[:, None]  # (mu, 1)
-        sigma2 = scatter_sum(idx, w * excess, size) / safe
+        sigma2 = _ratio(scatter_sum(idx, w_unit * excess, size), sum_unit)
         m_bar = m2.mean(-1)[:, None]  # (mu, 1)
         factor = _truncation_factor(CORE_K)
         # Each projection is N(0, sigma^2 + m): weight a muon by the inverse variance of its
@@ -228,9 +256,10 @@ class HighlandX0Inferrer:
             total_var = s2[..., None] + m2[:, None, :]  # (mu, W, 2)
             keep = (u2[:, None, :] < CORE_K**2 * total_var).to(w.dtype)
             big_w = (w / (s2 + m_bar) ** 2)[..., None] * keep  # (mu, W, 2)
+            big_w = _peak_scaled(big_w, idx, size)
             num = scatter_sum(idx, (big_w * est).sum(-1), size)
             den = scatter_sum(idx, big_w.sum(-1), size)
-            sigma2 = num / den.clamp(min=1e-30)
+            sigma2 = _ratio(num, den)
         t = highland_inverse(sigma2)
         x0 = mean_path / t
         # Statistical uncertainty of sigma^2: the M-estimator's expected sandwich (module
@@ -245,13 +274,17 @@ class HighlandX0Inferrer:
             w_all = w[..., None].expand_as(total_var)
         sum_all = scatter_sum(idx, w_all.sum(-1), size)
         sum_sq = scatter_sum(idx, (w_all**2 * total_var**2).sum(-1), size)
-        sigma2_err = math.sqrt(a_const / d_const**2) * torch.sqrt(sum_sq) / sum_all.clamp(min=1e-30)
+        # sqrt's derivative is infinite at 0 (a voxel no projection informed): take it of a safe
+        # value, so that the zero gradient of such a voxel does not become NaN (0 * inf).
+        positive = sum_sq > 0
+        root = torch.where(positive, torch.sqrt(torch.where(positive, sum_sq, torch.ones_like(sum_sq))), 0.0)
+        sigma2_err = math.sqrt(a_const / d_const**2) * _ratio(root, sum_all)
         c = 1 + HIGHLAND_LOG_COEFF * torch.log(t)
         t_err = sigma2_err / (c * (c + 2 * HIGHLAND_LOG_COEFF))  # dt = dsigma^2 / g'(t)
         x0_err = x0 * t_err / t  # sigma(ln X0) = sigma(t) / t
         # Effective number of muons, (sum w)^2 / sum w^2 (Kish 1965, Survey Sampling, Sec. 11.7).
         sum_w2 = scatter_sum(idx, w**2, size)
-        count = sum_w**2 / sum_w2.clamp(min=1e-30)
+        count = (sum_w**2 / sum_w2.clamp(min=1e-30)).detach()  # a count: it selects, it is not trained
         measured = (count >= self.min_muons) & (sum_w > 0)
         return X0Estimate(
             x0=torch.where(measured, x0, torch.zeros_like(x0)).reshape(grid),

@@ -69,6 +69,11 @@ class BinnedClustering:
             volume: the voxel grid.
         """
         size = math.prod(volume.shape)
+        if poca.shape[0] == 0:
+            # No muon at all (e.g. measure() selected none): nothing is measured. Without this the
+            # gather below indexed an empty tensor with the empty slots' placeholder index 0.
+            zeros = poca.new_zeros(volume.shape)
+            return zeros, zeros, torch.zeros(volume.shape, dtype=torch.bool, device=poca.device)
         index, inside = voxel_indices(poca.detach(), volume)
         use = (inside & (weight.detach() > self.min_weight)).nonzero(as_tuple=True)[0]
         voxel = flat_index(index[use], volume.shape)

@@ -17,6 +17,7 @@ which is differentiable in every panel parameter.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -101,13 +102,19 @@ def fit_tracks(hits: Hits, z_ref: float, muon_weight: Tensor | None = None) -> T
             them design-major along the muon axis (``D * mu`` tracks, see :meth:`Hits.flatten_designs`).
         z_ref: reference height (m) for the fitted position; for precise tracks use the face of
             the volume the side looks at.
-        muon_weight: optional ``(mu,)`` weight carried into the track weight.
+        muon_weight: optional ``(mu,)`` weight carried into the track weight; with design axes it
+            serves every design (the same muons), or is given per track (``(D * mu,)``).
 
     Returns:
         :class:`Tracks`.
     """
     if hits.n_panels < 2:
         raise MutomoError(f"a straight-line fit needs at least 2 panels on a side; got {hits.n_panels}")
+    n_designs = math.prod(hits.design_shape)
+    if muon_weight is not None and n_designs > 1 and muon_weight.shape[-1] == hits.weight.shape[-1]:
+        # One weight per muon serves every design, design-major like the tracks (as in measure());
+        # multiplying the (D * mu,) track weights by it failed on the shapes.
+        muon_weight = muon_weight.repeat(n_designs)
     hits = hits.flatten_designs()
     p = hits.weight
 

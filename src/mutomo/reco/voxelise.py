@@ -256,7 +256,9 @@ def extended_poca(
     # Window edges along each axis, (mu, 3, 2k + 2); boxes outside the grid get valid = 0.
     steps = torch.arange(-half_width, half_width + 2, device=points.device, dtype=points.dtype)
     edges = origin[None, :, None] + (centre.to(points.dtype)[:, :, None] + steps) * size[None, :, None]
-    prob = grid_window_probability(points, covariance, edges).reshape(points.shape[0], -1)
+    # The window size is spelled out: reshape(mu, -1) failed when no muon was left (mu = 0, e.g.
+    # when measure() selected none), where the answer is simply empty.
+    prob = grid_window_probability(points, covariance, edges).reshape(points.shape[0], offsets.shape[0])
     prob = prob * valid
     box_low = origin.expand_as(points)
     box_high = box_low + size * torch.tensor(volume.shape, dtype=points.dtype, device=points.device)

@@ -173,7 +173,9 @@ class RangeTables(torch.nn.Module):
         stopped_l = residual <= floor
         log_r = torch.log(torch.maximum(residual, floor))
         by_range = torch.exp(_uniform_interp(self.log_kinetic_of_range, m_l, log_r, self.log_r_min, self.dlog_r))
-        after_l = torch.where(
-            stopped_l, torch.full_like(by_range, T_MIN), torch.minimum(by_range, t_l).clamp(min=T_MIN)
+        # A step never adds energy: a muon below the tables' T_MIN (which can only stop) keeps its
+        # energy instead of being raised to T_MIN (the floor keeps every later value finite).
+        after_l = torch.minimum(
+            torch.where(stopped_l, torch.full_like(by_range, T_MIN), by_range.clamp(min=T_MIN)), t_l
         )
         return rk2.index_put((large,), after_l), stopped.index_put((large,), stopped_l)

@@ -22,6 +22,12 @@ MIN_DOWNWARD_COSINE = 0.05
 # step-independent to ~1 % for steps below a few X0; a single step of 18 X0 (10 cm of lead)
 # comes out ~4 % wider, so layers are subdivided as Geant4's step limiters would.
 MAX_STEP_X0 = 5.0
+# Smallest |cos(zenith)| position_at_z divides by. An exactly horizontal muon never reaches another
+# height: dividing by its cos = 0 gave inf/NaN crossing points (NaN hits, NaN gradients, and a NaN
+# voxel index that crashed propagate_volume). Flooring |cos| sends it 1e12 times the height
+# difference away instead, far outside every panel (hit weight 0), with finite values and
+# gradients; a muon within 1e-12 of horizontal would cross that far away anyway.
+MIN_ABS_COSINE = 1e-12
 
 
 def position_at_z(muons: MuonBatch, z: Tensor | float) -> Tensor:
@@ -32,10 +38,13 @@ def position_at_z(muons: MuonBatch, z: Tensor | float) -> Tensor:
         z: a height (m), scalar or broadcastable to ``(..., mu)`` (e.g. ``(panels, 1)``).
 
     Returns:
-        ``(..., mu, 3)`` crossing points (differentiable in ``z``).
+        ``(..., mu, 3)`` crossing points (differentiable in ``z``); a horizontal muon, which
+        never crosses, gets a finite point very far away (see ``MIN_ABS_COSINE``).
     """
     z = torch.as_tensor(z, dtype=muons.dtype, device=muons.device)
-    travel = (z - muons.position[..., 2]) / muons.direction[..., 2]
+    cos = muons.direction[..., 2]
+    cos = torch.copysign(cos.abs().clamp(min=MIN_ABS_COSINE), cos)  # finite for horizontal muons
+    travel = (z - muons.position[..., 2]) / cos
     return muons.position + travel[..., None] * muons.direction
 
 

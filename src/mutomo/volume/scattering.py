@@ -139,10 +139,16 @@ def perpendicular_basis(dx: Tensor, dy: Tensor, dz: Tensor) -> tuple[Components,
     components ``(mu,)`` each.
 
     ``e1 = (d_z, 0, -d_x) / n`` and ``e2 = d x e1 = (-d_x d_y, n^2, -d_y d_z) / n`` with
-    ``n = sqrt(d_x^2 + d_z^2)``, well defined for every muon that moves downwards.
+    ``n = sqrt(d_x^2 + d_z^2)``, well defined for every muon that moves downwards. For a muon
+    flying exactly along y (``n = 0``: horizontal, so already given weight 0) both vectors are
+    0 rather than NaN, so its (meaningless) values stay finite.
     """
+    # n is floored: 1/0 made a muon flying along y NaN, and its NaN position then crashed the next
+    # voxel lookup. The floor (the smallest normal number, far below the n of any muon that is not
+    # exactly horizontal) costs one operation in the stepping loop; torch.where on the components
+    # would cost several.
     norm = torch.sqrt(dx**2 + dz**2)
-    inv = 1.0 / norm
+    inv = 1.0 / norm.clamp(min=torch.finfo(norm.dtype).tiny)
     e1 = (dz * inv, torch.zeros_like(dx), -dx * inv)
     e2 = (-dx * dy * inv, norm, -dy * dz * inv)
     return e1, e2
