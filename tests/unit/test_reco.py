@@ -211,3 +211,16 @@ def test_grid_window_equals_box_by_box_with_correlations():
         high = torch.stack([edges[:, 0, ix + 1], edges[:, 1, iy + 1], edges[:, 2, iz + 1]], -1)
         torch.testing.assert_close(grid[:, ix, iy, iz], box_probability(mean, cov, low, high), rtol=1e-12, atol=0)
     assert float(grid.sum((1, 2, 3)).max()) <= 1 + 1e-9
+
+
+def test_truncated_moments_have_finite_gradients_far_in_the_tail_in_float32():
+    """Regression (property tests, issue 14): an interval 20 standard deviations out has a
+    probability below 1e-30; its floor squared underflowed float32 and the moments' gradient
+    (1 / p^2) was NaN."""
+    from mutomo.reco.voxelise import _truncated_moments
+
+    edges = torch.tensor([[20.0, 21.0, 22.0]], requires_grad=True)
+    p, m, v = _truncated_moments(edges)
+    (p.sum() + m.sum() + v.sum()).backward()
+    assert edges.grad is not None and bool(torch.isfinite(edges.grad).all())
+    assert bool(torch.isfinite(m).all()) and bool((p > 0).all())

@@ -105,8 +105,8 @@ share muons, so the marginal error is larger; it is exact for a single voxel.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass, fields, is_dataclass, replace
+from typing import Any, Literal
 
 import torch
 import torch.utils.checkpoint
@@ -126,6 +126,8 @@ NOMINAL_MOMENTUM = 3.0
 PARALLEL = 1e-12
 # A density never falls below this fraction of its previous value in one step (S_ij >= 0 makes
 # the update non-negative exactly; the floor only guards rounding).
+MAX_MEASUREMENT_VARIANCE = 1.0
+"""Largest measurement variance (rad^2 for angles, m^2 for displacements) of a muon ML/EM uses."""
 POSITIVITY_FLOOR = 1e-6
 LOG_2PI = math.log(2 * math.pi)
 
@@ -475,6 +477,15 @@ def _moments(inverse_x0: Tensor, problem: EMProblem) -> _Moments:
     )
 
 
+def _cast(value: Any, dtype: torch.dtype) -> Any:
+    """A dataclass of tensors (nested) with its floating-point tensors cast to ``dtype``."""
+    if isinstance(value, Tensor):
+        return value.to(dtype) if value.is_floating_point() else value
+    if is_dataclass(value) and not isinstance(value, type):
+        return replace(value, **{f.name: _cast(getattr(value, f.name), dtype) for f in fields(value) if f.init})
+    return value
+
+
 def em_update(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
     """One EM step on ``rho = 1 / X0`` (m^-1), ``(V,)`` flat over the batch and the grid
     (module docstring: ``rho_j <- rho_j + rho_j^2 sum_i w_i tr((Q_i - P_i) W'_ij) / (4 M_j)``).
@@ -661,14 +672,29 @@ class MaximumLikelihoodEM:
         beta_p = p**2 / torch.sqrt(p**2 + MUON_MASS**2)
         scale = (HIGHLAND_E0 / beta_p) ** 2
         weight = data.weight.index_select(0, keep)
+        # A muon whose tracks leave its angle uncertain by over a radian, or its displacement by
+        # over a metre (e.g. a side whose panels all sit at one height: no lever arm), carries no
+        # scattering information; its covariance (~1e10 and more) would overflow the float32
+        # determinants of every EM step, and their gradients, into inf and NaN. It gets no weight,
+        # and its tracks' covariances are set to 0 before they are propagated.
+        with torch.no_grad():
+            probe = transverse_scatters(incoming, outgoing, volume.z_low, self.measurement_error).noise
+            useless = ~(probe.diagonal(dim1=-2, dim2=-1).amax(-1) <= MAX_MEASUREMENT_VARIANCE)
+        if bool(useless.any()):
+            incoming, outgoing = (
+                replace(t, covariance=torch.where(useless[:, None, None], torch.zeros_like(t.covariance), t.covariance))
+                for t in (incoming, outgoing)
+            )
+            weight = torch.where(useless, torch.zeros_like(weight), weight)
         obs = transverse_scatters(incoming, outgoing, volume.z_low, self.measurement_error)
+        noise = obs.noise
         w_muon = weight.index_select(0, paths.muon)
         count = torch.zeros(paths.n_voxels, dtype=weight.dtype, device=weight.device).index_add(0, paths.voxel, w_muon)
         return EMProblem(
             paths=paths,
             scaled_w=paths.weight_matrices() * scale.index_select(0, paths.muon),
             deflection=obs.deflection,
-            noise=obs.noise,
+            noise=noise,
             scale=scale,
             weight=weight,
             count=count,
@@ -699,8 +725,18 @@ class MaximumLikelihoodEM:
         return rho.repeat_interleave(math.prod(problem.grid_shape[-3:]))
 
     def reconstruct(self, data: ScatterData, volume: PassiveVolume) -> MLEMResult:
-        """Run the EM and convert to X0 (see :class:`MLEMResult`)."""
+        """Run the EM and convert to X0 (see :class:`MLEMResult`). In float32 the EM runs in
+        float64 and its results are cast back: the 2 x 2 determinants of a muon's covariance
+        range from ~1e-40 (a short path through air, micrometre tracking) to ~1e30, beyond
+        float32, whose reciprocal and its derivative then overflow into inf and NaN."""
         problem = self.problem(data, volume)
+        dtype = problem.weight.dtype
+        if dtype == torch.float32:
+            result = self._reconstruct(_cast(problem, torch.float64))
+            return _cast(result, dtype)
+        return self._reconstruct(problem)
+
+    def _reconstruct(self, problem: EMProblem) -> MLEMResult:
         rho = self.initial(problem)
 
         def step(rho: Tensor) -> tuple[Tensor, Tensor]:

@@ -119,11 +119,18 @@ def box_probability(mean: Tensor, cov: Tensor, low: Tensor, high: Tensor) -> Ten
     return prob
 
 
+def _probability_floor(dtype: torch.dtype) -> float:
+    """Smallest interval probability used: 1e-30, or in float32 ten times the square root of the
+    smallest normal number (~1e-18), so that the ``1 / p^2`` of the moments' derivatives stays
+    finite (1e-30 squared underflows float32 to 0, and the gradient became NaN)."""
+    return max(1e-30, 10 * math.sqrt(torch.finfo(dtype).tiny))
+
+
 def _interval_probabilities(edges: Tensor) -> Tensor:
     """``(..., n)`` standard-normal probabilities of the intervals between consecutive
-    standardised ``edges (..., n + 1)``, floored at 1e-30."""
+    standardised ``edges (..., n + 1)``, floored at :func:`_probability_floor`."""
     cdf = _normal_cdf(edges)
-    return (cdf[..., 1:] - cdf[..., :-1]).clamp(min=1e-30)
+    return (cdf[..., 1:] - cdf[..., :-1]).clamp(min=_probability_floor(edges.dtype))
 
 
 def _truncated_moments(edges: Tensor) -> tuple[Tensor, Tensor, Tensor]:
