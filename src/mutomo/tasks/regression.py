@@ -99,7 +99,8 @@ class Regression(TaskKind):
         return self.loss_name == "spread_over_range"
 
     def output(self, data: ScatterData, sample: VolumeSample) -> Tensor:
-        return poca_height(data, sample.volume)[None]
+        """``(*design, 1)``: the raw statistic (design axes lead for a stacked detector)."""
+        return poca_height(data, sample.volume)[..., None]
 
     def truth(self, sample: VolumeSample) -> float:
         if sample.fill_height is None:
