@@ -42,8 +42,9 @@ class StackedDesign(Design):
 
     Args:
         members: the designs (at least one), each with the same number of panels above and
-            below and the same trainable groups. They are held, not copied: training the
-            stack trains them.
+            below, all with a fixed budget or all without. They are held, not copied: training
+            the stack trains them. The stack's ``trainable`` is every group some member trains;
+            a member's frozen groups stay frozen.
     """
 
     members: nn.ModuleList
@@ -55,19 +56,16 @@ class StackedDesign(Design):
         layouts = {(d.detector().n_panels("above"), d.detector().n_panels("below")) for d in members}
         if len(layouts) != 1:
             raise MutomoError(f"StackedDesign.members must share one panel layout; got {sorted(layouts)}")
-        trainables = {tuple(d.trainable) for d in members}
-        if len(trainables) != 1:
-            raise MutomoError(f"StackedDesign.members must train the same groups; got {sorted(trainables)}")
         budgets = {d.budget is None for d in members}
         if len(budgets) != 1:
             raise MutomoError("StackedDesign.members must all have a fixed budget or all none")
         self.members = nn.ModuleList(members)
-        self.trainable = tuple(members[0].trainable)
+        self.trainable = tuple(dict.fromkeys(g for d in members for g in d.trainable))
 
     def __len__(self) -> int:
         return len(self.members)
 
-    def __iter__(self) -> Iterator[Design]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Design]:
         return iter(self._designs())
 
     def _designs(self) -> list[Design]:
@@ -84,7 +82,7 @@ class StackedDesign(Design):
         return None if budgets[0] is None else max(b for b in budgets if b is not None)
 
     @property
-    def smoothness(self) -> float:  # type: ignore[override]
+    def smoothness(self) -> float:
         return self._designs()[0].smoothness
 
     @smoothness.setter
@@ -155,11 +153,13 @@ def random_starts(
     b = template.bounds
     n, n_above = template.z.shape[0], template.n_above
     out = []
+    dtype = template.z.dtype
+
+    def uniform(lo: float, hi: float, size: int) -> Tensor:
+        return lo + (hi - lo) * torch.rand(size, generator=g, dtype=dtype)
+
     for _ in range(k):
         d = _copy(template, template.budget if budget == "template" else budget)  # type: ignore[arg-type]
-
-        def uniform(lo: float, hi: float, size: int) -> Tensor:
-            return lo + (hi - lo) * torch.rand(size, generator=g, dtype=d.z.dtype)
 
         if "xy" in d.trainable:
             d.xy[:, 0] = uniform(*b.x, n)
@@ -171,7 +171,7 @@ def random_starts(
             if d.budget is None:
                 d.log_span.copy_(uniform(math.log(b.span[0]), math.log(b.span[1]), n))
             else:  # uniform on the simplex: normalised exponential draws
-                e = -torch.log(torch.rand(n, generator=g, dtype=d.z.dtype).clamp_min(1e-12))
+                e = -torch.log(torch.rand(n, generator=g, dtype=dtype).clamp_min(1e-12))
                 d.share_logit.copy_(torch.log(e / e.sum()))
         if "resolution" in d.trainable:
             d.log_resolution.copy_(uniform(math.log(b.resolution[0]), math.log(b.resolution[1]), n))
