@@ -51,14 +51,33 @@ def metric_vs_cost(path: Path, landscape: dict[str, Any]) -> Path:
     label = f"{m['name']} ({m['readout']} readout)"
     fig, (left, right) = plt.subplots(1, 2, figsize=(11.0, 4.2))
     reps = {c["representative"]: c for c in landscape["clusters"]}
+    costs = np.array([s["cost"] for s in landscape["starts"]] + [h["cost"] for h in landscape["humans"].values()])
+    mean_cost = float(costs.mean())
+    fixed = float(costs.max() - costs.min()) <= 1e-3 * abs(mean_cost)
+    # Under a fixed budget every design costs the same: spread the points by 1 % for legibility.
+    offsets = np.linspace(-0.01, 0.01, len(costs)) * mean_cost if fixed else np.zeros(len(costs))
     for i, s in enumerate(landscape["starts"]):
         v, e = _value(s["metric"])
         c = reps.get(i)
         colour = "tab:red" if c is not None and c["near_optimal"] else "0.5"
-        left.errorbar(s["cost"], v, yerr=e, fmt="o" if c is not None else ".", color=colour, alpha=0.8, capsize=2)
+        left.errorbar(
+            s["cost"] + offsets[i], v, yerr=e, fmt="o" if c is not None else ".", color=colour, alpha=0.8, capsize=2
+        )
+    n = len(landscape["starts"])
     for k, (name, h) in enumerate(landscape["humans"].items()):
         v, e = _value(h["metric"])
-        left.errorbar(h["cost"], v, yerr=e, fmt=HUMAN_MARKERS[k % 6], ms=10, capsize=3, label=name)
+        left.errorbar(h["cost"] + offsets[n + k], v, yerr=e, fmt=HUMAN_MARKERS[k % 6], ms=10, capsize=3, label=name)
+    if fixed:
+        left.set_xlim(0.95 * mean_cost, 1.05 * mean_cost)
+        left.ticklabel_format(axis="x", useOffset=False)
+        left.text(
+            0.02,
+            0.98,
+            f"fixed budget: every design costs {mean_cost:.5g}\n(points spread by 1 % for legibility)",
+            transform=left.transAxes,
+            va="top",
+            fontsize=8,
+        )
     left.plot([], [], "o", color="tab:red", label="near-optimal distinct design")
     left.plot([], [], "o", color="0.5", label="other distinct design")
     left.plot([], [], ".", color="0.5", label="other start")
