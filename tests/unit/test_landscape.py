@@ -16,7 +16,7 @@ from mutomo.optimise import EvaluationSettings, TrainingSettings
 from mutomo.optimise.baselines import DesignVector, design_objective, search
 from mutomo.optimise.design import DetectorDesign, design_from_description
 from mutomo.optimise.evaluate import observe_design
-from mutomo.optimise.landscape import LandscapeSettings, near_optimal, observe_designs
+from mutomo.optimise.landscape import LandscapeSettings, front_envelope, near_optimal, observe_designs
 from mutomo.optimise.loop import batch_loss, batch_losses
 from mutomo.optimise.multistart import (
     StackedDesign,
@@ -243,3 +243,17 @@ def test_cli_landscape_refuses_bad_input_naming_the_argument(capsys, tmp_path):
     assert "tolerance_fraction" in capsys.readouterr().err
     assert main(["landscape", "ladle_furnace", "--starts", "2", "--budgets", "-3"]) == 2
     assert "budgets" in capsys.readouterr().err
+
+
+def test_front_envelope_is_monotone_and_exact_on_a_toy_front():
+    """Toy: the best error at budget b is 1/b, measured with noise that breaks monotonicity; the
+    envelope is monotone, and equals the true front where the noise happens to be small."""
+    budgets = [8.0, 1.0, 4.0, 2.0, 16.0]
+    noisy = [1 / 8 + 0.3, 1.0, 1 / 4, 1 / 2, 1 / 16]
+    env = front_envelope(budgets, noisy)
+    order = np.argsort(budgets)
+    assert all(np.diff(np.array(env)[order]) <= 0)
+    assert env == [0.25, 1.0, 0.25, 0.5, 1 / 16]
+    assert front_envelope([1.0, 2.0], [0.2, 0.9], higher_is_better=True) == [0.2, 0.9]
+    with pytest.raises(MutomoError, match="one length"):
+        front_envelope([1.0], [0.1, 0.2])

@@ -283,6 +283,28 @@ def run_landscape(
     }
 
 
+def front_envelope(budgets: Sequence[float], values: Sequence[float], higher_is_better: bool = False) -> list[float]:
+    """The best value reached at each budget by any design costing no more: monotone in the
+    budget by construction (a larger budget can always buy the cheaper design). ``nan`` values
+    are skipped.
+
+    Example:
+        >>> front_envelope([1, 2, 3], [0.5, 0.7, 0.2])
+        [0.5, 0.5, 0.2]
+    """
+    if len(budgets) != len(values):
+        raise MutomoError(f"budgets and values must have one length; got {len(budgets)} and {len(values)}")
+    order = np.argsort(np.asarray(budgets, dtype=float), kind="stable")
+    out = [math.nan] * len(values)
+    best = math.nan
+    for i in order:
+        v = float(values[i])
+        if math.isfinite(v) and (not math.isfinite(best) or (v > best if higher_is_better else v < best)):
+            best = v
+        out[int(i)] = best
+    return out
+
+
 def budget_front(
     problem: Problem,
     template: DetectorDesign,
@@ -296,8 +318,8 @@ def budget_front(
     per budget, all trained in one stacked pass), with the human designs at their own costs.
 
     Returns ``{"budgets": [{"budget", "metric" (the best start's [value, error]), "best_start",
-    "starts": [[value, error], ...], "design"}], "humans": {NAME: {"cost", "metric"}},
-    "muons", "seconds"}``."""
+    "starts": [[value, error], ...], "design"}], "envelope" (:func:`front_envelope` of the
+    best values), "humans": {NAME: {"cost", "metric"}}, "muons", "seconds"}``."""
     if not settings.budgets:
         raise MutomoError("budgets: the budget front needs at least one budget")
     if template.budget is None:
@@ -313,7 +335,7 @@ def budget_front(
     obs = observe_designs([*finished, *humans.values()], problem, evaluation)
     metric, higher, values = _judge(problem, obs, replace(settings))
     n = settings.front_starts
-    points = []
+    points: list[dict[str, Any]] = []
     for b, budget in enumerate(settings.budgets):
         block = values[b * n : (b + 1) * n]
         signed = [((-v[0] if higher else v[0]) if v[0] is not None else math.inf) for v in block]
@@ -331,9 +353,11 @@ def budget_front(
         name: {"cost": float(d.cost().detach()), "metric": values[len(finished) + h]}
         for h, (name, d) in enumerate(humans.items())
     }
+    best_values = [p["metric"][0] if p["metric"][0] is not None else math.nan for p in points]
     return {
         "metric": {"name": metric, "readout": settings.readout, "higher_is_better": higher},
         "budgets": points,
+        "envelope": front_envelope(list(settings.budgets), best_values, higher),
         "humans": human_entries,
         "muons": training.epochs * training.volumes_per_epoch * training.muons_per_volume,
         "seconds": time.perf_counter() - t0,

@@ -120,7 +120,9 @@ def front_figure(path: Path, front: dict[str, Any]) -> Path:
         starts = np.array([_value(s)[0] for s in p["starts"]])
         ax.plot([p["budget"]] * len(starts), starts, ".", color="0.6")
     ax.plot([], [], ".", color="0.6", label="each start")
-    ax.errorbar(budgets, best[:, 0], yerr=best[:, 1], fmt="o-", color="tab:red", capsize=3, label="best start")
+    ax.errorbar(budgets, best[:, 0], yerr=best[:, 1], fmt="o", color="tab:red", capsize=3, label="best start")
+    if "envelope" in front:
+        ax.step(budgets, front["envelope"], where="post", color="tab:red", lw=1, label="best at this budget or less")
     for k, (name, h) in enumerate(front["humans"].items()):
         v, e = _value(h["metric"])
         ax.errorbar(h["cost"], v, yerr=e, fmt=HUMAN_MARKERS[k % 6], ms=10, capsize=3, label=name)
