@@ -194,7 +194,7 @@ def test_design_vector_round_trip_and_objective(ladle):
     x = vec.get()
     x[0] = 1.9
     vec.set_(x)
-    assert float(d.z[0]) == pytest.approx(1.9)
+    assert float(d.z[0].detach()) == pytest.approx(1.9)
     big = DesignVector(template(ladle))
     assert len(big) == 8 * 4  # xy (16) + z (8) + budget shares (8)
     settings = replace(SMALL, epochs=3)
