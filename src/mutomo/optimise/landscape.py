@@ -108,6 +108,10 @@ def observe_designs(
             continue
         stacked = StackedDesign([designs[i] for i in indices])
         obs = observe_design(stacked, problem, settings)
+        if any(o.outputs.ndim != 3 or o.outputs.shape[1] != len(indices) for o in obs.test.values()):
+            for i in indices:  # a task whose outputs carry no design axis: one design at a time
+                result[i] = observe_design(designs[i], problem, settings)
+            continue
         for k, i in enumerate(indices):
             result[i] = DesignObservations(_member(obs.test, k), _member(obs.calibration, k))
     return [r for r in result if r is not None]
