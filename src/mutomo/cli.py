@@ -437,6 +437,14 @@ def _landscape(args: argparse.Namespace) -> None:
     print(f"{time.perf_counter() - start:.0f} s")
 
 
+def _pm(pair: list[float | None], sign: bool = False) -> str:
+    """``value +- error`` of a JSON [value, error] pair (``n/a`` for an undefined value)."""
+    v, e = pair
+    if v is None:
+        return "n/a"
+    return f"{v:{'+' if sign else ''}.4g} +- {e:.2g}" if e is not None else f"{v:.4g}"
+
+
 def _print_landscape(result: dict[str, Any]) -> None:
     m = result["metric"]
     near = result["near_optimal"]
@@ -447,22 +455,20 @@ def _print_landscape(result: dict[str, Any]) -> None:
         f"({near['largest_spread']['range_m']:.3g} m)"
     )
     for c in result["clusters"]:
-        (v, e), (d, de) = c["metric"], c["worse_than_best"]
         apart = c["sets_apart"]
         print(
-            f"  group {c['id']:2d} x{c['size']:<2d} {m['name']} {v:.4g} +- {e:.2g}"
-            f"  worse than best {d:+.3g} +- {de:.2g}"
+            f"  group {c['id']:2d} x{c['size']:<2d} {m['name']} {_pm(c['metric'])}"
+            f"  worse than best {_pm(c['worse_than_best'], True)}"
             f"  cost {c['cost']:.6g}  {'near-optimal' if c['near_optimal'] else ''}"
             f"  differs most in {apart['parameter']} ({apart['value']:.3g} vs {apart['best']:.3g})"
         )
     for name, h in result["humans"].items():
-        (v, e), (d, de) = h["metric"], h["worse_than_best"]
         print(
-            f"  {name:18s} {m['name']} {v:.4g} +- {e:.2g}  worse than best {d:+.3g} +- {de:.2g}  cost {h['cost']:.6g}"
+            f"  {name:18s} {m['name']} {_pm(h['metric'])}  worse than best {_pm(h['worse_than_best'], True)}"
+            f"  cost {h['cost']:.6g}"
         )
     for p in result.get("front", {}).get("budgets", []):
-        v, e = p["metric"]
-        print(f"  budget {p['budget']:.6g}: best {m['name']} {v:.4g} +- {e:.2g}")
+        print(f"  budget {p['budget']:.6g}: best {m['name']} {_pm(p['metric'])}")
 
 
 def _optimise(args: argparse.Namespace) -> None:
