@@ -232,6 +232,8 @@ def test_landscape_settings_refuse_bad_input_naming_the_field(kwargs, field):
 def test_near_optimal_tolerance():
     s = LandscapeSettings(tolerance_sigma=2.0, tolerance_fraction=None)
     assert near_optimal(0.0, 0.1, 1.0, s) and near_optimal(0.19, 0.1, 1.0, s) and not near_optimal(0.21, 0.1, 1.0, s)
+    assert not near_optimal(17.0, 11.0, 0.01, s)  # within 2 s.e., but measured too poorly to say
+    assert not near_optimal(float("nan"), 0.1, 1.0, s)
     f = LandscapeSettings(tolerance_sigma=None, tolerance_fraction=0.1)
     assert near_optimal(0.09, 0.001, 1.0, f) and not near_optimal(0.11, 0.5, 1.0, f)
 

@@ -6,8 +6,11 @@ the same test volumes and muons (:func:`observe_designs`: designs of one layout 
 pass), groups the finished designs into distinct solutions
 (:func:`~mutomo.optimise.multistart.group_designs`) and keeps every distinct design whose
 metric is within the tolerance of the best: its paired difference to the best (same volumes
-and muons) is within ``tolerance_sigma`` standard errors of that difference, or within
-``tolerance_fraction`` of the best value (either suffices; ``None`` switches one off). For each
+and muons) is within ``tolerance_sigma`` standard errors of that difference (when that band
+is no wider than the best value itself: a comparison too noisy to tell the design from one
+twice as bad as the best is not evidence), or within ``tolerance_fraction`` of the best value
+(either suffices; ``None`` switches one off). A design whose metric is undefined (e.g. its
+physical readout tracks no muon through the volume) is never near-optimal. For each
 it records the cost, the cluster's size, and what sets it apart: the aligned panel parameter
 (:func:`~mutomo.optimise.multistart.aligned_parameters`) differing most from the best design.
 
@@ -166,9 +169,9 @@ def near_optimal(worse: float, error: float, best: float, settings: LandscapeSet
         return False
     if worse <= 0:
         return True
-    by_sigma = (
-        settings.tolerance_sigma is not None and math.isfinite(error) and worse <= settings.tolerance_sigma * error
-    )
+    band = None if settings.tolerance_sigma is None or not math.isfinite(error) else settings.tolerance_sigma * error
+    # A comparison too noisy to tell the design from one twice as bad as the best is no evidence.
+    by_sigma = band is not None and band <= abs(best) and worse <= band
     by_fraction = settings.tolerance_fraction is not None and worse <= settings.tolerance_fraction * abs(best)
     return bool(by_sigma or by_fraction)
 
