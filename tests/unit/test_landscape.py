@@ -68,6 +68,16 @@ def test_stacked_design_gives_the_loop_values_and_gradients(ladle):
     assert not torch.allclose(loop_values[0], loop_values[1])  # the members differ
 
 
+def test_stacked_design_falls_back_to_a_loop_for_a_task_without_design_batches():
+    problem = load_benchmark("ladle_furnace")
+    problem.task.design_batches = False  # as for ASR, which refuses several designs at once
+    members = random_starts(template(problem), 2, seed=5)
+    per = batch_losses(StackedDesign(members), problem, (0, 0, 1), 4, 200, problem.task.loss, SMALL)
+    loop = [batch_loss(d, problem, (0, 0, 1), 4, 200, problem.task.loss, SMALL).total for d in members]
+    torch.testing.assert_close(per.total, torch.stack(loop))
+    assert per.total.requires_grad
+
+
 def test_stacked_design_parts_and_description(ladle):
     members = random_starts(template(ladle), 2, seed=1)
     stacked = StackedDesign(members)

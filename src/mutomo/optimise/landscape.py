@@ -97,8 +97,9 @@ def observe_designs(
     designs: Sequence[Design], problem: Problem, settings: EvaluationSettings
 ) -> list[DesignObservations]:
     """Every design's observations on the test (and calibration) volumes: designs of one panel
-    layout are observed in one stacked pass, on the same volumes and muons (each member's hits
-    kept or lost by its own Bernoulli draws in the physical readouts; the smooth readout equals
+    layout are observed in one stacked pass if the task allows (``task.design_batches``), on the
+    same volumes and muons (each member's hits kept or lost by its own Bernoulli draws in the
+    physical readouts; the smooth readout equals
     :func:`~mutomo.optimise.evaluate.observe_design`'s)."""
     by_layout: dict[tuple[int, int, bool], list[int]] = {}
     for i, d in enumerate(designs):
@@ -106,15 +107,12 @@ def observe_designs(
         by_layout.setdefault((det.n_panels("above"), det.n_panels("below"), d.budget is None), []).append(i)
     result: list[DesignObservations | None] = [None] * len(designs)
     for indices in by_layout.values():
-        if len(indices) == 1:
-            result[indices[0]] = observe_design(designs[indices[0]], problem, settings)
+        if len(indices) == 1 or not problem.task.design_batches:  # one design at a time
+            for i in indices:
+                result[i] = observe_design(designs[i], problem, settings)
             continue
         stacked = StackedDesign([designs[i] for i in indices])
         obs = observe_design(stacked, problem, settings)
-        if any(o.outputs.ndim != 3 or o.outputs.shape[1] != len(indices) for o in obs.test.values()):
-            for i in indices:  # a task whose outputs carry no design axis: one design at a time
-                result[i] = observe_design(designs[i], problem, settings)
-            continue
         for k, i in enumerate(indices):
             result[i] = DesignObservations(_member(obs.test, k), _member(obs.calibration, k))
     return [r for r in result if r is not None]

@@ -191,7 +191,17 @@ def batch_losses(
     with independent muons. A design whose detector has design axes (a
     :class:`~mutomo.optimise.multistart.StackedDesign`) is simulated in one pass: its members
     see the same volumes and the same muons, and each member's loss is computed from its own
-    outputs only, so that the members' gradients stay separate."""
+    outputs only, so that the members' gradients stay separate. For a task that cannot observe
+    several designs in one pass (``task.design_batches`` false, e.g. ASR), the members are
+    simulated one after the other on the same keys (the same volumes and muons)."""
+    members = getattr(design, "members", None)
+    if members is not None and not problem.task.design_batches:
+        parts = [batch_losses(m, problem, key, n_volumes, n_muons, loss, settings) for m in members]
+        return LossBreakdown(
+            task=torch.stack([p.task for p in parts]),
+            budget=torch.stack([p.budget for p in parts]),
+            cost=torch.stack([p.cost for p in parts]),
+        )
     detector = design.detector()
     design_shape = detector.design_shape
     pairs = problem.task.needs_pairs

@@ -86,6 +86,7 @@ class Regression(TaskKind):
     observables = ("raw",)
     inferences = ("fill_statistic",)
     needs_calibration = True
+    design_batches = True
     higher_is_better: ClassVar[dict[str, bool]] = {"mse": False}
 
     def __init__(self, inference: str = "fill_statistic", loss: str = "calibrated_mse") -> None:
