@@ -25,19 +25,16 @@ def _value(pair: list[float | None]) -> tuple[float, float]:
 
 def landscape_views(path: Path, landscape: dict[str, Any], volume_box: tuple[float, ...], most: int = 6) -> Path:
     """Side and top views of the near-optimal distinct designs (best first, at most ``most``),
-    then the human designs, on common axes."""
-    metric = landscape["metric"]["name"]
+    then the human designs, on common axes; each titled with its metric and standard error."""
     designs: dict[str, dict[str, Any]] = {}
     near = [c for c in landscape["clusters"] if c["near_optimal"]]
     near.sort(key=lambda c: c["worse_than_best"][0] if c["worse_than_best"][0] is not None else np.inf)
     for c in near[:most]:
         v, e = _value(c["metric"])
-        designs[f"group {c['id']} (x{c['size']}), {metric} {v:.3g}+-{e:.1g}"] = landscape["starts"][
-            c["representative"]
-        ]["design"]
+        designs[f"group {c['id']} (x{c['size']}), {v:.3g}±{e:.1g}"] = landscape["starts"][c["representative"]]["design"]
     for name, h in landscape["humans"].items():
         v, e = _value(h["metric"])
-        designs[f"{name}, {metric} {v:.3g}+-{e:.1g}"] = h["design"]
+        designs[f"{name}, {v:.3g}±{e:.1g}"] = h["design"]
     return detector_views(path, designs, volume_box)
 
 
