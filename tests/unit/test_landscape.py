@@ -269,3 +269,30 @@ def test_front_envelope_is_monotone_and_exact_on_a_toy_front():
     assert front_envelope([1.0, 2.0], [0.2, 0.9], higher_is_better=True) == [0.2, 0.9]
     with pytest.raises(MutomoError, match="one length"):
         front_envelope([1.0], [0.1, 0.2])
+
+
+SMALL_LADLE = """extends = "ladle_furnace"
+[task]
+muons_per_volume = 200
+[evaluation]
+n_volumes = 4
+calibration_volumes = 2
+min_hits = [2]
+"""
+
+
+def test_cli_landscape_writes_the_landscape_the_front_and_the_figures(tmp_path, capsys):
+    config = tmp_path / "small.toml"
+    config.write_text(SMALL_LADLE)
+    args = ["landscape", str(config), "--starts", "2", "--epochs", "1", "--volumes", "4", "--muons", "50"]
+    args += ["--budgets", "3000", "--front-starts", "1", "--output", str(tmp_path)]
+    assert main(args) == 0
+    result = json.loads((tmp_path / "landscape.json").read_text())
+    assert len(result["starts"]) == 2 and result["muons"] == 1 * 4 * 50
+    assert sum(c["size"] for c in result["clusters"]) == 2
+    assert set(result["humans"]) == {"human_resolution", "human_acceptance"}
+    assert result["front"]["budgets"][0]["budget"] == 3000.0
+    assert result["front"]["humans"]["human_acceptance"]["scaled"][0]["cost"] == pytest.approx(3000.0, rel=1e-4)
+    for name in ("landscape_views", "metric_vs_cost", "budget_front"):
+        assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 0
+    assert "distinct designs" in capsys.readouterr().out

@@ -324,7 +324,9 @@ def budget_front(
 
     Returns ``{"budgets": [{"budget", "metric" (the best start's [value, error]), "best_start",
     "starts": [[value, error], ...], "design"}], "envelope" (:func:`front_envelope` of the
-    best values), "humans": {NAME: {"cost", "metric"}}, "muons", "seconds"}``."""
+    best values), "humans": {NAME: {"cost", "metric", "scaled": [{"budget", "cost", "metric"}]}},
+    "muons", "seconds"}``: a human design of the configuration is also placed at every budget,
+    its panels scaled to cost exactly that (keeping their relative costs)."""
     if not settings.budgets:
         raise MutomoError("budgets: the budget front needs at least one budget")
     if template.budget is None:
@@ -337,7 +339,12 @@ def budget_front(
     t0 = time.perf_counter()
     optimise(stacked, problem, training, progress=progress)
     finished = list(stacked)
-    obs = observe_designs([*finished, *humans.values()], problem, evaluation)
+    # The human designs as given, and those of the configuration scaled to every budget.
+    placed: list[tuple[str, float | None, Design]] = [(name, None, d) for name, d in humans.items()]
+    for name in humans:
+        if name in problem.designs:
+            placed += [(name, b, problem.design(name, (), b, field="evaluation.compare")) for b in settings.budgets]
+    obs = observe_designs([*finished, *(d for _, _, d in placed)], problem, evaluation)
     metric, higher, values = _judge(problem, obs, replace(settings))
     n = settings.front_starts
     points: list[dict[str, Any]] = []
@@ -354,10 +361,13 @@ def budget_front(
                 "design": finished[b * n + i].describe(),
             }
         )
-    human_entries = {
-        name: {"cost": float(d.cost().detach()), "metric": values[len(finished) + h]}
-        for h, (name, d) in enumerate(humans.items())
-    }
+    human_entries: dict[str, Any] = {}
+    for h, (name, scaled_to, d) in enumerate(placed):
+        entry = {"cost": float(d.cost().detach()), "metric": values[len(finished) + h]}
+        if scaled_to is None:
+            human_entries[name] = {**entry, "scaled": []}
+        else:
+            human_entries[name]["scaled"].append({"budget": scaled_to, **entry})
     best_values = [p["metric"][0] if p["metric"][0] is not None else math.nan for p in points]
     return {
         "metric": {"name": metric, "readout": settings.readout, "higher_is_better": higher},

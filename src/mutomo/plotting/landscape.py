@@ -96,6 +96,16 @@ def metric_vs_cost(path: Path, landscape: dict[str, Any]) -> Path:
     if fraction is not None:
         right.axhline(fraction * abs(best), color="k", ls="--", lw=1, label=f"{fraction:.0%} of the best")
     right.axhline(0.0, color="k", lw=0.8)
+    unmeasured = sum(1 for s in landscape["starts"] if s["metric"][0] is None)
+    if unmeasured:
+        right.text(
+            0.98,
+            0.02,
+            f"{unmeasured} of {len(landscape['starts'])} starts have no metric\n(the physical readout tracks no muon)",
+            transform=right.transAxes,
+            ha="right",
+            fontsize=8,
+        )
     right.set(
         xlabel="distinct design, ranked (count)",
         ylabel=f"{m['name']}: worse than the best (paired)",
@@ -122,7 +132,21 @@ def front_figure(path: Path, front: dict[str, Any]) -> Path:
         ax.step(budgets, front["envelope"], where="post", color="tab:red", lw=1, label="best at this budget or less")
     for k, (name, h) in enumerate(front["humans"].items()):
         v, e = _value(h["metric"])
-        ax.errorbar(h["cost"], v, yerr=e, fmt=HUMAN_MARKERS[k % 6], ms=10, capsize=3, label=name)
+        ax.errorbar(h["cost"], v, yerr=e, fmt=HUMAN_MARKERS[k % 6], ms=10, capsize=3, color=f"C{k}", label=name)
+        scaled = h.get("scaled", [])
+        if scaled:
+            pts = np.array([[s["cost"], *_value(s["metric"])] for s in scaled])
+            ax.errorbar(
+                pts[:, 0] * (1 + 0.02 * (k + 1)),
+                pts[:, 1],
+                yerr=pts[:, 2],
+                fmt=HUMAN_MARKERS[k % 6] + ":",
+                ms=6,
+                capsize=2,
+                color=f"C{k}",
+                alpha=0.7,
+                label=f"{name} scaled to each budget",
+            )
     ax.set(
         xscale="log",
         xlabel="budget (units of account)",
