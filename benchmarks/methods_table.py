@@ -122,7 +122,17 @@ def main() -> None:
     parser.add_argument("--muons", type=int, default=500)
     parser.add_argument("--eval-volumes", type=int, default=64)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/methods_table.json"))
+    parser.add_argument(
+        "--table", type=Path, nargs="+", default=None, help="only print the table of these result files (no runs)"
+    )
     args = parser.parse_args()
+    if args.table:
+        records = []
+        for path in args.table:
+            data = json.loads(path.read_text())
+            records += [{"epochs": data["args"]["epochs"], **r} for r in data["records"]]
+        print(table(records))
+        return
     torch.set_num_threads(1)
     problem = load_benchmark("ladle_furnace")
     base = settings_from(load_config("ladle_furnace"), problem)
@@ -148,6 +158,7 @@ def main() -> None:
                         "method": name,
                         "mse": [metric.value, metric.error],
                         "minus_gradient": None if diff is None else [diff.value, diff.error],
+                        "epochs": args.epochs,
                         "muons": runs[name]["muons"] if name in runs else 0,
                         "seconds": runs[name]["seconds"] if name in runs else 0.0,
                         "design": (runs[name]["design"] if name in runs else humans[name]).describe(),
@@ -161,29 +172,35 @@ def main() -> None:
 
 
 def table(records: list[dict[str, Any]]) -> str:
-    """The markdown table: per size and method, mean (spread) over seeds, mean standard error,
-    muons and seconds; then the paired differences to the gradient run."""
+    """The markdown table: per size, epochs (budget) and method, the mean (spread) over the seeds
+    whose design has a metric, how many have one, the mean standard error, muons and seconds;
+    then the paired differences to the gradient run, per seed."""
     lines = [
-        "| free parameters | method | physical MSE (m^2): mean over seeds | spread (s.d.) | mean s.e. "
-        "| muons simulated | wall time (s) | minus gradient, per seed (paired, +- s.e.) |",
-        "|---:|---|---:|---:|---:|---:|---:|---|",
+        "| free parameters | method | muons simulated (budget) | physical MSE (m^2): mean over seeds | spread (s.d.) "
+        "| mean s.e. | seeds with a metric | wall time (s) | minus gradient, per seed (paired, +- s.e.) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for size in sorted({r["size"] for r in records}):
-        methods = list(dict.fromkeys(r["method"] for r in records if r["size"] == size))
-        for method in methods:
-            rs = [r for r in records if r["size"] == size and r["method"] == method]
-            values = np.array([r["mse"][0] for r in rs])
-            errors = np.array([r["mse"][1] for r in rs])
-            spread = values.std(ddof=1) if len(values) > 1 else float("nan")
+    keys = sorted({(r["size"], r.get("epochs", 0)) for r in records})
+    for size, epochs in keys:
+        group = [r for r in records if r["size"] == size and r.get("epochs", 0) == epochs]
+        for method in dict.fromkeys(r["method"] for r in group):
+            rs = [r for r in group if r["method"] == method]
+            values = np.array([np.nan if r["mse"][0] is None else r["mse"][0] for r in rs], dtype=float)
+            errors = np.array([np.nan if r["mse"][1] is None else r["mse"][1] for r in rs], dtype=float)
+            ok = np.isfinite(values)
+            spread = values[ok].std(ddof=1) if ok.sum() > 1 else float("nan")
             diffs = " ; ".join(
-                f"{r['minus_gradient'][0]:+.4f} +- {r['minus_gradient'][1]:.4f}"
+                "n/a"
+                if r["minus_gradient"] is None or not np.isfinite(r["minus_gradient"][0])
+                else f"{r['minus_gradient'][0]:+.4f} +- {r['minus_gradient'][1]:.4f}"
                 for r in rs
-                if r["minus_gradient"] is not None
             )
+            used = int(np.mean([r["muons"] for r in rs]))
             lines.append(
-                f"| {size} | {method} | {values.mean():.4f} | {spread:.4f} | {errors.mean():.4f} "
-                f"| {int(np.mean([r['muons'] for r in rs])):,} | {np.mean([r['seconds'] for r in rs]):.0f} "
-                f"| {diffs if method != 'gradient' else ''} |"
+                f"| {size} | {method} | {f'{used:,}' if used else '0'} "
+                f"| {np.nanmean(values) if ok.any() else float('nan'):.4f} | {spread:.4f} "
+                f"| {np.nanmean(errors) if ok.any() else float('nan'):.4f} | {int(ok.sum())}/{len(rs)} "
+                f"| {np.mean([r['seconds'] for r in rs]):.0f} | {diffs if method != 'gradient' else ''} |"
             )
     return "\n".join(lines)
 
