@@ -314,7 +314,161 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument(
         "--margin", type=float, default=0.1, metavar="M", help="air around everything in the world box (m, > 0)"
     )
+    land = sub.add_parser(
+        "landscape",
+        help="train K starts in one pass and list the distinct near-optimal designs (landscape.json + figures)",
+        description="Train K starting designs together (one simulation serves all K), evaluate each on the "
+        "configuration's test volumes with the human designs, group the finished designs into distinct solutions "
+        "and keep those within the tolerance of the best; optionally the front of the best metric against budget.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    land.add_argument("config", help="configuration file, or the name of a built-in benchmark (see `mutomo tasks`)")
+    land.add_argument("--starts", type=int, required=True, metavar="K", help="number of starting designs (>= 1)")
+    land.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="folder for landscape.json and the figures (default: output.directory + '_landscape')",
+    )
+    land.add_argument("--seed", type=int, default=0, help="seeds the starting designs")
+    land.add_argument(
+        "--jitter",
+        type=float,
+        default=None,
+        metavar="M",
+        help="start around the configuration's start design with this standard deviation (m, > 0) instead of "
+        "uniformly within the region",
+    )
+    land.add_argument("--epochs", type=int, default=None, help="training epochs (default: the configuration's)")
+    land.add_argument(
+        "--volumes", type=int, default=None, help="training volumes per epoch (even, >= 4; default: configuration's)"
+    )
+    land.add_argument(
+        "--muons", type=int, default=None, help="training muons per volume (>= 10; default: configuration's)"
+    )
+    land.add_argument(
+        "--eval-volumes", type=int, default=None, help="test volumes of the evaluation (>= 4; default: configuration's)"
+    )
+    land.add_argument(
+        "--threshold", type=float, default=0.05, metavar="M", help="grouping distance between designs (m, > 0)"
+    )
+    land.add_argument(
+        "--tolerance-sigma",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="near-optimal within S standard errors of the paired difference to the best (0 < S <= 10; 0: off)",
+    )
+    land.add_argument(
+        "--tolerance-fraction",
+        type=float,
+        default=0.10,
+        metavar="F",
+        help="near-optimal within the fraction F of the best value (0 < F < 1; 0: off)",
+    )
+    land.add_argument(
+        "--budgets",
+        type=float,
+        nargs="*",
+        default=(),
+        metavar="B",
+        help="budgets (> 0) of a budget front, trained in one more stacked pass (fixed-budget designs only)",
+    )
+    land.add_argument("--front-starts", type=int, default=4, metavar="N", help="starts per budget of the front (>= 1)")
     return parser
+
+
+def _landscape(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from mutomo.io.config import load_config
+    from mutomo.optimise.design import DetectorDesign
+    from mutomo.optimise.landscape import LandscapeSettings, budget_front, run_landscape
+    from mutomo.optimise.loop import TrainingSettings
+    from mutomo.optimise.problem import build_problem
+    from mutomo.optimise.run import build_design, comparison_designs, evaluation_settings, settings_from
+    from mutomo.plotting.landscape import front_figure, landscape_views, metric_vs_cost
+
+    settings = LandscapeSettings(
+        starts=args.starts,
+        seed=args.seed,
+        jitter=args.jitter,
+        threshold=args.threshold,
+        tolerance_sigma=args.tolerance_sigma or None,
+        tolerance_fraction=args.tolerance_fraction or None,
+        budgets=tuple(args.budgets),
+        front_starts=args.front_starts,
+    )
+    config = load_config(args.config)
+    with naming_the_source(args.config):
+        problem = build_problem(config)
+        template = build_design(config, problem)
+        humans = comparison_designs(config, problem, template.budget)
+    if not isinstance(template, DetectorDesign):
+        raise ConfigError(f"{args.config}: design.start must be a design of free panels for a landscape")
+    if settings.budgets and template.budget is None:
+        raise ConfigError(f"{args.config}: --budgets needs design.fixed_budget = true")
+    base = settings_from(config, problem)
+    overrides = {
+        k: v
+        for k, v in (("epochs", args.epochs), ("volumes_per_epoch", args.volumes), ("muons_per_volume", args.muons))
+        if v is not None
+    }
+    training: TrainingSettings = replace(base, validation_volumes=0, **overrides)
+    evaluation = evaluation_settings(config)
+    if args.eval_volumes is not None:
+        evaluation = replace(evaluation, n_volumes=args.eval_volumes)
+    output = args.output if args.output is not None else Path(f"{config.output.directory}_landscape")
+    output = writable_dir(output, "--output")
+    start = time.perf_counter()
+    result = run_landscape(problem, template, training, evaluation, settings, humans)
+    if settings.budgets:
+        result["front"] = budget_front(problem, template, training, evaluation, settings, humans)
+    (output / "landscape.json").write_text(json.dumps(result, indent=1))
+    figures = [
+        landscape_views(output / "figures" / "landscape_views.png", result, problem.scene.box),
+        metric_vs_cost(output / "figures" / "metric_vs_cost.png", result),
+    ]
+    if "front" in result:
+        figures.append(front_figure(output / "figures" / "budget_front.png", result["front"]))
+    _print_landscape(result)
+    print(f"landscape written to {output / 'landscape.json'}; figures {', '.join(str(f) for f in figures)}")
+    print(f"{time.perf_counter() - start:.0f} s")
+
+
+def _pm(pair: list[float | None], sign: bool = False) -> str:
+    """``value +- error`` of a JSON [value, error] pair (``n/a`` for an undefined value)."""
+    v, e = pair
+    if v is None:
+        return "n/a"
+    return f"{v:{'+' if sign else ''}.4g} +- {e:.2g}" if e is not None else f"{v:.4g}"
+
+
+def _print_landscape(result: dict[str, Any]) -> None:
+    m = result["metric"]
+    near = result["near_optimal"]
+    print(
+        f"{len(result['starts'])} starts -> {len(result['clusters'])} distinct designs, {near['count']} near-optimal "
+        f"({m['name']}, {m['readout']} readout); their cost {near['cost_range'][0]:.6g}-{near['cost_range'][1]:.6g}; "
+        f"largest spread among them: {near['largest_spread']['parameter']} "
+        f"({near['largest_spread']['range_m']:.3g} m)"
+    )
+    for c in result["clusters"]:
+        apart = c["sets_apart"]
+        print(
+            f"  group {c['id']:2d} x{c['size']:<2d} {m['name']} {_pm(c['metric'])}"
+            f"  worse than best {_pm(c['worse_than_best'], True)}"
+            f"  cost {c['cost']:.6g}  {'near-optimal' if c['near_optimal'] else ''}"
+            f"  differs most in {apart['parameter']} ({apart['value']:.3g} vs {apart['best']:.3g})"
+        )
+    for name, h in result["humans"].items():
+        print(
+            f"  {name:18s} {m['name']} {_pm(h['metric'])}  worse than best {_pm(h['worse_than_best'], True)}"
+            f"  cost {h['cost']:.6g}"
+        )
+    for p in result.get("front", {}).get("budgets", []):
+        print(f"  budget {p['budget']:.6g}: best {m['name']} {_pm(p['metric'])}")
 
 
 def _optimise(args: argparse.Namespace) -> None:
@@ -437,7 +591,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         return
     from mutomo.runtime import tune_allocator
 
-    if args.command in ("optimise", "evaluate"):
+    if args.command in ("optimise", "evaluate", "landscape"):
         tune_allocator()  # loops of steps: reuse freed memory instead of page-faulting it in again
     if args.command == "tasks":
         _list_tasks()
@@ -445,6 +599,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         _optimise(args)
     elif args.command == "evaluate":
         _evaluate(args)
+    elif args.command == "landscape":
+        _landscape(args)
     elif args.command == "report":
         if not (args.run_dir / "evaluations.json").exists():
             raise RunDirectoryError(f"{args.run_dir}: not a finished run directory (no evaluations.json)")

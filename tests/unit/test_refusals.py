@@ -316,7 +316,7 @@ def test_version_and_help(capsys):
     assert main(["--version"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("mutomo ") and "torch" in out
-    for command in ("optimise", "evaluate", "report", "demo", "tasks"):
+    for command in ("optimise", "evaluate", "report", "demo", "tasks", "landscape"):
         assert main([command, "--help"]) == 0
         text = capsys.readouterr().out
         assert "exit codes: 0 success; 2 input refused" in text

@@ -116,11 +116,16 @@ class Design(nn.Module):
 
 
 def design_from_description(d: dict[str, Any], cost_model: CostModel | None = None) -> Design:
-    """Rebuild a design from its :meth:`Design.describe` output, whatever its kind."""
+    """Rebuild a design from its :meth:`Design.describe` output, whatever its kind (free panels,
+    hodoscopes, or a :class:`~mutomo.optimise.multistart.StackedDesign`)."""
     if d.get("kind") == "hodoscopes":
         from mutomo.optimise.hodoscopes import HodoscopeDesign
 
         return HodoscopeDesign.from_description(d, cost_model)
+    if d.get("kind") == "stacked":
+        from mutomo.optimise.multistart import StackedDesign
+
+        return StackedDesign.from_description(d, cost_model)
     return DetectorDesign.from_description(d, cost_model)
 
 

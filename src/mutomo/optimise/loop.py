@@ -175,7 +175,7 @@ class NoImprovement:
         return min(values[-self.patience :]) >= min(values[: -self.patience])
 
 
-def batch_loss(
+def batch_losses(
     design: Design,
     problem: Problem,
     key: tuple[int, ...],
@@ -184,11 +184,26 @@ def batch_loss(
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     settings: TrainingSettings,
 ) -> LossBreakdown:
-    """Loss of a design on the ``n_volumes`` volumes of ``key`` (differentiable in the design).
+    """Loss parts of a design on the ``n_volumes`` volumes of ``key``, differentiable in the design,
+    each of shape ``(*design,)`` (scalars for one design).
 
     Volume ``j`` has key ``(*key, j)``; a task whose loss needs pairs sees each volume twice,
-    with independent muons."""
+    with independent muons. A design whose detector has design axes (a
+    :class:`~mutomo.optimise.multistart.StackedDesign`) is simulated in one pass: its members
+    see the same volumes and the same muons, and each member's loss is computed from its own
+    outputs only, so that the members' gradients stay separate. For a task that cannot observe
+    several designs in one pass (``task.design_batches`` false, e.g. ASR), the members are
+    simulated one after the other on the same keys (the same volumes and muons)."""
+    members = getattr(design, "members", None)
+    if members is not None and not problem.task.design_batches:
+        parts = [batch_losses(m, problem, key, n_volumes, n_muons, loss, settings) for m in members]
+        return LossBreakdown(
+            task=torch.stack([p.task for p in parts]),
+            budget=torch.stack([p.budget for p in parts]),
+            cost=torch.stack([p.cost for p in parts]),
+        )
     detector = design.detector()
+    design_shape = detector.design_shape
     pairs = problem.task.needs_pairs
     outputs, truths = [], []
     samples: dict[int, Any] = {}
@@ -199,16 +214,39 @@ def batch_loss(
         sample = samples[j]
         readout = SAMPLED if settings.sampled_hits else SMOOTH
         (out,) = problem.observe(detector, sample, n_muons, key_generator((*key, j, i)), (readout,))
+        if tuple(out.shape[: len(design_shape)]) != design_shape or out.dim() != len(design_shape) + 1:
+            raise MutomoError(
+                f"the {problem.task.kind} task's outputs {tuple(out.shape)} do not carry the design axes "
+                f"{design_shape}: train these designs one at a time"
+            )
         outputs.append(out)
         truths.append(problem.task.truth(sample))
-    stacked = torch.stack(outputs)
-    task_loss = loss(stacked, torch.tensor(truths, dtype=stacked.dtype))
+    stacked = torch.stack(outputs, dim=-2)  # (*design, volume, observable)
+    truth_t = torch.tensor(truths, dtype=stacked.dtype)
+    flat = stacked.reshape(-1, *stacked.shape[-2:])
+    task_loss = torch.stack([loss(o, truth_t) for o in flat]).reshape(design_shape)
     cost = design.cost()
     if design.budget is None and settings.budget is not None:
         penalty = budget_penalty(cost, settings.budget, settings.budget_width, settings.budget_weight)
     else:
         penalty = torch.zeros_like(cost)
     return LossBreakdown(task=task_loss, budget=penalty, cost=cost)
+
+
+def batch_loss(
+    design: Design,
+    problem: Problem,
+    key: tuple[int, ...],
+    n_volumes: int,
+    n_muons: int,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    settings: TrainingSettings,
+) -> LossBreakdown:
+    """Loss of a design on the ``n_volumes`` volumes of ``key`` (differentiable in the design):
+    :func:`batch_losses` summed over the design axes (a stacked design's loss is the sum of its
+    members' losses, and its cost the sum of their costs)."""
+    parts = batch_losses(design, problem, key, n_volumes, n_muons, loss, settings)
+    return LossBreakdown(task=parts.task.sum(), budget=parts.budget.sum(), cost=parts.cost.sum())
 
 
 def optimise(

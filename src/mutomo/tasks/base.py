@@ -70,6 +70,9 @@ class TaskKind(ABC):
     higher_is_better: ClassVar[dict[str, bool]]
     #: Fewest volumes a training batch may have for the loss to be defined.
     min_batch: int = 2
+    #: Whether :meth:`output` takes a detector with design axes (several designs in one pass)
+    #: and returns ``(*design, observable)``; otherwise designs are observed one at a time.
+    design_batches: ClassVar[bool] = False
 
     def __init__(self, inference: str) -> None:
         if inference not in self.inferences:

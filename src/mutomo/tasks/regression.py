@@ -86,6 +86,7 @@ class Regression(TaskKind):
     observables = ("raw",)
     inferences = ("fill_statistic",)
     needs_calibration = True
+    design_batches = True
     higher_is_better: ClassVar[dict[str, bool]] = {"mse": False}
 
     def __init__(self, inference: str = "fill_statistic", loss: str = "calibrated_mse") -> None:
@@ -99,7 +100,8 @@ class Regression(TaskKind):
         return self.loss_name == "spread_over_range"
 
     def output(self, data: ScatterData, sample: VolumeSample) -> Tensor:
-        return poca_height(data, sample.volume)[None]
+        """``(*design, 1)``: the raw statistic (design axes lead for a stacked detector)."""
+        return poca_height(data, sample.volume)[..., None]
 
     def truth(self, sample: VolumeSample) -> float:
         if sample.fill_height is None:

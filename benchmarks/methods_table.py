@@ -1,0 +1,209 @@
+"""Gradients against gradient-free methods at three problem sizes, on the same objective and muons.
+
+The ladle furnace (mutomo.benchmarks.load_benchmark("ladle_furnace")) under its fixed budget
+(6000, eight 0.866 m panels' worth), at three sizes by number of free parameters:
+
+* ``8``: 4 + 4 panels, heights only (spans fixed at the human designs' 0.866 m);
+* ``32``: 4 + 4 panels, x, y, z and budget share of each;
+* ``128``: 16 + 16 panels, x, y, z and budget share of each (the same budget shared by 32).
+
+For every seed, one start is drawn uniformly within the region (mutomo.optimise.multistart.
+random_starts, seeded by the seed) and every method starts there (CMA-ES's mean; random search
+and TPE draw from the whole box). The gradient run (mutomo.optimise.optimise: Adam, the
+configuration's learning rates, warm-up and cosine decay, Bernoulli-sampled hits) takes
+``--epochs`` steps of ``--volumes`` volumes x ``--muons`` muons; every gradient-free method
+(mutomo.optimise.baselines) gets the same muons: ``--epochs`` calls of the same training loss
+without gradients, call n on the gradient run's epoch-n batch (the same volumes and muons),
+panel edges at the annealing's final width. Every final design, the start and the human
+designs are then judged on the physical readout (hard edges, Bernoulli hits, 2 hits a side)
+on the same ``--eval-volumes`` test volumes and muons (designs of one layout in one stacked
+pass), the calibration line fitted on 32 calibration volumes: the mean squared error of the
+fill height (m^2) with its standard error. The table gives, per size and method, the mean over
+seeds with the spread (sample standard deviation over seeds), the mean of the per-seed standard
+errors, muons simulated (design-muons: a muon through one design counts once) and wall time;
+then the paired difference of each method to the gradient run (same volumes and muons), per seed.
+
+Run: ``PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/methods_table.py [--sizes 8 32 128]
+[--seeds 0 1 2] [--methods gradient random cma tpe] [--epochs 40] [--volumes 8] [--muons 500]
+[--eval-volumes 64] [--out benchmarks/results/methods_table.json]``; results in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mutomo.benchmarks import load_benchmark
+from mutomo.io.config import load_config
+from mutomo.optimise import EvaluationSettings, TrainingSettings, optimise, paired, summarise
+from mutomo.optimise.baselines import DesignVector, design_objective, search
+from mutomo.optimise.design import DetectorDesign
+from mutomo.optimise.landscape import observe_designs
+from mutomo.optimise.multistart import random_starts
+from mutomo.optimise.problem import Problem
+from mutomo.optimise.run import settings_from
+
+SIZES = {8: (4, ("z",)), 32: (4, ("xy", "z", "size")), 128: (16, ("xy", "z", "size"))}
+BUDGET = 6000.0
+
+
+def template(problem: Problem, per_side: int, trainable: tuple[str, ...]) -> DetectorDesign:
+    """``per_side`` panels a side at the furnace's centre, evenly over each side's range, equal
+    shares of the budget."""
+    b = problem.bounds
+    z_above = np.linspace(b.z_above[1], b.z_above[0], per_side)
+    z_below = np.linspace(b.z_below[1], b.z_below[0], per_side)
+    n = 2 * per_side
+    return DetectorDesign(
+        xy=[[0.5, 0.5]] * n,
+        z=[*z_above, *z_below],
+        n_above=per_side,
+        span=0.866 * math.sqrt(8 / n),
+        resolution=1e-4,
+        efficiency=0.9,
+        bounds=b,
+        budget=BUDGET,
+        cost_model=problem.cost_model,
+        trainable=trainable,
+    )
+
+
+def copy(design: DetectorDesign) -> DetectorDesign:
+    return DetectorDesign.from_description(design.describe(), design.cost_model)
+
+
+def run_size(
+    problem: Problem, size: int, seed: int, methods: list[str], training: TrainingSettings
+) -> dict[str, dict[str, Any]]:
+    per_side, trainable = SIZES[size]
+    start = random_starts(template(problem, per_side, trainable), 1, seed=seed)[0]
+    settings = replace(training, seed=seed)
+    out: dict[str, dict[str, Any]] = {}
+    for method in methods:
+        design = copy(start)
+        t0 = time.perf_counter()
+        if method == "gradient":
+            optimise(design, problem, settings, progress=False)
+            muons = settings.epochs * settings.volumes_per_epoch * settings.muons_per_volume
+        else:
+            vector = DesignVector(design)
+            assert len(vector) == size, (len(vector), size)
+            objective, per_call = design_objective(design, problem, settings, vector=vector)
+            budget = settings.epochs * per_call
+            result = search(
+                method, objective, vector.bounds, budget, muons_per_call=per_call, seed=seed, x0=vector.get()
+            )
+            vector.set_(result.x)
+            muons = result.muons
+        out[method] = {"design": design, "muons": muons, "seconds": time.perf_counter() - t0}
+        print(f"  size {size} seed {seed} {method}: {out[method]['seconds']:.0f} s", file=sys.stderr, flush=True)
+    out["start"] = {"design": start, "muons": 0, "seconds": 0.0}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[8, 32, 128], choices=sorted(SIZES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=["gradient", "random", "cma", "tpe"])
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--volumes", type=int, default=8)
+    parser.add_argument("--muons", type=int, default=500)
+    parser.add_argument("--eval-volumes", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/methods_table.json"))
+    parser.add_argument(
+        "--table", type=Path, nargs="+", default=None, help="only print the table of these result files (no runs)"
+    )
+    args = parser.parse_args()
+    if args.table:
+        records = []
+        for path in args.table:
+            data = json.loads(path.read_text())
+            records += [{"epochs": data["args"]["epochs"], **r} for r in data["records"]]
+        print(table(records))
+        return
+    torch.set_num_threads(1)
+    problem = load_benchmark("ladle_furnace")
+    base = settings_from(load_config("ladle_furnace"), problem)
+    training = replace(
+        base, epochs=args.epochs, volumes_per_epoch=args.volumes, muons_per_volume=args.muons, validation_volumes=0
+    )
+    evaluation = EvaluationSettings(n_volumes=args.eval_volumes, calibration_volumes=32, min_hits=(2,))
+    humans = {name: problem.design(name, (), BUDGET) for name in ("human_resolution", "human_acceptance")}
+    records: list[dict[str, Any]] = []
+    for size in args.sizes:
+        for seed in args.seeds:
+            runs = run_size(problem, size, seed, args.methods, training)
+            names = [*runs, *humans]
+            designs = [r["design"] for r in runs.values()] + list(humans.values())
+            obs = dict(zip(names, observe_designs(designs, problem, evaluation), strict=True))
+            for name in names:
+                metric = summarise(problem, obs[name])["physical"]["mse"]
+                diff = paired(problem, obs[name], obs["gradient"])["physical"]["mse"] if "gradient" in obs else None
+                records.append(
+                    {
+                        "size": size,
+                        "seed": seed,
+                        "method": name,
+                        "mse": [metric.value, metric.error],
+                        "minus_gradient": None if diff is None else [diff.value, diff.error],
+                        "epochs": args.epochs,
+                        "muons": runs[name]["muons"] if name in runs else 0,
+                        "seconds": runs[name]["seconds"] if name in runs else 0.0,
+                        "design": (runs[name]["design"] if name in runs else humans[name]).describe(),
+                    }
+                )
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, "records": records}, indent=1))
+    print(f"# {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, 1 thread")
+    print(f"# command: {' '.join(sys.argv)}")
+    print(table(records))
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    """The markdown table: per size, epochs (budget) and method, the mean (spread) over the seeds
+    whose design has a metric, how many have one, the mean standard error, muons and seconds;
+    then the paired differences to the gradient run, per seed."""
+    lines = [
+        "| free parameters | method | muons simulated (budget) | physical MSE (m^2): mean over seeds | spread (s.d.) "
+        "| mean s.e. | seeds with a metric | wall time (s) | minus gradient, per seed (paired, +- s.e.) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    keys = sorted({(r["size"], r.get("epochs", 0)) for r in records})
+    for size, epochs in keys:
+        group = [r for r in records if r["size"] == size and r.get("epochs", 0) == epochs]
+        for method in dict.fromkeys(r["method"] for r in group):
+            rs = [r for r in group if r["method"] == method]
+            values = np.array([np.nan if r["mse"][0] is None else r["mse"][0] for r in rs], dtype=float)
+            errors = np.array([np.nan if r["mse"][1] is None else r["mse"][1] for r in rs], dtype=float)
+            ok = np.isfinite(values)
+            spread = values[ok].std(ddof=1) if ok.sum() > 1 else float("nan")
+            diffs = " ; ".join(
+                "n/a"
+                if r["minus_gradient"] is None or not np.isfinite(r["minus_gradient"][0])
+                else f"{r['minus_gradient'][0]:+.4f} +- {r['minus_gradient'][1]:.4f}"
+                for r in rs
+            )
+            used = int(np.mean([r["muons"] for r in rs]))
+            lines.append(
+                f"| {size} | {method} | {f'{used:,}' if used else '0'} "
+                f"| {np.nanmean(values) if ok.any() else float('nan'):.4f} | {spread:.4f} "
+                f"| {np.nanmean(errors) if ok.any() else float('nan'):.4f} | {int(ok.sum())}/{len(rs)} "
+                f"| {np.mean([r['seconds'] for r in rs]):.0f} | {diffs if method != 'gradient' else ''} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+"""Gradient-free baselines through maintained libraries, on the training objective.
+
+Every method is one function with one signature::
+
+    method(objective, bounds, budget, *, muons_per_call=1, seed=0) -> SearchResult
+
+* ``objective``: ``(parameter,)`` numpy vector -> float, to be minimised;
+* ``bounds``: ``(lower, upper)`` arrays of the vector's box;
+* ``budget``: muons the method may simulate in all; a call of the objective simulates
+  ``muons_per_call`` of them, so the method makes ``budget // muons_per_call`` calls.
+
+Methods (:data:`METHODS`): ``random`` (uniform draws in the box; the best value seen),
+``cma`` (CMA-ES, the ``cma`` package, Hansen; in the box scaled to the unit cube, started at
+``x0`` or the box centre with step 0.25, answering the distribution's mean, which averages over
+a noisy objective's noise), ``tpe`` and ``gp`` (Bayesian optimisation with ``optuna``'s
+multivariate tree-structured Parzen estimator or its Gaussian-process sampler; the best trial).
+
+:class:`DesignVector` turns a design's trainable parameters into such a vector with its box,
+and :func:`design_objective` makes the objective of a design: the training loss of
+:func:`~mutomo.optimise.loop.batch_loss` without gradients, call ``n`` on the volumes and
+muons of the gradient run's epoch ``n`` (keys ``(seed, 0, n mod epochs)``), so that a method
+given the gradient run's muons sees exactly the batches the gradient run saw.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from mutomo.errors import MutomoError
+from mutomo.optimise.design import DetectorDesign
+
+Objective = Callable[[np.ndarray], float]
+Bounds = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class SearchResult:
+    """What a method found.
+
+    Attributes:
+        method: its name.
+        x: the recommended parameter vector.
+        value: the objective's value at ``x`` when it was evaluated (for ``cma``, the best value
+            seen: the mean it recommends is not evaluated).
+        calls: objective calls made.
+        muons: muons simulated (``calls * muons_per_call``).
+        seconds: wall time.
+        trace: ``(calls, best value so far)`` after every call.
+    """
+
+    method: str
+    x: np.ndarray
+    value: float
+    calls: int
+    muons: int
+    seconds: float
+    trace: list[tuple[int, float]] = field(default_factory=list)
+
+
+class Method(Protocol):
+    def __call__(
+        self, objective: Objective, bounds: Bounds, budget: int, *, muons_per_call: int = 1, seed: int = 0
+    ) -> SearchResult: ...
+
+
+def _check(bounds: Bounds, budget: int, muons_per_call: int) -> tuple[np.ndarray, np.ndarray, int]:
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget <= 0:
+        raise MutomoError(f"budget must be a positive number of muons; got {budget!r}")
+    if isinstance(muons_per_call, bool) or not isinstance(muons_per_call, (int, np.integer)) or muons_per_call <= 0:
+        raise MutomoError(f"muons_per_call must be a positive integer; got {muons_per_call!r}")
+    calls = int(budget) // int(muons_per_call)
+    if calls < 1:
+        raise MutomoError(f"budget ({budget} muons) is less than one call ({muons_per_call} muons)")
+    lo, hi = (np.asarray(b, dtype=float).reshape(-1) for b in bounds)
+    if lo.shape != hi.shape or lo.size == 0:
+        raise MutomoError(f"bounds must be two arrays of one length >= 1; got shapes {lo.shape} and {hi.shape}")
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
+        raise MutomoError("bounds: every upper bound must be finite and above its lower bound")
+    return lo, hi, calls
+
+
+class _Tracker:
+    """Counts calls and keeps the best value seen."""
+
+    def __init__(self, objective: Objective, muons_per_call: int) -> None:
+        self.objective, self.muons_per_call = objective, muons_per_call
+        self.calls, self.best, self.best_x = 0, math.inf, np.empty(0)
+        self.trace: list[tuple[int, float]] = []
+        self.start = time.perf_counter()
+
+    def __call__(self, x: np.ndarray) -> float:
+        value = float(self.objective(np.asarray(x, dtype=float)))
+        self.calls += 1
+        if not math.isfinite(value):
+            value = math.inf
+        if value < self.best or self.best_x.size == 0:
+            self.best, self.best_x = value, np.array(x, dtype=float)
+        self.trace.append((self.calls, self.best))
+        return value
+
+    def result(self, method: str, x: np.ndarray | None = None) -> SearchResult:
+        return SearchResult(
+            method,
+            self.best_x if x is None else np.asarray(x, dtype=float),
+            self.best,
+            self.calls,
+            self.calls * self.muons_per_call,
+            time.perf_counter() - self.start,
+            self.trace,
+        )
+
+
+def random_search(
+    objective: Objective, bounds: Bounds, budget: int, *, muons_per_call: int = 1, seed: int = 0
+) -> SearchResult:
+    """Uniform draws in the box (``numpy`` generator seeded by ``seed``); the best value seen."""
+    lo, hi, calls = _check(bounds, budget, muons_per_call)
+    rng = np.random.default_rng(seed)
+    track = _Tracker(objective, muons_per_call)
+    for _ in range(calls):
+        track(lo + (hi - lo) * rng.random(lo.size))
+    return track.result("random")
+
+
+def cma_es(
+    objective: Objective,
+    bounds: Bounds,
+    budget: int,
+    *,
+    muons_per_call: int = 1,
+    seed: int = 0,
+    x0: np.ndarray | None = None,
+    sigma0: float = 0.25,
+    popsize: int | None = None,
+) -> SearchResult:
+    """CMA-ES (``cma``) in the box scaled to [0, 1]^n, from ``x0`` (default the centre) with step
+    ``sigma0`` (fraction of the box); a generation that the budget cannot complete is evaluated
+    but not told. Answers the final distribution mean."""
+    import cma
+
+    lo, hi, calls = _check(bounds, budget, muons_per_call)
+    scale = hi - lo
+    start = np.full(lo.size, 0.5) if x0 is None else np.clip((np.asarray(x0, float) - lo) / scale, 0.0, 1.0)
+    options: dict[str, Any] = {"bounds": [0.0, 1.0], "seed": int(seed) + 1, "verbose": -9, "maxfevals": calls}
+    if popsize is not None:
+        options["popsize"] = popsize
+    es = cma.CMAEvolutionStrategy(start, sigma0, options)
+    track = _Tracker(lambda u: objective(lo + scale * u), muons_per_call)
+    while track.calls < calls:
+        population = es.ask()
+        values = []
+        for u in population[: calls - track.calls]:
+            values.append(track(np.asarray(u)))
+        if len(values) == len(population):
+            es.tell(population, values)
+    track.best_x = lo + scale * track.best_x if track.best_x.size else track.best_x
+    return track.result("cma", lo + scale * np.clip(np.asarray(es.mean), 0.0, 1.0))
+
+
+def _optuna(
+    sampler_name: str,
+    objective: Objective,
+    bounds: Bounds,
+    budget: int,
+    muons_per_call: int,
+    seed: int,
+) -> SearchResult:
+    import optuna
+
+    lo, hi, calls = _check(bounds, budget, muons_per_call)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler: optuna.samplers.BaseSampler
+    if sampler_name == "tpe":
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(2, min(10, calls // 4)))
+    else:
+        sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=max(2, min(10, calls // 4)))
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    track = _Tracker(objective, muons_per_call)
+    width = len(str(lo.size))
+
+    def trial_value(trial: optuna.Trial) -> float:
+        x = np.array([trial.suggest_float(f"x{i:0{width}d}", lo[i], hi[i]) for i in range(lo.size)])
+        value = track(x)
+        return value if math.isfinite(value) else 1e300
+
+    study.optimize(trial_value, n_trials=calls)
+    return track.result(sampler_name)
+
+
+def bayesian_tpe(
+    objective: Objective, bounds: Bounds, budget: int, *, muons_per_call: int = 1, seed: int = 0
+) -> SearchResult:
+    """Bayesian optimisation, ``optuna``'s multivariate TPE sampler; the best trial."""
+    return _optuna("tpe", objective, bounds, budget, muons_per_call, seed)
+
+
+def bayesian_gp(
+    objective: Objective, bounds: Bounds, budget: int, *, muons_per_call: int = 1, seed: int = 0
+) -> SearchResult:
+    """Bayesian optimisation, ``optuna``'s Gaussian-process sampler; the best trial."""
+    return _optuna("gp", objective, bounds, budget, muons_per_call, seed)
+
+
+METHODS: dict[str, Method] = {"random": random_search, "cma": cma_es, "tpe": bayesian_tpe, "gp": bayesian_gp}
+
+
+def search(
+    method: str,
+    objective: Objective,
+    bounds: Bounds,
+    budget: int,
+    *,
+    muons_per_call: int = 1,
+    seed: int = 0,
+    x0: np.ndarray | None = None,
+) -> SearchResult:
+    """Run the method named ``method`` (a key of :data:`METHODS`); ``x0`` starts CMA-ES."""
+    if method not in METHODS:
+        raise MutomoError(f"method: unknown {method!r}; allowed {sorted(METHODS)}")
+    if method == "cma":
+        return cma_es(objective, bounds, budget, muons_per_call=muons_per_call, seed=seed, x0=x0)
+    return METHODS[method](objective, bounds, budget, muons_per_call=muons_per_call, seed=seed)
+
+
+# ----------------------------------------------------------------------------- designs as vectors
+
+
+class DesignVector:
+    """A :class:`DetectorDesign`'s trainable parameters as one vector in a box.
+
+    Entries, group by group in :data:`~mutomo.optimise.design.PARAMETER_GROUPS` order: ``xy``
+    (m, within the region's x and y), ``z`` (m, within each side's range), ``size`` (log-spans
+    within the span bounds; under a fixed budget the budget-share logits within
+    ``[-share_range, share_range]``: area ratios up to ``exp(2 share_range)``), ``resolution``
+    (log m) and ``efficiency`` (logit), within their bounds.
+    """
+
+    def __init__(self, design: DetectorDesign, share_range: float = 3.0) -> None:
+        if not isinstance(design, DetectorDesign):
+            raise MutomoError(f"DesignVector needs a DetectorDesign; got {type(design).__name__}")
+        if not design.trainable:
+            raise MutomoError("DesignVector: the design has no trainable group")
+        self.design = design
+        b, n, na = design.bounds, design.z.shape[0], design.n_above
+        lows: list[np.ndarray] = []
+        highs: list[np.ndarray] = []
+        self.names: list[str] = []
+        self._params: list[torch.nn.Parameter] = []
+        groups = design.parameter_groups()
+        for group in ("xy", "z", "size", "resolution", "efficiency"):
+            if group not in design.trainable:
+                continue
+            (param,) = groups[group]
+            self._params.append(param)
+            if group == "xy":
+                lo = np.tile([b.x[0], b.y[0]], n)
+                hi = np.tile([b.x[1], b.y[1]], n)
+                self.names += [f"panel{i}.{c}" for i in range(n) for c in "xy"]
+            elif group == "z":
+                lo = np.array([b.z_above[0]] * na + [b.z_below[0]] * (n - na))
+                hi = np.array([b.z_above[1]] * na + [b.z_below[1]] * (n - na))
+                self.names += [f"panel{i}.z" for i in range(n)]
+            elif group == "size" and design.budget is not None:
+                lo, hi = np.full(n, -share_range), np.full(n, share_range)
+                self.names += [f"panel{i}.share_logit" for i in range(n)]
+            else:
+                rng = {"size": b.span, "resolution": b.resolution}.get(group)
+                if rng is not None:
+                    lo, hi = np.full(n, math.log(rng[0])), np.full(n, math.log(rng[1]))
+                else:
+                    lo, hi = (np.full(n, math.log(e) - math.log1p(-e)) for e in b.efficiency)
+                self.names += [f"panel{i}.{group}" for i in range(n)]
+            lows.append(lo)
+            highs.append(hi)
+        self.lower, self.upper = np.concatenate(lows), np.concatenate(highs)
+
+    @property
+    def bounds(self) -> Bounds:
+        return self.lower, self.upper
+
+    def __len__(self) -> int:
+        return self.lower.size
+
+    def get(self) -> np.ndarray:
+        """The design's current vector (clipped into the box)."""
+        x = np.concatenate([p.detach().double().numpy().reshape(-1) for p in self._params])
+        return np.clip(x, self.lower, self.upper)
+
+    @torch.no_grad()
+    def set_(self, x: np.ndarray) -> None:
+        """Write ``x`` into the design's parameters, then project it into its bounds."""
+        x = np.asarray(x, dtype=float).reshape(-1)
+        if x.size != len(self):
+            raise MutomoError(f"DesignVector.set_: expected {len(self)} values; got {x.size}")
+        i = 0
+        for p in self._params:
+            p.copy_(torch.as_tensor(x[i : i + p.numel()], dtype=p.dtype).reshape(p.shape))
+            i += p.numel()
+        self.design.project_()
+
+
+def design_objective(
+    design: DetectorDesign,
+    problem: Any,
+    settings: Any,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    vector: DesignVector | None = None,
+) -> tuple[Callable[[np.ndarray], float], int]:
+    """The training objective of ``design`` as a function of its :class:`DesignVector`, and the
+    muons one call simulates (``volumes_per_epoch * muons_per_volume``; see the module
+    docstring). ``settings`` is the gradient run's
+    :class:`~mutomo.optimise.loop.TrainingSettings`; the panel edges have the final
+    smoothness of its annealing."""
+    from mutomo.optimise.loop import TRAINING_STREAM, batch_loss
+
+    vec = vector if vector is not None else DesignVector(design)
+    loss_fn = loss if loss is not None else problem.task.loss
+    design.smoothness = settings.smoothness[1]
+    count = {"n": 0}
+
+    def objective(x: np.ndarray) -> float:
+        vec.set_(x)
+        draw = count["n"] % settings.epochs if settings.resample else 0
+        count["n"] += 1
+        with torch.no_grad():
+            parts = batch_loss(
+                design,
+                problem,
+                (settings.seed, TRAINING_STREAM, draw),
+                settings.volumes_per_epoch,
+                settings.muons_per_volume,
+                loss_fn,
+                settings,
+            )
+        return float(parts.total)
+
+    return objective, settings.volumes_per_epoch * settings.muons_per_volume
