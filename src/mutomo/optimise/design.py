@@ -114,6 +114,26 @@ class Design(nn.Module):
     def to_json(self) -> str:
         return json.dumps(self.describe(), indent=2)
 
+    def _common_description(self) -> dict[str, Any]:
+        """The part of :meth:`describe` every kind of design shares."""
+        cost_model = getattr(self, "cost_model", None)
+        return {
+            "budget": self.budget,
+            "cost": float(self.cost().detach().sum()),
+            "bounds": asdict(self.bounds),
+            "cost_model": asdict(cost_model) if is_dataclass(cost_model) and not isinstance(cost_model, type) else None,
+            "trainable": list(self.trainable),
+            "smoothness": self.smoothness,
+        }
+
+
+def bounds_and_cost_model(d: dict[str, Any], cost_model: CostModel | None) -> tuple[DesignBounds, CostModel | None]:
+    """The region of a description, and its cost model unless one is given."""
+    bounds = DesignBounds(**{k: tuple(v) for k, v in d["bounds"].items()})
+    if cost_model is None and d.get("cost_model") is not None:
+        cost_model = AreaCostModel(**d["cost_model"])
+    return bounds, cost_model
+
 
 def design_from_description(d: dict[str, Any], cost_model: CostModel | None = None) -> Design:
     """Rebuild a design from its :meth:`Design.describe` output, whatever its kind (free panels,
@@ -322,20 +342,13 @@ class DetectorDesign(Design):
                 "span": self.span.tolist(),
                 "resolution": self.resolution.tolist(),
                 "efficiency": self.efficiency.tolist(),
-                "budget": self.budget,
-                "cost": float(self.cost()),
-                "bounds": asdict(self.bounds),
-                "cost_model": asdict(self.cost_model) if is_dataclass(self.cost_model) else None,
-                "trainable": list(self.trainable),
-                "smoothness": self.smoothness,
+                **self._common_description(),
             }
 
     @classmethod
     def from_description(cls, d: dict[str, Any], cost_model: CostModel | None = None) -> DetectorDesign:
         """Rebuild a design from :meth:`describe`'s output."""
-        bounds = DesignBounds(**{k: tuple(v) for k, v in d["bounds"].items()})
-        if cost_model is None and d.get("cost_model") is not None:
-            cost_model = AreaCostModel(**d["cost_model"])
+        bounds, cost_model = bounds_and_cost_model(d, cost_model)
         return cls(
             xy=d["xy"],
             z=d["z"],

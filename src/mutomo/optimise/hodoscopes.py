@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ from mutomo.detector import AreaCostModel, Detector, DetectorPanel, PanelGroup
 from mutomo.detector.cost import CostModel
 from mutomo.errors import MutomoError
 from mutomo.optimise.design import Design as _Design
-from mutomo.optimise.design import DesignBounds, DetectorDesign
+from mutomo.optimise.design import DesignBounds, DetectorDesign, bounds_and_cost_model
 
 Box = tuple[float, float, float, float, float, float]
 """An axis-aligned box ``(x0, x1, y0, y1, z0, z1)`` (m)."""
@@ -379,19 +379,12 @@ class HodoscopeDesign(_Design):
                 "span_xy": span.tolist(),
                 "resolution": torch.cat([above["resolution"], below["resolution"]]).tolist(),
                 "efficiency": torch.cat([above["efficiency"], below["efficiency"]]).tolist(),
-                "budget": None,
-                "cost": float(self.cost()),
-                "bounds": asdict(self.bounds),
-                "cost_model": asdict(self.cost_model) if is_dataclass(self.cost_model) else None,
-                "trainable": list(self.trainable),
-                "smoothness": self.smoothness,
+                **self._common_description(),
             }
 
     @classmethod
     def from_description(cls, d: dict[str, Any], cost_model: CostModel | None = None) -> HodoscopeDesign:
-        bounds = DesignBounds(**{k: tuple(v) for k, v in d["bounds"].items()})
-        if cost_model is None and d.get("cost_model") is not None:
-            cost_model = AreaCostModel(**d["cost_model"])
+        bounds, cost_model = bounds_and_cost_model(d, cost_model)
         m = d["module"]
         module = HodoscopeModule(
             size=tuple(m["size"]),
