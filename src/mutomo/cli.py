@@ -6,198 +6,20 @@ import argparse
 import contextlib
 import importlib.metadata
 import json
-import math
 import sys
 import time
 import traceback
-import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 import torch
 
-from mutomo.detector import Detector, DetectorPanel
+from mutomo.demo import run_demo
 from mutomo.errors import ConfigError, DesignFileError, MutomoError, RunDirectoryError
-from mutomo.io.paths import read_json, writable_dir, writable_file
-from mutomo.muons import FluxSource, TabulatedFlux, exposure_time
+from mutomo.io.paths import RERUN, read_json, writable_dir, writable_file
 from mutomo.optimise.design import Design, design_from_description
 from mutomo.optimise.problem import Problem
-from mutomo.simulate import acceptance_plane, simulate
-from mutomo.volume import PassiveVolume
-from mutomo.volume.propagation import position_at_z
-
-if TYPE_CHECKING:
-    from mutomo.plotting.report import ReportFigure
-
-DEMO_MATERIALS = ("water", "concrete", "iron", "lead", "uranium")
-
-
-def _demo_detector() -> Detector:
-    above = [DetectorPanel((0.5, 0.5, z), (1.0, 1.0), 1e-4, 0.9) for z in (1.15, 1.05)]
-    below = [DetectorPanel((0.5, 0.5, z), (1.0, 1.0), 1e-4, 0.9) for z in (0.25, 0.15)]
-    return Detector(above, below)
-
-
-def run_demo(output: Path, n_muons: int = 200_000, seed: int = 0) -> dict[str, float]:
-    """Simulate muons through 20 cm slabs of several materials and summarise; returns the numbers."""
-    output = writable_dir(output, "--output")
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    detector = _demo_detector()
-    flux = TabulatedFlux(momentum_range=(0.1, 1000.0), theta_max=math.radians(85.0))
-    source = FluxSource(acceptance_plane(detector, theta_max=math.radians(60.0)), flux)
-    summary: dict[str, float] = {}
-    angles: dict[str, np.ndarray] = {}
-    tracks: dict[str, np.ndarray] = {}
-    start = time.perf_counter()
-    print(
-        f"mutomo demo: {n_muons:,} cosmic muons (GCCLY15 via mulder) per material, 1 x 1 x 0.2 m slabs of 10 cm voxels"
-    )
-    print(f"generation plane {source.plane.area:.2f} m^2 -> {exposure_time(n_muons, source):.1f} s of exposure per run")
-    print(f"{'material':10s} {'reach lower':>12s} {'stopped':>8s} {'RMS angle':>10s} {'mean |angle|':>13s}")
-    for name in DEMO_MATERIALS:
-        volume = PassiveVolume.uniform(name, size=(1.0, 1.0, 0.2), voxel_size=0.1, z_low=0.4)
-        result = simulate(detector, volume, source, n_muons, generator)
-        w_in, w_out = result.muons_in.weight, result.muons_out.weight
-        crossed = result.hits_above.weight.prod(0) > 0.5
-        reach = (result.hits_below.weight.prod(0) / 0.9**2 > 0.5) & crossed
-        d_in, d_out = result.muons_in.direction, result.muons_out.direction
-        theta_x = torch.atan2(d_out[:, 0], -d_out[:, 2]) - torch.atan2(d_in[:, 0], -d_in[:, 2])
-        ok = crossed & (w_out > 0)
-        a = theta_x[ok].numpy()
-        angles[name] = a
-        summary[f"{name}_reach_fraction"] = float(reach.float().mean())
-        summary[f"{name}_rms_mrad"] = float(1e3 * np.sqrt(np.mean(a**2)))
-        stopped = float(((w_in > 0) & (w_out == 0) & crossed).float().sum() / crossed.float().sum())
-        print(
-            f"{name:10s} {summary[f'{name}_reach_fraction']:12.3f} {stopped:8.4f} "
-            f"{summary[f'{name}_rms_mrad']:8.2f} mrad {1e3 * np.mean(np.abs(a)):9.2f} mrad"
-        )
-        if name == "lead":
-            sel = torch.nonzero(reach)[:40, 0]
-            zs = [1.2, volume.z_high, volume.z_low, 0.1]
-            xs = [
-                position_at_z(result.muons_in[sel], zs[0])[:, 0],
-                result.muons_in.position[sel, 0],
-                result.muons_out.position[sel, 0],
-                position_at_z(result.muons_out[sel], zs[3])[:, 0],
-            ]
-            tracks = {"x": torch.stack(xs).numpy(), "z": np.array(zs)[:, None].repeat(len(sel), 1)}
-    summary["seconds"] = time.perf_counter() - start
-    summary["exposure_s"] = exposure_time(n_muons, source)
-    summary["n_muons"] = float(n_muons)
-    from mutomo.plotting.demo import demo_figure
-
-    figure = demo_figure(
-        output / "demo_scattering.png",
-        tracks,
-        angles,
-        (0.4, 0.6),
-        [1.15, 1.05, 0.25, 0.15],
-        [(0.0, 1.0)] * 4,
-        material="lead",
-    )
-    print(f"figure written to {figure}; {summary['seconds']:.1f} s in all")
-    return summary
-
-
-def _x0_figure(run_dir: Path, problem: Problem, n_muons: int) -> ReportFigure | None:
-    """Inferred X0 slices of a test volume seen by the optimised design, with the report's caption."""
-    from mutomo.inference import HighlandX0Inferrer, PocaX0
-    from mutomo.optimise.design import design_from_description
-    from mutomo.plotting.report import ReportFigure
-    from mutomo.plotting.x0 import MAX_LAYERS, x0_slices
-    from mutomo.reco import measure
-
-    if n_muons <= 0:
-        return None
-    design = design_from_description(read_json(run_dir / "design_final.json", RERUN))
-    key = (0, 2, 0)
-    volume = problem.sample(key, index=0).volume
-    inferrer = HighlandX0Inferrer()
-    with torch.no_grad():
-        r = simulate(design.detector(), volume, problem.source, n_muons, torch.Generator().manual_seed(7))
-        p = 0.5 * (r.muons_in.momentum + r.muons_out.momentum)
-        data = measure(r.hits_above, r.hits_below, volume, p, r.muons_in.weight * (r.muons_out.weight > 0))
-        vmap = PocaX0(inferrer=inferrer)(data, volume)
-    assert vmap.x0 is not None
-    z_edges = volume.z_low + volume.voxel_size[2] * np.arange(volume.shape[2] + 1)
-    path = x0_slices(
-        run_dir / "figures" / "x0_slices.png",
-        vmap.x0.numpy(),
-        volume.x_range,
-        volume.y_range,
-        z_edges,
-        truth=volume.x0.numpy(),
-        measured=vmap.measured.numpy(),
-        min_muons=inferrer.min_muons,
-    )
-    held = " (it holds the object)" if problem.task.kind == "presence" else ""
-    caption = (
-        f"Radiation length X0 per voxel inferred from {n_muons:,} muons ({vmap.method}: extended PoCA with the "
-        "Highland inference; true muon momentum; the training (smooth) readout of the optimised design), in up to "
-        f"{MAX_LAYERS} evenly spaced z slices of one volume drawn from the scene (key {key}){held}, each row of "
-        "slices followed by the true X0 of the same slices; log colour scale. Grey hatched voxels were not measured "
-        f"(fewer than {inferrer.min_muons:g} effective muons)."
-    )
-    return ReportFigure(path, "Inferred radiation length, slice by slice", caption)
-
-
-RERUN = "rerun `mutomo optimise` on this run directory to write it again"
-
-
-def _observations(run_dir: Path, name: str) -> Any:
-    from mutomo.optimise.evaluate import DesignObservations
-
-    path = run_dir / "observations" / f"{name}.npz"
-    try:
-        return DesignObservations.load(path)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:  # numpy's, for a missing or damaged archive
-        raise RunDirectoryError(f"{path}: unreadable ({exc}); {RERUN}") from None
-
-
-def _task_figure(run_dir: Path, problem: Problem, designs: list[str]) -> Path | None:
-    """The task's own figure from the run's observations: calibration plot (regression), ROC
-    curves and score distributions (presence)."""
-    from mutomo.plotting.figures import predicted_vs_true, roc_and_scores
-
-    obs = {name: _observations(run_dir, name) for name in designs}
-    figures = run_dir / "figures"
-    if problem.task.kind == "regression":
-        answers = {}
-        for name, o in obs.items():
-            cal, test = o.calibration["physical"], o.test["physical"]
-            slope, intercept = np.polyfit(cal.outputs[:, 0], cal.truths, 1)
-            answers[name] = (test.truths, slope * test.outputs[:, 0] + intercept)
-        return predicted_vs_true(figures / "predicted_vs_true.png", answers)
-    if problem.task.kind == "presence":
-        from mutomo.tasks import Presence
-
-        assert isinstance(problem.task, Presence)
-        scores = {}
-        for name, o in obs.items():
-            test = o.test["physical"]
-            scores[name] = (test.truths, problem.task.scores(test, o.calibration.get("physical"))[0])
-        return roc_and_scores(figures / "presence.png", scores)
-    return None
-
-
-def _report(run_dir: Path) -> Path:
-    from mutomo.io.config import parse_config
-    from mutomo.optimise.problem import build_problem
-    from mutomo.plotting.report import write_report
-
-    config = parse_config(read_json(run_dir / "config.json", RERUN), str(run_dir / "config.json"))
-    problem = build_problem(config)
-    writable_dir(run_dir / "figures", "figures folder")
-    designs = list(read_json(run_dir / "evaluations.json", RERUN).get("designs", {}))
-    extra: list[Path | ReportFigure | None] = [
-        _task_figure(run_dir, problem, designs),
-        _x0_figure(run_dir, problem, config.output.x0_muons),
-    ]
-    return write_report(run_dir, problem.scene.box, [f for f in extra if f is not None])
 
 
 def _print_evaluations(evaluations: dict) -> None:
@@ -482,7 +304,9 @@ def _optimise(args: argparse.Namespace) -> None:
         evaluations = run(config, run_dir, resume=not args.fresh)
     _print_evaluations(evaluations)
     if not args.no_report:
-        print(f"report: {_report(run_dir)}")
+        from mutomo.plotting.run_report import write_run_report
+
+        print(f"report: {write_run_report(run_dir)}")
     print(f"run directory {run_dir}; {time.perf_counter() - start:.0f} s")
 
 
@@ -604,7 +428,9 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     elif args.command == "report":
         if not (args.run_dir / "evaluations.json").exists():
             raise RunDirectoryError(f"{args.run_dir}: not a finished run directory (no evaluations.json)")
-        print(f"report: {_report(args.run_dir)}")
+        from mutomo.plotting.run_report import write_run_report
+
+        print(f"report: {write_run_report(args.run_dir)}")
     elif args.command == "export":
         _export(args)
 

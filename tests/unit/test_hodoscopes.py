@@ -213,6 +213,7 @@ def test_a_short_lorry_optimisation_from_the_builtin_configuration(tmp_path):
             },
             "evaluation": {"n_volumes": 8, "calibration_volumes": 4, "exposure_factors": [1.0], "min_hits": [3]},
             "design": {"start": "tiled"},  # near the lorry: 10 s of muons inform the loss (the poor start needs 60 s)
+            "output": {"x0_muons": 5000},
         }
     )
     evaluations = run(config, tmp_path / "run", progress=False)
@@ -226,3 +227,7 @@ def test_a_short_lorry_optimisation_from_the_builtin_configuration(tmp_path):
     assert isinstance(design, HodoscopeDesign) and design._layout.overlaps(design.centres.detach().numpy()) == []
     auc, error = evaluations["designs"]["tiled"]["physical_min3"]["auc"]
     assert 0 <= auc <= 1 and error > 0
+    from mutomo.plotting.run_report import write_run_report
+
+    report = write_run_report(tmp_path / "run")  # the headline readout here is physical_min3
+    assert "presence" in report.read_text().lower() and (tmp_path / "run" / "figures" / "presence.svg").exists()

@@ -16,6 +16,9 @@ from mutomo.errors import MutomoError, RunDirectoryError
 
 PathLike = str | os.PathLike[str]
 
+RERUN = "rerun `mutomo optimise` on this run directory to write it again"
+"""What to do about a missing or damaged file of a run directory."""
+
 
 def as_path(value: object, what: str) -> Path:
     """``value`` as a :class:`Path`; refuses anything that is not a ``str`` or ``os.PathLike``."""
