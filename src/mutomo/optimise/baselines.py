@@ -318,7 +318,7 @@ def design_objective(
     docstring). ``settings`` is the gradient run's
     :class:`~mutomo.optimise.loop.TrainingSettings`; the panel edges have the final
     smoothness of its annealing."""
-    from mutomo.optimise.loop import TRAINING_STREAM, batch_loss
+    from mutomo.optimise.loop import training_batch_loss
 
     vec = vector if vector is not None else DesignVector(design)
     loss_fn = loss if loss is not None else problem.task.loss
@@ -327,18 +327,10 @@ def design_objective(
 
     def objective(x: np.ndarray) -> float:
         vec.set_(x)
-        draw = count["n"] % settings.epochs if settings.resample else 0
+        epoch = count["n"] % settings.epochs
         count["n"] += 1
         with torch.no_grad():
-            parts = batch_loss(
-                design,
-                problem,
-                (settings.seed, TRAINING_STREAM, draw),
-                settings.volumes_per_epoch,
-                settings.muons_per_volume,
-                loss_fn,
-                settings,
-            )
+            parts = training_batch_loss(design, problem, settings, epoch, loss_fn)
         return float(parts.total)
 
     return objective, settings.volumes_per_epoch * settings.muons_per_volume

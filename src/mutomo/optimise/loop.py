@@ -249,6 +249,27 @@ def batch_loss(
     return LossBreakdown(task=parts.task.sum(), budget=parts.budget.sum(), cost=parts.cost.sum())
 
 
+def training_batch_loss(
+    design: Design,
+    problem: Problem,
+    settings: TrainingSettings,
+    epoch: int,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> LossBreakdown:
+    """The loss of the training batch of ``epoch`` (the same volumes and muons for every design
+    and every method: the gradient loop and the gradient-free baselines call this one)."""
+    draw = epoch if settings.resample else 0
+    return batch_loss(
+        design,
+        problem,
+        (settings.seed, TRAINING_STREAM, draw),
+        settings.volumes_per_epoch,
+        settings.muons_per_volume,
+        loss,
+        settings,
+    )
+
+
 def optimise(
     design: Design,
     problem: Problem,
@@ -313,16 +334,7 @@ def optimise(
         for g, o in optimisers.items():
             for pg in o.param_groups:
                 pg["lr"] = lrs[g]
-        draw = epoch if settings.resample else 0
-        parts = batch_loss(
-            design,
-            problem,
-            (settings.seed, TRAINING_STREAM, draw),
-            settings.volumes_per_epoch,
-            settings.muons_per_volume,
-            loss_fn,
-            settings,
-        )
+        parts = training_batch_loss(design, problem, settings, epoch, loss_fn)
         for o in optimisers.values():
             o.zero_grad()
         if parts.total.requires_grad:  # else no muon of the batch saw the trainable panels: no gradient
