@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.metadata
 import json
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mutomo.demo import run_demo
-from mutomo.errors import ConfigError, DesignFileError, MutomoError, RunDirectoryError
+from mutomo.errors import ConfigError, DesignFileError, MutomoError, RunDirectoryError, naming_the_source
 from mutomo.io.paths import RERUN, read_json, writable_dir, writable_file
 from mutomo.optimise.design import Design, design_from_description
 from mutomo.optimise.problem import Problem
@@ -50,17 +49,6 @@ def _list_tasks() -> None:
 EXIT_CODES = """exit codes: 0 success; 2 input refused (the message names the file, field or row);
 1 failure (a bug: rerun with --debug and report the traceback); 130 interrupted (a run resumes
 from its last checkpoint when the same command is given again)."""
-
-
-@contextlib.contextmanager
-def naming_the_source(source: str) -> Iterator[None]:
-    """Prefix a configuration error found once things are built (a material, the region, a
-    design) with the configuration it comes from, as the validation's own errors are."""
-    try:
-        yield
-    except ConfigError as exc:
-        message = str(exc)
-        raise ConfigError(message if message.startswith(source) else f"{source}: {message}") from None
 
 
 def _version() -> str:
@@ -162,16 +150,7 @@ def _parser() -> argparse.ArgumentParser:
         help="start around the configuration's start design with this standard deviation (m, > 0) instead of "
         "uniformly within the region",
     )
-    land.add_argument("--epochs", type=int, default=None, help="training epochs (default: the configuration's)")
-    land.add_argument(
-        "--volumes", type=int, default=None, help="training volumes per epoch (even, >= 4; default: configuration's)"
-    )
-    land.add_argument(
-        "--muons", type=int, default=None, help="training muons per volume (>= 10; default: configuration's)"
-    )
-    land.add_argument(
-        "--eval-volumes", type=int, default=None, help="test volumes of the evaluation (>= 4; default: configuration's)"
-    )
+    _add_size_arguments(land)
     land.add_argument(
         "--threshold", type=float, default=0.05, metavar="M", help="grouping distance between designs (m, > 0)"
     )
@@ -198,7 +177,61 @@ def _parser() -> argparse.ArgumentParser:
         help="budgets (> 0) of a budget front, trained in one more stacked pass (fixed-budget designs only)",
     )
     land.add_argument("--front-starts", type=int, default=4, metavar="N", help="starts per budget of the front (>= 1)")
+    sweep = sub.add_parser(
+        "sweep",
+        help="run a landscape's starts, a budget front and gradient-free baselines as Ray trials (landscape.json)",
+        description="Run the independent trials of the configuration's [sweep] table (gradient runs from "
+        "`starts` starts, `front_starts` per budget of `budgets`, `methods` x `method_seeds` gradient-free searches) "
+        "as Ray tasks, on this machine (nothing to set up) or on a Ray cluster (--address). Each trial checkpoints; "
+        "one whose worker dies is rerun and resumes; one that fails is reported and the others go on. Running the "
+        "same command again finishes only what is missing. The finished designs are judged on the physical "
+        "evaluation with the human designs: landscape.json, trials.json and figures.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sweep.add_argument("config", help="configuration file, or the name of a built-in benchmark (see `mutomo tasks`)")
+    sweep.add_argument(
+        "--address",
+        default=None,
+        metavar="HOST:PORT",
+        help="an existing Ray cluster (HOST:PORT, ray://HOST:PORT or auto); the sweep folder must be on storage "
+        "every node sees. Default: a local Ray on this machine",
+    )
+    sweep.add_argument("--workers", type=int, default=None, metavar="N", help="local Ray CPUs (default: sweep.workers)")
+    sweep.add_argument(
+        "--output", type=Path, default=None, help="the sweep's folder (default: output.directory + '_sweep')"
+    )
+    _add_size_arguments(sweep)
     return parser
+
+
+def _add_size_arguments(parser: argparse.ArgumentParser) -> None:
+    """Training and evaluation sizes that override the configuration's (landscape, sweep)."""
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the configuration's)")
+    parser.add_argument(
+        "--volumes", type=int, default=None, help="training volumes per epoch (even, >= 4; default: configuration's)"
+    )
+    parser.add_argument(
+        "--muons", type=int, default=None, help="training muons per volume (>= 10; default: configuration's)"
+    )
+    parser.add_argument(
+        "--eval-volumes", type=int, default=None, help="test volumes of the evaluation (>= 4; default: configuration's)"
+    )
+
+
+def _size_overrides(args: argparse.Namespace) -> dict[str, int]:
+    """The training sizes given on the command line, checked."""
+    given = {"epochs": args.epochs, "volumes_per_epoch": args.volumes, "muons_per_volume": args.muons}
+    limits = {"epochs": 1, "volumes_per_epoch": 4, "muons_per_volume": 10}
+    for key, value in given.items():
+        if value is not None and value < limits[key]:
+            flag = {"epochs": "--epochs", "volumes_per_epoch": "--volumes", "muons_per_volume": "--muons"}[key]
+            raise MutomoError(f"{flag} must be >= {limits[key]}; got {value}")
+    if args.volumes is not None and args.volumes % 2:
+        raise MutomoError(f"--volumes must be even (volumes are drawn in pairs); got {args.volumes}")
+    if args.eval_volumes is not None and args.eval_volumes < 4:
+        raise MutomoError(f"--eval-volumes must be >= 4; got {args.eval_volumes}")
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _landscape(args: argparse.Namespace) -> None:
@@ -206,11 +239,11 @@ def _landscape(args: argparse.Namespace) -> None:
 
     from mutomo.io.config import load_config
     from mutomo.optimise.design import DetectorDesign
-    from mutomo.optimise.landscape import LandscapeSettings, budget_front, run_landscape
+    from mutomo.optimise.landscape import LandscapeSettings, budget_front, landscape_lines, run_landscape
     from mutomo.optimise.loop import TrainingSettings
     from mutomo.optimise.problem import build_problem
-    from mutomo.optimise.run import build_design, comparison_designs, evaluation_settings, settings_from
-    from mutomo.plotting.landscape import front_figure, landscape_views, metric_vs_cost
+    from mutomo.optimise.run import build_design, comparison_designs, evaluation_settings, settings_from, with_sizes
+    from mutomo.plotting.landscape import write_landscape_figures
 
     settings = LandscapeSettings(
         starts=args.starts,
@@ -232,12 +265,7 @@ def _landscape(args: argparse.Namespace) -> None:
     if settings.budgets and template.budget is None:
         raise ConfigError(f"{args.config}: --budgets needs design.fixed_budget = true")
     base = settings_from(config, problem)
-    overrides = {
-        k: v
-        for k, v in (("epochs", args.epochs), ("volumes_per_epoch", args.volumes), ("muons_per_volume", args.muons))
-        if v is not None
-    }
-    training: TrainingSettings = replace(base, validation_volumes=0, **overrides)
+    training: TrainingSettings = with_sizes(replace(base, validation_volumes=0), _size_overrides(args))
     evaluation = evaluation_settings(config)
     if args.eval_volumes is not None:
         evaluation = replace(evaluation, n_volumes=args.eval_volumes)
@@ -248,49 +276,10 @@ def _landscape(args: argparse.Namespace) -> None:
     if settings.budgets:
         result["front"] = budget_front(problem, template, training, evaluation, settings, humans)
     (output / "landscape.json").write_text(json.dumps(result, indent=1))
-    figures = [
-        landscape_views(output / "figures" / "landscape_views.png", result, problem.scene.box),
-        metric_vs_cost(output / "figures" / "metric_vs_cost.png", result),
-    ]
-    if "front" in result:
-        figures.append(front_figure(output / "figures" / "budget_front.png", result["front"]))
-    _print_landscape(result)
+    figures = write_landscape_figures(output, result, problem.scene.box)
+    print("\n".join(landscape_lines(result)))
     print(f"landscape written to {output / 'landscape.json'}; figures {', '.join(str(f) for f in figures)}")
     print(f"{time.perf_counter() - start:.0f} s")
-
-
-def _pm(pair: list[float | None], sign: bool = False) -> str:
-    """``value +- error`` of a JSON [value, error] pair (``n/a`` for an undefined value)."""
-    v, e = pair
-    if v is None:
-        return "n/a"
-    return f"{v:{'+' if sign else ''}.4g} +- {e:.2g}" if e is not None else f"{v:.4g}"
-
-
-def _print_landscape(result: dict[str, Any]) -> None:
-    m = result["metric"]
-    near = result["near_optimal"]
-    print(
-        f"{len(result['starts'])} starts -> {len(result['clusters'])} distinct designs, {near['count']} near-optimal "
-        f"({m['name']}, {m['readout']} readout); their cost {near['cost_range'][0]:.6g}-{near['cost_range'][1]:.6g}; "
-        f"largest spread among them: {near['largest_spread']['parameter']} "
-        f"({near['largest_spread']['range_m']:.3g} m)"
-    )
-    for c in result["clusters"]:
-        apart = c["sets_apart"]
-        print(
-            f"  group {c['id']:2d} x{c['size']:<2d} {m['name']} {_pm(c['metric'])}"
-            f"  worse than best {_pm(c['worse_than_best'], True)}"
-            f"  cost {c['cost']:.6g}  {'near-optimal' if c['near_optimal'] else ''}"
-            f"  differs most in {apart['parameter']} ({apart['value']:.3g} vs {apart['best']:.3g})"
-        )
-    for name, h in result["humans"].items():
-        print(
-            f"  {name:18s} {m['name']} {_pm(h['metric'])}  worse than best {_pm(h['worse_than_best'], True)}"
-            f"  cost {h['cost']:.6g}"
-        )
-    for p in result.get("front", {}).get("budgets", []):
-        print(f"  budget {p['budget']:.6g}: best {m['name']} {_pm(p['metric'])}")
 
 
 def _optimise(args: argparse.Namespace) -> None:
@@ -415,7 +404,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         return
     from mutomo.runtime import tune_allocator
 
-    if args.command in ("optimise", "evaluate", "landscape"):
+    if args.command in ("optimise", "evaluate", "landscape", "sweep"):
         tune_allocator()  # loops of steps: reuse freed memory instead of page-faulting it in again
     if args.command == "tasks":
         _list_tasks()
@@ -425,6 +414,17 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         _evaluate(args)
     elif args.command == "landscape":
         _landscape(args)
+    elif args.command == "sweep":
+        from mutomo.sweep.command import run_sweep
+
+        run_sweep(
+            args.config,
+            address=args.address,
+            workers=args.workers,
+            output=args.output,
+            overrides=_size_overrides(args),
+            eval_volumes=args.eval_volumes,
+        )
     elif args.command == "report":
         if not (args.run_dir / "evaluations.json").exists():
             raise RunDirectoryError(f"{args.run_dir}: not a finished run directory (no evaluations.json)")

@@ -9,6 +9,9 @@ stderr and exit code 2 (:mod:`mutomo.cli`). :class:`MutomoError` derives from
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class MutomoError(ValueError):
     """Input that mutomo refuses; the message says where it is and what is allowed."""
@@ -39,3 +42,14 @@ class UnknownMaterialError(MutomoError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+@contextlib.contextmanager
+def naming_the_source(source: str) -> Iterator[None]:
+    """Prefix a configuration error found once things are built (a material, the region, a
+    design) with the configuration it comes from, as the validation's own errors are."""
+    try:
+        yield
+    except ConfigError as exc:
+        message = str(exc)
+        raise ConfigError(message if message.startswith(source) else f"{source}: {message}") from None

@@ -255,6 +255,50 @@ class OutputConfig(Strict):
     x0_muons: int = Field(50_000, ge=0, le=10_000_000, description="muons for the X0 slice figure (0: none)")
 
 
+SWEEP_METHODS = ("random", "cma", "tpe", "gp")
+"""Gradient-free methods a sweep may run (:data:`mutomo.optimise.baselines.METHODS`)."""
+
+
+class SweepConfig(Strict):
+    """``mutomo sweep``: independent trials on Ray (see :mod:`mutomo.sweep`)."""
+
+    starts: int = Field(16, ge=1, le=10_000, description="gradient trials, one per start")
+    seed: int = Field(0, ge=0, description="seeds the starts")
+    jitter: float | None = Field(None, gt=0, le=100, description="m; starts around design.start (default uniform)")
+    threshold: float = Field(0.05, gt=0, le=100, description="grouping distance (m)")
+    tolerance_sigma: float = Field(2.0, ge=0, le=10, description="near-optimal within this many errors (0: off)")
+    tolerance_fraction: float = Field(0.10, ge=0, lt=1, description="or within this fraction of the best (0: off)")
+    budgets: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field([], description="budget front")
+    front_starts: int = Field(4, ge=1, le=1000, description="trials per budget of the front")
+    methods: list[str] = Field([], description=f"gradient-free trials: any of {list(SWEEP_METHODS)}")
+    method_seeds: int = Field(3, ge=1, le=1000, description="trials per method, from starts 0, 1, ...")
+    workers: int | None = Field(None, ge=1, le=4096, description="local Ray CPUs (default: all)")
+    retries: int = Field(3, ge=0, le=100, description="reruns of a trial whose worker died")
+
+    @field_validator("methods")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        unknown = [m for m in v if m not in SWEEP_METHODS]
+        if unknown:
+            raise MutomoError(
+                f"unknown method(s) {unknown}; allowed {list(SWEEP_METHODS)} (the gradient trials are the starts)"
+            )
+        if len(set(v)) != len(v):
+            raise MutomoError(f"a method is listed twice: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SweepConfig:
+        if not self.tolerance_sigma and not self.tolerance_fraction:
+            raise MutomoError("tolerance_sigma and tolerance_fraction cannot both be 0 (off)")
+        if self.methods and self.method_seeds > self.starts:
+            raise MutomoError(
+                f"method_seeds ({self.method_seeds}) must be <= starts ({self.starts}): method trial s starts where "
+                "gradient trial s starts"
+            )
+        return self
+
+
 class RunConfig(Strict):
     name: str = Field("run", description="a label for reports")
     description: str = ""
@@ -270,6 +314,7 @@ class RunConfig(Strict):
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     output: OutputConfig = OutputConfig()
+    sweep: SweepConfig = SweepConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:

@@ -312,18 +312,20 @@ def design_objective(
     settings: Any,
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     vector: DesignVector | None = None,
+    first_call: int = 0,
 ) -> tuple[Callable[[np.ndarray], float], int]:
     """The training objective of ``design`` as a function of its :class:`DesignVector`, and the
     muons one call simulates (``volumes_per_epoch * muons_per_volume``; see the module
     docstring). ``settings`` is the gradient run's
     :class:`~mutomo.optimise.loop.TrainingSettings`; the panel edges have the final
-    smoothness of its annealing."""
+    smoothness of its annealing. ``first_call``: the index of the first call (a search resumed
+    after ``first_call`` calls sees the batches it would have seen)."""
     from mutomo.optimise.loop import training_batch_loss
 
     vec = vector if vector is not None else DesignVector(design)
     loss_fn = loss if loss is not None else problem.task.loss
     design.smoothness = settings.smoothness[1]
-    count = {"n": 0}
+    count = {"n": int(first_call)}
 
     def objective(x: np.ndarray) -> float:
         vec.set_(x)

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -91,6 +91,10 @@ class LandscapeSettings:
         bad = [b for b in self.budgets if not (b > 0 and math.isfinite(b))]
         if bad:
             raise MutomoError(f"budgets must be finite and > 0; got {bad}")
+
+
+Observer = Callable[[Sequence[Design]], list[DesignObservations]]
+"""Observes designs on the test volumes (:func:`observe_designs` or a cache of it)."""
 
 
 def observe_designs(
@@ -174,6 +178,27 @@ def near_optimal(worse: float, error: float, best: float, settings: LandscapeSet
     return bool(by_sigma or by_fraction)
 
 
+def landscape_starts(template: DetectorDesign, settings: LandscapeSettings) -> list[DetectorDesign]:
+    """The ``settings.starts`` starting designs: drawn uniformly within the region, or around
+    the template when ``settings.jitter`` is set (the same for a given seed)."""
+    if settings.jitter is None:
+        return random_starts(template, settings.starts, settings.seed)
+    return jittered_starts(template, settings.starts, settings.seed, settings.jitter)
+
+
+def front_starts(template: DetectorDesign, settings: LandscapeSettings) -> list[list[DetectorDesign]]:
+    """The budget front's starting designs: ``settings.front_starts`` uniform starts for each
+    of ``settings.budgets`` (each under its own fixed budget)."""
+    if not settings.budgets:
+        raise MutomoError("budgets: the budget front needs at least one budget")
+    if template.budget is None:
+        raise MutomoError("the budget front needs a fixed-budget design (design.fixed_budget = true)")
+    return [
+        random_starts(template, settings.front_starts, settings.seed + 1000 * (i + 1), budget=budget)
+        for i, budget in enumerate(settings.budgets)
+    ]
+
+
 def run_landscape(
     problem: Problem,
     template: DetectorDesign,
@@ -195,24 +220,50 @@ def run_landscape(
     ``worse_than_best``), ``muons`` (simulated in training, shared by the K starts) and
     ``seconds``.
     """
-    humans = humans or {}
-    if settings.jitter is None:
-        starts = random_starts(template, settings.starts, settings.seed)
-    else:
-        starts = jittered_starts(template, settings.starts, settings.seed, settings.jitter)
+    starts = landscape_starts(template, settings)
     initial = [d.describe() for d in starts]
     stacked = StackedDesign(starts)
     t0 = time.perf_counter()
     history = optimise(stacked, problem, training, progress=progress)
     train_s = time.perf_counter() - t0
+    result = judge_landscape(problem, list(stacked), initial, evaluation, settings, humans)
+    result["training"] = {**asdict(training), "final_loss": history.records[-1].loss if history.records else None}
+    result["muons"] = training.epochs * training.volumes_per_epoch * training.muons_per_volume
+    result["seconds"]["training"] = train_s
+    return result
+
+
+def judge_landscape(
+    problem: Problem,
+    finished: Sequence[Design],
+    initial: Sequence[dict[str, Any]],
+    evaluation: EvaluationSettings,
+    settings: LandscapeSettings,
+    humans: dict[str, Design] | None = None,
+    observe: Observer | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``finished`` designs (trained from the ``initial`` descriptions) and the human
+    designs on the same test volumes and muons, group and judge them: the content of
+    ``landscape.json`` but for ``training`` and ``muons`` (see :func:`run_landscape`; a sweep
+    trains the starts as separate trials, :mod:`mutomo.sweep`). ``observe``: how designs are
+    observed (default :func:`observe_designs` with ``evaluation``)."""
+    if not finished or len(finished) != len(initial):
+        raise MutomoError(f"judge_landscape: {len(finished)} finished designs for {len(initial)} starts")
+    humans = humans or {}
+    observe = observe or (lambda designs: observe_designs(designs, problem, evaluation))
     t0 = time.perf_counter()
-    finished = list(stacked)
-    obs = observe_designs([*finished, *humans.values()], problem, evaluation)
+    obs = observe([*finished, *humans.values()])
     eval_s = time.perf_counter() - t0
     metric, higher, values = _judge(problem, obs, settings)
     k = len(finished)
     scores = [(v[0] if v[0] is not None else math.nan) for v in values[:k]]
     signed = [-s if higher else s for s in scores]
+    if not any(math.isfinite(v) for v in signed):
+        raise MutomoError(
+            f"no finished design has a defined {metric} on the {settings.readout} readout of the "
+            f"{evaluation.n_volumes} test volumes (too few reconstructed muons): evaluate on more volumes "
+            "(evaluation.n_volumes, --eval-volumes) or train longer"
+        )
     best = int(np.nanargmin(signed))
     worse = [_worse_by(problem, o, obs[best], settings.readout, metric, higher) for o in obs]
     labels = group_designs(finished, settings.threshold)
@@ -276,15 +327,13 @@ def run_landscape(
         "problem": problem.name,
         "metric": {"name": metric, "readout": settings.readout, "higher_is_better": higher},
         "settings": asdict(settings),
-        "training": {**asdict(training), "final_loss": history.records[-1].loss if history.records else None},
         "evaluation": asdict(evaluation),
         "best": best,
         "starts": entries,
         "clusters": clusters,
         "near_optimal": summary,
         "humans": human_entries,
-        "muons": training.epochs * training.volumes_per_epoch * training.muons_per_volume,
-        "seconds": {"training": train_s, "evaluation": eval_s},
+        "seconds": {"evaluation": eval_s},
     }
 
 
@@ -327,29 +376,47 @@ def budget_front(
     best values), "humans": {NAME: {"cost", "metric", "scaled": [{"budget", "cost", "metric"}]}},
     "muons", "seconds"}``: a human design of the configuration is also placed at every budget,
     its panels scaled to cost exactly that (keeping their relative costs)."""
-    if not settings.budgets:
-        raise MutomoError("budgets: the budget front needs at least one budget")
-    if template.budget is None:
-        raise MutomoError("the budget front needs a fixed-budget design (design.fixed_budget = true)")
-    humans = humans or {}
-    members: list[DetectorDesign] = []
-    for i, budget in enumerate(settings.budgets):
-        members += random_starts(template, settings.front_starts, settings.seed + 1000 * (i + 1), budget=budget)
-    stacked = StackedDesign(members)
+    blocks = front_starts(template, settings)
+    stacked = StackedDesign([d for block in blocks for d in block])
     t0 = time.perf_counter()
-    optimise(stacked, problem, training, progress=progress)
-    finished = list(stacked)
+    optimise(stacked, problem, training, progress=progress)  # trains the members of ``blocks`` in place
+    result = judge_front(problem, blocks, evaluation, settings, humans)
+    result["muons"] = training.epochs * training.volumes_per_epoch * training.muons_per_volume
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
+def judge_front(
+    problem: Problem,
+    finished: Sequence[Sequence[Design]],
+    evaluation: EvaluationSettings,
+    settings: LandscapeSettings,
+    humans: dict[str, Design] | None = None,
+    observe: Observer | None = None,
+) -> dict[str, Any]:
+    """Evaluate the budget front's ``finished`` designs (one block per budget of
+    ``settings.budgets``; a sweep's block may lack the trials that failed, and a budget with
+    none has an undefined metric) with the human designs: :func:`budget_front`'s result but for
+    ``muons`` and ``seconds``. ``observe`` as for :func:`judge_landscape`."""
+    if len(finished) != len(settings.budgets):
+        raise MutomoError(f"judge_front: {len(finished)} blocks of designs for {len(settings.budgets)} budgets")
+    humans = humans or {}
+    flat = [d for block in finished for d in block]
+    first = np.cumsum([0, *(len(block) for block in finished)])
     # The human designs as given, and those of the configuration scaled to every budget.
     placed: list[tuple[str, float | None, Design]] = [(name, None, d) for name, d in humans.items()]
     for name in humans:
         if name in problem.designs:
             placed += [(name, b, problem.design(name, (), b, field="evaluation.compare")) for b in settings.budgets]
-    obs = observe_designs([*finished, *(d for _, _, d in placed)], problem, evaluation)
-    metric, higher, values = _judge(problem, obs, replace(settings))
-    n = settings.front_starts
+    observe = observe or (lambda designs: observe_designs(designs, problem, evaluation))
+    obs = observe([*flat, *(d for _, _, d in placed)])
+    metric, higher, values = _judge(problem, obs, settings)
     points: list[dict[str, Any]] = []
     for b, budget in enumerate(settings.budgets):
-        block = values[b * n : (b + 1) * n]
+        block = values[first[b] : first[b + 1]]
+        if not block:
+            points.append({"budget": budget, "metric": [None, None], "best_start": None, "starts": [], "design": None})
+            continue
         signed = [((-v[0] if higher else v[0]) if v[0] is not None else math.inf) for v in block]
         i = int(np.argmin(signed))
         points.append(
@@ -358,12 +425,12 @@ def budget_front(
                 "metric": block[i],
                 "best_start": i,
                 "starts": block,
-                "design": finished[b * n + i].describe(),
+                "design": finished[b][i].describe(),
             }
         )
     human_entries: dict[str, Any] = {}
     for h, (name, scaled_to, d) in enumerate(placed):
-        entry = {"cost": float(d.cost().detach()), "metric": values[len(finished) + h]}
+        entry = {"cost": float(d.cost().detach()), "metric": values[len(flat) + h]}
         if scaled_to is None:
             human_entries[name] = {**entry, "scaled": []}
         else:
@@ -374,6 +441,40 @@ def budget_front(
         "budgets": points,
         "envelope": front_envelope(list(settings.budgets), best_values, higher),
         "humans": human_entries,
-        "muons": training.epochs * training.volumes_per_epoch * training.muons_per_volume,
-        "seconds": time.perf_counter() - t0,
     }
+
+
+def _pm(pair: list[float | None], sign: bool = False) -> str:
+    """``value +- error`` of a JSON [value, error] pair (``n/a`` for an undefined value)."""
+    v, e = pair
+    if v is None:
+        return "n/a"
+    return f"{v:{'+' if sign else ''}.4g} +- {e:.2g}" if e is not None else f"{v:.4g}"
+
+
+def landscape_lines(result: dict[str, Any]) -> list[str]:
+    """A landscape (``landscape.json``'s content) as lines of text for a terminal."""
+    m = result["metric"]
+    near = result["near_optimal"]
+    lines = [
+        f"{len(result['starts'])} starts -> {len(result['clusters'])} distinct designs, {near['count']} near-optimal "
+        f"({m['name']}, {m['readout']} readout); their cost {near['cost_range'][0]:.6g}-{near['cost_range'][1]:.6g}; "
+        f"largest spread among them: {near['largest_spread']['parameter']} "
+        f"({near['largest_spread']['range_m']:.3g} m)"
+    ]
+    for c in result["clusters"]:
+        apart = c["sets_apart"]
+        lines.append(
+            f"  group {c['id']:2d} x{c['size']:<2d} {m['name']} {_pm(c['metric'])}"
+            f"  worse than best {_pm(c['worse_than_best'], True)}"
+            f"  cost {c['cost']:.6g}  {'near-optimal' if c['near_optimal'] else ''}"
+            f"  differs most in {apart['parameter']} ({apart['value']:.3g} vs {apart['best']:.3g})"
+        )
+    for name, h in result["humans"].items():
+        lines.append(
+            f"  {name:18s} {m['name']} {_pm(h['metric'])}  worse than best {_pm(h['worse_than_best'], True)}"
+            f"  cost {h['cost']:.6g}"
+        )
+    for p in result.get("front", {}).get("budgets", []):
+        lines.append(f"  budget {p['budget']:.6g}: best {m['name']} {_pm(p['metric'])}")
+    return lines

@@ -27,9 +27,11 @@ import json
 import math
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mutomo.errors import MutomoError
 from mutomo.io.config import ConfigError, RunConfig
 from mutomo.io.paths import PathLike, writable_dir
 from mutomo.optimise.design import Design, design_from_description
@@ -94,6 +96,24 @@ def settings_from(config: RunConfig, problem: Problem) -> TrainingSettings:
         final_lr_fraction=t.final_lr_fraction,
         smoothness=t.smoothness,
         sampled_hits=t.hits == "sampled",
+    )
+
+
+SIZES = ("epochs", "volumes_per_epoch", "muons_per_volume")
+"""Training sizes a command line may override (``mutomo landscape``, ``mutomo sweep``)."""
+
+
+def with_sizes(settings: TrainingSettings, sizes: dict[str, int] | None) -> TrainingSettings:
+    """``settings`` with the training sizes of ``sizes`` (keys of :data:`SIZES`) replaced."""
+    s = sizes or {}
+    unknown = [k for k in s if k not in SIZES]
+    if unknown:
+        raise MutomoError(f"training sizes: unknown {unknown}; allowed {list(SIZES)}")
+    return replace(
+        settings,
+        epochs=int(s.get("epochs", settings.epochs)),
+        volumes_per_epoch=int(s.get("volumes_per_epoch", settings.volumes_per_epoch)),
+        muons_per_volume=int(s.get("muons_per_volume", settings.muons_per_volume)),
     )
 
 

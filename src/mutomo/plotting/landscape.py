@@ -155,3 +155,16 @@ def front_figure(path: Path, front: dict[str, Any]) -> Path:
     )
     ax.legend(fontsize=8)
     return save_figure(fig, path)
+
+
+def write_landscape_figures(folder: Path, landscape: dict[str, Any], volume_box: tuple[float, ...]) -> list[Path]:
+    """Every figure of a landscape under ``folder/figures/``: the near-optimal designs' views,
+    metric against cost and, when it has one, the budget front."""
+    figures = folder / "figures"
+    out = [
+        landscape_views(figures / "landscape_views.png", landscape, volume_box),
+        metric_vs_cost(figures / "metric_vs_cost.png", landscape),
+    ]
+    if "front" in landscape:
+        out.append(front_figure(figures / "budget_front.png", landscape["front"]))
+    return out

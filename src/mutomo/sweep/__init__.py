@@ -1,0 +1,11 @@
+"""Sweeps: the independent trials of a landscape, a budget front and the gradient-free
+baselines, run as Ray tasks and gathered into one ``landscape.json``.
+
+Follow a sweep through :mod:`~mutomo.sweep.plan` (the trials), :mod:`~mutomo.sweep.trial`
+(one trial, checkpointed), :mod:`~mutomo.sweep.engine` (Ray), :mod:`~mutomo.sweep.gather`
+(the judgement on the physical evaluation) and :mod:`~mutomo.sweep.command` (``mutomo sweep``).
+"""
+
+from mutomo.sweep.plan import SweepPlan, Trial
+
+__all__ = ["SweepPlan", "Trial"]
