@@ -278,7 +278,7 @@ def _landscape(args: argparse.Namespace) -> None:
     (output / "landscape.json").write_text(json.dumps(result, indent=1))
     figures = write_landscape_figures(output, result, problem.scene.box)
     print("\n".join(landscape_lines(result)))
-    print(f"landscape written to {output / 'landscape.json'}; figures {', '.join(str(f) for f in figures)}")
+    print(f"landscape written to {output / 'landscape.json'}; also {', '.join(str(f) for f in figures)}")
     print(f"{time.perf_counter() - start:.0f} s")
 
 

@@ -296,3 +296,7 @@ def test_cli_landscape_writes_the_landscape_the_front_and_the_figures(tmp_path, 
     for name in ("landscape_views", "metric_vs_cost", "budget_front"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 0
     assert "distinct designs" in capsys.readouterr().out
+    report = (tmp_path / "report.html").read_text()
+    for heading in ("Distinct designs and the human designs", "Budget front", "Figure 3."):
+        assert heading in report
+    assert "human_acceptance" in report and "Trials" not in report  # a landscape has no trials

@@ -18,15 +18,7 @@ from mutomo.cli import main
 from mutomo.io.config import load_config
 from mutomo.sweep.plan import SweepPlan, Trial
 from mutomo.sweep.trial import ReplayedObjective, run_trial
-
-SMALL = """extends = "ladle_furnace"
-[task]
-muons_per_volume = 200
-[evaluation]
-n_volumes = 4
-calibration_volumes = 2
-min_hits = [2]
-"""
+from tests.unit.test_landscape import SMALL_LADLE as SMALL
 
 SIZES = {"epochs": 40, "volumes_per_epoch": 4, "muons_per_volume": 50}
 SIZE_ARGS = ["--epochs", "40", "--volumes", "4", "--muons", "50"]
@@ -103,6 +95,8 @@ def test_sweep_on_two_local_workers_resumes_trials_whose_worker_is_killed(tmp_pa
     assert landscape["methods"]["cma"]["seeds"] == [0] and len(landscape["methods"]["cma"]["minus_gradient"]) == 1
     assert landscape["muons"] == 3 * 40 * 4 * 50
     assert (out / "figures" / "landscape_views.png").stat().st_size > 0
+    report = (out / "report.html").read_text()
+    assert "Gradient-free methods against the gradient trials" in report and "start_000</td><td>done" in report
 
     # Running the same command again finishes only what is missing: here nothing.
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

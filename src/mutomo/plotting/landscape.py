@@ -158,8 +158,11 @@ def front_figure(path: Path, front: dict[str, Any]) -> Path:
 
 
 def write_landscape_figures(folder: Path, landscape: dict[str, Any], volume_box: tuple[float, ...]) -> list[Path]:
-    """Every figure of a landscape under ``folder/figures/``: the near-optimal designs' views,
-    metric against cost and, when it has one, the budget front."""
+    """Every figure of a landscape under ``folder/figures/`` (the near-optimal designs' views,
+    metric against cost and, when it has one, the budget front) and ``folder/report.html``
+    (:mod:`mutomo.plotting.landscape_report`); returns the figures and the report."""
+    from mutomo.plotting.landscape_report import write_landscape_report
+
     figures = folder / "figures"
     out = [
         landscape_views(figures / "landscape_views.png", landscape, volume_box),
@@ -167,4 +170,4 @@ def write_landscape_figures(folder: Path, landscape: dict[str, Any], volume_box:
     ]
     if "front" in landscape:
         out.append(front_figure(figures / "budget_front.png", landscape["front"]))
-    return out
+    return [*out, write_landscape_report(folder, landscape, out)]

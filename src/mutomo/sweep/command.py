@@ -110,5 +110,5 @@ def run_sweep(
     failed = [n for n, r in results.items() if r["status"] != "done"]
     if failed:
         report(f"{len(failed)} trial(s) failed, left out (errors in trials.json): {', '.join(failed)}")
-    report(f"landscape written to {folder / 'landscape.json'}; figures {', '.join(str(f) for f in figures)}")
+    report(f"landscape written to {folder / 'landscape.json'}; also {', '.join(str(f) for f in figures)}")
     return result
