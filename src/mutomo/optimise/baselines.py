@@ -13,7 +13,10 @@ Methods (:data:`METHODS`): ``random`` (uniform draws in the box; the best value 
 ``cma`` (CMA-ES, the ``cma`` package, Hansen; in the box scaled to the unit cube, started at
 ``x0`` or the box centre with step 0.25, answering the distribution's mean, which averages over
 a noisy objective's noise), ``tpe`` and ``gp`` (Bayesian optimisation with ``optuna``'s
-multivariate tree-structured Parzen estimator or its Gaussian-process sampler; the best trial).
+multivariate tree-structured Parzen estimator or its Gaussian-process sampler; the best trial),
+``surrogate`` (gradient steps on a local surrogate fitted to evaluations around the current
+point, :mod:`mutomo.optimise.surrogate`; started at ``x0`` or the box centre, answering the
+final point).
 
 :class:`DesignVector` turns a design's trainable parameters into such a vector with its box,
 and :func:`design_objective` makes the objective of a design: the training loss of
@@ -47,8 +50,8 @@ class SearchResult:
     Attributes:
         method: its name.
         x: the recommended parameter vector.
-        value: the objective's value at ``x`` when it was evaluated (for ``cma``, the best value
-            seen: the mean it recommends is not evaluated).
+        value: the objective's value at ``x`` when it was evaluated (for ``cma`` and
+            ``surrogate``, the best value seen: the point they recommend is not evaluated).
         calls: objective calls made.
         muons: muons simulated (``calls * muons_per_call``).
         seconds: wall time.
@@ -208,7 +211,29 @@ def bayesian_gp(
     return _optuna("gp", objective, bounds, budget, muons_per_call, seed)
 
 
-METHODS: dict[str, Method] = {"random": random_search, "cma": cma_es, "tpe": bayesian_tpe, "gp": bayesian_gp}
+def surrogate(
+    objective: Objective,
+    bounds: Bounds,
+    budget: int,
+    *,
+    muons_per_call: int = 1,
+    seed: int = 0,
+    x0: np.ndarray | None = None,
+) -> SearchResult:
+    """Local-surrogate gradient descent (:func:`mutomo.optimise.surrogate.surrogate_search`, its
+    defaults), from ``x0`` (default the box centre); answers the final point."""
+    from mutomo.optimise.surrogate import surrogate_search
+
+    return surrogate_search(objective, bounds, budget, muons_per_call=muons_per_call, seed=seed, x0=x0)
+
+
+METHODS: dict[str, Method] = {
+    "random": random_search,
+    "cma": cma_es,
+    "tpe": bayesian_tpe,
+    "gp": bayesian_gp,
+    "surrogate": surrogate,
+}
 
 
 def search(
@@ -221,11 +246,14 @@ def search(
     seed: int = 0,
     x0: np.ndarray | None = None,
 ) -> SearchResult:
-    """Run the method named ``method`` (a key of :data:`METHODS`); ``x0`` starts CMA-ES."""
+    """Run the method named ``method`` (a key of :data:`METHODS`); ``x0`` starts CMA-ES and the
+    surrogate."""
     if method not in METHODS:
         raise MutomoError(f"method: unknown {method!r}; allowed {sorted(METHODS)}")
     if method == "cma":
         return cma_es(objective, bounds, budget, muons_per_call=muons_per_call, seed=seed, x0=x0)
+    if method == "surrogate":
+        return surrogate(objective, bounds, budget, muons_per_call=muons_per_call, seed=seed, x0=x0)
     return METHODS[method](objective, bounds, budget, muons_per_call=muons_per_call, seed=seed)
 
 
