@@ -154,11 +154,11 @@ def test_surrogate_search_reuses_evaluations_in_the_trust_region(monkeypatch):
         return original(points, values, groups, centre)
 
     monkeypatch.setattr(module, "fit_gradient", spy)
-    a = surrogate_search(quadratic, BOX, 1000, seed=4, x0=np.zeros(DIM), n=DIM + 2)
-    assert len(seen) == 1000 // (DIM + 2)
-    assert seen[0][0] == DIM + 2 and max(count for count, _ in seen) > 2 * (DIM + 2)
+    a = surrogate_search(quadratic, BOX, 1000, seed=4, x0=np.zeros(DIM), n=2 * DIM)
+    assert len(seen) == 1000 // (2 * DIM)
+    assert seen[0][0] == 2 * DIM and max(count for count, _ in seen) > 2 * (2 * DIM)
     assert all(reach <= 0.05 + 1e-9 for _, reach in seen)
-    b = surrogate_search(quadratic, BOX, 1000, seed=4, x0=np.zeros(DIM), n=DIM + 2)
+    b = surrogate_search(quadratic, BOX, 1000, seed=4, x0=np.zeros(DIM), n=2 * DIM)
     assert np.array_equal(a.x, b.x) and a.trace == b.trace
     assert np.linalg.norm(a.x - OPTIMUM) < 0.1
 
@@ -176,7 +176,8 @@ def test_surrogate_search_reuses_evaluations_in_the_trust_region(monkeypatch):
         ({"radius": 0.0}, "radius"),
         ({"radius": 0.7}, "radius"),
         ({"radius": math.nan}, "radius"),
-        ({"n": 4}, "n"),  # fewer than dimension + 1
+        ({"n": 4}, "n"),  # fewer than 2 x dimension
+        ({"n": 14}, "n"),  # 7 pairs cannot span 8 dimensions
         ({"n": 11}, "n"),  # odd
         ({"lr": 0.0}, "lr"),
         ({"x0": np.zeros(3)}, "x0"),
@@ -194,8 +195,34 @@ def test_surrogate_gradient_refuses_bad_input():
     with pytest.raises(MutomoError, match="radius"):
         surrogate_gradient(quadratic, POINT, 0.0, 16, bounds=BOX)
     with pytest.raises(MutomoError, match="n "):
-        surrogate_gradient(quadratic, POINT, 0.05, 6, bounds=BOX)
+        surrogate_gradient(quadratic, POINT, 0.05, 10, bounds=BOX)
     with pytest.raises(MutomoError, match="bounds"):
         surrogate_gradient(quadratic, POINT, 0.05, 16, bounds=(np.zeros(3), np.ones(3)))
     with pytest.raises(MutomoError, match="finite"):
         surrogate_gradient(lambda x: math.nan, POINT, 0.05, 16, bounds=BOX)
+
+
+# ----------------------------------------------------------------------------- the design objective
+
+
+def test_design_objective_shares_batches_and_reads_out_physically():
+    """``calls_per_batch`` calls see one batch (common random numbers for one iteration), the
+    next call the next batch; the physical readout (hard edges, Bernoulli hits) gives a different
+    loss than the smooth one on the same batch, and a bad ``calls_per_batch`` is refused."""
+    from mutomo.benchmarks import load_benchmark
+    from mutomo.optimise import Readout, TrainingSettings
+    from mutomo.optimise.baselines import DesignVector, design_objective
+
+    ladle = load_benchmark("ladle_furnace")
+    design = ladle.design("human_acceptance", ("z",), 6000.0)
+    settings = TrainingSettings(epochs=3, volumes_per_epoch=4, muons_per_volume=200, validation_volumes=0)
+    vector = DesignVector(design)
+    x = vector.get()
+    smooth, _ = design_objective(design, ladle, settings, vector=vector, calls_per_batch=3)
+    values = [smooth(x) for _ in range(4)]
+    assert values[0] == values[1] == values[2] != values[3]
+    physical, _ = design_objective(design, ladle, settings, vector=vector, readout=Readout(physical=True))
+    first = physical(x)  # batch 0, as values[0]
+    assert math.isfinite(first) and first != values[0]
+    with pytest.raises(MutomoError, match="calls_per_batch"):
+        design_objective(design, ladle, settings, vector=vector, calls_per_batch=0)

@@ -340,14 +340,23 @@ def design_objective(
     settings: Any,
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     vector: DesignVector | None = None,
+    *,
+    readout: Any = None,
+    calls_per_batch: int = 1,
 ) -> tuple[Callable[[np.ndarray], float], int]:
     """The training objective of ``design`` as a function of its :class:`DesignVector`, and the
     muons one call simulates (``volumes_per_epoch * muons_per_volume``; see the module
     docstring). ``settings`` is the gradient run's
     :class:`~mutomo.optimise.loop.TrainingSettings`; the panel edges have the final
-    smoothness of its annealing."""
+    smoothness of its annealing. ``readout`` (a :class:`~mutomo.optimise.problem.Readout`)
+    replaces the training readout (e.g. the physical one: hard edges, Bernoulli hits);
+    ``calls_per_batch`` consecutive calls share one batch (call ``n`` on epoch
+    ``n // calls_per_batch``: common random numbers for a method that compares the points of
+    one iteration, such as the surrogate)."""
     from mutomo.optimise.loop import training_batch_loss
 
+    if isinstance(calls_per_batch, bool) or not isinstance(calls_per_batch, (int, np.integer)) or calls_per_batch < 1:
+        raise MutomoError(f"calls_per_batch must be a positive integer; got {calls_per_batch!r}")
     vec = vector if vector is not None else DesignVector(design)
     loss_fn = loss if loss is not None else problem.task.loss
     design.smoothness = settings.smoothness[1]
@@ -355,10 +364,10 @@ def design_objective(
 
     def objective(x: np.ndarray) -> float:
         vec.set_(x)
-        epoch = count["n"] % settings.epochs
+        epoch = (count["n"] // calls_per_batch) % settings.epochs
         count["n"] += 1
         with torch.no_grad():
-            parts = training_batch_loss(design, problem, settings, epoch, loss_fn)
+            parts = training_batch_loss(design, problem, settings, epoch, loss_fn, readout)
         return float(parts.total)
 
     return objective, settings.volumes_per_epoch * settings.muons_per_volume

@@ -8,8 +8,8 @@ generative surrogates", NeurIPS 2020, arXiv:2002.04632, Algorithm 1). In the box
 unit cube, each iteration
 
 1. draws ``n`` points in the trust region around the current point ``x`` (a box of half-width
-   ``radius``): ``n / 2`` antithetic pairs ``x +- delta``, the ``delta`` along the rows of
-   random orthogonal matrices (orthogonal sampling, as in structured evolution strategies,
+   ``radius``): ``n / 2 >= dim`` antithetic pairs ``x +- delta``, the ``delta`` along the rows
+   of random orthogonal matrices (orthogonal sampling, as in structured evolution strategies,
    Choromanski et al. 2018, arXiv:1804.02395: the fit stays well conditioned with as few as
    ``dim`` pairs, where uniform draws are often nearly singular), each stretched to the trust
    region's face, each point clipped into the bounds;
@@ -61,10 +61,10 @@ ADAM_EPS = 1e-8
 def _check_region(radius: float, n: int, dim: int) -> None:
     if not (isinstance(radius, (int, float)) and math.isfinite(radius) and 0 < radius <= 0.5):
         raise MutomoError(f"radius must be in (0, 0.5] (a fraction of the box); got {radius!r}")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < dim + 1 or n % 2:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2 * dim or n % 2:
         raise MutomoError(
-            f"n (points per iteration) must be an even number >= dimension + 1 = {dim + 1} "
-            f"(antithetic pairs; a linear model has dimension + 1 coefficients); got {n!r}"
+            f"n (points per iteration) must be an even number >= 2 x dimension = {2 * dim} "
+            f"(antithetic pairs, whose n / 2 directions must span the dimensions); got {n!r}"
         )
 
 
@@ -125,7 +125,7 @@ def surrogate_gradient(
         x: ``(dim,)`` where the gradient is wanted.
         radius: half-width of the trust region as a fraction of the box (``bounds``; without
             bounds, of a unit box around ``x``: in ``x``'s own units).
-        n: points (even, >= dim + 1).
+        n: points (even, >= 2 dim).
         bounds: ``(lower, upper)``; points are clipped into it.
         seed: seeds the points.
 
