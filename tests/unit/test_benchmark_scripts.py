@@ -19,3 +19,35 @@ def test_side_by_side_script_mutomo_half_runs_on_a_tiny_input():
     assert "(1.0, 0.95, 0.9, 0.85)" in module.TOMOPT_STEP and "(0.2, 0.15, 0.1, 0.05)" in module.TOMOPT_STEP
     result = module.mutomo_step(300, 1)
     assert result["seconds"] > 0 and result["rss_mib"] > 0
+
+
+def test_surrogate_vs_gradient_script_runs_on_a_tiny_input(tmp_path):
+    """The surrogate-against-gradient benchmark end to end at a toy size (one iteration of the
+    surrogate, four test volumes): every run is judged, paired with the gradient run, and the
+    gradient cosines are finite numbers in [-1, 1]."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "surrogate_vs_gradient.py"
+    spec = importlib.util.spec_from_file_location("surrogate_vs_gradient", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.main(
+        ["--seeds", "0", "--epochs", "4", "--volumes", "4", "--muons", "50", "--surrogate-muons", "10", "--n", "16"]
+        + [
+            "--cosine-radii",
+            "0.01",
+            "--eval-volumes",
+            "4",
+            "--eval-muons",
+            "200",
+            "--out",
+            str(tmp_path / "result.json"),
+        ]
+    )
+    methods = [r["method"] for r in out["records"]]
+    assert methods[:4] == ["start", "gradient", "surrogate_smooth", "surrogate_physical"]
+    by_method = {r["method"]: r for r in out["records"]}
+    assert by_method["gradient"]["minus_gradient"][0] == 0.0
+    assert by_method["surrogate_smooth"]["muons"] == 16 * 4 * 10  # one iteration of 16 calls of 40 muons fits
+    assert (tmp_path / "result.json").exists()
+    for by_design in out["cosines"]["0"].values():
+        keys = ("surrogate_r0.05_n16", "surrogate_r0.01_n16", "surrogate_r0.05_n32", "autograd_batch0_vs_batch1")
+        assert all(-1.0 <= by_design[k] <= 1.0 for k in keys)

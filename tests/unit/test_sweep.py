@@ -205,3 +205,10 @@ def test_sweep_plan_names_every_trial_and_gives_each_its_own_muons():
     seeds = {t.name: t.training(base).seed for t in plan.trials()}
     assert len({seeds[n] for n in names if not n.startswith(("cma", "tpe"))}) == 7  # own muons
     assert seeds["cma_s1"] == seeds["tpe_s1"] == seeds["start_001"]  # paired with the gradient trial
+
+
+def test_a_sweep_offers_every_gradient_free_method():
+    from mutomo.io.config import SWEEP_METHODS
+    from mutomo.optimise.baselines import METHODS
+
+    assert set(SWEEP_METHODS) == set(METHODS)

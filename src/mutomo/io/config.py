@@ -255,7 +255,7 @@ class OutputConfig(Strict):
     x0_muons: int = Field(50_000, ge=0, le=10_000_000, description="muons for the X0 slice figure (0: none)")
 
 
-SWEEP_METHODS = ("random", "cma", "tpe", "gp")
+SWEEP_METHODS = ("random", "cma", "tpe", "gp", "surrogate")
 """Gradient-free methods a sweep may run (:data:`mutomo.optimise.baselines.METHODS`)."""
 
 

@@ -13,7 +13,10 @@ Methods (:data:`METHODS`): ``random`` (uniform draws in the box; the best value 
 ``cma`` (CMA-ES, the ``cma`` package, Hansen; in the box scaled to the unit cube, started at
 ``x0`` or the box centre with step 0.25, answering the distribution's mean, which averages over
 a noisy objective's noise), ``tpe`` and ``gp`` (Bayesian optimisation with ``optuna``'s
-multivariate tree-structured Parzen estimator or its Gaussian-process sampler; the best trial).
+multivariate tree-structured Parzen estimator or its Gaussian-process sampler; the best trial),
+``surrogate`` (gradient steps on a local surrogate fitted to evaluations around the current
+point, :mod:`mutomo.optimise.surrogate`; started at ``x0`` or the box centre, answering the
+final point).
 
 :class:`DesignVector` turns a design's trainable parameters into such a vector with its box,
 and :func:`design_objective` makes the objective of a design: the training loss of
@@ -47,8 +50,8 @@ class SearchResult:
     Attributes:
         method: its name.
         x: the recommended parameter vector.
-        value: the objective's value at ``x`` when it was evaluated (for ``cma``, the best value
-            seen: the mean it recommends is not evaluated).
+        value: the objective's value at ``x`` when it was evaluated (for ``cma`` and
+            ``surrogate``, the best value seen: the point they recommend is not evaluated).
         calls: objective calls made.
         muons: muons simulated (``calls * muons_per_call``).
         seconds: wall time.
@@ -208,7 +211,29 @@ def bayesian_gp(
     return _optuna("gp", objective, bounds, budget, muons_per_call, seed)
 
 
-METHODS: dict[str, Method] = {"random": random_search, "cma": cma_es, "tpe": bayesian_tpe, "gp": bayesian_gp}
+def surrogate(
+    objective: Objective,
+    bounds: Bounds,
+    budget: int,
+    *,
+    muons_per_call: int = 1,
+    seed: int = 0,
+    x0: np.ndarray | None = None,
+) -> SearchResult:
+    """Local-surrogate gradient descent (:func:`mutomo.optimise.surrogate.surrogate_search`, its
+    defaults), from ``x0`` (default the box centre); answers the final point."""
+    from mutomo.optimise.surrogate import surrogate_search
+
+    return surrogate_search(objective, bounds, budget, muons_per_call=muons_per_call, seed=seed, x0=x0)
+
+
+METHODS: dict[str, Method] = {
+    "random": random_search,
+    "cma": cma_es,
+    "tpe": bayesian_tpe,
+    "gp": bayesian_gp,
+    "surrogate": surrogate,
+}
 
 
 def search(
@@ -221,11 +246,14 @@ def search(
     seed: int = 0,
     x0: np.ndarray | None = None,
 ) -> SearchResult:
-    """Run the method named ``method`` (a key of :data:`METHODS`); ``x0`` starts CMA-ES."""
+    """Run the method named ``method`` (a key of :data:`METHODS`); ``x0`` starts CMA-ES and the
+    surrogate."""
     if method not in METHODS:
         raise MutomoError(f"method: unknown {method!r}; allowed {sorted(METHODS)}")
     if method == "cma":
         return cma_es(objective, bounds, budget, muons_per_call=muons_per_call, seed=seed, x0=x0)
+    if method == "surrogate":
+        return surrogate(objective, bounds, budget, muons_per_call=muons_per_call, seed=seed, x0=x0)
     return METHODS[method](objective, bounds, budget, muons_per_call=muons_per_call, seed=seed)
 
 
@@ -313,15 +341,24 @@ def design_objective(
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     vector: DesignVector | None = None,
     first_call: int = 0,
+    *,
+    readout: Any = None,
+    calls_per_batch: int = 1,
 ) -> tuple[Callable[[np.ndarray], float], int]:
     """The training objective of ``design`` as a function of its :class:`DesignVector`, and the
     muons one call simulates (``volumes_per_epoch * muons_per_volume``; see the module
     docstring). ``settings`` is the gradient run's
     :class:`~mutomo.optimise.loop.TrainingSettings`; the panel edges have the final
     smoothness of its annealing. ``first_call``: the index of the first call (a search resumed
-    after ``first_call`` calls sees the batches it would have seen)."""
+    after ``first_call`` calls sees the batches it would have seen). ``readout`` (a
+    :class:`~mutomo.optimise.problem.Readout`) replaces the training readout (e.g. the physical
+    one: hard edges, Bernoulli hits); ``calls_per_batch`` consecutive calls share one batch (call
+    ``n`` on epoch ``n // calls_per_batch``: common random numbers for a method that compares the
+    points of one iteration, such as the surrogate)."""
     from mutomo.optimise.loop import training_batch_loss
 
+    if isinstance(calls_per_batch, bool) or not isinstance(calls_per_batch, (int, np.integer)) or calls_per_batch < 1:
+        raise MutomoError(f"calls_per_batch must be a positive integer; got {calls_per_batch!r}")
     vec = vector if vector is not None else DesignVector(design)
     loss_fn = loss if loss is not None else problem.task.loss
     design.smoothness = settings.smoothness[1]
@@ -329,10 +366,10 @@ def design_objective(
 
     def objective(x: np.ndarray) -> float:
         vec.set_(x)
-        epoch = count["n"] % settings.epochs
+        epoch = (count["n"] // calls_per_batch) % settings.epochs
         count["n"] += 1
         with torch.no_grad():
-            parts = training_batch_loss(design, problem, settings, epoch, loss_fn)
+            parts = training_batch_loss(design, problem, settings, epoch, loss_fn, readout)
         return float(parts.total)
 
     return objective, settings.volumes_per_epoch * settings.muons_per_volume

@@ -41,7 +41,7 @@ from mutomo.io.paths import PathLike, writable_dir
 from mutomo.optimise.checkpoint import load_latest, save_checkpoint
 from mutomo.optimise.design import PARAMETER_GROUPS, Design
 from mutomo.optimise.loss import LossBreakdown, budget_penalty
-from mutomo.optimise.problem import SAMPLED, SMOOTH, Problem, key_generator
+from mutomo.optimise.problem import SAMPLED, SMOOTH, Problem, Readout, key_generator
 from mutomo.optimise.progress import Progress
 
 TRAINING_STREAM, VALIDATION_STREAM = 0, 1
@@ -183,9 +183,12 @@ def batch_losses(
     n_muons: int,
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     settings: TrainingSettings,
+    readout: Readout | None = None,
 ) -> LossBreakdown:
     """Loss parts of a design on the ``n_volumes`` volumes of ``key``, differentiable in the design,
-    each of shape ``(*design,)`` (scalars for one design).
+    each of shape ``(*design,)`` (scalars for one design). The hits are read out by ``readout``
+    (default: the smooth relaxation, with Bernoulli-drawn hits if ``settings.sampled_hits``; a
+    physical readout gives a loss that is not differentiable in the panels' positions).
 
     Volume ``j`` has key ``(*key, j)``; a task whose loss needs pairs sees each volume twice,
     with independent muons. A design whose detector has design axes (a
@@ -196,7 +199,7 @@ def batch_losses(
     simulated one after the other on the same keys (the same volumes and muons)."""
     members = getattr(design, "members", None)
     if members is not None and not problem.task.design_batches:
-        parts = [batch_losses(m, problem, key, n_volumes, n_muons, loss, settings) for m in members]
+        parts = [batch_losses(m, problem, key, n_volumes, n_muons, loss, settings, readout) for m in members]
         return LossBreakdown(
             task=torch.stack([p.task for p in parts]),
             budget=torch.stack([p.budget for p in parts]),
@@ -205,6 +208,7 @@ def batch_losses(
     detector = design.detector()
     design_shape = detector.design_shape
     pairs = problem.task.needs_pairs
+    chosen = readout if readout is not None else SAMPLED if settings.sampled_hits else SMOOTH
     outputs, truths = [], []
     samples: dict[int, Any] = {}
     for i in range(n_volumes):
@@ -212,8 +216,7 @@ def batch_losses(
         if j not in samples:
             samples[j] = problem.sample((*key, j), index=j)
         sample = samples[j]
-        readout = SAMPLED if settings.sampled_hits else SMOOTH
-        (out,) = problem.observe(detector, sample, n_muons, key_generator((*key, j, i)), (readout,))
+        (out,) = problem.observe(detector, sample, n_muons, key_generator((*key, j, i)), (chosen,))
         if tuple(out.shape[: len(design_shape)]) != design_shape or out.dim() != len(design_shape) + 1:
             raise MutomoError(
                 f"the {problem.task.kind} task's outputs {tuple(out.shape)} do not carry the design axes "
@@ -241,11 +244,12 @@ def batch_loss(
     n_muons: int,
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     settings: TrainingSettings,
+    readout: Readout | None = None,
 ) -> LossBreakdown:
     """Loss of a design on the ``n_volumes`` volumes of ``key`` (differentiable in the design):
     :func:`batch_losses` summed over the design axes (a stacked design's loss is the sum of its
     members' losses, and its cost the sum of their costs)."""
-    parts = batch_losses(design, problem, key, n_volumes, n_muons, loss, settings)
+    parts = batch_losses(design, problem, key, n_volumes, n_muons, loss, settings, readout)
     return LossBreakdown(task=parts.task.sum(), budget=parts.budget.sum(), cost=parts.cost.sum())
 
 
@@ -255,9 +259,11 @@ def training_batch_loss(
     settings: TrainingSettings,
     epoch: int,
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    readout: Readout | None = None,
 ) -> LossBreakdown:
     """The loss of the training batch of ``epoch`` (the same volumes and muons for every design
-    and every method: the gradient loop and the gradient-free baselines call this one)."""
+    and every method: the gradient loop and the gradient-free baselines call this one), read out
+    by ``readout`` (see :func:`batch_losses`)."""
     draw = epoch if settings.resample else 0
     return batch_loss(
         design,
@@ -267,6 +273,7 @@ def training_batch_loss(
         settings.muons_per_volume,
         loss,
         settings,
+        readout,
     )
 
 
