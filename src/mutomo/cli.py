@@ -84,7 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     opt.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in the run directory")
     opt.add_argument("--no-report", action="store_true", help="skip the figures and report.html")
     ev = sub.add_parser(
-        "evaluate", help="evaluate a design (smooth and physical) on a problem's test volumes", epilog=EXIT_CODES
+        "evaluate",
+        help="evaluate a design (smooth and physical) on a problem's test volumes, paired against the "
+        "configuration's evaluation.compare designs",
+        epilog=EXIT_CODES,
     )
     ev.add_argument("design", help="design JSON file, or the name of a design of the configuration")
     ev.add_argument("--config", default="ladle_furnace", help="configuration file or built-in benchmark")
@@ -239,7 +242,13 @@ def _landscape(args: argparse.Namespace) -> None:
 
     from mutomo.io.config import load_config
     from mutomo.optimise.design import DetectorDesign
-    from mutomo.optimise.landscape import LandscapeSettings, budget_front, landscape_lines, run_landscape
+    from mutomo.optimise.landscape import (
+        LandscapeSettings,
+        budget_front,
+        landscape_lines,
+        run_landscape,
+        save_landscape,
+    )
     from mutomo.optimise.loop import TrainingSettings
     from mutomo.optimise.problem import build_problem
     from mutomo.optimise.run import build_design, comparison_designs, evaluation_settings, settings_from, with_sizes
@@ -275,8 +284,7 @@ def _landscape(args: argparse.Namespace) -> None:
     result = run_landscape(problem, template, training, evaluation, settings, humans)
     if settings.budgets:
         result["front"] = budget_front(problem, template, training, evaluation, settings, humans)
-    (output / "landscape.json").write_text(json.dumps(result, indent=1))
-    figures = write_landscape_figures(output, result, problem.scene.box)
+    figures = save_landscape(output, result)[1:] + write_landscape_figures(output, result, problem.scene.box)
     print("\n".join(landscape_lines(result)))
     print(f"landscape written to {output / 'landscape.json'}; also {', '.join(str(f) for f in figures)}")
     print(f"{time.perf_counter() - start:.0f} s")
@@ -301,20 +309,30 @@ def _optimise(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from mutomo.io.config import load_config
-    from mutomo.optimise.evaluate import metrics_json, observe_design, summarise
+    from mutomo.optimise.evaluate import metrics_json, paired, summarise
+    from mutomo.optimise.landscape import observe_designs
     from mutomo.optimise.problem import build_problem
-    from mutomo.optimise.run import evaluation_settings
+    from mutomo.optimise.run import comparison_designs, evaluation_settings
 
     config = load_config(args.config)
     with naming_the_source(args.config):
         problem = build_problem(config)
         design = problem.design(args.design, (), None, field="design")
+        others = {k: d for k, d in comparison_designs(config, problem, None).items() if k != args.design}
     writable_file(args.json, "--json")
-    metrics = metrics_json(summarise(problem, observe_design(design, problem, evaluation_settings(config))))
+    names, designs = [args.design, *others], [design, *others.values()]
+    # The configuration's evaluation.compare designs on the same volumes and muons: paired differences.
+    obs = observe_designs(designs, problem, evaluation_settings(config))
     result = {
-        "readouts": list(metrics),
-        "designs": {args.design: {**metrics, "design": design.describe()}},
-        "paired": {},
+        "readouts": list(obs[0].test),
+        "designs": {
+            name: {**metrics_json(summarise(problem, o)), "design": d.describe()}
+            for name, d, o in zip(names, designs, obs, strict=True)
+        },
+        "paired": {
+            f"{args.design} - {name}": metrics_json(paired(problem, obs[0], o))
+            for name, o in zip(names[1:], obs[1:], strict=True)
+        },
     }
     _print_evaluations(result)
     args.json.write_text(json.dumps(result, indent=1))

@@ -128,7 +128,11 @@ x0_muons = 2000
     out = tmp_path / "metrics.json"
     assert main(["evaluate", str(run / "design_final.json"), "--config", str(config), "--json", str(out)]) == 0
     assert "mse" in capsys.readouterr().out
-    assert set(json.loads(out.read_text())["designs"][str(run / "design_final.json")]) >= {"smooth", "physical"}
+    metrics = json.loads(out.read_text())
+    assert set(metrics["designs"][str(run / "design_final.json")]) >= {"smooth", "physical"}
+    # paired against the configuration's evaluation.compare designs, on the same volumes and muons
+    assert set(metrics["paired"]) == {f"{run / 'design_final.json'} - human_acceptance"}
+    assert metrics["paired"][f"{run / 'design_final.json'} - human_acceptance"]["physical"]["mse"][1] > 0
     assert main(["report", str(run)]) == 0
     assert main(["tasks"]) == 0
     assert "waste_block: presence" in capsys.readouterr().out

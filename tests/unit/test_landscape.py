@@ -300,3 +300,17 @@ def test_cli_landscape_writes_the_landscape_the_front_and_the_figures(tmp_path, 
     for heading in ("Distinct designs and the human designs", "Budget front", "Figure 3."):
         assert heading in report
     assert "human_acceptance" in report and "Trials" not in report  # a landscape has no trials
+
+
+def test_a_fixed_budget_design_file_keeps_its_budget_beyond_the_span_bounds(ladle, tmp_path):
+    """A design found under a fixed budget may have panels wider than the span bounds (they do
+    not apply to budget shares); its file evaluates as it was found."""
+    design = template(ladle, budget=60000.0)
+    with torch.no_grad():
+        design.share_logit[0] = 10.0  # nearly the whole budget to one panel: ~7.7 m wide
+    assert float(design.span[0].detach()) > design.bounds.span[1]
+    path = tmp_path / "wide.json"
+    path.write_text(json.dumps(design.describe()))
+    loaded = ladle.design(str(path), (), None)
+    assert loaded.budget == pytest.approx(60000.0)
+    torch.testing.assert_close(loaded.span, design.span.detach())

@@ -24,10 +24,12 @@ The result is ``landscape.json`` (see :func:`run_landscape`); the figures are dr
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -442,6 +444,24 @@ def judge_front(
         "envelope": front_envelope(list(settings.budgets), best_values, higher),
         "humans": human_entries,
     }
+
+
+def save_landscape(folder: Path, result: dict[str, Any]) -> list[Path]:
+    """Write ``folder/landscape.json`` and, to start from or fine-tune, the design files
+    ``folder/designs/best.json`` and ``designs/group_NN.json`` of every near-optimal distinct
+    design (its best member; read by ``mutomo evaluate`` and by ``design.start``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [folder / "landscape.json"]
+    written[0].write_text(json.dumps(result, indent=1))
+    designs = folder / "designs"
+    designs.mkdir(exist_ok=True)
+    picks = {"best": result["best"]}
+    picks |= {f"group_{c['id']:02d}": c["representative"] for c in result["clusters"] if c["near_optimal"]}
+    for name, index in picks.items():
+        path = designs / f"{name}.json"
+        path.write_text(json.dumps(result["starts"][index]["design"], indent=1))
+        written.append(path)
+    return written
 
 
 def _pm(pair: list[float | None], sign: bool = False) -> str:

@@ -297,9 +297,13 @@ def design_from_spec(
     trainable: Sequence[str],
     budget: float | None,
 ) -> DetectorDesign:
-    """Build a :class:`DetectorDesign` from a design specification (file, panels or compact)."""
+    """Build a :class:`DetectorDesign` from a design specification (file, panels or compact).
+    A design file written under a fixed budget (its ``budget``) keeps it when ``budget`` is
+    ``None``: its spans were shares of that budget, which span bounds do not limit."""
     if spec.file is not None:
         d = read_design_file(spec.file)
+        if budget is None and isinstance(d.get("budget"), (int, float)) and not isinstance(d["budget"], bool):
+            budget = float(d["budget"])
         xy, z, n_above = d["xy"], d["z"], d["n_above"]
         span, resolution, efficiency = d["span"], d["resolution"], d["efficiency"]
     elif spec.panels is not None:

@@ -20,7 +20,7 @@ from typing import Any
 from mutomo.errors import ConfigError, MutomoError, RunDirectoryError, naming_the_source
 from mutomo.io.config import load_config
 from mutomo.io.paths import writable_dir
-from mutomo.optimise.landscape import landscape_lines
+from mutomo.optimise.landscape import landscape_lines, save_landscape
 from mutomo.optimise.run import comparison_designs, evaluation_settings
 from mutomo.sweep.engine import check_address, run_trials, start_ray
 from mutomo.sweep.gather import gather, methods_lines
@@ -101,10 +101,9 @@ def run_sweep(
     report("evaluating the finished designs on the test volumes ...")
     result = gather(s.problem, plan, results, evaluation, humans)
     result["seconds"]["sweep"] = time.perf_counter() - t0
-    (folder / "landscape.json").write_text(json.dumps(result, indent=1))
     from mutomo.plotting.landscape import write_landscape_figures
 
-    figures = write_landscape_figures(folder, result, s.problem.scene.box)
+    figures = save_landscape(folder, result)[1:] + write_landscape_figures(folder, result, s.problem.scene.box)
     for line in landscape_lines(result) + methods_lines(result["methods"], result["metric"]["name"]):
         report(line)
     failed = [n for n, r in results.items() if r["status"] != "done"]
