@@ -21,9 +21,10 @@ configuration's seed (12345): test volumes keyed ``(seed, 2, i)`` (the object in
 clean reference volumes keyed ``(seed, 3, i)``, muons and hits drawn from generators keyed by the
 volume; the physical readout only (hard edges, Bernoulli hits, >= 2 hits a side); one exposure
 (``exposure_factors = [1.0]``: the exposure-to-goal ladder is not measured). ``--volumes`` test
-volumes and ``--references`` reference volumes, by default the configuration's 120 and 24. Every cell (method x momentum) of a scene reads the *same*
-simulated muons and the same physical hits: each volume is simulated and read out once, then
-reconstructed with every momentum and every method (:func:`observe_cells`). That is what
+volumes and ``--references`` reference volumes, by default the configuration's 120 and 24.
+Every cell (method x momentum) of a scene reads the *same* simulated muons and the same physical
+hits: each volume is simulated and read out once, then reconstructed with every momentum and
+every method (:func:`observe_cells`). That is what
 ``observe_design`` would do for each cell separately, only without simulating the volume again;
 ``tests/unit/test_benchmark_scripts.py`` checks that a cell's outputs are identical to
 ``observe_design``'s for the configuration with that inference and momentum.
@@ -43,8 +44,10 @@ Definitions:
   voxels per volume, ROC AUC over the test volumes with DeLong's standard error.
   ``eff@1%``: detection efficiency at 1 % false alarm, bootstrap error (with ~25 clean test
   volumes 1 % means: no clean volume above the threshold).
-* **Delta AUC**: AUC(momentum) - AUC(true) for the same method, paired on the same volumes and
-  muons (DeLong's paired error).
+* **Delta AUC**: AUC(momentum) - AUC(true) for the same method, and AUC(method) - AUC(asr) for
+  the same momentum, paired on the same volumes and muons (DeLong's paired error). The JSON keeps
+  every cell's per-volume presence scores (``scores``, with the scene's ``labels``) for any other
+  paired comparison.
 * **Imaging error and CNR** (the definitions and code of ``unknown_momentum.py``'s ``judge``),
   on the test volumes that hold the cube (half of them), from the same maps: the cube voxel's
   ``|ln(X0_est / X0_true)|``, median over volumes, and the median of the same over every
@@ -293,18 +296,21 @@ def scene_table(
     t = config.task
     cells: dict[str, dict[str, Any]] = {}
     labels = np.array(test.truths, dtype=bool)
+    scores: dict[tuple[str, str], np.ndarray] = {}
     for m in methods:
         task = Presence(m, t.false_alarm, t.goal, t.reference)
         cells[m] = {}
-        scores = {}
         for p in momenta:
             cells[m][p] = cell_numbers(task, test, refs, (m, p), problem.exposure_s, settings.seed)
-            scores[p], _ = task.scores(
+            scores[(m, p)], _ = task.scores(
                 _observations(test, (m, p), problem.exposure_s), _observations(refs, (m, p), problem.exposure_s)
             )
-        for p in momenta:
-            if p != "true" and "true" in momenta:
-                cells[m][p]["delta_auc_vs_true"] = paired_auc_difference(scores[p], scores["true"], labels).as_list()
+            cells[m][p]["scores"] = scores[(m, p)].tolist()
+    for (m, p), s in scores.items():
+        if p != "true" and (m, "true") in scores:
+            cells[m][p]["delta_auc_vs_true"] = paired_auc_difference(s, scores[(m, "true")], labels).as_list()
+        if m != "asr" and ("asr", p) in scores:
+            cells[m][p]["delta_auc_vs_asr"] = paired_auc_difference(s, scores[("asr", p)], labels).as_list()
     return {
         "config": config.model_dump(mode="json", include={"name", "task", "scene", "muons", "evaluation"}),
         "design": DESIGN,
@@ -312,6 +318,7 @@ def scene_table(
         "exposure_s": problem.exposure_s,
         "test_volumes": volumes,
         "with_cube": int(labels.sum()),
+        "labels": labels.astype(int).tolist(),
         "reference_volumes": references,
         "seconds": {"references": t_refs, "test": t_test},
         "cells": cells,
@@ -345,17 +352,19 @@ def markdown(results: dict[str, Any]) -> str:
             f"{r['reference_volumes']} clean references, {r['n_muons']:,} muons ({r['exposure_s']:.0f} s), "
             f"design {r['design']}, physical readout (>= 2 hits a side)",
             "",
-            "| method | momentum | AUC | Δ AUC vs true (paired) | eff. at 1 % FA | CNR | "
+            "| method | momentum | AUC | Δ AUC vs true (paired) | Δ AUC vs ASR (paired) | eff. at 1 % FA | CNR | "
             "cube abs ln(X0 ratio) | background abs ln(X0 ratio) | top1 |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for m, by_p in r["cells"].items():
             for p, c in by_p.items():
-                delta = _pm(c["delta_auc_vs_true"], 3) if "delta_auc_vs_true" in c else "-"
+                delta = _pm(c.get("delta_auc_vs_true"), 3)
+                delta_asr = _pm(c.get("delta_auc_vs_asr"), 3)
+                efficiency = _pm(c["efficiency_at_false_alarm"])
                 lines.append(
-                    f"| {m} | {p} | {_pm(c['auc'], 3)} | {delta} | {_pm(c['efficiency_at_false_alarm'])} | "
-                    f"{_pm(c['cnr'], 1)} | {_interval(c.get('cube_log_error'))} | "
-                    f"{_interval(c.get('background_log_error'))} | {_pm(c['top1'])} |"
+                    f"| {m} | {p} | {_pm(c['auc'], 3)} | {delta} | {delta_asr} | {efficiency} | {_pm(c['cnr'], 1)} | "
+                    f"{_interval(c.get('cube_log_error'))} | {_interval(c.get('background_log_error'))} | "
+                    f"{_pm(c['top1'])} |"
                 )
         s = r["seconds"]
         lines += ["", f"Wall time: references {s['references']:.0f} s, test volumes {s['test']:.0f} s.", ""]
