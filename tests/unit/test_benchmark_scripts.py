@@ -1,14 +1,22 @@
-"""The side-by-side benchmark script imports, its TomOpt worker is valid Python, and its mutomo half runs."""
+"""Benchmark scripts on tiny inputs: the side-by-side script imports, its TomOpt worker is valid
+Python and its mutomo half runs; the method table runs and reads the same outputs as
+``observe_design``."""
 
 import importlib.util
+import json
+import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "tomopt_side_by_side.py"
+import numpy as np
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+SCRIPT = BENCHMARKS / "tomopt_side_by_side.py"
 
 
-def load():
-    spec = importlib.util.spec_from_file_location("tomopt_side_by_side", SCRIPT)
+def load(name="tomopt_side_by_side"):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -51,3 +59,36 @@ def test_surrogate_vs_gradient_script_runs_on_a_tiny_input(tmp_path):
     for by_design in out["cosines"]["0"].values():
         keys = ("surrogate_r0.05_n16", "surrogate_r0.01_n16", "surrogate_r0.05_n32", "autograd_batch0_vs_batch1")
         assert all(-1.0 <= by_design[k] <= 1.0 for k in keys)
+
+
+def test_method_table_cells_read_what_observe_design_reads():
+    """Each cell of the shared pass (one simulation per volume, every momentum and method) gives
+    the outputs ``observe_design`` gives for the configuration with that inference and momentum."""
+    from mutomo.optimise.evaluate import CALIBRATION_STREAM, observe_design
+    from mutomo.optimise.problem import build_problem
+    from mutomo.optimise.run import evaluation_settings
+
+    module = load("method_table")
+    shared = module.scene_config("lead_in_water", 4, 2, muons=2000)
+    assert shared.scene.background.material == "water" and shared.scene.objects[0].material == "lead"
+    cells = module.observe_cells(build_problem(shared), shared, CALIBRATION_STREAM, 2, True, ("asr", "mlem"))
+    for method, momentum in (("asr", "flux_mean"), ("mlem", "true"), ("mlem", "range_mean")):
+        config = module.scene_config("lead_in_water", 4, 2, method, momentum, muons=2000)
+        problem = build_problem(config)
+        observed = observe_design(problem.design("human_close", ()), problem, evaluation_settings(config))
+        expected = observed.calibration["physical"]
+        np.testing.assert_array_equal(np.stack(cells.outputs[(method, momentum)]), expected.outputs)
+
+
+def test_method_table_script_runs_on_a_tiny_input(tmp_path):
+    module = load("method_table")
+    out = tmp_path / "table"
+    module.main(["--volumes", "4", "--references", "2", "--muons", "1500", "--out", str(out)])
+    results = json.loads(out.with_suffix(".json").read_text())
+    for scene in ("waste_block", "lead_in_water"):
+        cells = results["scenes"][scene]["cells"]
+        assert set(cells) == {"poca", "extended_poca", "asr", "bca", "mlem"}
+        assert set(cells["asr"]) == {"true", "flux_mean", "range_mean"}
+        assert "cube_log_error" in cells["mlem"]["true"] and "cube_log_error" not in cells["asr"]["true"]
+        assert "delta_auc_vs_true" in cells["poca"]["flux_mean"]
+    assert "| asr | flux_mean |" in out.with_suffix(".md").read_text()
