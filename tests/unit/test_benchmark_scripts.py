@@ -61,14 +61,14 @@ def test_surrogate_vs_gradient_script_runs_on_a_tiny_input(tmp_path):
         assert all(-1.0 <= by_design[k] <= 1.0 for k in keys)
 
 
-def test_method_table_cells_read_what_observe_design_reads():
+def test_reco_methods_table_cells_read_what_observe_design_reads():
     """Each cell of the shared pass (one simulation per volume, every momentum and method) gives
     the outputs ``observe_design`` gives for the configuration with that inference and momentum."""
     from mutomo.optimise.evaluate import CALIBRATION_STREAM, observe_design
     from mutomo.optimise.problem import build_problem
     from mutomo.optimise.run import evaluation_settings
 
-    module = load("method_table")
+    module = load("reco_methods_table")
     shared = module.scene_config("lead_in_water", 4, 2, muons=2000)
     assert shared.scene.background.material == "water" and shared.scene.objects[0].material == "lead"
     cells = module.observe_cells(build_problem(shared), shared, CALIBRATION_STREAM, 2, True, ("asr", "mlem"))
@@ -80,8 +80,8 @@ def test_method_table_cells_read_what_observe_design_reads():
         np.testing.assert_array_equal(np.stack(cells.outputs[(method, momentum)]), expected.outputs)
 
 
-def test_method_table_script_runs_on_a_tiny_input(tmp_path):
-    module = load("method_table")
+def test_reco_methods_table_script_runs_on_a_tiny_input(tmp_path):
+    module = load("reco_methods_table")
     out = tmp_path / "table"
     module.main(["--volumes", "4", "--references", "2", "--muons", "1500", "--out", str(out)])
     results = json.loads(out.with_suffix(".json").read_text())

@@ -63,9 +63,9 @@ Definitions:
 
 Run (the numbers in README.md and benchmarks/README.md)::
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/method_table.py --volumes 120 --references 24
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/reco_methods_table.py --volumes 120 --references 24
 
-Results: ``benchmarks/results/method_table.json`` (every number) and ``.md`` (the tables);
+Results: ``benchmarks/results/reco_methods_table.json`` (every number) and ``.md`` (the tables);
 ``--out`` changes the stem.
 """
 
@@ -160,7 +160,7 @@ def scene_config(
             "min_hits": [2],
         },
     }
-    return parse_config(data, f"{scene} (method_table.py)")
+    return parse_config(data, f"{scene} (reco_methods_table.py)")
 
 
 @dataclass
@@ -382,14 +382,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--scenes", nargs="+", default=list(SCENES), choices=SCENES)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--momenta", nargs="+", default=list(MOMENTA), choices=ALL_MOMENTA)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "method_table")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "reco_methods_table")
     parser.add_argument("--muons", type=int, help="muons per volume instead of the 600 s (for tests)")
     parser.add_argument("--progress", action="store_true", help="print a line per volume")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     start = time.time()
     results: dict[str, Any] = {
-        "command": "python benchmarks/method_table.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python benchmarks/reco_methods_table.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": 1},
         "scenes": {},
     }
