@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import mutomo.optimise.evaluate  # noqa: F401  (loaded for the tripwire)
+import mutomo.optimise.landscape  # noqa: F401
 import mutomo.optimise.run  # noqa: F401
 from mutomo import Material, MuonBatch, MutomoError
 from mutomo.cli import main
@@ -45,7 +46,7 @@ def tripwire(monkeypatch):
     def refuse(*args, **kwargs):
         raise TripwireError("bad input reached the simulation")
 
-    for module in ("mutomo.optimise.run", "mutomo.optimise.evaluate"):
+    for module in ("mutomo.optimise.run", "mutomo.optimise.evaluate", "mutomo.optimise.landscape"):
         monkeypatch.setattr(sys.modules[module], "observe_design", refuse)
     monkeypatch.setattr(sys.modules["mutomo.optimise.run"], "optimise", refuse)
 
