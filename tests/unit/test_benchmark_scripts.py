@@ -51,3 +51,22 @@ def test_surrogate_vs_gradient_script_runs_on_a_tiny_input(tmp_path):
     for by_design in out["cosines"]["0"].values():
         keys = ("surrogate_r0.05_n16", "surrogate_r0.01_n16", "surrogate_r0.05_n32", "autograd_batch0_vs_batch1")
         assert all(-1.0 <= by_design[k] <= 1.0 for k in keys)
+
+
+def test_loss_smoothness_script_scans_a_tiny_batch():
+    """benchmarks/loss_smoothness.py: its legacy PoCA equals the current one in float64 (the fix
+    changed round-off only), and a 3-point float64 scan gives finite slopes near autograd's."""
+    import torch
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "loss_smoothness.py"
+    spec = importlib.util.spec_from_file_location("loss_smoothness", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    params = torch.randn(200, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.3
+    assert torch.allclose(module.legacy_formula(params, 0.9), module.poca_module._poca(params, 0.9), atol=1e-8)
+    problem = module.make_problem(torch.float64)
+    design = module.make_design(problem, "random1000", torch.float64)
+    settings = module.TrainingSettings(volumes_per_epoch=4, muons_per_volume=100, sampled_hits=True)
+    record = module.scan(problem, design, settings, "z", 1e-5, 3, legacy=False)
+    assert record["flips"] == 0
+    assert abs(record["end_to_end_slope"] - record["autograd"]) <= 1e-3 * max(1.0, abs(record["autograd"]))
