@@ -92,3 +92,22 @@ def test_reco_methods_table_script_runs_on_a_tiny_input(tmp_path):
         assert "cube_log_error" in cells["mlem"]["true"] and "cube_log_error" not in cells["asr"]["true"]
         assert "delta_auc_vs_true" in cells["poca"]["flux_mean"]
     assert "| asr | flux_mean |" in out.with_suffix(".md").read_text()
+
+
+def test_loss_smoothness_script_scans_a_tiny_batch():
+    """benchmarks/loss_smoothness.py: its legacy PoCA equals the current one in float64 (the fix
+    changed round-off only), and a 3-point float64 scan gives finite slopes near autograd's."""
+    import torch
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "loss_smoothness.py"
+    spec = importlib.util.spec_from_file_location("loss_smoothness", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    params = torch.randn(200, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.3
+    assert torch.allclose(module.legacy_formula(params, 0.9), module.poca_module._poca(params, 0.9), atol=1e-8)
+    problem = module.make_problem(torch.float64)
+    design = module.make_design(problem, "random1000", torch.float64)
+    settings = module.TrainingSettings(volumes_per_epoch=4, muons_per_volume=100, sampled_hits=True)
+    record = module.scan(problem, design, settings, "z", 1e-5, 3, legacy=False)
+    assert record["flips"] == 0
+    assert abs(record["end_to_end_slope"] - record["autograd"]) <= 1e-3 * max(1.0, abs(record["autograd"]))
