@@ -188,7 +188,8 @@ def _parser() -> argparse.ArgumentParser:
         "as Ray tasks, on this machine (nothing to set up) or on a Ray cluster (--address). Each trial checkpoints; "
         "one whose worker dies is rerun and resumes; one that fails is reported and the others go on. Running the "
         "same command again finishes only what is missing. The finished designs are judged on the physical "
-        "evaluation with the human designs: landscape.json, trials.json and figures.",
+        "evaluation with the human designs: landscape.json, trials.json, designs/ (the near-optimal designs), "
+        "figures and report.html.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

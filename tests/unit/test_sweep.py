@@ -212,3 +212,21 @@ def test_a_sweep_offers_every_gradient_free_method():
     from mutomo.optimise.baselines import METHODS
 
     assert set(SWEEP_METHODS) == set(METHODS)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--volumes", "5"], "--volumes must be even"),
+        (["--volumes", "2"], "--volumes must be >= 4"),
+        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--muons", "5"], "--muons must be >= 10"),
+        (["--eval-volumes", "2"], "--eval-volumes must be >= 4"),
+        (["--workers", "0"], "--workers must be an integer >= 1"),
+    ],
+)
+def test_sweep_refuses_bad_sizes_naming_the_argument(tmp_path, capsys, args, said):
+    config = _config(tmp_path, "starts = 1\n")
+    assert main(["sweep", str(config), "--output", str(tmp_path / "out"), *args]) == 2
+    assert said in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
