@@ -54,6 +54,17 @@ def writable_file(value: object, what: str) -> Path:
     return path
 
 
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it, synced, then renamed: a
+    write killed half-way leaves the old file (or none), never a truncated one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def read_json(path: Path, what: str) -> Any:
     """The JSON file ``path`` of a run directory; refuses a missing or damaged one, naming it."""
     if not path.exists():

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from mutomo.errors import CheckpointError
+from mutomo.io.paths import write_atomic
 
 KEPT = 3
 """How many of the newest checkpoints are kept."""
@@ -37,15 +38,6 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
     """Write ``state`` (with at least :data:`FIELDS`) as the checkpoint of ``state["epoch"]``
     and drop the ones older than the newest :data:`KEPT`. A write killed half-way leaves the
@@ -56,8 +48,8 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
     torch.save(state, buffer)
     data = buffer.getvalue()
     path = folder / f"epoch_{state['epoch']:05d}.pt"
-    _write_atomic(path.with_name(path.name + ".sha256"), (_digest(data) + "\n").encode())
-    _write_atomic(path, data)
+    write_atomic(path.with_name(path.name + ".sha256"), (_digest(data) + "\n").encode())
+    write_atomic(path, data)
     for old in checkpoints(run_dir)[KEPT:]:
         old.unlink(missing_ok=True)
         old.with_name(old.name + ".sha256").unlink(missing_ok=True)

@@ -33,6 +33,7 @@ import torch
 
 from mutomo.errors import MutomoError
 from mutomo.io.config import RunConfig
+from mutomo.io.paths import write_atomic
 from mutomo.optimise.baselines import DesignVector, design_objective, search
 from mutomo.optimise.checkpoint import checkpoints
 from mutomo.optimise.design import DetectorDesign
@@ -70,12 +71,6 @@ def start_design(trial: Trial, plan: SweepPlan, template: DetectorDesign) -> Det
         assert trial.budget_index is not None
         return front_starts(template, plan.landscape)[trial.budget_index][trial.index]
     return landscape_starts(template, plan.landscape)[trial.index]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _attempt(folder: Path) -> int:
@@ -126,7 +121,7 @@ class ReplayedObjective:
         self.calls, self.replayed = 0, 0
         self.live: Callable[[np.ndarray], float] | None = None
         if self.logged:  # rewrite without a line cut short by a kill
-            _write_atomic(self.path, "".join(json.dumps(c) + "\n" for c in self.logged))
+            write_atomic(self.path, "".join(json.dumps(c) + "\n" for c in self.logged))
 
     def __call__(self, x: np.ndarray) -> float:
         n = self.calls
@@ -138,7 +133,7 @@ class ReplayedObjective:
         if self.live is None:
             if n < len(self.logged):  # the method asks for another vector: the log ends here
                 print(f"warning: {self.path}: call {n} differs from the log; re-evaluating from there", file=sys.stderr)
-                _write_atomic(self.path, "".join(json.dumps(c) + "\n" for c in self.logged[:n]))
+                write_atomic(self.path, "".join(json.dumps(c) + "\n" for c in self.logged[:n]))
             self.live = self.make(n)
         value = float(self.live(x))
         with open(self.path, "a") as f:
@@ -200,5 +195,5 @@ def run_trial(
         optimise(design, s.problem, training, run_dir=folder, resume=True, progress=False)
         result["muons"] = training.epochs * per_call
     result |= {"design": design.describe(), "seconds": time.perf_counter() - t0}
-    _write_atomic(done, json.dumps(result, indent=1))
+    write_atomic(done, json.dumps(result, indent=1))
     return result
