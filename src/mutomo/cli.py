@@ -223,14 +223,16 @@ def _add_size_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+SIZE_FLAGS = {"epochs": ("--epochs", 1), "volumes_per_epoch": ("--volumes", 4), "muons_per_volume": ("--muons", 10)}
+"""Each training size's command-line flag and least value."""
+
+
 def _size_overrides(args: argparse.Namespace) -> dict[str, int]:
     """The training sizes given on the command line, checked."""
     given = {"epochs": args.epochs, "volumes_per_epoch": args.volumes, "muons_per_volume": args.muons}
-    limits = {"epochs": 1, "volumes_per_epoch": 4, "muons_per_volume": 10}
-    for key, value in given.items():
-        if value is not None and value < limits[key]:
-            flag = {"epochs": "--epochs", "volumes_per_epoch": "--volumes", "muons_per_volume": "--muons"}[key]
-            raise MutomoError(f"{flag} must be >= {limits[key]}; got {value}")
+    for key, (flag, least) in SIZE_FLAGS.items():
+        if given[key] is not None and given[key] < least:
+            raise MutomoError(f"{flag} must be >= {least}; got {given[key]}")
     if args.volumes is not None and args.volumes % 2:
         raise MutomoError(f"--volumes must be even (volumes are drawn in pairs); got {args.volumes}")
     if args.eval_volumes is not None and args.eval_volumes < 4:
