@@ -257,16 +257,7 @@ def _landscape(args: argparse.Namespace) -> None:
     from mutomo.optimise.run import build_design, comparison_designs, evaluation_settings, settings_from, with_sizes
     from mutomo.plotting.landscape import write_landscape_figures
 
-    settings = LandscapeSettings(
-        starts=args.starts,
-        seed=args.seed,
-        jitter=args.jitter,
-        threshold=args.threshold,
-        tolerance_sigma=args.tolerance_sigma or None,
-        tolerance_fraction=args.tolerance_fraction or None,
-        budgets=tuple(args.budgets),
-        front_starts=args.front_starts,
-    )
+    settings = LandscapeSettings.from_options(args)
     config = load_config(args.config)
     with naming_the_source(args.config):
         problem = build_problem(config)

@@ -75,6 +75,22 @@ class LandscapeSettings:
     budgets: tuple[float, ...] = ()
     front_starts: int = 4
 
+    @classmethod
+    def from_options(cls, options: Any) -> LandscapeSettings:
+        """The settings of a command line's arguments or a configuration's ``[sweep]`` table: an
+        object with the attributes of this class's fields but ``readout`` and ``metric``, where
+        a tolerance of 0 switches it off (TOML has no null)."""
+        return cls(
+            starts=options.starts,
+            seed=options.seed,
+            jitter=options.jitter,
+            threshold=options.threshold,
+            tolerance_sigma=options.tolerance_sigma or None,
+            tolerance_fraction=options.tolerance_fraction or None,
+            budgets=tuple(options.budgets),
+            front_starts=options.front_starts,
+        )
+
     def __post_init__(self) -> None:
         for name in ("starts", "front_starts"):
             v = getattr(self, name)

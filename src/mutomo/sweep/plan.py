@@ -82,17 +82,7 @@ class SweepPlan:
     @classmethod
     def from_config(cls, config: RunConfig) -> SweepPlan:
         s = config.sweep
-        landscape = LandscapeSettings(
-            starts=s.starts,
-            seed=s.seed,
-            jitter=s.jitter,
-            threshold=s.threshold,
-            tolerance_sigma=s.tolerance_sigma or None,
-            tolerance_fraction=s.tolerance_fraction or None,
-            budgets=tuple(s.budgets),
-            front_starts=s.front_starts,
-        )
-        return cls(landscape, tuple(s.methods), s.method_seeds, s.retries, s.workers)
+        return cls(LandscapeSettings.from_options(s), tuple(s.methods), s.method_seeds, s.retries, s.workers)
 
     def trials(self) -> list[Trial]:
         """Every trial, the landscape's starts first."""
