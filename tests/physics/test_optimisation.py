@@ -11,6 +11,7 @@ from mutomo.benchmarks import load_benchmark
 from mutomo.cli import main
 from mutomo.io.config import parse_config
 from mutomo.optimise import TrainingSettings, optimise
+from mutomo.optimise.loop import batch_losses
 from mutomo.optimise.problem import build_problem
 from mutomo.optimise.run import build_design
 
@@ -58,8 +59,11 @@ PRESENCE = {
 
 def test_short_optimisation_of_a_scene_given_only_as_configuration():
     """A presence scene written only as configuration (water tank, a lead block present half the
-    time): from panels over one corner, 12 steps on a fixed sample (common random numbers) lower
-    the soft-AUC loss, every step finite."""
+    time): from panels over one corner, 12 steps on a fixed sample (common random numbers), every
+    step finite. Judged on 32 other volumes with other muons (the same for both designs): the
+    soft-AUC loss of the trained design is below the start's, and the panels moved towards the
+    tank's centre. (The training batch's own loss is not the judge: on 8 volumes it wanders,
+    0.02-0.35, as the panels move.)"""
     config = parse_config(PRESENCE)
     problem = build_problem(config)
     design = build_design(config, problem)
@@ -75,12 +79,19 @@ def test_short_optimisation_of_a_scene_given_only_as_configuration():
         final_lr_fraction=1.0,
         learning_rates={"xy": 0.03},
     )
+    start_design = build_design(config, problem)
     start = design.xy.detach().clone()
     history = optimise(design, problem, settings, progress=False)
     losses = [r.loss["task"] for r in history.records]
     assert all(math.isfinite(v) for v in losses) and not any(r.skipped_step for r in history.records)
-    assert sum(losses[-3:]) / 3 < losses[0], losses
-    assert not torch.equal(design.xy.detach(), start)
+    with torch.no_grad():
+        judged = [
+            float(batch_losses(d, problem, (987,), 32, 6000, problem.task.loss, settings).task)
+            for d in (start_design, design)
+        ]
+    assert judged[1] < judged[0], (judged, losses)
+    centre = torch.tensor([0.3, 0.3], dtype=start.dtype)
+    assert float((design.xy.detach() - centre).norm(dim=-1).mean()) < float((start - centre).norm(dim=-1).mean())
 
 
 def test_cli_optimise_evaluate_report_tasks(tmp_path, capsys):

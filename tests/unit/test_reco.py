@@ -13,6 +13,7 @@ from mutomo.reco import (
     compute_scatters,
     extended_poca,
     fit_tracks,
+    poca_within_height,
     voxel_indices,
 )
 from mutomo.volume import PassiveVolume
@@ -257,3 +258,24 @@ def test_poca_in_float32_agrees_with_float64_for_small_deflections():
     sigma_exact = exact.poca_covariance[:, 2, 2].sqrt()
     sigma_single = single.poca_covariance[:, 2, 2].double().sqrt()
     assert float(((sigma_single - sigma_exact) / sigma_exact).abs().max()) < 1e-3
+
+
+def test_pocas_above_or_below_the_volume_move_along_the_tracks_to_its_face():
+    """A nearly undeflected muon's PoCA far above the block goes to the mean of its two tracks at
+    the top face (not to the voxel nearest the far point, 0.5 m sideways); PoCAs inside stay."""
+    volume = PassiveVolume.uniform("iron", (1.0, 1.0, 0.3), (0.1, 0.1, 0.1), z_low=0.4, dtype=torch.float64)
+    d = torch.float64
+    slope = torch.tensor([[0.5, 0.0], [0.2, 0.1]], dtype=d)
+    xy_in = torch.tensor([[0.5, 0.5], [0.3, 0.6]], dtype=d).requires_grad_()
+    cov = torch.zeros(2, 4, 4, dtype=d)
+    ones = torch.ones(2, dtype=d)
+    incoming = Tracks(0.7, xy_in, slope, cov, ones, ones, ones)
+    outgoing = Tracks(0.4, xy_in + slope * -0.3 + 1e-3, slope + 1e-4, cov, ones, ones, ones)
+    poca = torch.tensor([[1.5, 0.5, 1.7], [0.28, 0.58, 0.55]], dtype=d)
+    moved = poca_within_height(poca, incoming, outgoing, volume)
+    expected = 0.5 * (incoming.at(0.7)[0] + outgoing.at(0.7)[0])
+    assert torch.allclose(moved[0], expected) and float(moved[0, 2].detach()) == pytest.approx(0.7)
+    assert abs(float(moved[0, 0]) - 0.5) < 0.01  # where the muon entered, not 1.5 m
+    assert torch.equal(moved[1], poca[1])
+    moved.sum().backward()
+    assert xy_in.grad is not None and bool(torch.isfinite(xy_in.grad).all())

@@ -73,7 +73,7 @@ from mutomo.errors import MutomoError
 from mutomo.reco.maps import ScatterData, VoxelMap
 from mutomo.reco.poca import Scatters
 from mutomo.reco.track_fit import Tracks
-from mutomo.reco.voxelise import VoxelWeights, extended_poca, poca_voxel_weights, scatter_sum
+from mutomo.reco.voxelise import VoxelWeights, extended_poca, poca_voxel_weights, poca_within_height, scatter_sum
 from mutomo.units import HIGHLAND_E0, HIGHLAND_LOG_COEFF, MUON_MASS
 from mutomo.volume.grid import PassiveVolume
 from mutomo.volume.scattering import highland_inverse
@@ -241,10 +241,18 @@ class HighlandX0Inferrer:
         w_unit = _peak_scaled(w, idx, size)
         sum_unit = scatter_sum(idx, w_unit, size)
         mean_path = _ratio(scatter_sum(idx, w_unit * path[:, None], size), sum_unit)
-        # Start: the plain weighted second moment (an unbiased estimate of g(t) if Gaussian).
+        # Start: the second moment of the measurement-subtracted projections, each muon weighted
+        # by the inverse variance of its own estimate with the voxel's raw second moment
+        # (sigma^2 + mean m, never below sigma^2) standing in for sigma^2. The plain mean is
+        # unbiased but not robust: one 600 GeV/c muon measured with m ~ 2000 (normalised) and a
+        # small deflection gives an excess of ~ -1000 that drove a water voxel's start below
+        # zero, the floor, and the truncated iterations to a core of almost nothing (X0 15x
+        # too large; benchmarks/README.md, "Voxel X0 pulls").
         excess = (u2 - m2).mean(-1)[:, None]  # (mu, 1)
-        sigma2 = _ratio(scatter_sum(idx, w_unit * excess, size), sum_unit)
         m_bar = m2.mean(-1)[:, None]  # (mu, 1)
+        raw = _ratio(scatter_sum(idx, w_unit * u2.mean(-1)[:, None], size), sum_unit)
+        w_start = _peak_scaled(w / (gather(raw, idx) + m_bar) ** 2, idx, size)
+        sigma2 = _ratio(scatter_sum(idx, w_start * excess, size), scatter_sum(idx, w_start, size))
         factor = _truncation_factor(CORE_K)
         # Each projection is N(0, sigma^2 + m): weight a muon by the inverse variance of its
         # estimate, 1 / (sigma^2 + m)^2, keep the central 98 % and correct the truncated moment.
@@ -300,7 +308,9 @@ class PocaX0:
 
     Args:
         extended: spread each muon over the voxels around its PoCA by its Gaussian uncertainty
-            (:func:`~mutomo.reco.extended_poca`); ``False``: all of it in its PoCA voxel.
+            (:func:`~mutomo.reco.extended_poca`); ``False``: all of it in its PoCA voxel. A PoCA
+            above or below the volume is first moved along the tracks to its face
+            (:func:`~mutomo.reco.poca_within_height`).
         half_width: extended-PoCA window half-width in voxels.
         inferrer: the per-voxel X0 inference (default :class:`HighlandX0Inferrer`).
         min_muons: smallest effective number of muons of a measured voxel, for the default
@@ -326,10 +336,11 @@ class PocaX0:
     def __call__(self, data: ScatterData, volume: PassiveVolume) -> VoxelMap:
         """Infer X0 per voxel; the score is 1/X0 (m^-1). Maps are ``(*batch, nx, ny, nz)``."""
         sc = data.scatters
+        poca = poca_within_height(sc.poca, data.incoming, data.outgoing, volume)
         if self.extended:
-            voxels = extended_poca(sc.poca, sc.poca_covariance, data.weight, volume, self.half_width).sparse()
+            voxels = extended_poca(poca, sc.poca_covariance, data.weight, volume, self.half_width).sparse()
         else:
-            voxels = poca_voxel_weights(sc.poca, data.weight, volume)
+            voxels = poca_voxel_weights(poca, data.weight, volume)
         voxels = voxels.per_batch(data.batch, data.batch_shape, math.prod(volume.shape))
         estimate = self.inferrer(sc, data.incoming, data.outgoing, data.momentum, voxels, volume)
         measured = estimate.measured & (estimate.x0 > 0)

@@ -14,6 +14,7 @@ from mutomo.reco.voxelise import (
     crosses_volume,
     extended_poca,
     poca_voxel_weights,
+    poca_within_height,
     voxel_indices,
 )
 
@@ -44,5 +45,6 @@ __all__ = [
     "extended_poca",
     "fit_tracks",
     "poca_voxel_weights",
+    "poca_within_height",
     "voxel_indices",
 ]
