@@ -1,8 +1,9 @@
 """How many hodoscope modules are worth it? The lorry_uranium benchmark with K = 2..8 modules.
 
-For each K, the modules are tiled by the human rule (ceil(K/2) above the lorry and floor(K/2)
-in the pit below, evenly over the cargo's footprint: up to four along its length, then a second
-row across its width), and evaluated on the same test volumes and muons (paired) for a scan of
+For each K, the modules are tiled by the human rule
+(:func:`mutomo.optimise.hodoscopes.tiled_placement`: ceil(K/2) above the lorry and floor(K/2) in
+the pit below, evenly over the cargo's footprint: up to four along its length, then a second row
+across its width), and evaluated on the same test volumes and muons (paired) for a scan of
 the task's exposure (60 s): AUC, detection efficiency at 1 % false alarm, each with its error,
 and the cost (K x the module's price). Physical readout with a trigger of three hits a side.
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -22,25 +22,14 @@ import torch
 
 from mutomo.benchmarks import load_benchmark
 from mutomo.optimise.evaluate import EvaluationSettings, observe_design, summarise
-from mutomo.optimise.hodoscopes import HodoscopeDesign
+from mutomo.optimise.hodoscopes import HodoscopeDesign, tiled_placement
 from mutomo.optimise.problem import Problem
 
 
 def tiled(problem: Problem, k: int) -> HodoscopeDesign:
-    """The human tiling of ``k`` modules (see the module docstring)."""
+    """The human tiling of ``k`` modules around the lorry (:func:`~mutomo.optimise.hodoscopes.tiled_placement`)."""
     assert problem.hodoscope is not None
-    x0, x1, y0, y1, _, _ = problem.scene.box
-    module = problem.hodoscope
-    z_above = problem.bounds.z_above[0] + module.size[2] / 2
-    z_below = problem.bounds.z_below[1] - module.size[2] / 2
-    centres = []
-    for n, z in ((math.ceil(k / 2), z_above), (k // 2, z_below)):
-        columns = min(n, 4)
-        rows = math.ceil(n / columns) if n else 0
-        for i in range(n):
-            c, r = i % columns, i // columns
-            centres.append([x0 + (c + 0.5) * (x1 - x0) / columns, y0 + (r + 0.5) * (y1 - y0) / rows, z])
-    return HodoscopeDesign(module, centres, problem.bounds, keep_out=problem.keep_out, trainable=())
+    return tiled_placement(problem.bounds, problem.scene.box, problem.hodoscope, k, keep_out=problem.keep_out)
 
 
 def main() -> None:

@@ -132,7 +132,8 @@ def _parser() -> argparse.ArgumentParser:
         help="train K starts in one pass and list the distinct near-optimal designs (landscape.json + figures)",
         description="Train K starting designs together (one simulation serves all K), evaluate each on the "
         "configuration's test volumes with the human designs, group the finished designs into distinct solutions "
-        "and keep those within the tolerance of the best; optionally the front of the best metric against budget.",
+        "and keep those within the tolerance of the best; optionally the front of the best metric against budget "
+        "(free panels) or against the number of hodoscope modules.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -179,12 +180,24 @@ def _parser() -> argparse.ArgumentParser:
         metavar="B",
         help="budgets (> 0) of a budget front, trained in one more stacked pass (fixed-budget designs only)",
     )
-    land.add_argument("--front-starts", type=int, default=4, metavar="N", help="starts per budget of the front (>= 1)")
+    land.add_argument(
+        "--modules",
+        type=int,
+        nargs="*",
+        default=(),
+        metavar="K",
+        help="module counts (integers >= 2) of a module-count front: K modules of a hodoscope design each, tiled "
+        "then drawn at random, against the tiled placement (hodoscope designs only)",
+    )
+    land.add_argument(
+        "--front-starts", type=int, default=4, metavar="N", help="starts per point (budget or K) of the front (>= 1)"
+    )
     sweep = sub.add_parser(
         "sweep",
         help="run a landscape's starts, a budget front and gradient-free baselines as Ray trials (landscape.json)",
         description="Run the independent trials of the configuration's [sweep] table (gradient runs from "
-        "`starts` starts, `front_starts` per budget of `budgets`, `methods` x `method_seeds` gradient-free searches) "
+        "`starts` starts, `front_starts` per budget of `budgets` or per module count of `modules`, `methods` x "
+        "`method_seeds` gradient-free searches) "
         "as Ray tasks, on this machine (nothing to set up) or on a Ray cluster (--address). Each trial checkpoints; "
         "one whose worker dies is rerun and resumes; one that fails is reported and the others go on. Running the "
         "same command again finishes only what is missing. The finished designs are judged on the physical "
@@ -244,10 +257,10 @@ def _landscape(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
     from mutomo.io.config import load_config
-    from mutomo.optimise.design import DetectorDesign
     from mutomo.optimise.landscape import (
         LandscapeSettings,
         budget_front,
+        check_front,
         landscape_lines,
         run_landscape,
         save_landscape,
@@ -263,10 +276,10 @@ def _landscape(args: argparse.Namespace) -> None:
         problem = build_problem(config)
         template = build_design(config, problem)
         humans = comparison_designs(config, problem, template.budget)
-    if not isinstance(template, DetectorDesign):
-        raise ConfigError(f"{args.config}: design.start must be a design of free panels for a landscape")
-    if settings.budgets and template.budget is None:
-        raise ConfigError(f"{args.config}: --budgets needs design.fixed_budget = true")
+    try:
+        check_front(template, settings)
+    except MutomoError as exc:
+        raise ConfigError(f"{args.config}: --{exc}") from None
     base = settings_from(config, problem)
     training: TrainingSettings = with_sizes(replace(base, validation_volumes=0), _size_overrides(args))
     evaluation = evaluation_settings(config)
@@ -276,7 +289,7 @@ def _landscape(args: argparse.Namespace) -> None:
     output = writable_dir(output, "--output")
     start = time.perf_counter()
     result = run_landscape(problem, template, training, evaluation, settings, humans)
-    if settings.budgets:
+    if settings.front_points:
         result["front"] = budget_front(problem, template, training, evaluation, settings, humans)
     figures = save_landscape(output, result)[1:] + write_landscape_figures(output, result, problem.scene.box)
     print("\n".join(landscape_lines(result)))

@@ -155,6 +155,8 @@ def test_replayed_objective_replays_the_log_and_goes_on_with_the_right_batch(tmp
     [
         ('methods = ["simplex"]', "sweep.methods"),
         ("budgets = [-5.0]", "sweep.budgets"),
+        ("modules = [2, 4]", "sweep.modules: a module-count front needs a design of hodoscope modules"),
+        ("modules = [1]", "sweep.modules"),
         ("tolerance_sigma = 11.0", "sweep.tolerance_sigma"),
         ("tolerance_fraction = 1.5", "sweep.tolerance_fraction"),
         ("tolerance_sigma = 0\ntolerance_fraction = 0", "sweep"),

@@ -268,8 +268,13 @@ class SweepConfig(Strict):
     threshold: float = Field(0.05, gt=0, le=100, description="grouping distance (m)")
     tolerance_sigma: float = Field(2.0, ge=0, le=10, description="near-optimal within this many errors (0: off)")
     tolerance_fraction: float = Field(0.10, ge=0, lt=1, description="or within this fraction of the best (0: off)")
-    budgets: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field([], description="budget front")
-    front_starts: int = Field(4, ge=1, le=1000, description="trials per budget of the front")
+    budgets: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field(
+        [], description="budget front (free panels under a fixed budget)"
+    )
+    modules: list[Annotated[int, Field(ge=2, le=64, strict=True)]] = Field(
+        [], description="module-count front: numbers of hodoscope modules (integers >= 2)"
+    )
+    front_starts: int = Field(4, ge=1, le=1000, description="trials per point (budget or module count) of the front")
     methods: list[str] = Field([], description=f"gradient-free trials: any of {list(SWEEP_METHODS)}")
     method_seeds: int = Field(3, ge=1, le=1000, description="trials per method, from starts 0, 1, ...")
     workers: int | None = Field(None, ge=1, le=4096, description="local Ray CPUs (default: all)")
@@ -291,6 +296,8 @@ class SweepConfig(Strict):
     def _consistent(self) -> SweepConfig:
         if not self.tolerance_sigma and not self.tolerance_fraction:
             raise MutomoError("tolerance_sigma and tolerance_fraction cannot both be 0 (off)")
+        if self.budgets and self.modules:
+            raise MutomoError("give budgets (a budget front) or modules (a module-count front), not both")
         if self.methods and self.method_seeds > self.starts:
             raise MutomoError(
                 f"method_seeds ({self.method_seeds}) must be <= starts ({self.starts}): method trial s starts where "

@@ -18,7 +18,8 @@ multivariate tree-structured Parzen estimator or its Gaussian-process sampler; t
 point, :mod:`mutomo.optimise.surrogate`; started at ``x0`` or the box centre, answering the
 final point).
 
-:class:`DesignVector` turns a design's trainable parameters into such a vector with its box,
+:class:`DesignVector` turns a design's trainable parameters (of free panels, or the centres of
+hodoscope modules) into such a vector with its box,
 and :func:`design_objective` makes the objective of a design: the training loss of
 :func:`~mutomo.optimise.loop.batch_loss` without gradients, call ``n`` on the volumes and
 muons of the gradient run's epoch ``n`` (keys ``(seed, 0, n mod epochs)``), so that a method
@@ -37,7 +38,8 @@ import numpy as np
 import torch
 
 from mutomo.errors import MutomoError
-from mutomo.optimise.design import DetectorDesign
+from mutomo.optimise.design import Design, DetectorDesign
+from mutomo.optimise.hodoscopes import HodoscopeDesign
 
 Objective = Callable[[np.ndarray], float]
 Bounds = tuple[np.ndarray, np.ndarray]
@@ -260,54 +262,99 @@ def search(
 # ----------------------------------------------------------------------------- designs as vectors
 
 
-class DesignVector:
-    """A :class:`DetectorDesign`'s trainable parameters as one vector in a box.
+@dataclass
+class _Entries:
+    """Parameters of a design laid out as vector entries: each parameter flattened in order,
+    with the box of every entry and its name."""
 
-    Entries, group by group in :data:`~mutomo.optimise.design.PARAMETER_GROUPS` order: ``xy``
-    (m, within the region's x and y), ``z`` (m, within each side's range), ``size`` (log-spans
-    within the span bounds; under a fixed budget the budget-share logits within
-    ``[-share_range, share_range]``: area ratios up to ``exp(2 share_range)``), ``resolution``
-    (log m) and ``efficiency`` (logit), within their bounds.
+    params: list[torch.nn.Parameter] = field(default_factory=list)
+    lower: list[np.ndarray] = field(default_factory=list)
+    upper: list[np.ndarray] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+
+    def add(self, param: torch.nn.Parameter, lower: np.ndarray, upper: np.ndarray, names: list[str]) -> None:
+        self.params.append(param)
+        self.lower.append(np.asarray(lower, dtype=float).reshape(-1))
+        self.upper.append(np.asarray(upper, dtype=float).reshape(-1))
+        self.names += names
+
+
+def _panel_entries(design: DetectorDesign, share_range: float, out: _Entries, prefix: str = "") -> None:
+    b, n, na = design.bounds, design.z.shape[0], design.n_above
+    groups = design.parameter_groups()
+    for group in ("xy", "z", "size", "resolution", "efficiency"):
+        if group not in design.trainable:
+            continue
+        (param,) = groups[group]
+        if group == "xy":
+            lo, hi = np.tile([b.x[0], b.y[0]], n), np.tile([b.x[1], b.y[1]], n)
+            names = [f"panel{i}.{c}" for i in range(n) for c in "xy"]
+        elif group == "z":
+            lo = np.array([b.z_above[0]] * na + [b.z_below[0]] * (n - na))
+            hi = np.array([b.z_above[1]] * na + [b.z_below[1]] * (n - na))
+            names = [f"panel{i}.z" for i in range(n)]
+        elif group == "size" and design.budget is not None:
+            lo, hi = np.full(n, -share_range), np.full(n, share_range)
+            names = [f"panel{i}.share_logit" for i in range(n)]
+        else:
+            rng = {"size": b.span, "resolution": b.resolution}.get(group)
+            if rng is not None:
+                lo, hi = np.full(n, math.log(rng[0])), np.full(n, math.log(rng[1]))
+            else:
+                lo, hi = (np.full(n, math.log(e) - math.log1p(-e)) for e in b.efficiency)
+            names = [f"panel{i}.{group}" for i in range(n)]
+        out.add(param, lo, hi, [prefix + name for name in names])
+
+
+def _module_entries(design: HodoscopeDesign, share_range: float, out: _Entries) -> None:
+    ranges = np.array(design.centre_ranges())  # (module, axis, [lo, hi])
+    k = design.n_modules
+    if "xy" in design.trainable:
+        out.add(
+            design.module_xy,
+            ranges[:, :2, 0],
+            ranges[:, :2, 1],
+            [f"module{i}.{c}" for i in range(k) for c in "xy"],
+        )
+    if "z" in design.trainable:
+        out.add(design.module_z, ranges[:, 2, 0], ranges[:, 2, 1], [f"module{i}.z" for i in range(k)])
+    if design.free is not None:
+        _panel_entries(design.free, share_range, out, prefix="free.")
+
+
+class DesignVector:
+    """A design's trainable parameters as one vector in a box.
+
+    Free panels (:class:`DetectorDesign`), group by group in
+    :data:`~mutomo.optimise.design.PARAMETER_GROUPS` order: ``xy`` (m, within the region's x
+    and y), ``z`` (m, within each side's range), ``size`` (log-spans within the span bounds;
+    under a fixed budget the budget-share logits within ``[-share_range, share_range]``: area
+    ratios up to ``exp(2 share_range)``), ``resolution`` (log m) and ``efficiency`` (logit),
+    within their bounds; named ``panel{i}.x``, ``panel{i}.z``, ``panel{i}.size``, ...
+
+    Hodoscope modules (:class:`~mutomo.optimise.hodoscopes.HodoscopeDesign`): the trainable
+    module centres, ``module{i}.x``, ``module{i}.y`` (group ``xy``) then ``module{i}.z``
+    (``z``), each within its module's own allowed centre range (the region shrunk by its box,
+    on its side); then the free panels beside them, if any, as above with names prefixed
+    ``free.``. :meth:`set_` projects the design, so modules placed overlapping are separated
+    (or sent back to their last valid placement): every placement evaluated is allowed.
     """
 
-    def __init__(self, design: DetectorDesign, share_range: float = 3.0) -> None:
-        if not isinstance(design, DetectorDesign):
-            raise MutomoError(f"DesignVector needs a DetectorDesign; got {type(design).__name__}")
+    def __init__(self, design: DetectorDesign | HodoscopeDesign, share_range: float = 3.0) -> None:
+        if not isinstance(design, DetectorDesign | HodoscopeDesign):
+            raise MutomoError(f"DesignVector needs a DetectorDesign or a HodoscopeDesign; got {type(design).__name__}")
         if not design.trainable:
             raise MutomoError("DesignVector: the design has no trainable group")
         self.design = design
-        b, n, na = design.bounds, design.z.shape[0], design.n_above
-        lows: list[np.ndarray] = []
-        highs: list[np.ndarray] = []
-        self.names: list[str] = []
-        self._params: list[torch.nn.Parameter] = []
-        groups = design.parameter_groups()
-        for group in ("xy", "z", "size", "resolution", "efficiency"):
-            if group not in design.trainable:
-                continue
-            (param,) = groups[group]
-            self._params.append(param)
-            if group == "xy":
-                lo = np.tile([b.x[0], b.y[0]], n)
-                hi = np.tile([b.x[1], b.y[1]], n)
-                self.names += [f"panel{i}.{c}" for i in range(n) for c in "xy"]
-            elif group == "z":
-                lo = np.array([b.z_above[0]] * na + [b.z_below[0]] * (n - na))
-                hi = np.array([b.z_above[1]] * na + [b.z_below[1]] * (n - na))
-                self.names += [f"panel{i}.z" for i in range(n)]
-            elif group == "size" and design.budget is not None:
-                lo, hi = np.full(n, -share_range), np.full(n, share_range)
-                self.names += [f"panel{i}.share_logit" for i in range(n)]
-            else:
-                rng = {"size": b.span, "resolution": b.resolution}.get(group)
-                if rng is not None:
-                    lo, hi = np.full(n, math.log(rng[0])), np.full(n, math.log(rng[1]))
-                else:
-                    lo, hi = (np.full(n, math.log(e) - math.log1p(-e)) for e in b.efficiency)
-                self.names += [f"panel{i}.{group}" for i in range(n)]
-            lows.append(lo)
-            highs.append(hi)
-        self.lower, self.upper = np.concatenate(lows), np.concatenate(highs)
+        entries = _Entries()
+        if isinstance(design, HodoscopeDesign):
+            _module_entries(design, share_range, entries)
+        else:
+            _panel_entries(design, share_range, entries)
+        if not entries.params:
+            raise MutomoError("DesignVector: the design has no trainable parameter")
+        self._params, self.names = entries.params, entries.names
+        self.lower, self.upper = np.concatenate(entries.lower), np.concatenate(entries.upper)
 
     @property
     def bounds(self) -> Bounds:
@@ -335,7 +382,7 @@ class DesignVector:
 
 
 def design_objective(
-    design: DetectorDesign,
+    design: Design,
     problem: Any,
     settings: Any,
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
@@ -359,7 +406,13 @@ def design_objective(
 
     if isinstance(calls_per_batch, bool) or not isinstance(calls_per_batch, (int, np.integer)) or calls_per_batch < 1:
         raise MutomoError(f"calls_per_batch must be a positive integer; got {calls_per_batch!r}")
-    vec = vector if vector is not None else DesignVector(design)
+    if vector is None:
+        if not isinstance(design, DetectorDesign | HodoscopeDesign):
+            raise MutomoError(
+                f"design_objective needs a DetectorDesign or a HodoscopeDesign; got {type(design).__name__}"
+            )
+        vector = DesignVector(design)
+    vec = vector
     loss_fn = loss if loss is not None else problem.task.loss
     design.smoothness = settings.smoothness[1]
     count = {"n": int(first_call)}

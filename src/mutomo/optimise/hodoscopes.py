@@ -26,6 +26,10 @@ never touched, so they stay finite in every configuration):
    ends with overlapping modules.
 
 A starting placement that breaks a constraint is refused, naming the module and the field.
+
+:func:`tiled_placement` is the human rule for K modules around a scene (the built-in
+``lorry_uranium`` benchmark's ``tiled`` design for K = 4, and the human point of a
+module-count front, :mod:`mutomo.optimise.landscape`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -116,6 +120,13 @@ class HodoscopeModule:
             for h in sorted(self.panel_heights, reverse=True)
         ]
         return PanelGroup(panels, offset=centre, dtype=centre.dtype)
+
+
+def module_sides(centres: Sequence[Sequence[float]] | Tensor | np.ndarray, bounds: DesignBounds) -> list[bool]:
+    """Whether each module (``(K, 3)`` centres, m) is above the volume: its centre is nearer
+    ``bounds.z_above``'s range than ``z_below``'s."""
+    gap_mid = 0.5 * (bounds.z_below[1] + bounds.z_above[0])
+    return [float(c[2]) > gap_mid for c in centres]
 
 
 @dataclass
@@ -264,7 +275,7 @@ class HodoscopeDesign(_Design):
         self.module = module
         self.rotated = rot
         self.bounds = bounds
-        self.keep_out = [tuple(float(v) for v in box) for box in keep_out]
+        self.keep_out: list[Box] = [cast(Box, tuple(float(v) for v in box)) for box in keep_out]
         self.free = free
         self.budget = None
         self.cost_model: CostModel = cost_model if cost_model is not None else AreaCostModel()
@@ -272,7 +283,7 @@ class HodoscopeDesign(_Design):
         self.trainable = tuple(trainable)
         above = self._sides(c)
         half = np.array([module.half_size(r) for r in rot])
-        self._layout = _Layout(half, above, bounds, list(self.keep_out))  # type: ignore[arg-type]
+        self._layout = _Layout(half, above, bounds, list(self.keep_out))
         self._check_start(c)
         self.module_xy = nn.Parameter(c[:, :2].clone(), requires_grad="xy" in self.trainable)
         self.module_z = nn.Parameter(c[:, 2].clone(), requires_grad="z" in self.trainable)
@@ -282,10 +293,7 @@ class HodoscopeDesign(_Design):
     # ---------------------------------------------------------------- geometry
 
     def _sides(self, c: Tensor) -> list[bool]:
-        """Whether each module is above the volume: its centre is nearer ``z_above``'s range."""
-        b = self.bounds
-        gap_mid = 0.5 * (b.z_below[1] + b.z_above[0])
-        return [float(z) > gap_mid for z in c[:, 2]]
+        return module_sides(c, self.bounds)
 
     def _check_start(self, c: Tensor) -> None:
         layout = self._layout
@@ -315,6 +323,33 @@ class HodoscopeDesign(_Design):
     @property
     def n_modules(self) -> int:
         return int(self.module_z.shape[0])
+
+    @property
+    def above(self) -> list[bool]:
+        """Per module: whether it is above the volume (fixed at construction)."""
+        return list(self._layout.above)
+
+    def centre_ranges(self) -> list[list[tuple[float, float]]]:
+        """Per module, the allowed range (m) of its centre on x, y and z: the region shrunk by
+        the box's half size, z within its own side's range."""
+        return [self._layout.limits(k) for k in range(self.n_modules)]
+
+    @torch.no_grad()
+    def place_(self, centres: np.ndarray | Tensor) -> bool:
+        """Move the modules to ``(K, 3)`` centres (m), clamped into their ranges and separated
+        (see the module docstring), and project the free panels. Returns ``False``, leaving the
+        design unchanged, when the separation does not converge (a region too small for the
+        modules)."""
+        placed = np.array(torch.as_tensor(centres).detach().cpu().double().numpy(), dtype=float)
+        if placed.shape != (self.n_modules, 3):
+            raise MutomoError(f"HodoscopeDesign.place_: centres must be ({self.n_modules}, 3); got {placed.shape}")
+        if not self._layout.separate_(placed):
+            return False
+        self._last_valid.copy_(torch.as_tensor(placed, dtype=self._last_valid.dtype, device=self._last_valid.device))
+        self.module_xy.copy_(self._last_valid[:, :2])
+        self.module_z.copy_(self._last_valid[:, 2])
+        self.project_()
+        return True
 
     def detector(self) -> Detector:
         centres = self.centres
@@ -406,3 +441,47 @@ class HodoscopeDesign(_Design):
             trainable=d.get("trainable", ("xy", "z")),
             smoothness=d.get("smoothness", 0.01),
         )
+
+
+def tiled_placement(
+    region: DesignBounds,
+    scene_box: Box,
+    module: HodoscopeModule,
+    k: int,
+    *,
+    keep_out: Sequence[Box] = (),
+    **design: Any,
+) -> HodoscopeDesign:
+    """The human tiling of ``k`` (>= 2) modules around a scene: ``ceil(k/2)`` above it, as low
+    as the region allows (the box's bottom on ``region.z_above``'s lower end), and ``k // 2``
+    below it, as high as allowed; on each side spread evenly over the scene's footprint (its
+    ``(x0, x1, y0, y1, z0, z1)`` box, m), up to four along x, then further rows along y.
+
+    ``keep_out`` and ``design`` (e.g. ``trainable``, ``cost_model``, ``free``) go to
+    :class:`HodoscopeDesign` (default: nothing trainable). Raises :class:`MutomoError` when the
+    tiling does not fit the region or overlaps (modules too large for the scene's footprint).
+
+    Example:
+        >>> region = DesignBounds(x=(-1.0, 5.0), y=(-1.0, 3.4), z_above=(3.5, 6.0), z_below=(-2.0, -0.1))
+        >>> module = HodoscopeModule(size=(1.0, 1.0, 0.3), panel_heights=(0.0, 0.3))
+        >>> design = tiled_placement(region, (0.0, 4.0, 0.0, 2.4, 1.0, 3.4), module, 3)
+        >>> [[round(v, 2) for v in c] for c in design.centres.tolist()], design.above
+        ([[1.0, 1.2, 3.65], [3.0, 1.2, 3.65], [2.0, 1.2, -0.25]], [True, True, False])
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise MutomoError(f"tiled_placement: the number of modules must be an integer >= 2 (one a side); got {k!r}")
+    x0, x1, y0, y1 = scene_box[:4]
+    z_above = region.z_above[0] + module.size[2] / 2
+    z_below = region.z_below[1] - module.size[2] / 2
+    centres = []
+    for n, z in ((math.ceil(k / 2), z_above), (k // 2, z_below)):
+        columns = min(n, 4)
+        rows = math.ceil(n / columns)
+        for i in range(n):
+            c, r = i % columns, i // columns
+            centres.append([x0 + (c + 0.5) * (x1 - x0) / columns, y0 + (r + 0.5) * (y1 - y0) / rows, z])
+    design.setdefault("trainable", ())
+    try:
+        return HodoscopeDesign(module, centres, region, keep_out=keep_out, **design)
+    except MutomoError as exc:
+        raise MutomoError(f"the tiled placement of {k} modules does not fit: {exc}") from None

@@ -14,9 +14,20 @@ physical readout tracks no muon through the volume) is never near-optimal. For e
 it records the cost, the cluster's size, and what sets it apart: the aligned panel parameter
 (:func:`~mutomo.optimise.multistart.aligned_parameters`) differing most from the best design.
 
-:func:`budget_front` trains ``front_starts`` starts at each of several fixed budgets (all
-budgets and starts in one stacked pass: members keep their own budgets) and records the best
-metric reached at each, with the human designs placed at their own costs.
+:func:`budget_front` trains ``front_starts`` starts at each point of a front and records the
+best metric reached at each, with the human designs placed at their own costs. A front is one
+of two kinds (:func:`check_front`):
+
+* a **budget front** (``budgets``; free panels under a fixed budget): the starts of each point
+  are drawn under that budget, and the configuration's human designs are also scaled to it;
+* a **module-count front** (``modules``; hodoscope designs, whose modules are bought as built):
+  for each K, ``front_starts`` random starts of a K-module design (the same module in the same
+  region, K modules tiled by :func:`~mutomo.optimise.hodoscopes.tiled_placement` before the
+  draw), and the human point of each K is that tiled placement. A point's cost, the front's
+  x axis, is the design's: K x the module's price (plus the free panels', if any).
+
+All points and starts are trained in one stacked pass (members keep their own budgets) when
+they share a layout, else point by point.
 
 The result is ``landscape.json`` (see :func:`run_landscape`); the figures are drawn by
 :mod:`mutomo.plotting.landscape`.
@@ -37,6 +48,7 @@ import numpy as np
 from mutomo.errors import MutomoError
 from mutomo.optimise.design import Design, DetectorDesign
 from mutomo.optimise.evaluate import DesignObservations, EvaluationSettings, observe_design, paired, summarise
+from mutomo.optimise.hodoscopes import Box, HodoscopeDesign, tiled_placement
 from mutomo.optimise.loop import TrainingSettings, optimise
 from mutomo.optimise.multistart import StackedDesign, aligned_parameters, group_designs, jittered_starts, random_starts
 from mutomo.optimise.problem import Problem
@@ -60,8 +72,11 @@ class LandscapeSettings:
             not used); in (0, 1).
         readout: the readout judged (default the headline ``physical``).
         metric: the task metric judged (default the task's first).
-        budgets: budgets of the budget front (fixed-budget designs only); empty: no front.
-        front_starts: starts per budget of the front.
+        budgets: budgets of the budget front (fixed-budget designs of free panels only);
+            empty: no budget front.
+        modules: module counts K (integers >= 2) of the module-count front (hodoscope designs
+            only); empty: no module-count front. At most one of ``budgets`` and ``modules``.
+        front_starts: starts per point (budget or module count) of the front.
     """
 
     starts: int = 16
@@ -73,6 +88,7 @@ class LandscapeSettings:
     readout: str = "physical"
     metric: str | None = None
     budgets: tuple[float, ...] = ()
+    modules: tuple[int, ...] = ()
     front_starts: int = 4
 
     @classmethod
@@ -88,6 +104,7 @@ class LandscapeSettings:
             tolerance_sigma=options.tolerance_sigma or None,
             tolerance_fraction=options.tolerance_fraction or None,
             budgets=tuple(options.budgets),
+            modules=tuple(options.modules),
             front_starts=options.front_starts,
         )
 
@@ -109,6 +126,16 @@ class LandscapeSettings:
         bad = [b for b in self.budgets if not (b > 0 and math.isfinite(b))]
         if bad:
             raise MutomoError(f"budgets must be finite and > 0; got {bad}")
+        bad_k = [k for k in self.modules if isinstance(k, bool) or not isinstance(k, int) or k < 2]
+        if bad_k:
+            raise MutomoError(f"modules must be integers >= 2 (a module above and one below); got {bad_k}")
+        if self.budgets and self.modules:
+            raise MutomoError("budgets and modules: give one front, a budget front or a module-count front, not both")
+
+    @property
+    def front_points(self) -> tuple[float, ...] | tuple[int, ...]:
+        """The front's points: its budgets or its module counts (empty: no front)."""
+        return self.modules or self.budgets
 
 
 Observer = Callable[[Sequence[Design]], list[DesignObservations]]
@@ -196,7 +223,7 @@ def near_optimal(worse: float, error: float, best: float, settings: LandscapeSet
     return bool(by_sigma or by_fraction)
 
 
-def landscape_starts(template: DetectorDesign, settings: LandscapeSettings) -> list[DetectorDesign]:
+def landscape_starts(template: Design, settings: LandscapeSettings) -> list[Design]:
     """The ``settings.starts`` starting designs: drawn uniformly within the region, or around
     the template when ``settings.jitter`` is set (the same for a given seed)."""
     if settings.jitter is None:
@@ -204,22 +231,79 @@ def landscape_starts(template: DetectorDesign, settings: LandscapeSettings) -> l
     return jittered_starts(template, settings.starts, settings.seed, settings.jitter)
 
 
-def front_starts(template: DetectorDesign, settings: LandscapeSettings) -> list[list[DetectorDesign]]:
-    """The budget front's starting designs: ``settings.front_starts`` uniform starts for each
-    of ``settings.budgets`` (each under its own fixed budget)."""
-    if not settings.budgets:
-        raise MutomoError("budgets: the budget front needs at least one budget")
-    if template.budget is None:
-        raise MutomoError("the budget front needs a fixed-budget design (design.fixed_budget = true)")
+def check_front(template: Design, settings: LandscapeSettings) -> None:
+    """Refuse a front that ``template`` cannot have (see the module docstring), naming the
+    setting: ``budgets`` needs free panels under a fixed budget, ``modules`` a hodoscope design
+    whose module has a price."""
+    if settings.budgets:
+        if isinstance(template, HodoscopeDesign):
+            raise MutomoError(
+                "budgets: a budget front scales panels to each budget, but hodoscope modules are bought as built; "
+                "give modules = [K, ...] (a module-count front) instead"
+            )
+        if template.budget is None:
+            raise MutomoError("budgets: a budget front needs a fixed-budget design (design.fixed_budget = true)")
+    if settings.modules:
+        if not isinstance(template, HodoscopeDesign):
+            raise MutomoError(
+                "modules: a module-count front needs a design of hodoscope modules (design.start placing modules); "
+                "for free panels give budgets = [...] (a budget front)"
+            )
+        if not template.module.cost > 0:
+            raise MutomoError(
+                "modules: a module-count front places each K at its cost, K x the module's price: give the module a "
+                "price (hodoscope.cost > 0)"
+            )
+
+
+def tiled_like(template: HodoscopeDesign, scene_box: Box, k: int, trainable: tuple[str, ...] = ()) -> HodoscopeDesign:
+    """``k`` modules of ``template`` in its region (its keep-out boxes, cost model, smoothness
+    and a copy of its free panels, if any), tiled around the scene
+    (:func:`~mutomo.optimise.hodoscopes.tiled_placement`), with ``trainable`` groups."""
+    free = None
+    if template.free is not None:
+        free = DetectorDesign.from_description(template.free.describe(), template.cost_model)
+        free = free.to(template.free.z.dtype)
+    design = tiled_placement(
+        template.bounds,
+        scene_box,
+        template.module,
+        k,
+        keep_out=template.keep_out,
+        free=free,
+        cost_model=template.cost_model,
+        trainable=trainable,
+        smoothness=template.smoothness,
+    )
+    return design.to(template.module_z.dtype)
+
+
+def front_starts(template: Design, settings: LandscapeSettings, scene_box: Box | None = None) -> list[list[Design]]:
+    """The front's starting designs: ``settings.front_starts`` uniform starts for each of
+    ``settings.budgets`` (each under its own fixed budget), or for each of ``settings.modules``
+    (a K-module design tiled around ``scene_box``, the scene's ``(x0, x1, y0, y1, z0, z1)`` (m),
+    then drawn; see the module docstring)."""
+    if not settings.front_points:
+        raise MutomoError("budgets, modules: a front needs at least one budget or module count")
+    check_front(template, settings)
+    seeds = [settings.seed + 1000 * (i + 1) for i in range(len(settings.front_points))]
+    if settings.modules:
+        if scene_box is None:
+            raise MutomoError("modules: a module-count front needs the scene's box to tile the modules around")
+        assert isinstance(template, HodoscopeDesign)
+        return [
+            random_starts(tiled_like(template, scene_box, k, template.trainable), settings.front_starts, seed)
+            for k, seed in zip(settings.modules, seeds, strict=True)
+        ]
     return [
-        random_starts(template, settings.front_starts, settings.seed + 1000 * (i + 1), budget=budget)
-        for i, budget in enumerate(settings.budgets)
+        random_starts(template, settings.front_starts, seed, budget=budget)
+        for budget, seed in zip(settings.budgets, seeds, strict=True)
     ]
 
 
 def run_landscape(
     problem: Problem,
-    template: DetectorDesign,
+    template: Design,
     training: TrainingSettings,
     evaluation: EvaluationSettings,
     settings: LandscapeSettings,
@@ -379,29 +463,66 @@ def front_envelope(budgets: Sequence[float], values: Sequence[float], higher_is_
 
 def budget_front(
     problem: Problem,
-    template: DetectorDesign,
+    template: Design,
     training: TrainingSettings,
     evaluation: EvaluationSettings,
     settings: LandscapeSettings,
     humans: dict[str, Design] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """The best metric reached at each of ``settings.budgets`` (``front_starts`` uniform starts
-    per budget, all trained in one stacked pass), with the human designs at their own costs.
+    """The best metric reached at each point of the front, ``settings.budgets`` or
+    ``settings.modules`` (``front_starts`` uniform starts per point, trained in one stacked
+    pass per panel layout), with the human designs at their own costs and at every point.
 
-    Returns ``{"budgets": [{"budget", "metric" (the best start's [value, error]), "best_start",
+    Returns ``{"axis": "budget" or "modules", "budgets": [{"budget" (the point's cost),
+    "modules" (module-count fronts), "metric" (the best start's [value, error]), "best_start",
     "starts": [[value, error], ...], "design"}], "envelope" (:func:`front_envelope` of the
     best values), "humans": {NAME: {"cost", "metric", "scaled": [{"budget", "cost", "metric"}]}},
     "muons", "seconds"}``: a human design of the configuration is also placed at every budget,
-    its panels scaled to cost exactly that (keeping their relative costs)."""
-    blocks = front_starts(template, settings)
-    stacked = StackedDesign([d for block in blocks for d in block])
+    its panels scaled to cost exactly that (keeping their relative costs); on a module-count
+    front the entry :data:`TILED` holds the tiled placement of every K (``scaled`` only)."""
+    blocks = front_starts(template, settings, problem.scene.box)
+    stacks = _stacks([d for block in blocks for d in block])
     t0 = time.perf_counter()
-    optimise(stacked, problem, training, progress=progress)  # trains the members of ``blocks`` in place
-    result = judge_front(problem, blocks, evaluation, settings, humans)
-    result["muons"] = training.epochs * training.volumes_per_epoch * training.muons_per_volume
+    for stack in stacks:
+        optimise(stack, problem, training, progress=progress)  # trains the members of ``blocks`` in place
+    result = judge_front(problem, blocks, evaluation, settings, humans, template=template)
+    result["muons"] = training.epochs * training.volumes_per_epoch * training.muons_per_volume * len(stacks)
     result["seconds"] = time.perf_counter() - t0
     return result
+
+
+def _stacks(designs: Sequence[Design]) -> list[StackedDesign]:
+    """The designs stacked by panel layout (numbers of panels above and below)."""
+    by_layout: dict[tuple[int, int], list[Design]] = {}
+    for d in designs:
+        det = d.detector()
+        by_layout.setdefault((det.n_panels("above"), det.n_panels("below")), []).append(d)
+    return [StackedDesign(members) for members in by_layout.values()]
+
+
+TILED = "tiled placement"
+"""The human designs of a module-count front: :func:`~mutomo.optimise.hodoscopes.tiled_placement`."""
+
+
+def _front_placed(
+    problem: Problem, settings: LandscapeSettings, humans: dict[str, Design], template: Design | None
+) -> tuple[list[float], list[tuple[str, int, Design]]]:
+    """Each point's cost (the front's x axis), and the human designs placed at the points
+    (name, point, design): the configuration's designs scaled to every budget, or the tiled
+    placement of every module count."""
+    if settings.modules:
+        if not isinstance(template, HodoscopeDesign):
+            raise MutomoError("modules: a module-count front is judged against its hodoscope template; none given")
+        tiled = [tiled_like(template, problem.scene.box, k) for k in settings.modules]
+        return [float(d.cost().detach()) for d in tiled], [(TILED, i, d) for i, d in enumerate(tiled)]
+    scaled = [
+        (name, i, problem.design(name, (), b, field="evaluation.compare"))
+        for name in humans
+        if name in problem.designs
+        for i, b in enumerate(settings.budgets)
+    ]
+    return list(settings.budgets), scaled
 
 
 def judge_front(
@@ -411,53 +532,53 @@ def judge_front(
     settings: LandscapeSettings,
     humans: dict[str, Design] | None = None,
     observe: Observer | None = None,
+    template: Design | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the budget front's ``finished`` designs (one block per budget of
-    ``settings.budgets``; a sweep's block may lack the trials that failed, and a budget with
-    none has an undefined metric) with the human designs: :func:`budget_front`'s result but for
-    ``muons`` and ``seconds``. ``observe`` as for :func:`judge_landscape`."""
-    if len(finished) != len(settings.budgets):
-        raise MutomoError(f"judge_front: {len(finished)} blocks of designs for {len(settings.budgets)} budgets")
+    """Evaluate the front's ``finished`` designs (one block per point of
+    ``settings.budgets`` or ``settings.modules``; a sweep's block may lack the trials that
+    failed, and a point with none has an undefined metric) with the human designs:
+    :func:`budget_front`'s result but for ``muons`` and ``seconds``. ``observe`` as for
+    :func:`judge_landscape`; ``template``: the hodoscope design of a module-count front."""
+    points = settings.front_points
+    if len(finished) != len(points):
+        raise MutomoError(f"judge_front: {len(finished)} blocks of designs for {len(points)} front points")
     humans = humans or {}
     flat = [d for block in finished for d in block]
     first = np.cumsum([0, *(len(block) for block in finished)])
-    # The human designs as given, and those of the configuration scaled to every budget.
-    placed: list[tuple[str, float | None, Design]] = [(name, None, d) for name, d in humans.items()]
-    for name in humans:
-        if name in problem.designs:
-            placed += [(name, b, problem.design(name, (), b, field="evaluation.compare")) for b in settings.budgets]
+    costs, placed = _front_placed(problem, settings, humans, template)
     observe = observe or (lambda designs: observe_designs(designs, problem, evaluation))
-    obs = observe([*flat, *(d for _, _, d in placed)])
+    obs = observe([*flat, *humans.values(), *(d for _, _, d in placed)])
     metric, higher, values = _judge(problem, obs, settings)
-    points: list[dict[str, Any]] = []
-    for b, budget in enumerate(settings.budgets):
+
+    def at(i: int) -> dict[str, Any]:
+        return {"budget": costs[i], **({"modules": settings.modules[i]} if settings.modules else {})}
+
+    entries: list[dict[str, Any]] = []
+    for b in range(len(points)):
         block = values[first[b] : first[b + 1]]
         if not block:
-            points.append({"budget": budget, "metric": [None, None], "best_start": None, "starts": [], "design": None})
+            entries.append({**at(b), "metric": [None, None], "best_start": None, "starts": [], "design": None})
             continue
         signed = [((-v[0] if higher else v[0]) if v[0] is not None else math.inf) for v in block]
         i = int(np.argmin(signed))
-        points.append(
-            {
-                "budget": budget,
-                "metric": block[i],
-                "best_start": i,
-                "starts": block,
-                "design": finished[b][i].describe(),
-            }
+        entries.append(
+            {**at(b), "metric": block[i], "best_start": i, "starts": block, "design": finished[b][i].describe()}
         )
-    human_entries: dict[str, Any] = {}
-    for h, (name, scaled_to, d) in enumerate(placed):
-        entry = {"cost": float(d.cost().detach()), "metric": values[len(flat) + h]}
-        if scaled_to is None:
-            human_entries[name] = {**entry, "scaled": []}
-        else:
-            human_entries[name]["scaled"].append({"budget": scaled_to, **entry})
-    best_values = [p["metric"][0] if p["metric"][0] is not None else math.nan for p in points]
+    given = values[len(flat) : len(flat) + len(humans)]
+    human_entries: dict[str, Any] = {
+        name: {"cost": float(d.cost().detach()), "metric": v, "scaled": []}
+        for (name, d), v in zip(humans.items(), given, strict=True)
+    }
+    for (name, i, d), v in zip(placed, values[len(flat) + len(humans) :], strict=True):
+        human_entries.setdefault(name, {"scaled": []})["scaled"].append(
+            {**at(i), "cost": float(d.cost().detach()), "metric": v}
+        )
+    best_values = [p["metric"][0] if p["metric"][0] is not None else math.nan for p in entries]
     return {
         "metric": {"name": metric, "readout": settings.readout, "higher_is_better": higher},
-        "budgets": points,
-        "envelope": front_envelope(list(settings.budgets), best_values, higher),
+        "axis": "modules" if settings.modules else "budget",
+        "budgets": entries,
+        "envelope": front_envelope(costs, best_values, higher),
         "humans": human_entries,
     }
 
@@ -512,5 +633,6 @@ def landscape_lines(result: dict[str, Any]) -> list[str]:
             f"  cost {h['cost']:.6g}"
         )
     for p in result.get("front", {}).get("budgets", []):
-        lines.append(f"  budget {p['budget']:.6g}: best {m['name']} {_pm(p['metric'])}")
+        where = f"{p['modules']} modules (cost {p['budget']:.6g})" if "modules" in p else f"budget {p['budget']:.6g}"
+        lines.append(f"  {where}: best {m['name']} {_pm(p['metric'])}")
     return lines

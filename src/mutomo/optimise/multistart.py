@@ -7,16 +7,23 @@ of the members' losses, each computed from the member's own outputs, so that eve
 gradient is the gradient of its own loss. The members of a batch share its volumes and its
 muons (the same generated muons and scattering draws, read out by each member's panels);
 they differ in their panels only. With ``training.hits = "sampled"`` each member's hits are
-kept or lost by its own Bernoulli draws.
+kept or lost by its own Bernoulli draws. Members may be designs of free panels or of hodoscope
+modules (:class:`~mutomo.optimise.hodoscopes.HodoscopeDesign`: their panel groups are
+flattened into panels by the stack, each module's panels in one block, so that the gradient
+still reaches each member's module centres).
 
 Starts come from :func:`random_starts` (every trainable group drawn uniformly within the
-region, with a seeded generator) or :func:`jittered_starts` (around a given design).
+region, with a seeded generator; hodoscope modules each within its own allowed centre range,
+on its own side, then separated) or :func:`jittered_starts` (around a given design).
 
 :func:`design_distance` compares two designs on their panels, ignoring the panels' order
 within a side (the optimal assignment of :func:`scipy.optimize.linear_sum_assignment` on the
 panels' (x, y, z, span)), and :func:`group_designs` clusters finished designs with complete
 linkage (:mod:`scipy.cluster.hierarchy`): two designs of one group differ by at most
-``threshold`` metres on every matched panel coordinate pair distance.
+``threshold`` metres on every matched panel coordinate pair distance. Hodoscope designs are
+compared on their module centres (x, y, z) instead, matched within each side the same way (so
+the modules' order does not matter; designs of different module counts are infinitely far
+apart); the free panels of a design mixing modules and free panels are ignored there.
 """
 
 from __future__ import annotations
@@ -32,9 +39,13 @@ from torch import Tensor, nn
 from mutomo.detector import Detector
 from mutomo.errors import MutomoError
 from mutomo.optimise.design import Design, DesignBounds, DetectorDesign
+from mutomo.optimise.hodoscopes import HodoscopeDesign, module_sides
 
 SIDES = ("above", "below")
 PANEL_FIELDS = ("x", "y", "z", "span")
+MODULE_FIELDS = ("x", "y", "z")
+MAX_DRAWS = 100
+"""Draws of a hodoscope start before :func:`random_starts` gives up on separating its modules."""
 
 
 class StackedDesign(Design):
@@ -122,10 +133,18 @@ class StackedDesign(Design):
 # ----------------------------------------------------------------------------- starts
 
 
-def _copy(template: DetectorDesign, budget: float | None) -> DetectorDesign:
+def _copy(template: Design, budget: float | None = None) -> Design:
+    """A new design equal to ``template`` (rebuilt from its description, in its dtype); a design
+    of free panels gets the fixed ``budget`` (``None``: none)."""
     d = template.describe()
-    d["budget"] = budget
-    return DetectorDesign.from_description(d, template.cost_model)
+    copy: Design
+    if isinstance(template, DetectorDesign):
+        copy = DetectorDesign.from_description({**d, "budget": budget}, template.cost_model)
+    elif isinstance(template, HodoscopeDesign):
+        copy = HodoscopeDesign.from_description(d, template.cost_model)
+    else:
+        raise MutomoError(f"starts need a DetectorDesign or a HodoscopeDesign template; got {type(template).__name__}")
+    return copy.to(next(template.parameters()).dtype)
 
 
 def _check_count(k: int, name: str = "starts") -> None:
@@ -133,51 +152,98 @@ def _check_count(k: int, name: str = "starts") -> None:
         raise MutomoError(f"{name} must be an integer >= 1; got {k!r}")
 
 
+def _draw_panels_(d: DetectorDesign, g: torch.Generator) -> None:
+    """Every trainable group of free panels drawn uniformly within the region (see
+    :func:`random_starts`)."""
+    b = d.bounds
+    n, n_above = d.z.shape[0], d.n_above
+    dtype = d.z.dtype
+
+    def uniform(lo: float, hi: float, size: int) -> Tensor:
+        return lo + (hi - lo) * torch.rand(size, generator=g, dtype=dtype)
+
+    if "xy" in d.trainable:
+        d.xy[:, 0] = uniform(*b.x, n)
+        d.xy[:, 1] = uniform(*b.y, n)
+    if "z" in d.trainable:
+        d.z[:n_above] = uniform(*b.z_above, n_above)
+        d.z[n_above:] = uniform(*b.z_below, n - n_above)
+    if "size" in d.trainable:
+        if d.budget is None:
+            d.log_span.copy_(uniform(math.log(b.span[0]), math.log(b.span[1]), n))
+        else:  # uniform on the simplex: normalised exponential draws
+            e = -torch.log(torch.rand(n, generator=g, dtype=dtype).clamp_min(1e-12))
+            d.share_logit.copy_(torch.log(e / e.sum()))
+    if "resolution" in d.trainable:
+        d.log_resolution.copy_(uniform(math.log(b.resolution[0]), math.log(b.resolution[1]), n))
+    if "efficiency" in d.trainable:
+        eff = uniform(*b.efficiency, n)
+        d.logit_efficiency.copy_(torch.log(eff) - torch.log1p(-eff))
+
+
+def _draw_modules_(d: HodoscopeDesign, g: torch.Generator) -> None:
+    """Each module's centre drawn uniformly within its own allowed range (its side and rotation
+    kept; only the trainable axes: ``xy``, ``z``), separated; the free panels, if any, as
+    :func:`_draw_panels_`. Redraws when the modules cannot be separated, or only by moving
+    them along a frozen axis, at most :data:`MAX_DRAWS` times."""
+    if d.free is not None:
+        _draw_panels_(d.free, g)
+    axes = [a for a, group in enumerate(("xy", "xy", "z")) if group in d.trainable]
+    if not axes:
+        return
+    frozen = [a for a in range(3) if a not in axes]
+    before = d.centres.detach().clone()
+    ranges = torch.tensor(d.centre_ranges(), dtype=torch.float64)  # (module, axis, [lo, hi])
+    lo, hi = ranges[..., 0], ranges[..., 1]
+    for _ in range(MAX_DRAWS):
+        drawn = lo + (hi - lo) * torch.rand(lo.shape, generator=g, dtype=torch.float64)
+        centres = before.double()
+        centres[:, axes] = drawn[:, axes]
+        if d.place_(centres) and torch.equal(d.centres.detach()[:, frozen], before[:, frozen]):
+            return
+    raise MutomoError(
+        f"random_starts: {d.n_modules} modules could not be placed apart within the region in {MAX_DRAWS} draws "
+        "(the region is too small for them): widen region.x, region.y, z_above or z_below, or place fewer modules"
+    )
+
+
+def _draw_(d: Design, g: torch.Generator) -> None:
+    if isinstance(d, HodoscopeDesign):
+        _draw_modules_(d, g)
+    else:
+        assert isinstance(d, DetectorDesign)
+        _draw_panels_(d, g)
+
+
 @torch.no_grad()
-def random_starts(
-    template: DetectorDesign, k: int, seed: int = 0, budget: float | None | str = "template"
-) -> list[DetectorDesign]:
+def random_starts(template: Design, k: int, seed: int = 0, budget: float | None | str = "template") -> list[Design]:
     """``k`` designs with the template's layout, every trainable group drawn uniformly within the
-    region (centres in x, y and each side's z range; spans log-uniform within the span bounds, or
-    budget shares uniform on the simplex under a fixed budget; resolutions log-uniform and
-    efficiencies uniform within their bounds); frozen groups keep the template's values.
+    region, then projected; frozen groups keep the template's values. The draws are the same
+    for a given seed.
+
+    Free panels (:class:`DetectorDesign`): centres in x, y and each side's z range; spans
+    log-uniform within the span bounds, or budget shares uniform on the simplex under a fixed
+    budget; resolutions log-uniform and efficiencies uniform within their bounds.
+    Hodoscope modules (:class:`~mutomo.optimise.hodoscopes.HodoscopeDesign`): each module's
+    centre uniform within its own allowed range (the region shrunk by its box, on its own side:
+    a module above stays above; its rotation kept), then separated
+    (:meth:`~mutomo.optimise.hodoscopes.HodoscopeDesign.place_`; a draw that cannot be separated,
+    or only by moving a module along a frozen axis, is drawn again with the same generator, at
+    most :data:`MAX_DRAWS` times, then :class:`MutomoError`); free panels beside the modules as
+    above.
 
     Args:
         template: the layout, bounds, cost model and trainable groups.
         k: number of designs (>= 1).
         seed: seeds the draws (``torch.Generator``).
-        budget: the members' fixed budget (``"template"``: the template's).
+        budget: the members' fixed budget (``"template"``: the template's; free panels only).
     """
     _check_count(k)
     g = torch.Generator().manual_seed(int(seed))
-    b = template.bounds
-    n, n_above = template.z.shape[0], template.n_above
     out = []
-    dtype = template.z.dtype
-
-    def uniform(lo: float, hi: float, size: int) -> Tensor:
-        return lo + (hi - lo) * torch.rand(size, generator=g, dtype=dtype)
-
     for _ in range(k):
         d = _copy(template, template.budget if budget == "template" else budget)  # type: ignore[arg-type]
-
-        if "xy" in d.trainable:
-            d.xy[:, 0] = uniform(*b.x, n)
-            d.xy[:, 1] = uniform(*b.y, n)
-        if "z" in d.trainable:
-            d.z[:n_above] = uniform(*b.z_above, n_above)
-            d.z[n_above:] = uniform(*b.z_below, n - n_above)
-        if "size" in d.trainable:
-            if d.budget is None:
-                d.log_span.copy_(uniform(math.log(b.span[0]), math.log(b.span[1]), n))
-            else:  # uniform on the simplex: normalised exponential draws
-                e = -torch.log(torch.rand(n, generator=g, dtype=dtype).clamp_min(1e-12))
-                d.share_logit.copy_(torch.log(e / e.sum()))
-        if "resolution" in d.trainable:
-            d.log_resolution.copy_(uniform(math.log(b.resolution[0]), math.log(b.resolution[1]), n))
-        if "efficiency" in d.trainable:
-            eff = uniform(*b.efficiency, n)
-            d.logit_efficiency.copy_(torch.log(eff) - torch.log1p(-eff))
+        _draw_(d, g)
         d.project_()
         out.append(d)
     return out
@@ -185,17 +251,18 @@ def random_starts(
 
 @torch.no_grad()
 def jittered_starts(
-    template: DetectorDesign,
+    template: Design,
     k: int,
     seed: int = 0,
     jitter: float = 0.1,
     log_jitter: float = 0.3,
     include_template: bool = True,
-) -> list[DetectorDesign]:
-    """``k`` designs around ``template``: every trainable centre moved by a normal draw of
-    standard deviation ``jitter`` (m); log-spans, budget-share logits, log-resolutions and
-    efficiency logits by ``log_jitter`` (e-folds); then projected into the region. The first is
-    the template itself unless ``include_template`` is false."""
+) -> list[Design]:
+    """``k`` designs around ``template``: every trainable centre (of a panel or a hodoscope
+    module) moved by a normal draw of standard deviation ``jitter`` (m); log-spans, budget-share
+    logits, log-resolutions and efficiency logits by ``log_jitter`` (e-folds); then projected
+    into the region (modules separated, or sent back to the template's placement where that
+    fails). The first is the template itself unless ``include_template`` is false."""
     _check_count(k)
     if not (jitter > 0 and log_jitter >= 0):
         raise MutomoError(f"jitter must be > 0 m and log_jitter >= 0; got {jitter}, {log_jitter}")
@@ -219,9 +286,13 @@ def jittered_starts(
 
 
 def panel_table(design: Design | dict[str, Any]) -> dict[str, np.ndarray]:
-    """Each side's ``(panel, 4)`` table of (x, y, z, span) in metres, from a design or its
-    :meth:`~mutomo.optimise.design.DetectorDesign.describe` output."""
+    """Each side's table of what grouping compares, in metres, from a design or its
+    :meth:`~mutomo.optimise.design.Design.describe` output: ``(panel, 4)`` rows of (x, y, z,
+    span) for free panels; ``(module, 3)`` rows of module centres (x, y, z) for a hodoscope
+    design (its free panels, if any, are ignored)."""
     d = design.describe() if isinstance(design, Design) else design
+    if d.get("kind") == "hodoscopes":
+        return _module_table(d)
     try:
         xy, z, span, n_above = np.asarray(d["xy"], float), np.asarray(d["z"], float), d["span"], int(d["n_above"])
     except KeyError as exc:
@@ -231,9 +302,24 @@ def panel_table(design: Design | dict[str, Any]) -> dict[str, np.ndarray]:
     return {"above": table[:n_above], "below": table[n_above:]}
 
 
+def _module_table(d: dict[str, Any]) -> dict[str, np.ndarray]:
+    try:
+        centres = np.asarray(d["centres"], float).reshape(-1, 3)
+        bounds = DesignBounds(**{k: tuple(v) for k, v in d["bounds"].items()})
+    except KeyError as exc:
+        raise MutomoError(f"a hodoscope design to group needs its centres and bounds; missing {exc}") from None
+    above = np.array(module_sides(centres, bounds), dtype=bool)
+    return {"above": centres[above], "below": centres[~above]}
+
+
+def _fields(table: dict[str, np.ndarray]) -> tuple[str, ...]:
+    return PANEL_FIELDS if table["above"].shape[1] == len(PANEL_FIELDS) else MODULE_FIELDS
+
+
 def match_panels(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The assignment of ``b``'s panels to ``a``'s (rows of (x, y, z, span)) minimising the sum
-    of panel distances; returns ``(order of b matching a's rows, the matched distances)``."""
+    """The assignment of ``b``'s panels to ``a``'s (rows of (x, y, z, span), or module centres)
+    minimising the sum of distances; returns ``(order of b matching a's rows, the matched
+    distances)``."""
     from scipy.optimize import linear_sum_assignment
 
     cost = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=-1)
@@ -246,14 +332,16 @@ def match_panels(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def design_distance(a: Design | dict[str, Any], b: Design | dict[str, Any]) -> float:
     """The largest distance (m) between matched panels of two designs, in (x, y, z, span),
     over both sides; panels are matched within each side by the optimal assignment, so the
-    distance ignores their order. Designs of different layouts are infinitely far apart."""
+    distance ignores their order. Hodoscope designs: the same on their module centres (x, y, z),
+    free panels ignored (:func:`panel_table`). Designs of different layouts (numbers of panels
+    or modules a side, or kinds) are infinitely far apart."""
     return _table_distance(panel_table(a), panel_table(b))
 
 
 def _table_distance(ta: dict[str, np.ndarray], tb: dict[str, np.ndarray]) -> float:
     if any(ta[s].shape != tb[s].shape for s in SIDES):
         return math.inf
-    return max(float(match_panels(ta[s], tb[s])[1].max()) for s in SIDES)
+    return max((float(match_panels(ta[s], tb[s])[1].max()) for s in SIDES if len(ta[s])), default=0.0)
 
 
 def group_designs(designs: Sequence[Design | dict[str, Any]], threshold: float = 0.05) -> np.ndarray:
@@ -284,18 +372,20 @@ def aligned_parameters(
     designs: Sequence[Design | dict[str, Any]], reference: Design | dict[str, Any]
 ) -> tuple[list[str], np.ndarray]:
     """Every design's panels put in the order of ``reference``'s (each side sorted by height,
-    the highest first, then matched by :func:`match_panels`): parameter names
-    (``"above1.z"`` is the highest panel's height) and a ``(design, parameter)`` array in metres."""
+    the highest first, ties by x then y, then matched by :func:`match_panels`): parameter names
+    (``"above1.z"`` is the highest panel's height; for hodoscope designs the modules' centres,
+    ``"above1.x"``, ``"above1.y"``, ``"above1.z"``, ...) and a ``(design, parameter)`` array in
+    metres."""
     ref = panel_table(reference)
-    ref = {s: ref[s][np.argsort(-ref[s][:, 2])] for s in SIDES}
-    names = [f"{s}{i + 1}.{f}" for s in SIDES for i in range(len(ref[s])) for f in PANEL_FIELDS]
+    ref = {s: ref[s][np.lexsort((ref[s][:, 1], ref[s][:, 0], -ref[s][:, 2]))] for s in SIDES}
+    names = [f"{s}{i + 1}.{f}" for s in SIDES for i in range(len(ref[s])) for f in _fields(ref)]
     rows = []
     for d in designs:
         t = panel_table(d)
         parts = []
         for s in SIDES:
             if t[s].shape != ref[s].shape:
-                raise MutomoError("aligned_parameters needs designs of one panel layout")
+                raise MutomoError("aligned_parameters needs designs of one layout (panels or modules a side)")
             order, _ = match_panels(ref[s], t[s])
             parts.append(t[s][order].reshape(-1))
         rows.append(np.concatenate(parts))

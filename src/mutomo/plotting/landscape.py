@@ -1,5 +1,6 @@
 """Figures of a landscape (``landscape.json``, :mod:`mutomo.optimise.landscape`): the distinct
-near-optimal designs side by side, their metric against cost, and the budget front."""
+near-optimal designs side by side, their metric against cost, and the budget front or the
+module-count front."""
 
 from __future__ import annotations
 
@@ -118,8 +119,10 @@ def metric_vs_cost(path: Path, landscape: dict[str, Any]) -> Path:
 @paper_style
 def front_figure(path: Path, front: dict[str, Any]) -> Path:
     """The best metric reached at each budget (error bars: standard errors; every start as a dot),
-    the human designs at their own costs."""
+    the human designs at their own costs; on a module-count front each point is at its cost (K x
+    the module's price) and labelled with K, the human points the tiled placements."""
     m = front["metric"]
+    modules = front.get("axis") == "modules"
     fig, ax = plt.subplots(figsize=(6.0, 4.2))
     budgets = [p["budget"] for p in front["budgets"]]
     best = np.array([_value(p["metric"]) for p in front["budgets"]])
@@ -128,11 +131,16 @@ def front_figure(path: Path, front: dict[str, Any]) -> Path:
         ax.plot([p["budget"]] * len(starts), starts, ".", color="0.6")
     ax.plot([], [], ".", color="0.6", label="each start")
     ax.errorbar(budgets, best[:, 0], yerr=best[:, 1], fmt="o", color="tab:red", capsize=3, label="best start")
+    for p in front["budgets"] if modules else []:
+        ax.annotate(
+            f"K={p['modules']}", (p["budget"], 0.0), xycoords=("data", "axes fraction"), ha="center", va="bottom"
+        )
     if "envelope" in front:
         ax.step(budgets, front["envelope"], where="post", color="tab:red", lw=1, label="best at this budget or less")
     for k, (name, h) in enumerate(front["humans"].items()):
-        v, e = _value(h["metric"])
-        ax.errorbar(h["cost"], v, yerr=e, fmt=HUMAN_MARKERS[k % 6], ms=10, capsize=3, color=f"C{k}", label=name)
+        if "metric" in h:  # a design as given (not a rule applied at every point)
+            v, e = _value(h["metric"])
+            ax.errorbar(h["cost"], v, yerr=e, fmt=HUMAN_MARKERS[k % 6], ms=10, capsize=3, color=f"C{k}", label=name)
         scaled = h.get("scaled", [])
         if scaled:
             pts = np.array([[s["cost"], *_value(s["metric"])] for s in scaled])
@@ -145,13 +153,13 @@ def front_figure(path: Path, front: dict[str, Any]) -> Path:
                 capsize=2,
                 color=f"C{k}",
                 alpha=0.7,
-                label=f"{name} scaled to each budget",
+                label=name if modules else f"{name} scaled to each budget",
             )
     ax.set(
         xscale="log",
-        xlabel="budget (units of account)",
+        xlabel="cost: K modules x the module's price (units of account)" if modules else "budget (units of account)",
         ylabel=f"{m['name']} ({m['readout']} readout)",
-        title="performance against budget",
+        title="performance against the number of modules" if modules else "performance against budget",
     )
     ax.legend(fontsize=8)
     return save_figure(fig, path)
@@ -169,5 +177,6 @@ def write_landscape_figures(folder: Path, landscape: dict[str, Any], volume_box:
         metric_vs_cost(figures / "metric_vs_cost.png", landscape),
     ]
     if "front" in landscape:
-        out.append(front_figure(figures / "budget_front.png", landscape["front"]))
+        name = "module_front" if landscape["front"].get("axis") == "modules" else "budget_front"
+        out.append(front_figure(figures / f"{name}.png", landscape["front"]))
     return [*out, write_landscape_report(folder, landscape, out)]

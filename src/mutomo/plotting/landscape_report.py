@@ -1,5 +1,5 @@
 """``report.html`` of a landscape or a sweep: the distinct designs, the human designs, the
-budget front, the methods and the trials as tables, and every figure with a caption.
+budget front or the module-count front, the methods and the trials as tables, and every figure with a caption.
 
 Reads only ``landscape.json``'s content and the figures already written
 (:func:`mutomo.plotting.landscape.write_landscape_figures`).
@@ -32,6 +32,12 @@ CAPTIONS = {
         "The budget front",
         "The best {metric} ({readout} readout) reached at each budget (error bars: standard errors; every trial "
         "as a dot) and its monotone envelope; the human designs at their own cost and scaled to every budget.",
+    ),
+    "module_front": (
+        "The module-count front",
+        "The best {metric} ({readout} readout) reached with K hodoscope modules, at its cost (K x the module's "
+        "price; error bars: standard errors; every trial as a dot), and its monotone envelope; the human tiled "
+        "placement of every K, and the human designs at their own cost.",
     ),
 }
 
@@ -67,11 +73,15 @@ def _designs_table(result: dict[str, Any]) -> str:
 
 
 def _front_table(front: dict[str, Any]) -> str:
-    scaled = {name: {s["budget"]: s["metric"] for s in h["scaled"]} for name, h in front["humans"].items()}
-    head = ["budget", "best trial", "envelope", *(f"{html.escape(n)} scaled" for n in scaled)]
+    modules = front.get("axis") == "modules"
+    scaled = {
+        name: {s["budget"]: s["metric"] for s in h["scaled"]} for name, h in front["humans"].items() if h["scaled"]
+    }
+    first = "modules (cost)" if modules else "budget"
+    head = [first, "best trial", "envelope", *(html.escape(n if modules else f"{n} scaled") for n in scaled)]
     rows = [
         [
-            f"{p['budget']:.6g}",
+            f"{p['modules']} ({p['budget']:.6g})" if modules else f"{p['budget']:.6g}",
             _fmt(p["metric"]),
             _fmt([e if math.isfinite(e) else None, None]),
             *(_fmt(s.get(p["budget"], [None, None])) for s in scaled.values()),
@@ -129,7 +139,8 @@ def write_landscape_report(folder: Path, result: dict[str, Any], figures: list[P
         _designs_table(result),
     ]
     if "front" in result:
-        sections += ["<h2>Budget front</h2>", _front_table(result["front"])]
+        heading = "Module-count front" if result["front"].get("axis") == "modules" else "Budget front"
+        sections += [f"<h2>{heading}</h2>", _front_table(result["front"])]
     if result.get("methods"):
         sections += [
             "<h2>Gradient-free methods against the gradient trials from the same starts</h2>",

@@ -1,5 +1,6 @@
-"""Sweeps: the independent trials of a landscape, a budget front and the gradient-free
-baselines, run as Ray tasks and gathered into one ``landscape.json``.
+"""Sweeps: the independent trials of a landscape, a front (of budgets, or of module counts for
+hodoscope designs) and the gradient-free baselines, run as Ray tasks and gathered into one
+``landscape.json``.
 
 Follow a sweep through :mod:`~mutomo.sweep.plan` (the trials), :mod:`~mutomo.sweep.trial`
 (one trial, checkpointed), :mod:`~mutomo.sweep.engine` (Ray), :mod:`~mutomo.sweep.gather`

@@ -20,7 +20,7 @@ from typing import Any
 from mutomo.errors import ConfigError, MutomoError, RunDirectoryError, naming_the_source
 from mutomo.io.config import load_config
 from mutomo.io.paths import writable_dir
-from mutomo.optimise.landscape import landscape_lines, save_landscape
+from mutomo.optimise.landscape import check_front, landscape_lines, save_landscape
 from mutomo.optimise.run import comparison_designs, evaluation_settings
 from mutomo.sweep.engine import check_address, run_trials, start_ray
 from mutomo.sweep.gather import gather, methods_lines
@@ -70,8 +70,10 @@ def run_sweep(
             raise ConfigError(f"sweep: {exc}") from None
         s = setting(config, overrides)
         humans = comparison_designs(config, s.problem, s.template.budget)
-        if plan.landscape.budgets and s.template.budget is None:
-            raise ConfigError("sweep.budgets: a budget front needs design.fixed_budget = true")
+        try:
+            check_front(s.template, plan.landscape)
+        except MutomoError as exc:
+            raise ConfigError(f"sweep.{exc}") from None
         if s.training.volumes_per_epoch < s.problem.task.min_batch:
             raise ConfigError(
                 f"training.volumes_per_epoch must be >= {s.problem.task.min_batch} for this {s.problem.task.kind} "
@@ -99,7 +101,7 @@ def run_sweep(
             ray.shutdown()
     (folder / "trials.json").write_text(json.dumps(results, indent=1))
     report("evaluating the finished designs on the test volumes ...")
-    result = gather(s.problem, plan, results, evaluation, humans)
+    result = gather(s.problem, plan, results, evaluation, humans, s.template)
     result["seconds"]["sweep"] = time.perf_counter() - t0
     from mutomo.plotting.landscape import write_landscape_figures
 

@@ -4,7 +4,7 @@ Every finished design is judged on the physical evaluation (the configuration's
 ``[evaluation]``: the same test volumes and muons for every design, as
 :func:`~mutomo.optimise.landscape.judge_landscape` does): the ``start`` trials make the
 landscape (grouped, near-optimal designs, the human designs beside them), the ``front``
-trials the budget front, and each gradient-free trial is compared paired with the gradient
+trials the budget front or the module-count front, and each gradient-free trial is compared paired with the gradient
 trial from the same start on the same muons (``methods``). Failed trials are listed with
 their errors under ``trials`` and left out of the judgement.
 """
@@ -102,10 +102,12 @@ def gather(
     results: dict[str, dict[str, Any]],
     evaluation: EvaluationSettings,
     humans: dict[str, Design],
+    template: Design | None = None,
 ) -> dict[str, Any]:
     """``landscape.json`` of a sweep (see the module docstring): ``landscape``'s keys (with each
-    start's ``trial``), ``front`` (with budgets), ``methods`` (with methods), ``trials`` and
-    ``muons`` (every trial's, summed)."""
+    start's ``trial``), ``front`` (with budgets or module counts; ``template``: the sweep's
+    template design, which a module-count front's human points are tiled from), ``methods``
+    (with methods), ``trials`` and ``muons`` (every trial's, summed)."""
     starts = sorted(_done(results, "start"), key=lambda r: r["trial"]["index"])
     if not starts:
         failed = {n: r.get("error") for n, r in results.items() if r["status"] != "done"}
@@ -127,13 +129,13 @@ def gather(
     )
     for entry, r in zip(out["starts"], starts, strict=True):
         entry["trial"] = r["trial"]["name"]
-    if plan.landscape.budgets:
+    if plan.landscape.front_points:
         front = sorted(_done(results, "front"), key=lambda r: r["trial"]["index"])
         blocks = [
             [designs[r["trial"]["name"]] for r in front if r["trial"]["budget_index"] == b]
-            for b in range(len(plan.landscape.budgets))
+            for b in range(len(plan.landscape.front_points))
         ]
-        out["front"] = judge_front(problem, blocks, evaluation, plan.landscape, humans, observe)
+        out["front"] = judge_front(problem, blocks, evaluation, plan.landscape, humans, observe, template)
     metric = out["metric"]
     out["methods"] = methods_table(problem, results, observe, designs, metric["readout"], metric["name"])
     out["trials"] = trials_summary(results)

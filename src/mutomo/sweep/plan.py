@@ -4,8 +4,12 @@ A trial is one design trained on its own, from its own start, on its own muons:
 
 * ``start_NNN``: the gradient run from start ``NNN`` of the landscape
   (:func:`~mutomo.optimise.landscape.landscape_starts`), training seed ``seed + NNN``;
-* ``front_bB_sJ``: the gradient run from start ``J`` of budget ``B`` of the budget front
-  (:func:`~mutomo.optimise.landscape.front_starts`), training seed ``seed + 1000 (B + 1) + J``;
+* ``front_bB_sJ``: the gradient run from start ``J`` of budget ``B`` (its index in
+  ``budgets``) of the budget front (:func:`~mutomo.optimise.landscape.front_starts`), training
+  seed ``seed + 1000 (B + 1) + J``;
+* ``front_kK_sJ``: the same for ``K`` modules (the value, not its index) of a module-count
+  front (``modules``; hodoscope designs), training seed ``seed + 1000 (P + 1) + J`` where ``P``
+  is the index of ``K`` in ``modules``;
 * ``METHOD_sS``: a gradient-free search (:mod:`mutomo.optimise.baselines`) from where
   ``start_S`` starts, on ``start_S``'s muons and as many of them (its calls see the gradient
   run's batches, epoch by epoch), so that the two are compared paired.
@@ -31,8 +35,8 @@ class Trial:
         name: its name, also its folder under ``trials/``.
         kind: ``start``, ``front`` or ``method``.
         index: the start (``start``, ``method``: the start it shares) or the start within its
-            budget (``front``).
-        budget_index: the budget's index in ``budgets`` (``front`` only).
+            front point (``front``).
+        budget_index: the front point's index in ``budgets`` or ``modules`` (``front`` only).
         method: the gradient-free method (``method`` only).
     """
 
@@ -66,7 +70,8 @@ class SweepPlan:
     """The trials of a sweep and how their results are judged.
 
     Attributes:
-        landscape: starts, grouping, tolerance and budgets (as for ``mutomo landscape``).
+        landscape: starts, grouping, tolerance and the front's budgets or module counts (as
+            for ``mutomo landscape``).
         methods: gradient-free methods, each run from starts ``0 .. method_seeds - 1``.
         method_seeds: trials per method.
         retries: reruns of a trial whose worker died (Ray's ``max_retries``).
@@ -87,8 +92,11 @@ class SweepPlan:
     def trials(self) -> list[Trial]:
         """Every trial, the landscape's starts first."""
         out = [Trial(f"start_{i:03d}", "start", i) for i in range(self.landscape.starts)]
-        for b in range(len(self.landscape.budgets)):
-            out += [Trial(f"front_b{b}_s{j}", "front", j, budget_index=b) for j in range(self.landscape.front_starts)]
+        for b, k in enumerate(self.landscape.front_points):
+            point = f"k{k}" if self.landscape.modules else f"b{b}"
+            out += [
+                Trial(f"front_{point}_s{j}", "front", j, budget_index=b) for j in range(self.landscape.front_starts)
+            ]
         for m in self.methods:
             out += [Trial(f"{m}_s{s}", "method", s, method=m) for s in range(self.method_seeds)]
         return out

@@ -36,7 +36,8 @@ from mutomo.io.config import RunConfig
 from mutomo.io.paths import write_atomic
 from mutomo.optimise.baselines import DesignVector, design_objective, search
 from mutomo.optimise.checkpoint import checkpoints
-from mutomo.optimise.design import DetectorDesign
+from mutomo.optimise.design import Design, DetectorDesign
+from mutomo.optimise.hodoscopes import HodoscopeDesign
 from mutomo.optimise.landscape import front_starts, landscape_starts
 from mutomo.optimise.loop import TrainingSettings, optimise
 from mutomo.optimise.problem import Problem, build_problem
@@ -46,11 +47,11 @@ from mutomo.sweep.plan import SweepPlan, Trial
 
 @dataclass
 class Setting:
-    """What every trial of a sweep shares: the problem, the template design and the training
-    settings (before each trial's own seed)."""
+    """What every trial of a sweep shares: the problem, the template design (free panels or
+    hodoscope modules) and the training settings (before each trial's own seed)."""
 
     problem: Problem
-    template: DetectorDesign
+    template: DetectorDesign | HodoscopeDesign
     training: TrainingSettings
 
 
@@ -59,17 +60,20 @@ def setting(config: RunConfig, overrides: dict[str, int] | None = None) -> Setti
     (``overrides``: ``epochs``, ``volumes_per_epoch``, ``muons_per_volume``)."""
     problem = build_problem(config)
     template = build_design(config, problem)
-    if not isinstance(template, DetectorDesign):
-        raise MutomoError("design.start must be a design of free panels for a sweep (hodoscopes: not yet)")
+    if not isinstance(template, DetectorDesign | HodoscopeDesign):
+        raise MutomoError(
+            f"design.start must be a design of free panels or of hodoscope modules for a sweep; got "
+            f"{type(template).__name__}"
+        )
     training = with_sizes(replace(settings_from(config, problem), validation_volumes=0), overrides)
     return Setting(problem, template, training)
 
 
-def start_design(trial: Trial, plan: SweepPlan, template: DetectorDesign) -> DetectorDesign:
+def start_design(trial: Trial, plan: SweepPlan, template: Design, problem: Problem) -> Design:
     """The trial's starting design (a ``method`` trial starts where ``start_S`` starts)."""
     if trial.kind == "front":
         assert trial.budget_index is not None
-        return front_starts(template, plan.landscape)[trial.budget_index][trial.index]
+        return front_starts(template, plan.landscape, problem.scene.box)[trial.budget_index][trial.index]
     return landscape_starts(template, plan.landscape)[trial.index]
 
 
@@ -165,13 +169,14 @@ def run_trial(
     attempt = _attempt(folder)
     t0 = time.perf_counter()
     s = setting(config, overrides)
-    design = start_design(trial, plan, s.template)
+    design = start_design(trial, plan, s.template, s.problem)
     start = design.describe()
     training = trial.training(s.training)
     per_call = training.volumes_per_epoch * training.muons_per_volume
     result: dict[str, Any] = {"trial": trial.as_json(), "status": "done", "start": start, "attempts": attempt}
     if trial.kind == "method":
         assert trial.method is not None
+        assert isinstance(design, DetectorDesign | HodoscopeDesign)
         vector = DesignVector(design)
         x0 = vector.get()
 
