@@ -3,7 +3,8 @@
 Set-up: a uniform block (iron by default, 1 m x 1 m x 0.3 m in 10 cm voxels, z 0.4-0.7 m) under
 three 100 um panels 10 cm apart on each side, 1.6 m wide, efficiency 0.9 (the set-up of
 ``tests/physics/test_reconstruction.py``); muons from the tabulated sea-level flux (1-1000 GeV/c,
-0-40 deg), true momenta (the mean of the momenta in and out). Each volume is seen by a different
+0-40 deg), true momenta (the mean of the momenta in and out, and the momentum lost, which
+ML/EM spreads along each path). Each volume is seen by a different
 number of muons (``--muons``, several seeds each), so that voxels span every occupancy class.
 
 Per measured voxel the pull is ``(ln X0_est - ln X0_true) / (sigma_X0 / X0_est)`` with X0_true
@@ -58,7 +59,9 @@ def simulate_and_measure(volume: PassiveVolume, n: int, seed: int) -> ScatterDat
     with torch.no_grad():
         r = simulate(det, volume, source, n, torch.Generator().manual_seed(seed))
         momentum = 0.5 * (r.muons_in.momentum + r.muons_out.momentum)
-        return measure(r.hits_above, r.hits_below, volume, momentum, r.muons_in.weight * (r.muons_out.weight > 0))
+        alive = r.muons_in.weight * (r.muons_out.weight > 0)
+        loss = r.muons_in.momentum - r.muons_out.momentum
+        return measure(r.hits_above, r.hits_below, volume, momentum, alive, momentum_loss=loss)
 
 
 def interior(volume: PassiveVolume) -> torch.Tensor:

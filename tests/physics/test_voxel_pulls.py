@@ -193,3 +193,49 @@ def test_a_voxel_with_a_handful_of_muons_cannot_drive_the_presence_score():
     # at z ~ 5.3 gives ~1.6).
     assert with_error["starved"] < with_error["clean"] + 0.5, with_error
     assert with_error["hot"] > with_error["starved"] + 1.0, with_error
+
+
+def layer_errors(data, volume, iterations=20):
+    """Mean ln X0 error of ML/EM per layer (bottom to top) over the voxels off the side faces."""
+    from mutomo.reco import MaximumLikelihoodEM
+
+    with torch.no_grad():
+        r = MaximumLikelihoodEM(iterations=iterations).reconstruct(data, volume)
+    err = torch.log(r.x0.clamp(min=1e-9)) - torch.log(volume.x0)
+    return [float(err[1:-1, 1:-1, k].mean()) for k in range(volume.shape[2])]
+
+
+def test_mlem_gives_each_layer_the_momentum_at_its_depth():
+    """30 cm of iron in three 10 cm layers, true momenta, 80k muons. A muon loses ~0.35 GeV/c
+    there and scatters more in the layers it crosses last; with one momentum for its whole path,
+    ML/EM's ln X0 fell from top to bottom by ~0.3 (+0.20, +0.05, -0.12; flat at +0.05 with the
+    energy loss switched off). With the momentum lost spread along the path: flat within 0.1."""
+    from dataclasses import replace
+
+    bench = load()
+    volume = bench.block("iron", 0.3, layers=3)
+    data = bench.simulate_and_measure(volume, 80000, seed=3)
+    assert data.momentum_loss is not None and float(data.momentum_loss.median()) > 0.2
+    bottom, _, top = layer_errors(data, volume)
+    assert abs(top - bottom) < 0.1, (bottom, top)
+    bottom, _, top = layer_errors(replace(data, momentum_loss=None), volume)
+    assert top - bottom > 0.2, (bottom, top)  # the old behaviour: the check can fail
+
+
+def test_mlem_pulls_on_three_layers_have_unit_width_when_converged():
+    """ML/EM's Fisher error describes the converged estimate: with 100 iterations its pulls on
+    three layers are 0.87-1.03 (measured); with the default 20 the depth structure is not yet
+    resolved, the estimate stays near its column's mean and the pulls are 0.72-0.83 (a
+    conservative error). ~10 s."""
+    from mutomo.reco import MaximumLikelihoodEM
+
+    bench = load()
+    volume = bench.block("iron", 0.3, layers=3)
+    per_volume = bench.collect(
+        {"mlem": MaximumLikelihoodEM(iterations=100)},
+        volume,
+        [2000, 8000, 40000, 160000],
+        range(4),
+        bench.interior(volume),
+    )["mlem"]
+    check({"mlem": bench.summarise(per_volume)}, min_entries=100)

@@ -143,6 +143,8 @@ class Problem:
         volume = sample.volume
         result = simulate(detector, volume, self.source, n_muons, generator, step_length=self.step_length)
         momentum = self._momentum(result, sample)
+        # Known only with the true momenta (an oracle): the momentum lost in the volume.
+        loss = result.muons_in.momentum - result.muons_out.momentum if self.momentum == "true" else None
         alive = result.muons_in.weight * (result.muons_out.weight > 0)
         outputs = []
         for readout in readouts:
@@ -154,7 +156,7 @@ class Problem:
             elif readout.sampled:
                 above = sampled_readout(above, detector, "above", gen)
                 below = sampled_readout(below, detector, "below", gen)
-            data = measure(above, below, volume, momentum, alive)
+            data = measure(above, below, volume, momentum, alive, momentum_loss=loss)
             outputs.append(self.task.output(data, sample))
         return outputs
 

@@ -35,6 +35,9 @@ class ScatterData:
         incoming, outgoing: tracks above and below the volume (reference planes at its faces).
         scatters: deflections and PoCA.
         momentum: ``(mu,)`` momenta used (GeV/c): truth or an estimate.
+        momentum_loss: ``(mu,)`` momentum each muon lost in the volume (GeV/c), where it is known
+            (with the true momenta, an oracle), else ``None``. ML/EM then gives each voxel of a
+            muon's path the momentum at its depth (:mod:`mutomo.reco.mlem`).
         weight: ``(mu,)`` muon weight: both tracks measured (probability) times the incoming
             muon weight times 1 if the tracks cross the volume's top and bottom faces.
         muon_index: ``(mu,)`` index of each muon in the hits it was measured from (design-major
@@ -56,6 +59,7 @@ class ScatterData:
     muon_index: Tensor | None = None
     batch: Tensor | None = None
     batch_shape: tuple[int, ...] = ()
+    momentum_loss: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -123,6 +127,7 @@ def measure(
     muon_weight: Tensor | None = None,
     covariance: bool = True,
     compact: bool = True,
+    momentum_loss: Tensor | None = None,
 ) -> ScatterData:
     """Fit both sides, compute deflections and PoCA, and select muons crossing the volume.
 
@@ -136,6 +141,8 @@ def measure(
             volume): every voxel method and task weights muons, so the result is the same,
             and the PoCA, its covariance and the voxel work are done for those muons only.
             ``ScatterData.muon_index`` maps them back to the input muons.
+        momentum_loss: optional ``(mu,)`` momentum lost in the volume (GeV/c), known with the
+            true momenta only (see :class:`ScatterData`).
 
     Hits with design axes (from a :meth:`~mutomo.detector.Detector.stack`), and hits of a batch
     of volumes (:meth:`~mutomo.volume.PassiveVolume.stack`), are measured together: the result
@@ -174,11 +181,14 @@ def measure(
         muon_weight = None if muon_weight is None else muon_weight.index_select(0, index)
         batch = None if batch is None else batch[index]
     incoming, outgoing, weight = _fit_both(above, below, volume, muon_weight)
-    if isinstance(momentum, Tensor):
-        p = momentum.repeat(n_designs) if design_shape else momentum
-        p = p if index is None else p.index_select(0, index)
-    else:
-        p = momentum(incoming, outgoing)
+
+    def per_kept_muon(values: Tensor) -> Tensor:
+        values = values.repeat(n_designs) if design_shape else values
+        return values if index is None else values.index_select(0, index)
+
+    if momentum_loss is not None and momentum_loss.shape != (n_mu,):
+        raise MutomoError(f"momentum_loss must have shape {(n_mu,)} (one per muon); got {tuple(momentum_loss.shape)}")
+    p = per_kept_muon(momentum) if isinstance(momentum, Tensor) else momentum(incoming, outgoing)
     scatters = compute_scatters(incoming, outgoing, 0.5 * (volume.z_low + volume.z_high), covariance=covariance)
     return ScatterData(
         incoming=incoming,
@@ -189,6 +199,7 @@ def measure(
         muon_index=index,
         batch=batch,
         batch_shape=batch_shape,
+        momentum_loss=None if momentum_loss is None else per_kept_muon(momentum_loss),
     )
 
 
