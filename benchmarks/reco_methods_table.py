@@ -217,8 +217,8 @@ def observe_cells(
             cube = int(sample.target_mask().reshape(-1).nonzero()[0, 0]) if sample.present else None
             for p in momenta:
                 # The problem's own momentum assignment (Problem.observe's), for momentum p.
-                estimator = by_momentum[p]._momentum(result, sample)
-                data = measure(above, below, volume, estimator, alive)
+                estimator, loss = by_momentum[p]._momentum(result, sample), by_momentum[p].momentum_loss(result)
+                data = measure(above, below, volume, estimator, alive, momentum_loss=loss)
                 for m in methods:
                     vmap = tasks[m].method(data, volume)
                     cells.outputs.setdefault((m, p), []).append(voxel_outputs(vmap).double().numpy())

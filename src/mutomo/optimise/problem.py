@@ -113,6 +113,11 @@ class Problem:
         present = None if index is None or self.task.kind != "presence" else index % 2 == 0
         return self.scene.sample(key, present=False if clean else present)
 
+    def momentum_loss(self, result: SimulationResult) -> Tensor | None:
+        """``(mu,)`` momentum each muon lost in the volume (GeV/c) with the true momenta (an
+        oracle, which ML/EM spreads along the path), else ``None``: unknown to a detector."""
+        return result.muons_in.momentum - result.muons_out.momentum if self.momentum == "true" else None
+
     def _momentum(self, result: SimulationResult, sample: VolumeSample) -> Tensor | MomentumEstimator:
         if self.momentum == "true":
             return 0.5 * (result.muons_in.momentum + result.muons_out.momentum)
@@ -142,9 +147,7 @@ class Problem:
         differentiable in the detector's parameters)."""
         volume = sample.volume
         result = simulate(detector, volume, self.source, n_muons, generator, step_length=self.step_length)
-        momentum = self._momentum(result, sample)
-        # Known only with the true momenta (an oracle): the momentum lost in the volume.
-        loss = result.muons_in.momentum - result.muons_out.momentum if self.momentum == "true" else None
+        momentum, loss = self._momentum(result, sample), self.momentum_loss(result)
         alive = result.muons_in.weight * (result.muons_out.weight > 0)
         outputs = []
         for readout in readouts:
