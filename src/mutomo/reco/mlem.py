@@ -347,7 +347,8 @@ class EMProblem:
     Attributes:
         paths: the sparse path lengths (voxel indices offset by batch entry).
         scaled_w: ``(3, E)`` ``c_i (W_00, W_01, W_11)`` of each entry (rad^2 m^-1 units: times
-            ``rho`` in m^-1 they are covariances).
+            ``rho`` in m^-1 they are covariances); where the momentum lost is known, ``c`` of
+            the momentum at the entry's depth (:func:`momentum_along_path`).
         deflection: ``(mu, 2, 2)`` data ``D_i`` (see :class:`TransverseScatters`).
         noise: ``(mu, 4, 4)`` measurement covariance ``E_i``.
         scale: ``(mu,)`` ``c_i = (E0 / (beta_i p_i))^2`` (dimensionless).
