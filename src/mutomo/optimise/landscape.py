@@ -46,11 +46,18 @@ from typing import Any
 import numpy as np
 
 from mutomo.errors import MutomoError
-from mutomo.optimise.design import Design, DetectorDesign
+from mutomo.optimise.design import Design
 from mutomo.optimise.evaluate import DesignObservations, EvaluationSettings, observe_design, paired, summarise
 from mutomo.optimise.hodoscopes import Box, HodoscopeDesign, tiled_placement
 from mutomo.optimise.loop import TrainingSettings, optimise
-from mutomo.optimise.multistart import StackedDesign, aligned_parameters, group_designs, jittered_starts, random_starts
+from mutomo.optimise.multistart import (
+    StackedDesign,
+    aligned_parameters,
+    copy_design,
+    group_designs,
+    jittered_starts,
+    random_starts,
+)
 from mutomo.optimise.problem import Problem
 from mutomo.tasks import Observations
 
@@ -260,10 +267,7 @@ def tiled_like(template: HodoscopeDesign, scene_box: Box, k: int, trainable: tup
     """``k`` modules of ``template`` in its region (its keep-out boxes, cost model, smoothness
     and a copy of its free panels, if any), tiled around the scene
     (:func:`~mutomo.optimise.hodoscopes.tiled_placement`), with ``trainable`` groups."""
-    free = None
-    if template.free is not None:
-        free = DetectorDesign.from_description(template.free.describe(), template.cost_model)
-        free = free.to(template.free.z.dtype)
+    free = None if template.free is None else copy_design(template.free, template.free.budget)
     design = tiled_placement(
         template.bounds,
         scene_box,

@@ -133,7 +133,7 @@ class StackedDesign(Design):
 # ----------------------------------------------------------------------------- starts
 
 
-def _copy(template: Design, budget: float | None = None) -> Design:
+def copy_design(template: Design, budget: float | None = None) -> Design:
     """A new design equal to ``template`` (rebuilt from its description, in its dtype); a design
     of free panels gets the fixed ``budget`` (``None``: none)."""
     d = template.describe()
@@ -143,7 +143,7 @@ def _copy(template: Design, budget: float | None = None) -> Design:
     elif isinstance(template, HodoscopeDesign):
         copy = HodoscopeDesign.from_description(d, template.cost_model)
     else:
-        raise MutomoError(f"starts need a DetectorDesign or a HodoscopeDesign template; got {type(template).__name__}")
+        raise MutomoError(f"copy_design needs a DetectorDesign or a HodoscopeDesign; got {type(template).__name__}")
     return copy.to(next(template.parameters()).dtype)
 
 
@@ -242,7 +242,7 @@ def random_starts(template: Design, k: int, seed: int = 0, budget: float | None 
     g = torch.Generator().manual_seed(int(seed))
     out = []
     for _ in range(k):
-        d = _copy(template, template.budget if budget == "template" else budget)  # type: ignore[arg-type]
+        d = copy_design(template, template.budget if budget == "template" else budget)  # type: ignore[arg-type]
         _draw_(d, g)
         d.project_()
         out.append(d)
@@ -269,7 +269,7 @@ def jittered_starts(
     g = torch.Generator().manual_seed(int(seed))
     out = []
     for i in range(k):
-        d = _copy(template, template.budget)
+        d = copy_design(template, template.budget)
         if i > 0 or not include_template:
             for group, params in d.parameter_groups().items():
                 if group not in d.trainable:
