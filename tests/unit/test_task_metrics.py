@@ -130,3 +130,36 @@ def test_reference_scores_stay_finite_when_the_references_measured_nothing():
     assert scores[0] > scores[1] and scores[2] > scores[3]
     fixed = reference_scores(maps.detach()[[0, 2]], torch.zeros(4, 50, dtype=torch.float64))
     assert torch.isfinite(fixed).all()
+
+
+def _regression_draw(rng, n, sigmas):
+    """``n`` volumes of fill ``t`` seen by designs whose raw statistic is ``0.5 t + noise``."""
+    from mutomo.tasks.base import Observations
+
+    truth = rng.uniform(0.0, 1.0, n)
+    return [Observations(outputs=(0.5 * truth + rng.normal(0, s, n))[:, None], truths=truth) for s in sigmas]
+
+
+def test_regression_errors_include_the_calibration_lines_error():
+    """Over repeated test and calibration draws, the pulls of one design's MSE and of a paired
+    difference have unit width; the test volumes' standard error alone is too small with 12
+    calibration volumes, and a plain bootstrap of the calibration volumes would be too large."""
+    from mutomo.tasks.regression import Regression
+
+    task, rng = Regression(), np.random.default_rng(7)
+    values, errors, diffs, diff_errors, test_only = [], [], [], [], []
+    for _ in range(300):
+        test_a, test_b = _regression_draw(rng, 96, (0.05, 0.06))
+        cal_a, cal_b = _regression_draw(rng, 12, (0.05, 0.06))
+        m = task.metrics(test_a, cal_a)["mse"]
+        d = task.paired(test_a, test_b, cal_a, cal_b)["mse"]
+        values.append(m.value)
+        errors.append(m.error)
+        diffs.append(d.value)
+        diff_errors.append(d.error)
+        slope, intercept = np.polyfit(cal_a.outputs[:, 0], cal_a.truths, 1)
+        test_only.append(mean_metric((slope * test_a.outputs[:, 0] + intercept - test_a.truths) ** 2).error)
+    values, errors, diffs, diff_errors = map(np.asarray, (values, errors, diffs, diff_errors))
+    assert np.std((values - values.mean()) / errors) == pytest.approx(1.0, abs=0.15)
+    assert np.std((diffs - diffs.mean()) / diff_errors) == pytest.approx(1.0, abs=0.15)
+    assert np.std(values) / np.mean(test_only) > 1.3
