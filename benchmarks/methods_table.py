@@ -17,15 +17,19 @@ without gradients, call n on the gradient run's epoch-n batch (the same volumes 
 panel edges at the annealing's final width. Every final design, the start and the human
 designs are then judged on the physical readout (hard edges, Bernoulli hits, 2 hits a side)
 on the same ``--eval-volumes`` test volumes and muons (designs of one layout in one stacked
-pass), the calibration line fitted on 32 calibration volumes: the mean squared error of the
-fill height (m^2) with its standard error. The table gives, per size and method, the mean over
+pass), the calibration line fitted on ``--calibration-volumes`` calibration volumes (480, as the
+shipped ladle evaluation): the mean squared error of the fill height (m^2) with its standard
+error, which includes the calibration line's. The table gives, per size and method, the mean over
 seeds with the spread (sample standard deviation over seeds), the mean of the per-seed standard
 errors, muons simulated (design-muons: a muon through one design counts once) and wall time;
 then the paired difference of each method to the gradient run (same volumes and muons), per seed.
 
 Run: ``PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/methods_table.py [--sizes 8 32 128]
 [--seeds 0 1 2] [--methods gradient random cma tpe] [--epochs 40] [--volumes 8] [--muons 500]
-[--eval-volumes 64] [--out benchmarks/results/methods_table.json]``; results in benchmarks/README.md.
+[--eval-volumes 64] [--calibration-volumes 480] [--out benchmarks/results/methods_table.json]``;
+results in benchmarks/README.md. ``--reevaluate FILE...`` judges the designs saved in earlier
+result files again (same evaluation options, no training; muons and wall times kept) and writes
+them to ``--out``.
 """
 
 from __future__ import annotations
@@ -121,17 +125,17 @@ def main() -> None:
     parser.add_argument("--volumes", type=int, default=8)
     parser.add_argument("--muons", type=int, default=500)
     parser.add_argument("--eval-volumes", type=int, default=64)
+    parser.add_argument("--calibration-volumes", type=int, default=480)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/methods_table.json"))
+    parser.add_argument(
+        "--reevaluate", type=Path, nargs="+", default=None, help="judge the designs of these result files again"
+    )
     parser.add_argument(
         "--table", type=Path, nargs="+", default=None, help="only print the table of these result files (no runs)"
     )
     args = parser.parse_args()
     if args.table:
-        records = []
-        for path in args.table:
-            data = json.loads(path.read_text())
-            records += [{"epochs": data["args"]["epochs"], **r} for r in data["records"]]
-        print(table(records))
+        print(table([{"epochs": d["args"]["epochs"], **r} for d in map(load_json, args.table) for r in d["records"]]))
         return
     torch.set_num_threads(1)
     problem = load_benchmark("ladle_furnace")
@@ -139,34 +143,80 @@ def main() -> None:
     training = replace(
         base, epochs=args.epochs, volumes_per_epoch=args.volumes, muons_per_volume=args.muons, validation_volumes=0
     )
-    evaluation = EvaluationSettings(n_volumes=args.eval_volumes, calibration_volumes=32, min_hits=(2,))
+    evaluation = EvaluationSettings(
+        n_volumes=args.eval_volumes, calibration_volumes=args.calibration_volumes, min_hits=(2,)
+    )
+    if args.reevaluate:
+        reevaluate(problem, evaluation, args)
+        return
     humans = {name: problem.design(name, (), BUDGET) for name in ("human_resolution", "human_acceptance")}
     records: list[dict[str, Any]] = []
     for size in args.sizes:
         for seed in args.seeds:
             runs = run_size(problem, size, seed, args.methods, training)
-            names = [*runs, *humans]
-            designs = [r["design"] for r in runs.values()] + list(humans.values())
-            obs = dict(zip(names, observe_designs(designs, problem, evaluation), strict=True))
-            for name in names:
-                metric = summarise(problem, obs[name])["physical"]["mse"]
-                diff = paired(problem, obs[name], obs["gradient"])["physical"]["mse"] if "gradient" in obs else None
-                records.append(
-                    {
-                        "size": size,
-                        "seed": seed,
-                        "method": name,
-                        "mse": [metric.value, metric.error],
-                        "minus_gradient": None if diff is None else [diff.value, diff.error],
-                        "epochs": args.epochs,
-                        "muons": runs[name]["muons"] if name in runs else 0,
-                        "seconds": runs[name]["seconds"] if name in runs else 0.0,
-                        "design": (runs[name]["design"] if name in runs else humans[name]).describe(),
-                    }
-                )
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, "records": records}, indent=1))
+            runs |= {name: {"design": d, "muons": 0, "seconds": 0.0} for name, d in humans.items()}
+            records += judge(problem, evaluation, size, seed, args.epochs, runs)
+            save(args, records)
     print(f"# {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, 1 thread")
+    print(f"# command: {' '.join(sys.argv)}")
+    print(table(records))
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def judge(
+    problem: Problem, evaluation: EvaluationSettings, size: int, seed: int, epochs: int, runs: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The records of one size and seed: every design judged on the same volumes and muons, and
+    paired against the gradient run."""
+    obs = dict(zip(runs, observe_designs([r["design"] for r in runs.values()], problem, evaluation), strict=True))
+    records = []
+    for name, run in runs.items():
+        metric = summarise(problem, obs[name])["physical"]["mse"]
+        diff = paired(problem, obs[name], obs["gradient"])["physical"]["mse"] if "gradient" in obs else None
+        records.append(
+            {
+                "size": size,
+                "seed": seed,
+                "method": name,
+                "mse": metric.as_list(),
+                "minus_gradient": None if diff is None else diff.as_list(),
+                "epochs": epochs,
+                "muons": run["muons"],
+                "seconds": run["seconds"],
+                "design": run["design"].describe(),
+            }
+        )
+    return records
+
+
+def save(args: argparse.Namespace, records: list[dict[str, Any]]) -> None:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    arguments = {k: [str(p) for p in v] if k == "reevaluate" and v else v for k, v in vars(args).items()}
+    args.out.write_text(json.dumps({"args": arguments | {"out": str(args.out)}, "records": records}, indent=1))
+
+
+def reevaluate(problem: Problem, evaluation: EvaluationSettings, args: argparse.Namespace) -> None:
+    """Judge the designs saved in ``args.reevaluate`` again with ``evaluation`` (no training)."""
+    records: list[dict[str, Any]] = []
+    for path in args.reevaluate:
+        data = json.loads(path.read_text())
+        epochs = data["args"]["epochs"]
+        groups: dict[tuple[int, int], dict[str, dict[str, Any]]] = {}
+        for r in data["records"]:
+            design = DetectorDesign.from_description(r["design"], problem.cost_model)
+            run = {"design": design, "muons": r["muons"], "seconds": r["seconds"]}
+            # surrogate_vs_gradient.py's records (no size) are the 8-parameter ladle of this table
+            groups.setdefault((r.get("size", 8), r["seed"]), {})[r["method"]] = run
+        for (size, seed), runs in groups.items():
+            t0 = time.perf_counter()
+            records += judge(problem, evaluation, size, seed, epochs, runs)
+            save(args, records)
+            seconds = time.perf_counter() - t0
+            print(f"  {path.name} size {size} seed {seed}: {seconds:.0f} s", file=sys.stderr, flush=True)
     print(f"# command: {' '.join(sys.argv)}")
     print(table(records))
 

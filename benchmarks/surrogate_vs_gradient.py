@@ -27,13 +27,14 @@ cosine between autograd's gradients on two different batches (the stochastic-gra
 gradient run lives with).
 
 Every final design, the start and the human designs are judged as in methods_table.py: on the
-physical readout of ``--eval-volumes`` test volumes of 1000 muons (calibration line on 32
-calibration volumes), the mean squared error of the fill height (m^2) with its standard error,
+physical readout of ``--eval-volumes`` test volumes of 1000 muons (calibration line on
+``--calibration-volumes``, 480), the mean squared error of the fill height (m^2) with its
+standard error (the calibration line's included),
 and the paired difference of each design to the gradient run's (same volumes and muons).
 
 Run: ``PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/surrogate_vs_gradient.py [--seeds 0 1]
 [--epochs 150] [--volumes 8] [--muons 500] [--surrogate-muons 125] [--n 16] [--eval-volumes 96]
-[--out benchmarks/results/surrogate_vs_gradient.json]``; results in benchmarks/README.md.
+[--calibration-volumes 480] [--out benchmarks/results/surrogate_vs_gradient.json]``; results in benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -52,14 +53,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from methods_table import BUDGET, copy, template  # noqa: E402
+from methods_table import BUDGET, copy, judge, template  # noqa: E402
 
 from mutomo.benchmarks import load_benchmark  # noqa: E402
 from mutomo.io.config import load_config  # noqa: E402
-from mutomo.optimise import EvaluationSettings, Readout, TrainingSettings, optimise, paired, summarise  # noqa: E402
+from mutomo.optimise import EvaluationSettings, Readout, TrainingSettings, optimise  # noqa: E402
 from mutomo.optimise.baselines import DesignVector, design_objective  # noqa: E402
 from mutomo.optimise.design import DetectorDesign  # noqa: E402
-from mutomo.optimise.landscape import observe_designs  # noqa: E402
 from mutomo.optimise.loop import training_batch_loss  # noqa: E402
 from mutomo.optimise.multistart import random_starts  # noqa: E402
 from mutomo.optimise.problem import Problem  # noqa: E402
@@ -157,32 +157,6 @@ def run_seed(problem: Problem, seed: int, training: TrainingSettings, args: argp
     return {"runs": runs, "cosines": cosines}
 
 
-def judge(
-    problem: Problem, runs: dict[str, dict[str, Any]], evaluation: EvaluationSettings, seed: int
-) -> list[dict[str, Any]]:
-    """methods_table.py's judging: physical MSE and the paired difference to the gradient run."""
-    humans = {name: problem.design(name, (), BUDGET) for name in ("human_resolution", "human_acceptance")}
-    names = [*runs, *humans]
-    designs = [r["design"] for r in runs.values()] + list(humans.values())
-    obs = dict(zip(names, observe_designs(designs, problem, evaluation), strict=True))
-    records = []
-    for name in names:
-        metric = summarise(problem, obs[name])["physical"]["mse"]
-        diff = paired(problem, obs[name], obs["gradient"])["physical"]["mse"]
-        records.append(
-            {
-                "seed": seed,
-                "method": name,
-                "mse": [metric.value, metric.error],
-                "minus_gradient": [diff.value, diff.error],
-                "muons": runs[name]["muons"] if name in runs else 0,
-                "seconds": runs[name]["seconds"] if name in runs else 0.0,
-                "design": (runs[name]["design"] if name in runs else humans[name]).describe(),
-            }
-        )
-    return records
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -197,6 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--lr", type=float, default=0.05, help="surrogate Adam learning rate (fraction of the box)")
     parser.add_argument("--eval-volumes", type=int, default=96)
+    parser.add_argument("--calibration-volumes", type=int, default=480)
     parser.add_argument("--eval-muons", type=int, default=None, help="test muons per volume (default the task's)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/surrogate_vs_gradient.json"))
     args = parser.parse_args(argv)
@@ -208,12 +183,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     training = replace(
         base, epochs=args.epochs, volumes_per_epoch=args.volumes, muons_per_volume=args.muons, validation_volumes=0
     )
-    evaluation = EvaluationSettings(n_volumes=args.eval_volumes, calibration_volumes=32, min_hits=(2,))
+    evaluation = EvaluationSettings(
+        n_volumes=args.eval_volumes, calibration_volumes=args.calibration_volumes, min_hits=(2,)
+    )
+    humans = {name: problem.design(name, (), BUDGET) for name in ("human_resolution", "human_acceptance")}
     records: list[dict[str, Any]] = []
     cosines: dict[str, Any] = {}
     for seed in args.seeds:
         result = run_seed(problem, seed, training, args)
-        records += judge(problem, result["runs"], evaluation, seed)
+        runs = result["runs"] | {name: {"design": d, "muons": 0, "seconds": 0.0} for name, d in humans.items()}
+        records += judge(problem, evaluation, 8, seed, args.epochs, runs)
         cosines[str(seed)] = result["cosines"]
         args.out.parent.mkdir(parents=True, exist_ok=True)
         out = {"args": vars(args) | {"out": str(args.out)}, "records": records, "cosines": cosines}

@@ -44,6 +44,8 @@ def test_surrogate_vs_gradient_script_runs_on_a_tiny_input(tmp_path):
             "0.01",
             "--eval-volumes",
             "4",
+            "--calibration-volumes",
+            "8",
             "--eval-muons",
             "200",
             "--out",

@@ -148,7 +148,8 @@ def _with_calibration_error(metric: Metric, pairs: list[tuple[Observations, Obse
     test and calibration volumes are independent draws, so the variances add)."""
     if not np.isfinite(metric.value):
         return metric
-    return Metric(metric.value, float(np.sqrt(metric.error**2 + _calibration_variance(pairs))))
+    # max(): identical designs cancel to round-off, which may fall just below zero
+    return Metric(metric.value, float(np.sqrt(max(metric.error**2 + _calibration_variance(pairs), 0.0))))
 
 
 class Regression(TaskKind):
