@@ -241,7 +241,9 @@ def table(records: list[dict[str, Any]]) -> str:
             spread = values[ok].std(ddof=1) if ok.sum() > 1 else float("nan")
             diffs = " ; ".join(
                 "n/a"
-                if r["minus_gradient"] is None or not np.isfinite(r["minus_gradient"][0])
+                if r["minus_gradient"] is None
+                or r["minus_gradient"][0] is None
+                or not np.isfinite(r["minus_gradient"][0])
                 else f"{r['minus_gradient'][0]:+.4f} +- {r['minus_gradient'][1]:.4f}"
                 for r in rs
             )

@@ -39,6 +39,16 @@ def landscape_views(path: Path, landscape: dict[str, Any], volume_box: tuple[flo
     return detector_views(path, designs, volume_box)
 
 
+#: Units of the task metrics on an axis (regression: the fill height's, in m).
+METRIC_UNITS = {"mse": "m$^2$", "exposure_to_goal_s": "s"}
+
+
+def metric_label(metric: dict[str, Any]) -> str:
+    """Axis label of a landscape metric: name, unit where it has one, readout."""
+    unit = METRIC_UNITS.get(metric["name"])
+    return f"{metric['name']} ({unit + ', ' if unit else ''}{metric['readout']} readout)"
+
+
 @paper_style
 def metric_vs_cost(path: Path, landscape: dict[str, Any]) -> Path:
     """Left: every start's metric against its cost (error bars: standard errors; the distinct
@@ -46,7 +56,7 @@ def metric_vs_cost(path: Path, landscape: dict[str, Any]) -> Path:
     Right: the distinct designs ranked by their paired difference to the best, with the
     tolerance, and the human designs' paired differences."""
     m = landscape["metric"]
-    label = f"{m['name']} ({m['readout']} readout)"
+    label = metric_label(m)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11.0, 4.2))
     reps = {c["representative"]: c for c in landscape["clusters"]}
     costs = np.array([s["cost"] for s in landscape["starts"]] + [h["cost"] for h in landscape["humans"].values()])
@@ -109,7 +119,7 @@ def metric_vs_cost(path: Path, landscape: dict[str, Any]) -> Path:
         )
     right.set(
         xlabel="distinct design, ranked (count)",
-        ylabel=f"{m['name']}: worse than the best (paired)",
+        ylabel=f"worse than the best, paired: {label}",
         title="distinct designs against the best (same volumes and muons)",
     )
     right.legend(fontsize=8)
@@ -158,7 +168,7 @@ def front_figure(path: Path, front: dict[str, Any]) -> Path:
     ax.set(
         xscale="log",
         xlabel="cost: K modules x the module's price (units of account)" if modules else "budget (units of account)",
-        ylabel=f"{m['name']} ({m['readout']} readout)",
+        ylabel=metric_label(m),
         title="performance against the number of modules" if modules else "performance against budget",
     )
     ax.legend(fontsize=8)
