@@ -87,8 +87,10 @@ def _draw_design(side: Axes, top: Axes, name: str, design: dict[str, Any], box: 
         colour, style = (ABOVE, "-") if i < design["n_above"] else (BELOW, "--")
         side.plot([px0, px1], [z, z], color=colour, ls=style, lw=2)
         top.add_patch(Rectangle((px0, py0), px1 - px0, py1 - py0, fill=False, edgecolor=colour, ls=style, lw=1.2))
-    side.set(title=f"{name}: side view", xlabel="x (m)", ylabel="z (m)")
-    top.set(title=f"{name}: top view", xlabel="x (m)", ylabel="y (m)", aspect="equal")
+    side.set(xlabel="x (m)", ylabel="z (m)")
+    top.set(xlabel="x (m)", ylabel="y (m)", aspect="equal")
+    side.set_title(f"{name}: side view", fontsize=9)
+    top.set_title(f"{name}: top view", fontsize=9)
     _detector_legend(side)  # one legend a design, between its two views
 
 

@@ -19,6 +19,10 @@ from mutomo.plotting.style import paper_style, save_figure  # noqa: E402
 HUMAN_MARKERS = ("*", "P", "X", "D", "^", "v")
 
 
+#: Units of the task metrics on an axis (regression: the fill height's, in m).
+METRIC_UNITS = {"mse": "m$^2$", "exposure_to_goal_s": "s"}
+
+
 def _value(pair: list[float | None]) -> tuple[float, float]:
     v, e = pair
     return (np.nan if v is None else float(v)), (np.nan if e is None else float(e))
@@ -28,19 +32,18 @@ def landscape_views(path: Path, landscape: dict[str, Any], volume_box: tuple[flo
     """Side and top views of the near-optimal distinct designs (best first, at most ``most``),
     then the human designs, on common axes; each titled with its metric and standard error."""
     designs: dict[str, dict[str, Any]] = {}
+    name = landscape["metric"]["name"]
+    unit = f" {METRIC_UNITS[name]}" if name in METRIC_UNITS else ""
     near = [c for c in landscape["clusters"] if c["near_optimal"]]
     near.sort(key=lambda c: c["worse_than_best"][0] if c["worse_than_best"][0] is not None else np.inf)
     for c in near[:most]:
         v, e = _value(c["metric"])
-        designs[f"group {c['id']} (x{c['size']}), {v:.3g}±{e:.1g}"] = landscape["starts"][c["representative"]]["design"]
-    for name, h in landscape["humans"].items():
+        label = f"group {c['id']} (x{c['size']}), {v:.3g}±{e:.1g}{unit}"
+        designs[label] = landscape["starts"][c["representative"]]["design"]
+    for human, h in landscape["humans"].items():
         v, e = _value(h["metric"])
-        designs[f"{name}, {v:.3g}±{e:.1g}"] = h["design"]
+        designs[f"{human}, {v:.3g}±{e:.1g}{unit}"] = h["design"]
     return detector_views(path, designs, volume_box)
-
-
-#: Units of the task metrics on an axis (regression: the fill height's, in m).
-METRIC_UNITS = {"mse": "m$^2$", "exposure_to_goal_s": "s"}
 
 
 def metric_label(metric: dict[str, Any]) -> str:
