@@ -132,12 +132,21 @@ def test_reference_scores_stay_finite_when_the_references_measured_nothing():
     assert torch.isfinite(fixed).all()
 
 
-def _regression_draw(rng, n, sigmas):
-    """``n`` volumes of fill ``t`` seen by designs whose raw statistic is ``0.5 t + noise``."""
+def _regression_draw(rng, n, sigmas, shared=0.0):
+    """``n`` volumes of fill ``t`` seen by designs whose raw statistic is ``0.5 t + noise``; a
+    fraction ``shared`` of each design's noise variance is common to the designs (the same
+    muons seen by similar detectors)."""
     from mutomo.tasks.base import Observations
 
     truth = rng.uniform(0.0, 1.0, n)
-    return [Observations(outputs=(0.5 * truth + rng.normal(0, s, n))[:, None], truths=truth) for s in sigmas]
+    common = rng.normal(0, 1, n)
+    return [
+        Observations(
+            outputs=(0.5 * truth + s * (np.sqrt(shared) * common + np.sqrt(1 - shared) * rng.normal(0, 1, n)))[:, None],
+            truths=truth,
+        )
+        for s in sigmas
+    ]
 
 
 def test_regression_errors_include_the_calibration_lines_error():
@@ -148,9 +157,10 @@ def test_regression_errors_include_the_calibration_lines_error():
 
     task, rng = Regression(), np.random.default_rng(7)
     values, errors, diffs, diff_errors, test_only = [], [], [], [], []
-    for _ in range(300):
-        test_a, test_b = _regression_draw(rng, 96, (0.05, 0.06))
-        cal_a, cal_b = _regression_draw(rng, 12, (0.05, 0.06))
+    for i in range(400):
+        shared = 0.0 if i % 2 else 0.8  # paired designs with independent and with correlated noise
+        test_a, test_b = _regression_draw(rng, 96, (0.05, 0.06), shared)
+        cal_a, cal_b = _regression_draw(rng, 12, (0.05, 0.06), shared)
         m = task.metrics(test_a, cal_a)["mse"]
         d = task.paired(test_a, test_b, cal_a, cal_b)["mse"]
         values.append(m.value)
@@ -161,5 +171,7 @@ def test_regression_errors_include_the_calibration_lines_error():
         test_only.append(mean_metric((slope * test_a.outputs[:, 0] + intercept - test_a.truths) ** 2).error)
     values, errors, diffs, diff_errors = map(np.asarray, (values, errors, diffs, diff_errors))
     assert np.std((values - values.mean()) / errors) == pytest.approx(1.0, abs=0.15)
-    assert np.std((diffs - diffs.mean()) / diff_errors) == pytest.approx(1.0, abs=0.15)
+    for kind in (0, 1):  # correlated, independent
+        d, e = diffs[kind::2], diff_errors[kind::2]
+        assert np.std((d - d.mean()) / e) == pytest.approx(1.0, abs=0.15)
     assert np.std(values) / np.mean(test_only) > 1.3

@@ -91,9 +91,10 @@ def _calibrated_errors(test: Observations, calibration: Observations) -> np.ndar
 
 
 def _line_covariances(raws: list[np.ndarray], truth: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each design's matrix ``[raw, 1]`` and the heteroscedasticity-robust (HC0 sandwich)
+    """Each design's matrix ``[raw, 1]`` and the heteroscedasticity-robust (HC1 sandwich)
     covariances ``(design, design, 2, 2)`` of their least-squares lines ``truth ~ raw`` fitted
-    on the same volumes (White, Econometrica 48 (1980) 817)."""
+    on the same volumes (White, Econometrica 48 (1980) 817; MacKinnon & White, J. Econometrics
+    29 (1985) 305 for the small-sample factor)."""
     designs = [np.stack([r, np.ones_like(r)], axis=1) for r in raws]
     maps, residuals = [], []
     for x in designs:
@@ -101,7 +102,9 @@ def _line_covariances(raws: list[np.ndarray], truth: np.ndarray) -> tuple[list[n
         maps.append(pinv)
         residuals.append(truth - x @ (pinv @ truth))
     pairs = list(zip(maps, residuals, strict=True))
-    cov = np.array([[(pj * (ej * ek)) @ pk.T for pk, ek in pairs] for pj, ej in pairs])
+    n = len(truth)
+    # HC1: n / (n - 2) undoes the residuals' shrinkage by the two fitted parameters
+    cov = np.array([[(pj * (ej * ek)) @ pk.T for pk, ek in pairs] for pj, ej in pairs]) * (n / max(n - 2, 1))
     return designs, cov
 
 
