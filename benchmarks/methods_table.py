@@ -52,9 +52,9 @@ from mutomo.benchmarks import load_benchmark
 from mutomo.io.config import load_config
 from mutomo.optimise import EvaluationSettings, TrainingSettings, optimise, paired, summarise
 from mutomo.optimise.baselines import DesignVector, design_objective, search
-from mutomo.optimise.design import DetectorDesign
+from mutomo.optimise.design import Design, DetectorDesign
 from mutomo.optimise.landscape import observe_designs
-from mutomo.optimise.multistart import random_starts
+from mutomo.optimise.multistart import copy_design, random_starts
 from mutomo.optimise.problem import Problem
 from mutomo.optimise.run import settings_from
 
@@ -83,8 +83,11 @@ def template(problem: Problem, per_side: int, trainable: tuple[str, ...]) -> Det
     )
 
 
-def copy(design: DetectorDesign) -> DetectorDesign:
-    return DetectorDesign.from_description(design.describe(), design.cost_model)
+def copy(design: Design) -> DetectorDesign:
+    """A fresh copy of a design of free panels, its fixed budget kept."""
+    out = copy_design(design, design.budget)
+    assert isinstance(out, DetectorDesign)
+    return out
 
 
 def run_size(

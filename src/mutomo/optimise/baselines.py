@@ -340,7 +340,7 @@ class DesignVector:
     (or sent back to their last valid placement): every placement evaluated is allowed.
     """
 
-    def __init__(self, design: DetectorDesign | HodoscopeDesign, share_range: float = 3.0) -> None:
+    def __init__(self, design: Design, share_range: float = 3.0) -> None:
         if not isinstance(design, DetectorDesign | HodoscopeDesign):
             raise MutomoError(f"DesignVector needs a DetectorDesign or a HodoscopeDesign; got {type(design).__name__}")
         if not design.trainable:
@@ -406,13 +406,7 @@ def design_objective(
 
     if isinstance(calls_per_batch, bool) or not isinstance(calls_per_batch, (int, np.integer)) or calls_per_batch < 1:
         raise MutomoError(f"calls_per_batch must be a positive integer; got {calls_per_batch!r}")
-    if vector is None:
-        if not isinstance(design, DetectorDesign | HodoscopeDesign):
-            raise MutomoError(
-                f"design_objective needs a DetectorDesign or a HodoscopeDesign; got {type(design).__name__}"
-            )
-        vector = DesignVector(design)
-    vec = vector
+    vec = vector if vector is not None else DesignVector(design)
     loss_fn = loss if loss is not None else problem.task.loss
     design.smoothness = settings.smoothness[1]
     count = {"n": int(first_call)}

@@ -149,6 +149,16 @@ Observer = Callable[[Sequence[Design]], list[DesignObservations]]
 """Observes designs on the test volumes (:func:`observe_designs` or a cache of it)."""
 
 
+def stackable_groups(designs: Sequence[Design]) -> list[list[int]]:
+    """Indices of ``designs`` grouped as :class:`StackedDesign` can hold them: one panel layout
+    (numbers of panels above and below) and all with a fixed budget or all without."""
+    by_layout: dict[tuple[int, int, bool], list[int]] = {}
+    for i, d in enumerate(designs):
+        det = d.detector()
+        by_layout.setdefault((det.n_panels("above"), det.n_panels("below"), d.budget is None), []).append(i)
+    return list(by_layout.values())
+
+
 def observe_designs(
     designs: Sequence[Design], problem: Problem, settings: EvaluationSettings
 ) -> list[DesignObservations]:
@@ -157,12 +167,8 @@ def observe_designs(
     same volumes and muons (each member's hits kept or lost by its own Bernoulli draws in the
     physical readouts; the smooth readout equals
     :func:`~mutomo.optimise.evaluate.observe_design`'s)."""
-    by_layout: dict[tuple[int, int, bool], list[int]] = {}
-    for i, d in enumerate(designs):
-        det = d.detector()
-        by_layout.setdefault((det.n_panels("above"), det.n_panels("below"), d.budget is None), []).append(i)
     result: list[DesignObservations | None] = [None] * len(designs)
-    for indices in by_layout.values():
+    for indices in stackable_groups(designs):
         if len(indices) == 1 or not problem.task.design_batches:  # one design at a time
             for i in indices:
                 result[i] = observe_design(designs[i], problem, settings)
@@ -497,12 +503,8 @@ def budget_front(
 
 
 def _stacks(designs: Sequence[Design]) -> list[StackedDesign]:
-    """The designs stacked by panel layout (numbers of panels above and below)."""
-    by_layout: dict[tuple[int, int], list[Design]] = {}
-    for d in designs:
-        det = d.detector()
-        by_layout.setdefault((det.n_panels("above"), det.n_panels("below")), []).append(d)
-    return [StackedDesign(members) for members in by_layout.values()]
+    """The designs stacked by panel layout (:func:`stackable_groups`)."""
+    return [StackedDesign([designs[i] for i in indices]) for indices in stackable_groups(designs)]
 
 
 TILED = "tiled placement"
