@@ -20,7 +20,11 @@ the same measured muons (paired):
 * ``expected``: :class:`~mutomo.reco.ExpectedMomentum` with the nominal background
   (concrete, water, or ``{iron: 0.3, air: 0.7}``: what the operator assumes, not the drawn volume);
 * ``expected_map``: the same, once iterated: the extended-PoCA X0 map reconstructed with the
-  ``expected`` momenta gives each muon its path's thickness, and the momenta are re-estimated.
+  ``expected`` momenta gives each muon its path's thickness, and the momenta are re-estimated;
+* ``marginal`` (ML/EM only): no momentum per muon; the EM marginalises over each muon's momentum
+  with the flux prior at its zenith above the range cut of the nominal background
+  (``ExpectedMomentum.prior``, ``MARGINAL_BINS`` classes; ``momentum = "marginal"`` in a
+  configuration).
 
 "Ranks top": the cube's voxel is measured and has the highest score of the measured voxels
 (``top1``); ``top3``: among the three highest; ``near``: the highest-scoring voxel is the cube's
@@ -60,6 +64,7 @@ from mutomo.reco import (
     VoxelMap,
     measure,
 )
+from mutomo.reco.momentum import MARGINAL_BINS
 from mutomo.simulate import acceptance_plane, simulate
 from mutomo.volume import PassiveVolume
 
@@ -72,8 +77,10 @@ BACKGROUNDS: dict[str, dict[str, float]] = {
     "water": {"water": 1.0},
 }
 CUBES = ("uranium", "lead")
-MOMENTA = ("true", "constant", "flux_mean", "range_mean", "expected", "expected_map")
+MOMENTA = ("true", "constant", "flux_mean", "range_mean", "expected", "expected_map", "marginal")
 X0_METHODS = ("poca", "extended_poca", "mlem")
+#: Methods that can marginalise over the momentum (the others have no ``marginal`` row).
+MARGINAL_METHODS = ("mlem",)
 
 
 def methods() -> dict[str, object]:
@@ -87,9 +94,12 @@ def methods() -> dict[str, object]:
     }
 
 
-def cube_volume(background: str, cube: str, seed: int, n: int = 10, voxel: float = 0.1) -> tuple[PassiveVolume, int]:
+def cube_volume(
+    background: str, cube: str, seed: int, n: int = 10, voxel: float = 0.1, with_cube: bool = True
+) -> tuple[PassiveVolume, int]:
     """A cube of ``n`` voxels a side (z from 0.4 m) of ``background`` with a one-voxel ``cube``
-    at a random voxel off the faces; returns the volume and the cube's flat voxel index."""
+    at a random voxel off the faces; returns the volume and the cube's flat voxel index.
+    ``with_cube=False``: the same draw of the background without the cube (a clean reference)."""
     rng = np.random.default_rng([seed, n, list(BACKGROUNDS).index(background), CUBES.index(cube)])
     size = n * voxel
     if background == "iron_clutter":
@@ -99,6 +109,8 @@ def cube_volume(background: str, cube: str, seed: int, n: int = 10, voxel: float
     else:
         volume = PassiveVolume.uniform(background, (size, size, size), voxel, z_low=0.4)
     ix, iy, iz = (int(v) for v in rng.integers(1, n - 1, size=3))
+    if not with_cube:
+        return volume, (ix * n + iy) * n + iz
     low = np.array([ix, iy, iz], dtype=float) * voxel + np.array([0.0, 0.0, 0.4])
     volume = volume.with_box(cube, tuple(low), tuple(low + voxel))
     return volume, (ix * n + iy) * n + iz
@@ -146,6 +158,13 @@ def momenta(data: ScatterData, volume: PassiveVolume, background: str) -> dict[s
         "expected": p_expected,
         "expected_map": expected.with_map(x0_map)(inc, out),
     }
+
+
+def marginal(data: ScatterData, volume: PassiveVolume, background: str) -> ScatterData:
+    """The measured muons with no momentum but the flux mean, and the momentum prior ML/EM
+    marginalises over (``momentum = "marginal"``)."""
+    prior = ExpectedMomentum(volume, BACKGROUNDS[background], FLUX, n_bins=MARGINAL_BINS)
+    return replace(data, momentum=FluxMeanMomentum(FLUX)(data.incoming, data.outgoing), momentum_prior=prior)
 
 
 @dataclass
@@ -196,6 +215,9 @@ def run_volume(
             with_p = replace(data, momentum=p)
             for name in names:
                 results[(name, momentum_name)] = judge(all_methods[name](with_p, volume), volume, cube)  # type: ignore[operator]
+        blind = marginal(data, volume, background)
+        for name in set(names) & set(MARGINAL_METHODS):
+            results[(name, "marginal")] = judge(all_methods[name](blind, volume), volume, cube)  # type: ignore[operator]
     return results
 
 
@@ -224,6 +246,8 @@ def main() -> None:
             ]
             for name in args.methods:
                 for momentum_name in MOMENTA:
+                    if (name, momentum_name) not in per_seed[0]:
+                        continue
                     outs = [r[(name, momentum_name)] for r in per_seed]
                     cnr = np.array([o.cnr for o in outs])
                     cnr_ok = cnr[np.isfinite(cnr)]

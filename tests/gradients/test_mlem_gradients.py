@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-from mutomo.reco import MaximumLikelihoodEM, ScatterData, Tracks, compute_scatters, measure
-from mutomo.reco.mlem import em_update, log_likelihood, path_lengths, transverse_scatters
+from mutomo.reco import ExpectedMomentum, MaximumLikelihoodEM, ScatterData, Tracks, compute_scatters, measure
+from mutomo.reco.mlem import em_update, log_likelihood, path_lengths, transverse_scatters, with_momentum_classes
 from mutomo.volume import PassiveVolume
 from tests.gradients.test_gradients import lead_in_water_run
 
@@ -79,10 +79,17 @@ def small_problem():
     return MaximumLikelihoodEM().problem(data, volume)
 
 
-def test_gradcheck_em_step_and_log_likelihood_in_everything_they_read():
+@pytest.mark.parametrize("classes", [False, True])
+def test_gradcheck_em_step_and_log_likelihood_in_everything_they_read(classes):
     """Inputs are passed in units of their own size (gradcheck's step is absolute, and the noise
-    is ~1e-6), the noise as a symmetric matrix."""
+    is ~1e-6), the noise as a symmetric matrix. ``classes``: each muon's momentum a hidden
+    class among three (one excluded by its prior), the E-step's posteriors on the graph."""
     problem = small_problem()
+    if classes:
+        n = problem.weight.shape[0]
+        log_prior = torch.log(torch.tensor([0.0, 0.3, 0.7], dtype=D)).expand(n, -1)
+        momentum = torch.tensor([0.5, 2.0, 8.0], dtype=D).expand(n, -1)
+        problem = with_momentum_classes(problem, log_prior, momentum)
     rho = torch.tensor([3.0, 40.0], dtype=D, requires_grad=True)
     units = {"deflection": 1e-2, "noise": 1e-6, "scaled_w": 1e-6}
     deflection = (problem.deflection / units["deflection"]).requires_grad_()
@@ -103,31 +110,39 @@ def test_gradcheck_em_step_and_log_likelihood_in_everything_they_read():
     assert gradcheck(f, (rho, deflection, noise_half, scaled_w, weight))
 
 
-def lead_in_water_mlem(resolution: float, z_top: float, iterations: int = 5, checkpoint: bool = True):
+def lead_in_water_mlem(
+    resolution: float, z_top: float, iterations: int = 5, checkpoint: bool = True, unknown_momentum: bool = False
+):
     """The lead-in-water set-up of the gradient tests (:func:`lead_in_water_run`); the ML/EM map
-    and the detector."""
+    and the detector. ``unknown_momentum``: the EM marginalises over each muon's momentum with
+    the flux prior above the range cut of water (8 classes) instead of reading the truth."""
     r, volume, det = lead_in_water_run(resolution, z_top)
     data = measure(r.hits_above, r.hits_below, volume, r.muons_in.momentum, r.muons_in.weight)
-    return MaximumLikelihoodEM(iterations=iterations, min_path=0.2, checkpoint=checkpoint)(data, volume), det
+    prior = ExpectedMomentum(volume, "water", n_bins=8) if unknown_momentum else None
+    method = MaximumLikelihoodEM(iterations=iterations, min_path=0.2, checkpoint=checkpoint, momentum_prior=prior)
+    return method(data, volume), det
 
 
-def quantity(resolution: float, z_top: float, checkpoint: bool = True):
-    vmap, det = lead_in_water_mlem(resolution, z_top, checkpoint=checkpoint)
+def quantity(resolution: float, z_top: float, checkpoint: bool = True, unknown_momentum: bool = False):
+    vmap, det = lead_in_water_mlem(resolution, z_top, checkpoint=checkpoint, unknown_momentum=unknown_momentum)
     centre = vmap.score[3:7, 3:7, 1:3].sum()
     return centre / vmap.score.sum(), det
 
 
-def test_unrolled_mlem_gradient_matches_finite_differences():
+@pytest.mark.parametrize("unknown_momentum", [False, True])
+def test_unrolled_mlem_gradient_matches_finite_differences(unknown_momentum):
     """d(share of 1/X0 in the lead's voxels)/d(resolution, z of the top panel): autograd through
-    the 5 unrolled EM iterations, the paths and the data, against central differences."""
-    value, det = quantity(2e-3, 1.1)
+    the 5 unrolled (over-relaxed) EM iterations, the paths and the data, against central
+    differences; with the true momenta, and with the momentum a hidden class (the E-step's
+    class posteriors on the graph too)."""
+    value, det = quantity(2e-3, 1.1, unknown_momentum=unknown_momentum)
     value.backward()
     panel = det.above[0].panels[0]
     grads = float(panel.resolution.grad), float(panel.centre.grad[2])
     h_res, h_z = 1e-8, 1e-6
 
     def q(res, z):
-        return float(quantity(res, z)[0].detach())
+        return float(quantity(res, z, unknown_momentum=unknown_momentum)[0].detach())
 
     fd = (
         (q(2e-3 + h_res, 1.1) - q(2e-3 - h_res, 1.1)) / (2 * h_res),
@@ -140,7 +155,7 @@ def test_unrolled_mlem_gradient_matches_finite_differences():
         assert p.grad is not None and bool(torch.isfinite(p.grad).all())
     assert math.isfinite(float(value.detach()))
     # Recomputing the iterations in the backward pass (the default) changes nothing.
-    stored, det_stored = quantity(2e-3, 1.1, checkpoint=False)
+    stored, det_stored = quantity(2e-3, 1.1, checkpoint=False, unknown_momentum=unknown_momentum)
     stored.backward()
     for p, q in zip(det.parameters(), det_stored.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-12, atol=0)

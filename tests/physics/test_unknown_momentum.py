@@ -160,15 +160,18 @@ def _benchmark():
     return module
 
 
-@pytest.mark.parametrize("momentum", ["expected", "range_mean"])
-def test_configured_momentum_runs_end_to_end_with_finite_gradients(momentum):
-    """``momentum = "expected"`` (or ``"range_mean"``) in a configuration: the problem uses
-    ExpectedMomentum in the scene's nominal background (30 % iron clutter here), and the
-    training loss has finite gradients in the design."""
+@pytest.mark.parametrize(
+    "momentum, inference", [("expected", "extended_poca"), ("range_mean", "extended_poca"), ("marginal", "mlem")]
+)
+def test_configured_momentum_runs_end_to_end_with_finite_gradients(momentum, inference):
+    """``momentum = "expected"`` (or ``"range_mean"``, or ``"marginal"`` with ML/EM) in a
+    configuration: the problem uses ExpectedMomentum (or its prior) in the scene's nominal
+    background (30 % iron clutter here), and the training loss has finite gradients in the design."""
     from mutomo.io.config import parse_config
     from mutomo.optimise.loop import TrainingSettings, batch_loss
     from mutomo.optimise.problem import build_problem
     from mutomo.optimise.run import build_design
+    from mutomo.reco.momentum import MARGINAL_BINS
 
     scene = {
         "size": [0.6, 0.6, 0.6],
@@ -180,7 +183,7 @@ def test_configured_momentum_runs_end_to_end_with_finite_gradients(momentum):
     design = {"xy": [0.3, 0.3], "z_above": [1.1, 1.0], "z_below": [0.2, 0.1], "span": 0.8}
     config = parse_config(
         {
-            "task": {"kind": "imaging", "inference": "extended_poca", "muons_per_volume": 2000, "momentum": momentum},
+            "task": {"kind": "imaging", "inference": inference, "muons_per_volume": 2000, "momentum": momentum},
             "scene": scene,
             "designs": {"a": design},
             "design": {"start": "a"},
@@ -189,6 +192,8 @@ def test_configured_momentum_runs_end_to_end_with_finite_gradients(momentum):
     problem = build_problem(config)
     fractions = {m.name: round(f, 6) for m, f in problem.scene.nominal_background().items()}
     assert fractions == {"iron": 0.3, "air": 0.7}
+    prior = problem.momentum_prior(problem.sample((0, 0, 0)))
+    assert (prior is not None and prior.n_bins == MARGINAL_BINS) == (momentum == "marginal")
     trainable = build_design(config, problem)
     settings = TrainingSettings(volumes_per_epoch=4, muons_per_volume=2000)
     parts = batch_loss(trainable, problem, (0, 0, 0), 4, 2000, problem.task.loss, settings)

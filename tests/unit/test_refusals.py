@@ -166,6 +166,11 @@ CONFIG_CASES = [
         r"designs\.poor\.modules",
     ),
     ("momentum.toml", BASE + "[muons]\nmomentum_range = [10.0, 1.0]\n", r"muons\.momentum_range"),
+    (
+        "marginal.toml",
+        BASE + '[task]\nkind = "presence"\ninference = "asr"\nexposure_s = 600\nmomentum = "marginal"\n',
+        r"task: .*momentum 'marginal' needs inference 'mlem'.*got inference 'asr'",
+    ),
     ("hits.toml", BASE + "[training]\nhits = 'telepathic'\n", r"training\.hits"),
     (
         "inside.toml",

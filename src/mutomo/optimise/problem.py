@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,15 @@ from mutomo.muons import FluxSource, GenerationPlane, TabulatedFlux
 from mutomo.muons.generation import exposure_time, muon_count
 from mutomo.optimise.design import Design, DesignBounds, DetectorDesign
 from mutomo.optimise.hodoscopes import Box, HodoscopeDesign, HodoscopeModule
-from mutomo.reco import ConstantMomentum, ExpectedMomentum, FluxMeanMomentum, MomentumEstimator, measure
+from mutomo.reco import (
+    ConstantMomentum,
+    ExpectedMomentum,
+    FluxMeanMomentum,
+    MomentumEstimator,
+    MomentumPrior,
+    measure,
+)
+from mutomo.reco.momentum import MARGINAL_BINS
 from mutomo.scenes import Scene, VolumeSample
 from mutomo.simulate import SimulationResult, simulate
 from mutomo.tasks import TASK_KINDS, TaskKind
@@ -78,8 +86,10 @@ class Problem:
         cost_model: prices panels.
         designs: the configuration's named designs.
         momentum: ``"true"`` (an oracle), ``"constant"``, ``"flux_mean"``, ``"expected"``
-            (:class:`~mutomo.reco.ExpectedMomentum` in the scene's nominal background) or
-            ``"range_mean"`` (the same without the deflection: the flux mean above the range cut).
+            (:class:`~mutomo.reco.ExpectedMomentum` in the scene's nominal background),
+            ``"range_mean"`` (the same without the deflection: the flux mean above the range cut)
+            or ``"marginal"`` (ML/EM marginalises over each muon's momentum with that estimator's
+            prior on ``MARGINAL_BINS`` classes; the data's ``momentum`` is the flux mean).
         n_muons: muons per test volume; ``exposure_s`` is the exposure they represent.
         step_length: propagation step (m).
         hodoscope: the built module that designs with ``modules`` place, if any.
@@ -133,6 +143,13 @@ class Problem:
             )
         return FluxMeanMomentum(self.source.flux)
 
+    def momentum_prior(self, sample: VolumeSample) -> MomentumPrior | None:
+        """The prior ML/EM marginalises over with ``momentum = "marginal"``, else ``None``."""
+        if self.momentum != "marginal":
+            return None
+        # The scene's nominal background (what the operator assumes), never the drawn volume.
+        return ExpectedMomentum(sample.volume, self.scene.nominal_background(), self.source.flux, n_bins=MARGINAL_BINS)
+
     def observe(
         self,
         detector: Detector,
@@ -148,6 +165,7 @@ class Problem:
         volume = sample.volume
         result = simulate(detector, volume, self.source, n_muons, generator, step_length=self.step_length)
         momentum, loss = self._momentum(result, sample), self.momentum_loss(result)
+        prior = self.momentum_prior(sample)
         alive = result.muons_in.weight * (result.muons_out.weight > 0)
         outputs = []
         for readout in readouts:
@@ -160,6 +178,8 @@ class Problem:
                 above = sampled_readout(above, detector, "above", gen)
                 below = sampled_readout(below, detector, "below", gen)
             data = measure(above, below, volume, momentum, alive, momentum_loss=loss)
+            if prior is not None:
+                data = replace(data, momentum_prior=prior)
             outputs.append(self.task.output(data, sample))
         return outputs
 

@@ -4,7 +4,13 @@ from mutomo.reco.asr import AngleStatisticsReconstruction, triggered_voxels
 from mutomo.reco.bca import BinnedClustering
 from mutomo.reco.maps import ScatterData, VoxelMap, VoxelMethod, measure
 from mutomo.reco.mlem import MaximumLikelihoodEM, MLEMResult, PathLengths, path_lengths
-from mutomo.reco.momentum import ConstantMomentum, ExpectedMomentum, FluxMeanMomentum, MomentumEstimator
+from mutomo.reco.momentum import (
+    ConstantMomentum,
+    ExpectedMomentum,
+    FluxMeanMomentum,
+    MomentumEstimator,
+    MomentumPrior,
+)
 from mutomo.reco.poca import Scatters, compute_scatters
 from mutomo.reco.track_fit import Tracks, at_least_two, fit_tracks
 from mutomo.reco.voxelise import (
@@ -27,6 +33,7 @@ __all__ = [
     "MLEMResult",
     "MaximumLikelihoodEM",
     "MomentumEstimator",
+    "MomentumPrior",
     "PathLengths",
     "ScatterData",
     "VoxelMap",

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from mutomo.detector.panel import Hits
 from mutomo.errors import MutomoError
-from mutomo.reco.momentum import MomentumEstimator
+from mutomo.reco.momentum import MomentumEstimator, MomentumPrior
 from mutomo.reco.poca import Scatters, compute_scatters
 from mutomo.reco.track_fit import Tracks, fit_tracks
 from mutomo.reco.voxelise import crosses_volume
@@ -38,6 +38,9 @@ class ScatterData:
         momentum_loss: ``(mu,)`` momentum each muon lost in the volume (GeV/c), where it is known
             (with the true momenta, an oracle), else ``None``. ML/EM then gives each voxel of a
             muon's path the momentum at its depth (:mod:`mutomo.reco.mlem`).
+        momentum_prior: a prior over each muon's momentum (from its tracks), for the methods
+            that marginalise over it (ML/EM, whose own ``momentum_prior`` takes precedence); the
+            others read ``momentum``. ``None``: none.
         weight: ``(mu,)`` muon weight: both tracks measured (probability) times the incoming
             muon weight times 1 if the tracks cross the volume's top and bottom faces.
         muon_index: ``(mu,)`` index of each muon in the hits it was measured from (design-major
@@ -60,6 +63,7 @@ class ScatterData:
     batch: Tensor | None = None
     batch_shape: tuple[int, ...] = ()
     momentum_loss: Tensor | None = None
+    momentum_prior: MomentumPrior | None = None
 
     @property
     def batch_size(self) -> int:

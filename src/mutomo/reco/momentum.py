@@ -46,12 +46,27 @@ from mutomo.volume.scattering import highland_g
 
 #: Mean energy of sea-level cosmic muons (GeV), PDG "Cosmic rays" sec. 30.3.
 SEA_LEVEL_MEAN_MOMENTUM = 4.0
+#: Momentum classes of a reconstruction that marginalises over the momentum (``momentum =
+#: "marginal"``; :meth:`ExpectedMomentum.prior` with this ``n_bins``): log-spaced over the flux
+#: table's range, those under the range cut excluded. 12 over 0.1-1000 GeV/c are a factor 2.2
+#: apart; ML/EM's time and memory grow with their number.
+MARGINAL_BINS = 12
 
 
 class MomentumEstimator(Protocol):
     """Gives each muon a momentum (GeV/c) from its tracks."""
 
     def __call__(self, incoming: Tracks, outgoing: Tracks) -> Tensor: ...
+
+
+class MomentumPrior(Protocol):
+    """A prior over each muon's momentum on a grid, for reconstructions that marginalise over it
+    (:class:`mutomo.reco.MaximumLikelihoodEM`'s ``momentum_prior``)."""
+
+    def prior(self, incoming: Tracks, outgoing: Tracks) -> tuple[Tensor, Tensor]:
+        """``(log_prior, momentum)``, each ``(mu, K)``: log prior probabilities of ``K`` momentum
+        classes per muon (``-inf`` excluded, at least one finite per row) and their momenta (GeV/c)."""
+        ...
 
 
 class ConstantMomentum:
@@ -248,10 +263,45 @@ class ExpectedMomentum:
         inverse = (1 / x0).index_select(0, flat.reshape(-1)).reshape(flat.shape)
         return length * inverse.mean(-1)
 
+    def prior(self, incoming: Tracks, outgoing: Tracks) -> tuple[Tensor, Tensor]:
+        """The prior of each muon's momentum before its deflection is read: ``(log_prior,
+        p_mid)``, each ``(mu, n_bins)`` float64, detached. ``log_prior``: the log of the flux
+        model's spectrum at the muon's zenith on the grid, ``-inf`` for the bins below the range
+        cut (the highest bin is always kept); ``p_mid``: each bin's momentum at mid-path (GeV/c).
+        See the class docstring; :class:`mutomo.reco.MaximumLikelihoodEM` marginalises over it."""
+        with torch.no_grad():
+            device, f64 = incoming.xy.device, torch.float64
+            slope_in = incoming.slope.detach().to(f64)
+            cos_z = torch.rsqrt(1 + (slope_in**2).sum(-1))
+            # Prior: the spectrum of the zenith rows around cos(theta_z), linearly interpolated.
+            centres = self._cos_centres.to(device=device, dtype=f64)
+            x = cos_z.clamp(float(centres[0]), float(centres[-1])).contiguous()
+            hi = torch.searchsorted(centres, x).clamp(1, centres.numel() - 1)
+            lo = hi - 1
+            a = ((x - centres[lo]) / (centres[hi] - centres[lo]))[:, None]
+            log_prior = self._log_prior.to(device=device, dtype=f64)
+            log_prior = torch.logaddexp(
+                log_prior[lo] + torch.log1p(-a.clamp(max=1 - 1e-12)), log_prior[hi] + torch.log(a.clamp(min=1e-12))
+            )
+            # Acceptance and the mid-path momentum, from the range (kg/m^2) and the path's areal density.
+            path = (self.volume.z_high - self.volume.z_low) / cos_z  # (mu,) m
+            areal = (self.density * path)[:, None]  # (mu, 1) kg/m^2
+            log_range = self._log_range.to(device=device, dtype=f64)[None, :]  # (1, K)
+            accept = log_range > torch.log(areal)
+            accept[:, -1] = True  # the hardest bin always crosses: every row keeps a finite weight
+            mid_range = (torch.exp(log_range) - 0.5 * areal).clamp(min=float(torch.exp(self._fine_log_range[0])))
+            log_t_mid = _interp(torch.log(mid_range), self._fine_log_range.to(device), self._fine_log_t.to(device))
+            t_mid = torch.exp(log_t_mid)
+            p_mid = torch.sqrt(t_mid**2 + 2 * MUON_MASS * t_mid)  # (mu, K)
+            return torch.where(accept, log_prior, torch.full_like(log_prior, -math.inf)), p_mid
+
     def _chunk(self, incoming: Tracks, outgoing: Tracks, start: int, stop: int) -> Tensor:
         rows = torch.arange(start, stop, device=incoming.xy.device)
         inc, out = incoming.select(rows), outgoing.select(rows)
-        device, f64 = inc.xy.device, torch.float64
+        f64 = torch.float64
+        log_prior, p_mid = self.prior(inc, out)
+        if not self.deflection:
+            return (torch.softmax(log_prior, dim=-1) * p_mid).sum(-1)
         slope_in, slope_out = inc.slope.detach().to(f64), out.slope.detach().to(f64)
         angle = torch.atan(slope_out) - torch.atan(slope_in)  # (mu, 2) projected deflections
         # Measurement variance of each projected deflection: d atan(s)/ds = 1 / (1 + s^2).
@@ -259,37 +309,12 @@ class ExpectedMomentum:
         for t in (inc, out):
             slope = t.slope.detach().to(f64)
             meas = meas + t.covariance.detach().to(f64).diagonal(dim1=-2, dim2=-1)[:, 2:] / (1 + slope**2) ** 2
-        cos_z = torch.rsqrt(1 + (slope_in**2).sum(-1))
-        # Prior: the spectrum of the zenith rows around cos(theta_z), linearly interpolated.
-        centres = self._cos_centres.to(device=device, dtype=f64)
-        x = cos_z.clamp(float(centres[0]), float(centres[-1])).contiguous()
-        hi = torch.searchsorted(centres, x).clamp(1, centres.numel() - 1)
-        lo = hi - 1
-        a = ((x - centres[lo]) / (centres[hi] - centres[lo]))[:, None]
-        log_prior = self._log_prior.to(device=device, dtype=f64)
-        log_prior = torch.logaddexp(
-            log_prior[lo] + torch.log1p(-a.clamp(max=1 - 1e-12)), log_prior[hi] + torch.log(a.clamp(min=1e-12))
-        )
-        # Acceptance and the mid-path momentum, from the range (kg/m^2) and the path's areal density.
-        path = (self.volume.z_high - self.volume.z_low) / cos_z  # (mu,) m
-        areal = (self.density * path)[:, None]  # (mu, 1) kg/m^2
-        log_range = self._log_range.to(device=device, dtype=f64)[None, :]  # (1, K)
-        accept = log_range > torch.log(areal)
-        accept[:, -1] = True  # the hardest bin always crosses: every row keeps a finite weight
-        mid_range = (torch.exp(log_range) - 0.5 * areal).clamp(min=float(torch.exp(self._fine_log_range[0])))
-        log_t_mid = _interp(torch.log(mid_range), self._fine_log_range.to(device), self._fine_log_t.to(device))
-        t_mid = torch.exp(log_t_mid)
-        p_mid = torch.sqrt(t_mid**2 + 2 * MUON_MASS * t_mid)  # (mu, K)
-        if not self.deflection:
-            log_w = torch.where(accept, log_prior, torch.full_like(log_prior, -math.inf))
-            return (torch.softmax(log_w, dim=-1) * p_mid).sum(-1)
         beta2 = p_mid**2 / (p_mid**2 + MUON_MASS**2)
         thickness = self.path_thickness(inc, out).to(f64).clamp(min=1e-9)[:, None]
         width2 = HIGHLAND_E0**2 / (beta2 * p_mid**2) * highland_g(thickness, beta2)  # (mu, K)
         total = width2[..., None] + meas[:, None, :]  # (mu, K, 2)
         log_like = (-0.5 * torch.log(total) - 0.5 * angle[:, None, :] ** 2 / total).sum(-1)
-        log_w = torch.where(accept, log_prior + log_like, torch.full_like(log_like, -math.inf))
-        w = torch.softmax(log_w, dim=-1)
+        w = torch.softmax(log_prior + log_like, dim=-1)
         return (w * p_mid).sum(-1)
 
 
