@@ -14,7 +14,10 @@ from scipy.optimize import minimize_scalar
 from mutomo.reco import MaximumLikelihoodEM, ScatterData, Tracks, compute_scatters
 from mutomo.reco.mlem import (
     em_update,
+    fisher_diagonal,
+    fisher_matrix,
     log_likelihood,
+    marginal_variance,
     muon_path,
     path_lengths,
     transverse_scatters,
@@ -344,9 +347,11 @@ def test_two_layers_are_separated_using_the_displacement_tails():
     """An iron layer over a water layer (25 cm each): every muon crosses both, so only the
     angle-displacement correlation (the tail T of the top layer) tells them apart. The EM
     recovers both within 3.5 standard errors of the inverse Fisher matrix (computed here with
-    numpy from the analytic moments)."""
+    numpy from the analytic moments), and reports those errors."""
     t = toy(4000, [(0.25, 0.0176), (0.25, 0.3608)], seed=2, p_range=(3.0, 30.0))
-    method = MaximumLikelihoodEM(iterations=400, path="straight", measurement_error=False, log_term=False)
+    method = MaximumLikelihoodEM(
+        iterations=400, path="straight", measurement_error=False, log_term=False, error="marginal"
+    )
     r = method.reconstruct(t.data, t.volume)
     got = r.inverse_x0.reshape(-1).flip(0)  # grid is bottom layer first
     m = t.moments.numpy()  # (mu, layers, 2, 2)
@@ -356,6 +361,11 @@ def test_two_layers_are_separated_using_the_displacement_tails():
     errors = np.sqrt(np.diag(np.linalg.inv(fisher)))
     pulls = (got.numpy() - t.rho.numpy()) / errors
     assert (np.abs(pulls) < 3.5).all(), (got, t.rho, errors)
+    # error="marginal" reports these errors, with the other layer unknown (at the estimate rather
+    # than the truth), not the smaller ones with the other layer known, 1 / sqrt(I_jj).
+    reported = (r.uncertainty / r.x0 * r.inverse_x0).reshape(-1).flip(0).numpy()
+    np.testing.assert_allclose(reported, errors, rtol=0.15)
+    assert (reported > 1.1 / np.sqrt(np.diag(fisher))).all()  # 15 % larger here
     history = r.log_likelihood
     assert bool((history.diff() >= -1e-9 * history.abs()[1:]).all())
 
@@ -475,6 +485,31 @@ def test_a_prior_certain_of_the_true_momentum_is_the_known_momentum_em():
         torch.testing.assert_close(getattr(mixed, name), getattr(known, name), rtol=1e-10, atol=0)
 
 
+def test_fisher_matrix_is_symmetric_its_diagonal_is_fisher_diagonal_and_matches_numpy():
+    """Two layers (iron over water), with track errors: the full Fisher matrix of
+    :func:`fisher_matrix` against an independent numpy evaluation of
+    ``1/2 sum_i tr(Sigma_i^-1 W'_ij Sigma_i^-1 W'_il)`` with explicit 4 x 4 matrices."""
+    t = toy(500, [(0.25, 0.0176), (0.25, 0.3608)], seed=24, track_sigma=(1e-4, 1e-3))
+    problem = MaximumLikelihoodEM(path="straight").problem(t.data, t.volume)
+    rho = torch.tensor([3.0, 50.0], dtype=D)  # bottom layer first
+    info = fisher_matrix(rho, problem)[0].numpy()
+    np.testing.assert_allclose(np.diag(info), fisher_diagonal(rho, problem).numpy(), rtol=1e-12)
+    w = problem.scaled_w.T[:, [0, 1, 1, 2]].reshape(-1, 2, 2).numpy()
+    big = np.einsum("kl,eab->ekalb", np.eye(2), w).reshape(-1, 4, 4)  # I_2 kron W' per entry
+    muon, voxel = problem.paths.muon.numpy(), problem.paths.voxel.numpy()
+    sigma = problem.noise.numpy().copy()
+    np.add.at(sigma, muon, rho.numpy()[voxel][:, None, None] * big)
+    inv = np.linalg.inv(sigma)
+    expected = np.zeros((2, 2))
+    for e in range(len(muon)):
+        for f in np.nonzero(muon == muon[e])[0]:
+            a = inv[muon[e]]
+            expected[voxel[e], voxel[f]] += 0.5 * np.trace(a @ big[e] @ a @ big[f])
+    np.testing.assert_allclose(info, expected, rtol=1e-10)
+    variance = marginal_variance(rho, problem).numpy()
+    np.testing.assert_allclose(variance, np.diag(np.linalg.inv(expected)), rtol=1e-10)
+
+
 def test_over_relaxed_steps_reach_the_em_fixed_point_sooner_and_never_lower_the_likelihood():
     """Iron over water (25 cm each), every muon crossing both: the plain EM creeps (after 40
     steps the water layer is still several errors from its fixed point, found by 1000 plain
@@ -590,6 +625,7 @@ def test_em_update_keeps_densities_positive_and_leaves_uncrossed_voxels_alone():
         ({"nominal_momentum": 0.0}, "nominal_momentum"),
         ({"acceleration": 0.5}, "acceleration"),
         ({"acceleration": math.inf}, "acceleration"),
+        ({"error": "bootstrap"}, "error"),
     ],
 )
 def test_bad_settings_are_refused_by_name(kwargs, match):

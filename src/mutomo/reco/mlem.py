@@ -684,6 +684,96 @@ def fisher_diagonal(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
     return torch.maximum(louis, 0.01 * information)
 
 
+#: Rows (muons, or muon-class pairs) per chunk of :func:`fisher_matrix` (each holds ``L^2`` pairs).
+_FISHER_CHUNK = 16384
+
+
+def fisher_matrix(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
+    """``(n_batch, G, G)`` Fisher information of each batch entry's densities (m^2; ``G`` voxels
+    a grid): ``I_jl = 1/2 sum_i w_i tr(Sigma_i^-1 W'_ij Sigma_i^-1 W'_il)`` over the muons that
+    cross both voxels, and with momentum classes Louis' observed information as in
+    :func:`fisher_diagonal` (whose values are its diagonal). Voxels share muons, so the error of
+    one density with the others unknown, ``sqrt((I^-1)_jj)``, exceeds ``1 / sqrt(I_jj)``, the
+    error with the others known (benchmarks/README.md, "Voxel X0 pulls": 1 m of water in 10 cm
+    columns, pulls up to 1.8 with the latter). Built from every pair of entries of each row's
+    path (rows in chunks); dense per batch entry."""
+    m = _moments(inverse_x0, problem)
+    dtype, device = inverse_x0.dtype, inverse_x0.device
+    basis = torch.tensor([[[1, 0], [0, 0]], [[0, 1], [1, 0]], [[0, 0], [0, 1]]], dtype=dtype, device=device)
+    blocks = m.blocks()
+    f = torch.einsum("ikalb,mbc,ilckd,nda->imn", blocks, basis, blocks, basis)  # (rows, 3, 3)
+    paths = problem.paths
+    score, w = _entry_terms(problem, m)
+    grid = math.prod(problem.grid_shape[-3:])
+    n_batch = math.prod(problem.batch_shape)
+    rows = problem.weight.shape[0]
+    k = problem.classes
+    # Each row's entries, padded to the longest path: (rows, L).
+    order = torch.argsort(paths.muon, stable=True)
+    row = paths.muon[order]
+    counts = torch.bincount(row, minlength=rows)
+    width = int(counts.max()) if counts.numel() else 0
+    out = torch.zeros(n_batch * grid * grid, dtype=dtype, device=device)
+    if width == 0:
+        return out.reshape(n_batch, grid, grid)
+    start = torch.cumsum(counts, 0) - counts
+    ends = torch.cumsum(counts, 0)
+    chunk = max(k, _FISHER_CHUNK // k * k)  # whole muons: their K class rows together
+    for lo in range(0, rows, chunk):
+        hi = min(rows, lo + chunk)
+        first, last = int(start[lo]), int(ends[hi - 1])
+        sel = order[first:last]
+        r = row[first:last] - lo
+        position = torch.arange(first, last, device=device) - start[row[first:last]]
+        n = hi - lo
+        # This chunk's rows, their entries padded to the longest path: (n, L).
+        vox = torch.full((n, width), -1, dtype=torch.long, device=device)
+        vox[r, position] = paths.voxel[sel]
+        g = torch.zeros(n, width, 3, dtype=dtype, device=device)
+        g[r, position] = problem.scaled_w.T[sel]
+        row_weight = torch.zeros(n, dtype=dtype, device=device)
+        row_weight[r] = w[sel]
+        pairs = 0.5 * row_weight[:, None, None] * torch.einsum("ram,rmn,rbn->rab", g, f[lo:hi], g)
+        if k > 1:
+            # Louis: minus the posterior covariance of the scores over each muon's classes.
+            half_score = torch.zeros(n, width, dtype=dtype, device=device)
+            half_score[r, position] = 0.5 * score[sel]
+            sc = half_score.reshape(-1, k, width)
+            wk = row_weight.reshape(-1, k)
+            total = wk.sum(-1).clamp(min=1e-300)
+            mean = (wk[..., None] * sc).sum(1) / total[:, None]
+            dev = sc - mean[:, None, :]
+            cov = torch.einsum("ik,ika,ikb->iab", wk, dev, dev)
+            pairs = pairs.reshape(-1, k, width, width).sum(1) - cov
+            vox = vox.reshape(-1, k, width)[:, 0]
+        valid = (vox[:, :, None] >= 0) & (vox[:, None, :] >= 0)
+        entry = vox.clamp(min=0)
+        batch = entry // grid
+        flat = (batch[:, :, None] * grid + entry[:, :, None] % grid) * grid + entry[:, None, :] % grid
+        out = out.index_add(0, flat[valid], pairs[valid])
+    return out.reshape(n_batch, grid, grid)
+
+
+def marginal_variance(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
+    """``(V,)`` variance of each density with every other density unknown, ``(I^-1)_jj`` of each
+    batch entry's :func:`fisher_matrix` over the voxels muons crossed (m^-2; ``inf`` where no
+    muon crossed). Where the matrix is not positive definite on those voxels (Louis' correction
+    can make it so away from the maximum, or for a voxel seen by a handful of muons),
+    ``1 / I_jj`` from :func:`fisher_diagonal` (floored) for that batch entry instead."""
+    info = fisher_matrix(inverse_x0, problem)
+    crossed = (problem.count > 0).reshape(info.shape[:-1])
+    # Uncrossed voxels decouple (their rows are zero): a unit diagonal keeps the matrix invertible.
+    eye = torch.diag_embed((~crossed).to(info.dtype))
+    factor, status = torch.linalg.cholesky_ex(info + eye)
+    ok = status == 0
+    safe = torch.where(ok[:, None, None], factor, torch.eye(info.shape[-1], dtype=info.dtype, device=info.device))
+    inverse = torch.cholesky_inverse(safe).diagonal(dim1=-2, dim2=-1)
+    diagonal = fisher_diagonal(inverse_x0, problem).reshape(crossed.shape)
+    conditional = 1 / torch.where(crossed & (diagonal > 0), diagonal, torch.ones_like(diagonal))
+    variance = torch.where(ok[:, None], inverse, conditional)
+    return torch.where(crossed, variance, torch.full_like(variance, math.inf)).reshape(-1)
+
+
 @dataclass(frozen=True)
 class MLEMResult:
     """The ML/EM reconstruction, with what it was computed from.
@@ -696,7 +786,8 @@ class MLEMResult:
         x0: ``(*batch, nx, ny, nz)`` radiation length (m): ``1 / rho`` with Highland's log term
             corrected if the method's ``log_term``; 0 where unmeasured.
         uncertainty: one standard deviation of ``x0`` (m) from the Fisher information
-            (conditional on the other voxels); 0 where unmeasured.
+            (conditional on the other voxels, or marginal: the method's ``error``); 0 where
+            unmeasured.
         measured: bool, voxels crossed by at least ``min_path`` (and more than 0) of weighted path.
         weight: muon weight that crossed each voxel.
         path: weighted path length through each voxel (m).
@@ -773,7 +864,10 @@ class MaximumLikelihoodEM:
         checkpoint: bool = True,
         momentum_prior: MomentumPrior | None = None,
         acceleration: float = 16.0,
+        error: Literal["conditional", "marginal"] = "conditional",
     ) -> None:
+        if error not in ("conditional", "marginal"):
+            raise MutomoError(f"error must be 'conditional' or 'marginal'; got {error!r}")
         if not (isinstance(acceleration, (int, float)) and math.isfinite(acceleration) and acceleration >= 1):
             raise MutomoError(f"acceleration (the largest over-relaxation exponent) must be >= 1; got {acceleration!r}")
         for name, value in (("iterations", iterations), ("uniform_iterations", uniform_iterations)):
@@ -803,6 +897,7 @@ class MaximumLikelihoodEM:
         self.checkpoint = checkpoint
         self.momentum_prior = momentum_prior
         self.acceleration = float(acceleration)
+        self.error = error
 
     def __call__(self, data: ScatterData, volume: PassiveVolume) -> VoxelMap:
         """Reconstruct; the score is ``1 / X0`` (m^-1). Maps are ``(*batch, nx, ny, nz)``."""
@@ -957,8 +1052,13 @@ class MaximumLikelihoodEM:
             crossed = path_sum > 0
             mean_factor = torch.where(crossed, mean_factor / torch.where(crossed, path_sum, 1.0), 1.0)
             inverse_x0 = rho / mean_factor
-        fisher = fisher_diagonal(rho, problem)  # > 0 wherever a muon crossed (measured ones did)
-        sigma_rho = torch.rsqrt(torch.where(measured, fisher, torch.ones_like(fisher)))
+        # Both finite and > 0 wherever a muon crossed (measured voxels were), taken only there.
+        if self.error == "marginal":
+            variance = marginal_variance(rho, problem)
+            sigma_rho = torch.sqrt(torch.where(measured, variance, torch.ones_like(variance)))
+        else:
+            fisher = fisher_diagonal(rho, problem)
+            sigma_rho = torch.rsqrt(torch.where(measured, fisher, torch.ones_like(fisher)))
         safe = torch.where(measured, inverse_x0, torch.ones_like(inverse_x0))
         x0 = torch.where(measured, 1 / safe, 0.0)
         uncertainty = torch.where(measured, sigma_rho / (safe * rho), 0.0)  # dX0 = X0 drho / rho
