@@ -37,10 +37,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from simulation_throughput import build  # noqa: E402
 
 from mutomo.inference import PocaX0  # noqa: E402
-from mutomo.reco import AngleStatisticsReconstruction, BinnedClustering, MaximumLikelihoodEM, measure  # noqa: E402
+from mutomo.reco import (  # noqa: E402
+    AngleStatisticsReconstruction,
+    BinnedClustering,
+    ExpectedMomentum,
+    MaximumLikelihoodEM,
+    measure,
+)
+from mutomo.reco.momentum import MARGINAL_BINS  # noqa: E402
 from mutomo.simulate import simulate  # noqa: E402
 
-METHODS = ("poca", "extended_poca", "asr", "bca", "mlem")
+METHODS = ("poca", "extended_poca", "asr", "bca", "mlem", "mlem_marginal")
 
 
 def peak_mib() -> float:
@@ -82,9 +89,12 @@ def one(name: str, hits_file: str, repeats: int, iterations: int) -> dict[str, f
     with torch.no_grad():
         measure(hits["above"], hits["below"], volume, hits["momentum"])
     baseline = peak_mib()
-    if name == "mlem":
-        single = time_method(MaximumLikelihoodEM(iterations=1), hits, volume, repeats)
-        full = time_method(MaximumLikelihoodEM(iterations=iterations), hits, volume, repeats)
+    if name in ("mlem", "mlem_marginal"):
+        # mlem_marginal: no momenta; each muon's momentum one of MARGINAL_BINS classes with the
+        # flux prior above the range cut of the iron cube (momentum = "marginal").
+        prior = ExpectedMomentum(volume, "iron", n_bins=MARGINAL_BINS) if name == "mlem_marginal" else None
+        single = time_method(MaximumLikelihoodEM(iterations=1, momentum_prior=prior), hits, volume, repeats)
+        full = time_method(MaximumLikelihoodEM(iterations=iterations, momentum_prior=prior), hits, volume, repeats)
         out = {f"{k}": v for k, v in full.items()}
         for key in ("forward", "backward"):
             out[f"{key}_per_iteration"] = (full[key] - single[key]) / (iterations - 1)
@@ -137,7 +147,7 @@ def main() -> None:
                     continue
                 t = json.loads(out.stdout.strip().splitlines()[-1])
                 per_it = setup = ""
-                if name == "mlem":
+                if name.startswith("mlem"):
                     per_it = f"{t['forward_per_iteration']:.3f} / {t['backward_per_iteration']:.3f}"
                     setup = f"{t['forward_setup']:.3f} / {t['backward_setup']:.3f}"
                 print(
