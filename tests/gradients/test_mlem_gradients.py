@@ -83,13 +83,15 @@ def small_problem():
 def test_gradcheck_em_step_and_log_likelihood_in_everything_they_read(classes):
     """Inputs are passed in units of their own size (gradcheck's step is absolute, and the noise
     is ~1e-6), the noise as a symmetric matrix. ``classes``: each muon's momentum a hidden
-    class among three (one excluded by its prior), the E-step's posteriors on the graph."""
+    class among three (one excluded for every muon by its prior, so dropped), the E-step's
+    posteriors on the graph."""
     problem = small_problem()
     if classes:
         n = problem.weight.shape[0]
         log_prior = torch.log(torch.tensor([0.0, 0.3, 0.7], dtype=D)).expand(n, -1)
         momentum = torch.tensor([0.5, 2.0, 8.0], dtype=D).expand(n, -1)
         problem = with_momentum_classes(problem, log_prior, momentum)
+        assert problem.classes == 2  # the class no muon may be in is dropped
     rho = torch.tensor([3.0, 40.0], dtype=D, requires_grad=True)
     units = {"deflection": 1e-2, "noise": 1e-6, "scaled_w": 1e-6}
     deflection = (problem.deflection / units["deflection"]).requires_grad_()

@@ -610,7 +610,8 @@ def with_momentum_classes(problem: EMProblem, log_prior: Tensor, momentum: Tenso
     """The problem with each muon's momentum a hidden class: every muon becomes ``K`` rows
     (class-minor), row ``(i, k)`` with ``c`` of ``momentum[i, k]`` (GeV/c), prior
     ``log_prior[i, k]`` and ``1 / K`` of the muon's weight; path entries likewise (see
-    :class:`EMProblem`). ``log_prior`` and ``momentum`` are ``(mu, K)``, the muons of ``problem``
+    :class:`EMProblem`). Classes excluded (``-inf``) for every muon are dropped first.
+    ``log_prior`` and ``momentum`` are ``(mu, K)``, the muons of ``problem``
     (one class each)."""
     if problem.classes != 1:
         raise MutomoError("with_momentum_classes needs a problem with one momentum class per muon")
@@ -620,6 +621,12 @@ def with_momentum_classes(problem: EMProblem, log_prior: Tensor, momentum: Tenso
             f"log_prior and momentum must both have shape ({problem.weight.shape[0]}, K); "
             f"got {tuple(log_prior.shape)} and {tuple(momentum.shape)}"
         )
+    # Classes no muon may be in (e.g. below every muon's range cut) carry nothing: drop them
+    # (12 classes over 0.1-1000 GeV/c lose 2 to the range cut of 1 m of concrete, 3 to 1 m of iron).
+    possible = torch.isfinite(log_prior).any(0)
+    if bool(possible.any()) and not bool(possible.all()):
+        log_prior, momentum = log_prior[:, possible], momentum[:, possible]
+        k = log_prior.shape[1]
     dtype, device = problem.weight.dtype, problem.weight.device
     paths = problem.paths
     rows = (paths.muon[:, None] * k + torch.arange(k, device=device)).reshape(-1)
