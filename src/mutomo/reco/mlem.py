@@ -653,6 +653,16 @@ def with_momentum_classes(problem: EMProblem, log_prior: Tensor, momentum: Tenso
     )
 
 
+def _row_information(m: _Moments) -> Tensor:
+    """``(rows, 3, 3)`` ``F`` with ``tr(A W A W') = w^T F w'`` for symmetric ``W = sum_m w_m E_m``
+    in the basis of their distinct entries ``(W_00, W_01, W_11)``, ``A = Sigma^-1`` of each row:
+    ``F[i, m, n] = sum_{k, l} tr(A_kl E_m A_lk E_n)``."""
+    blocks = m.blocks()
+    dtype, device = blocks.dtype, blocks.device
+    basis = torch.tensor([[[1, 0], [0, 0]], [[0, 1], [1, 0]], [[0, 0], [0, 1]]], dtype=dtype, device=device)
+    return torch.einsum("ikalb,mbc,ilckd,nda->imn", blocks, basis, blocks, basis)
+
+
 def fisher_diagonal(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
     """``(V,)`` diagonal of the Fisher information of ``rho`` (m^2):
     ``I_jj = 1/2 sum_i w_i tr(Sigma_i^-1 W'_ij Sigma_i^-1 W'_ij)``.
@@ -665,11 +675,7 @@ def fisher_diagonal(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
     unknown momentum makes a voxel's density less certain than any known momentum would. It is
     floored at 1 % of the first term."""
     m = _moments(inverse_x0, problem)
-    dtype, device = inverse_x0.dtype, inverse_x0.device
-    basis = torch.tensor([[[1, 0], [0, 0]], [[0, 1], [1, 0]], [[0, 0], [0, 1]]], dtype=dtype, device=device)
-    # F[i, m, n] = sum_{k, l} tr(A_kl E_m A_lk E_n): tr(A W A W) = w^T F w for W = sum_m w_m E_m.
-    blocks = m.blocks()
-    f = torch.einsum("ikalb,mbc,ilckd,nda->imn", blocks, basis, blocks, basis)
+    f = _row_information(m)
     paths = problem.paths
     w3 = problem.scaled_w.T
     per_entry = 0.5 * torch.einsum("em,emn,en->e", w3, f.index_select(0, paths.muon), w3)
@@ -706,9 +712,7 @@ def fisher_matrix(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
     path (rows in chunks); dense per batch entry."""
     m = _moments(inverse_x0, problem)
     dtype, device = inverse_x0.dtype, inverse_x0.device
-    basis = torch.tensor([[[1, 0], [0, 0]], [[0, 1], [1, 0]], [[0, 0], [0, 1]]], dtype=dtype, device=device)
-    blocks = m.blocks()
-    f = torch.einsum("ikalb,mbc,ilckd,nda->imn", blocks, basis, blocks, basis)  # (rows, 3, 3)
+    f = _row_information(m)
     paths = problem.paths
     score, w = _entry_terms(problem, m)
     grid = math.prod(problem.grid_shape[-3:])
@@ -774,10 +778,11 @@ def marginal_variance(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
     factor, status = torch.linalg.cholesky_ex(info + eye)
     ok = status == 0
     safe = torch.where(ok[:, None, None], factor, torch.eye(info.shape[-1], dtype=info.dtype, device=info.device))
-    inverse = torch.cholesky_inverse(safe).diagonal(dim1=-2, dim2=-1)
-    diagonal = fisher_diagonal(inverse_x0, problem).reshape(crossed.shape)
-    conditional = 1 / torch.where(crossed & (diagonal > 0), diagonal, torch.ones_like(diagonal))
-    variance = torch.where(ok[:, None], inverse, conditional)
+    variance = torch.cholesky_inverse(safe).diagonal(dim1=-2, dim2=-1)
+    if not bool(ok.all()):  # only then is the conditional error needed
+        diagonal = fisher_diagonal(inverse_x0, problem).reshape(crossed.shape)
+        conditional = 1 / torch.where(crossed & (diagonal > 0), diagonal, torch.ones_like(diagonal))
+        variance = torch.where(ok[:, None], variance, conditional)
     return torch.where(crossed, variance, torch.full_like(variance, math.inf)).reshape(-1)
 
 
