@@ -36,8 +36,10 @@ Momenta (``task.momentum``): ``true`` (mean of the momenta in and out: an oracle
 (the flux mean above the range-limited minimum momentum of the scene's nominal background:
 concrete or water; ``ExpectedMomentum(..., deflection=False)``). ``--momenta`` also takes
 ``constant`` (4 GeV/c), ``expected`` (``ExpectedMomentum`` with the deflection), not run for
-the table, and ``marginal`` (ML/EM only: no per-muon momentum, the EM marginalises over it with the
-flux prior above the range cut; its Delta AUC vs ASR is against ASR with the flux mean).
+the table, ``marginal`` (ML/EM only: no per-muon momentum, the EM marginalises over it with the
+flux prior above the range cut; its Delta AUC vs ASR is against ASR with the flux mean) and
+``posterior`` (PoCA, extended PoCA, ASR, BCA: each muon's posterior effective momentum after
+that ML/EM reconstruction of the same volume, ``MaximumLikelihoodEM.posterior_momentum``).
 
 Definitions:
 
@@ -91,7 +93,6 @@ from mutomo.io.config import RunConfig, parse_config
 from mutomo.optimise.evaluate import CALIBRATION_STREAM, TEST_STREAM
 from mutomo.optimise.problem import Problem, build_problem, key_generator
 from mutomo.optimise.run import evaluation_settings
-from mutomo.reco import measure
 from mutomo.simulate import simulate
 from mutomo.tasks import Observations
 from mutomo.tasks.base import X0_METHODS
@@ -115,9 +116,19 @@ SCENES = ("waste_block", "lead_in_water")
 METHODS = ("poca", "extended_poca", "asr", "bca", "mlem")
 MOMENTA = ("true", "flux_mean", "range_mean")
 #: Every momentum a configuration may name (``--momenta``; the table's run uses :data:`MOMENTA`).
-ALL_MOMENTA = ("true", "constant", "flux_mean", "range_mean", "expected", "marginal")
+ALL_MOMENTA = ("true", "constant", "flux_mean", "range_mean", "expected", "marginal", "posterior")
 #: Methods with a ``marginal`` cell (the one that marginalises over the momentum).
 MARGINAL_METHODS = ("mlem",)
+#: Methods with a ``posterior`` cell (those that take one momentum per muon; ML/EM marginalises).
+POSTERIOR_METHODS = ("poca", "extended_poca", "asr", "bca")
+
+
+def methods_for(momentum: str, methods: tuple[str, ...]) -> list[str]:
+    """The methods of ``methods`` that have a cell with ``momentum``."""
+    only = {"marginal": MARGINAL_METHODS, "posterior": POSTERIOR_METHODS}.get(momentum)
+    return [m for m in methods if only is None or m in only]
+
+
 DESIGN = "human_close"
 #: The lead-in-water scene: the waste block with water around a lead cube.
 LEAD_IN_WATER: dict[str, Any] = {
@@ -216,16 +227,10 @@ def observe_cells(
             gen = key_generator((*key, 1))
             above = physical_readout(result.hits_above, detector, "above", result.muons_in.weight, gen, min_hits)
             below = physical_readout(result.hits_below, detector, "below", result.muons_out.weight, gen, min_hits)
-            alive = result.muons_in.weight * (result.muons_out.weight > 0)
             cube = int(sample.target_mask().reshape(-1).nonzero()[0, 0]) if sample.present else None
             for p in momenta:
-                # The problem's own momentum assignment (Problem.observe's), for momentum p.
-                estimator, loss = by_momentum[p]._momentum(result, sample), by_momentum[p].momentum_loss(result)
-                data = measure(above, below, volume, estimator, alive, momentum_loss=loss)
-                prior = by_momentum[p].momentum_prior(sample)
-                if prior is not None:
-                    data = replace(data, momentum_prior=prior)
-                for m in methods if p != "marginal" else [m for m in methods if m in MARGINAL_METHODS]:
+                data = by_momentum[p].measure(above, below, result, sample)  # Problem.observe's momenta
+                for m in methods_for(p, methods):
                     vmap = tasks[m].method(data, volume)
                     cells.outputs.setdefault((m, p), []).append(voxel_outputs(vmap).double().numpy())
                     if cube is not None:

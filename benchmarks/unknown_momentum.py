@@ -24,7 +24,10 @@ the same measured muons (paired):
 * ``marginal`` (ML/EM only): no momentum per muon; the EM marginalises over each muon's momentum
   with the flux prior at its zenith above the range cut of the nominal background
   (``ExpectedMomentum.prior``, ``MARGINAL_BINS`` classes; ``momentum = "marginal"`` in a
-  configuration).
+  configuration);
+* ``posterior`` (the other methods): each muon's posterior effective momentum after that ML/EM
+  reconstruction (``MLEMResult.momentum``: the classes' Highland scale averaged over their
+  posterior at the reconstructed map; ``momentum = "posterior"`` in a configuration).
 
 "Ranks top": the cube's voxel is measured and has the highest score of the measured voxels
 (``top1``); ``top3``: among the three highest; ``near``: the highest-scoring voxel is the cube's
@@ -77,7 +80,7 @@ BACKGROUNDS: dict[str, dict[str, float]] = {
     "water": {"water": 1.0},
 }
 CUBES = ("uranium", "lead")
-MOMENTA = ("true", "constant", "flux_mean", "range_mean", "expected", "expected_map", "marginal")
+MOMENTA = ("true", "constant", "flux_mean", "range_mean", "expected", "expected_map", "marginal", "posterior")
 X0_METHODS = ("poca", "extended_poca", "mlem")
 #: Methods that can marginalise over the momentum (the others have no ``marginal`` row).
 MARGINAL_METHODS = ("mlem",)
@@ -215,9 +218,14 @@ def run_volume(
             with_p = replace(data, momentum=p)
             for name in names:
                 results[(name, momentum_name)] = judge(all_methods[name](with_p, volume), volume, cube)  # type: ignore[operator]
-        blind = marginal(data, volume, background)
+        mlem = all_methods["mlem"]
+        assert isinstance(mlem, MaximumLikelihoodEM)
+        fit = mlem.reconstruct(marginal(data, volume, background), volume)
         for name in set(names) & set(MARGINAL_METHODS):
-            results[(name, "marginal")] = judge(all_methods[name](blind, volume), volume, cube)  # type: ignore[operator]
+            results[(name, "marginal")] = judge(mlem.voxel_map(fit), volume, cube)
+        with_p = replace(data, momentum=fit.momentum)
+        for name in set(names) - set(MARGINAL_METHODS):
+            results[(name, "posterior")] = judge(all_methods[name](with_p, volume), volume, cube)  # type: ignore[operator]
     return results
 
 

@@ -73,10 +73,12 @@ def test_reco_methods_table_cells_read_what_observe_design_reads():
     module = load("reco_methods_table")
     shared = module.scene_config("lead_in_water", 4, 2, muons=2000)
     assert shared.scene.background.material == "water" and shared.scene.objects[0].material == "lead"
-    momenta = ("true", "flux_mean", "range_mean", "marginal")
+    momenta = ("true", "flux_mean", "range_mean", "marginal", "posterior")
     cells = module.observe_cells(build_problem(shared), shared, CALIBRATION_STREAM, 2, True, ("asr", "mlem"), momenta)
     assert ("asr", "marginal") not in cells.outputs  # ASR cannot marginalise over the momentum
-    for method, momentum in (("asr", "flux_mean"), ("mlem", "true"), ("mlem", "range_mean"), ("mlem", "marginal")):
+    assert ("mlem", "posterior") not in cells.outputs  # ML/EM marginalises instead
+    pairs = (("asr", "flux_mean"), ("mlem", "true"), ("mlem", "range_mean"), ("mlem", "marginal"), ("asr", "posterior"))
+    for method, momentum in pairs:
         config = module.scene_config("lead_in_water", 4, 2, method, momentum, muons=2000)
         problem = build_problem(config)
         observed = observe_design(problem.design("human_close", ()), problem, evaluation_settings(config))

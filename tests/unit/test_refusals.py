@@ -171,6 +171,11 @@ CONFIG_CASES = [
         BASE + '[task]\nkind = "presence"\ninference = "asr"\nexposure_s = 600\nmomentum = "marginal"\n',
         r"task: .*momentum 'marginal' needs inference 'mlem'.*got inference 'asr'",
     ),
+    (
+        "posterior.toml",
+        BASE + '[task]\nkind = "presence"\ninference = "mlem"\nexposure_s = 600\nmomentum = "posterior"\n',
+        r"task: .*momentum 'posterior'.*got inference 'mlem'.*momentum 'marginal'",
+    ),
     ("hits.toml", BASE + "[training]\nhits = 'telepathic'\n", r"training\.hits"),
     (
         "inside.toml",

@@ -42,12 +42,13 @@ class TaskConfig(Strict):
     loss: Literal["calibrated_mse", "spread_over_range"] | None = Field(None, description="regression loss")
     exposure_s: float | None = Field(None, gt=0, le=1e7, description="exposure per test volume (s)")
     muons_per_volume: int | None = Field(None, ge=10, le=10_000_000, description="or muons per test volume")
-    momentum: Literal["flux_mean", "constant", "true", "expected", "range_mean", "marginal"] = Field(
+    momentum: Literal["flux_mean", "constant", "true", "expected", "range_mean", "marginal", "posterior"] = Field(
         "flux_mean",
         description="momentum the reconstruction uses: 'flux_mean' at the zenith, 'constant' 4 GeV/c, 'expected' "
         "E[p | zenith, deflection] in the scene's nominal background, 'range_mean' the flux mean above the range "
         "cut, 'marginal' (mlem only) each muon's momentum a hidden variable with the flux prior above the range "
-        "cut; 'true' is an oracle",
+        "cut, 'posterior' (poca, extended_poca, asr, bca) each muon's posterior momentum after an ML/EM "
+        "reconstruction with 'marginal'; 'true' is an oracle",
     )
     false_alarm: float = Field(0.01, gt=0, lt=1, description="presence: false-alarm rate of the metrics")
     goal: float = Field(0.95, gt=0, lt=1, description="presence: detection efficiency whose exposure is reported")
@@ -73,6 +74,12 @@ class TaskConfig(Strict):
             raise MutomoError(
                 f"momentum 'marginal' needs inference 'mlem' (the one method that marginalises over the momentum); "
                 f"got inference {self.inference!r}"
+            )
+        posterior = ["poca", "extended_poca", "asr", "bca"]
+        if self.momentum == "posterior" and self.inference not in posterior:
+            raise MutomoError(
+                f"momentum 'posterior' (each muon's momentum from an ML/EM fit) is for inference {posterior}; "
+                f"got inference {self.inference!r} (mlem marginalises itself: momentum 'marginal')"
             )
         return self
 

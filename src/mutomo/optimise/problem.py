@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mutomo.detector import AreaCostModel, Detector
+from mutomo.detector import AreaCostModel, Detector, Hits
 from mutomo.detector.readout import physical_readout, sampled_readout
 from mutomo.errors import DesignFileError, MutomoError
 from mutomo.io.config import ConfigError, DesignSpec, RunConfig
@@ -35,8 +35,10 @@ from mutomo.reco import (
     ConstantMomentum,
     ExpectedMomentum,
     FluxMeanMomentum,
+    MaximumLikelihoodEM,
     MomentumEstimator,
     MomentumPrior,
+    ScatterData,
     measure,
 )
 from mutomo.reco.momentum import MARGINAL_BINS
@@ -87,9 +89,12 @@ class Problem:
         designs: the configuration's named designs.
         momentum: ``"true"`` (an oracle), ``"constant"``, ``"flux_mean"``, ``"expected"``
             (:class:`~mutomo.reco.ExpectedMomentum` in the scene's nominal background),
-            ``"range_mean"`` (the same without the deflection: the flux mean above the range cut)
-            or ``"marginal"`` (ML/EM marginalises over each muon's momentum with that estimator's
-            prior on ``MARGINAL_BINS`` classes; the data's ``momentum`` is the flux mean).
+            ``"range_mean"`` (the same without the deflection: the flux mean above the range cut),
+            ``"marginal"`` (ML/EM marginalises over each muon's momentum with that estimator's
+            prior on ``MARGINAL_BINS`` classes; the data's ``momentum`` is the flux mean) or
+            ``"posterior"`` (each muon's posterior effective momentum after such an ML/EM
+            reconstruction of the volume: :meth:`~mutomo.reco.MaximumLikelihoodEM.posterior_momentum`,
+            for the methods that need one momentum per muon).
         n_muons: muons per test volume; ``exposure_s`` is the exposure they represent.
         step_length: propagation step (m).
         hodoscope: the built module that designs with ``modules`` place, if any.
@@ -144,11 +149,29 @@ class Problem:
         return FluxMeanMomentum(self.source.flux)
 
     def momentum_prior(self, sample: VolumeSample) -> MomentumPrior | None:
-        """The prior ML/EM marginalises over with ``momentum = "marginal"``, else ``None``."""
-        if self.momentum != "marginal":
+        """The prior ML/EM marginalises over with ``momentum = "marginal"`` (and ``"posterior"``),
+        else ``None``."""
+        if self.momentum not in ("marginal", "posterior"):
             return None
         # The scene's nominal background (what the operator assumes), never the drawn volume.
         return ExpectedMomentum(sample.volume, self.scene.nominal_background(), self.source.flux, n_bins=MARGINAL_BINS)
+
+    def measure(self, above: Hits, below: Hits, result: SimulationResult, sample: VolumeSample) -> ScatterData:
+        """Fit the tracks of hits read out from ``result`` and give the muons this problem's
+        momenta (``momentum``): what a reconstruction of ``sample``'s volume receives."""
+        volume = sample.volume
+        alive = result.muons_in.weight * (result.muons_out.weight > 0)
+        loss = self.momentum_loss(result)
+        data = measure(above, below, volume, self._momentum(result, sample), alive, momentum_loss=loss)
+        prior = self.momentum_prior(sample)
+        if prior is None:
+            return data
+        data = replace(data, momentum_prior=prior)
+        if self.momentum == "posterior":
+            # Detached, like every momentum estimate: a fixed per-muon number to the gradient.
+            p = MaximumLikelihoodEM().posterior_momentum(data, volume)
+            data = replace(data, momentum=p.to(data.momentum.dtype), momentum_prior=None)
+        return data
 
     def observe(
         self,
@@ -162,11 +185,7 @@ class Problem:
         """Simulate ``n_muons`` through ``detector`` and the volume once, read the hits out in each
         of ``readouts`` and return the task's ``(observable,)`` outputs for each (the smooth ones
         differentiable in the detector's parameters)."""
-        volume = sample.volume
-        result = simulate(detector, volume, self.source, n_muons, generator, step_length=self.step_length)
-        momentum, loss = self._momentum(result, sample), self.momentum_loss(result)
-        prior = self.momentum_prior(sample)
-        alive = result.muons_in.weight * (result.muons_out.weight > 0)
+        result = simulate(detector, sample.volume, self.source, n_muons, generator, step_length=self.step_length)
         outputs = []
         for readout in readouts:
             above, below = result.hits_above, result.hits_below
@@ -177,10 +196,7 @@ class Problem:
             elif readout.sampled:
                 above = sampled_readout(above, detector, "above", gen)
                 below = sampled_readout(below, detector, "below", gen)
-            data = measure(above, below, volume, momentum, alive, momentum_loss=loss)
-            if prior is not None:
-                data = replace(data, momentum_prior=prior)
-            outputs.append(self.task.output(data, sample))
+            outputs.append(self.task.output(self.measure(above, below, result, sample), sample))
         return outputs
 
     def design(

@@ -389,6 +389,9 @@ class EMProblem:
             ``momentum_prior``).
         log_prior: ``(mu,)`` log prior probability of each row's class (``-inf``: excluded by
             the range cut), with ``classes > 1``; else ``None``.
+        muons: ``(n,)`` the index in the data (:class:`ScatterData`'s flat muon axis) of each
+            muon, before the expansion into classes (muons of zero weight and those whose path
+            misses the grid are not in the problem); ``None`` if not built from data.
     """
 
     paths: PathLengths
@@ -402,6 +405,7 @@ class EMProblem:
     grid_shape: tuple[int, ...]
     classes: int = 1
     log_prior: Tensor | None = None
+    muons: Tensor | None = None
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
@@ -545,6 +549,28 @@ def _mixture(problem: EMProblem, m: _Moments) -> tuple[Tensor, Tensor]:
     log_marginal = torch.logsumexp(joint, -1, keepdim=True)
     posterior = torch.softmax(joint, -1)  # exactly 0 for the classes the range cut excludes
     return problem.weight * k * posterior.reshape(-1), log_marginal.expand(-1, k).reshape(-1)
+
+
+def posterior_momentum(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
+    """``(n,)`` each muon's posterior effective momentum (GeV/c) at the density ``inverse_x0``
+    (flat ``(V,)``, m^-1) of a problem with momentum classes, one per muon of the problem
+    (:attr:`EMProblem.muons` says which of the data's).
+
+    The posterior ``r_ik`` of the classes given the muon's deflection and displacement at that
+    map (the E-step's, :func:`_mixture`) averages the Highland scale ``c_ik = (E0 / (beta_k
+    p_k))^2``, the factor by which a momentum enters every scattering variance; the momentum
+    returned is the one with that scale, ``beta p = E0 / sqrt(sum_k r_ik c_ik)``. With it, a
+    method that needs one momentum per muon (PoCA X0, ASR, BCA) sees on average the variance
+    the mixture model predicts for each muon."""
+    if problem.log_prior is None:
+        raise MutomoError("posterior_momentum needs a problem with momentum classes (a momentum prior)")
+    m = _moments(inverse_x0, problem)
+    k = problem.classes
+    joint = (problem.log_prior + (-0.5 * m.log_det - 0.5 * m.quadratic)).reshape(-1, k)
+    scale = (torch.softmax(joint, -1) * problem.scale.reshape(-1, k)).sum(-1)
+    beta_p2 = HIGHLAND_E0**2 / scale  # (beta p)^2 = p^4 / (p^2 + m^2): solve for p^2
+    p2 = 0.5 * (beta_p2 + torch.sqrt(beta_p2**2 + 4 * beta_p2 * MUON_MASS**2))
+    return torch.sqrt(p2)
 
 
 def _entry_terms(problem: EMProblem, m: _Moments) -> tuple[Tensor, Tensor]:
@@ -805,6 +831,10 @@ class MLEMResult:
         path: weighted path length through each voxel (m).
         log_likelihood: ``(iterations + 1, *batch)`` the log-likelihood before each iteration
             and after the last (detached).
+        momentum: with a momentum prior, ``(mu,)`` each muon of the data's posterior effective
+            momentum at the reconstructed map (GeV/c, detached; :func:`posterior_momentum`),
+            the data's own momentum for the muons the EM did not use (zero weight, or a path
+            that misses the grid); ``None`` with given momenta.
     """
 
     inverse_x0: Tensor
@@ -815,6 +845,7 @@ class MLEMResult:
     weight: Tensor
     path: Tensor
     log_likelihood: Tensor
+    momentum: Tensor | None = None
 
 
 class MaximumLikelihoodEM:
@@ -913,11 +944,7 @@ class MaximumLikelihoodEM:
 
     def __call__(self, data: ScatterData, volume: PassiveVolume) -> VoxelMap:
         """Reconstruct; the score is ``1 / X0`` (m^-1). Maps are ``(*batch, nx, ny, nz)``."""
-        r = self.reconstruct(data, volume)
-        score = torch.where(r.measured, 1 / torch.where(r.measured, r.x0, torch.ones_like(r.x0)), 0.0)
-        return VoxelMap(
-            method=self.name, score=score, weight=r.weight, measured=r.measured, x0=r.x0, uncertainty=r.uncertainty
-        )
+        return self.voxel_map(self.reconstruct(data, volume))
 
     def problem(self, data: ScatterData, volume: PassiveVolume) -> EMProblem:
         """Path lengths, transverse data, scales and counts of the muons of nonzero weight."""
@@ -977,6 +1004,7 @@ class MaximumLikelihoodEM:
             count=count,
             batch=batch,
             grid_shape=(*data.batch_shape, *volume.shape),
+            muons=keep,
         )
         prior = self.momentum_prior if self.momentum_prior is not None else data.momentum_prior
         if prior is None:
@@ -1012,10 +1040,35 @@ class MaximumLikelihoodEM:
         float32, whose reciprocal and its derivative then overflow into inf and NaN."""
         problem = self.problem(data, volume)
         dtype = problem.weight.dtype
-        if dtype == torch.float32:
-            result = self._reconstruct(_cast(problem, torch.float64))
-            return _cast(result, dtype)
-        return self._reconstruct(problem)
+        work = _cast(problem, torch.float64) if dtype == torch.float32 else problem
+        result = self._reconstruct(work)
+        if work.log_prior is not None and work.muons is not None:
+            with torch.no_grad():
+                p = posterior_momentum(result.inverse_x0.detach().reshape(-1), work)
+            momentum = data.momentum.detach().clone()
+            momentum[work.muons] = p.to(momentum.dtype)
+            result = replace(result, momentum=momentum)
+        return _cast(result, dtype) if dtype == torch.float32 else result
+
+    def posterior_momentum(self, data: ScatterData, volume: PassiveVolume) -> Tensor:
+        """``(mu,)`` each muon's posterior effective momentum (GeV/c, detached) after
+        reconstructing with its momentum marginalised (:attr:`MLEMResult.momentum`): for the
+        methods that need one momentum per muon (``momentum = "posterior"`` in a configuration).
+        Needs a momentum prior (``momentum_prior`` here or on the data)."""
+        if self.momentum_prior is None and data.momentum_prior is None:
+            raise MutomoError("posterior_momentum needs a momentum prior (momentum_prior here or on the data)")
+        with torch.no_grad():
+            momentum = self.reconstruct(data, volume).momentum
+        assert momentum is not None
+        return momentum
+
+    def voxel_map(self, result: MLEMResult) -> VoxelMap:
+        """The :class:`VoxelMap` of a reconstruction; its score is ``1 / X0`` (m^-1)."""
+        r = result
+        score = torch.where(r.measured, 1 / torch.where(r.measured, r.x0, torch.ones_like(r.x0)), 0.0)
+        return VoxelMap(
+            method=self.name, score=score, weight=r.weight, measured=r.measured, x0=r.x0, uncertainty=r.uncertainty
+        )
 
     def _reconstruct(self, problem: EMProblem) -> MLEMResult:
         rho = self.initial(problem)
