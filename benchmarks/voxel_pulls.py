@@ -139,6 +139,13 @@ def main() -> None:
     parser.add_argument("--muons", type=int, nargs="+", default=[2000, 4000, 8000, 16000, 40000, 160000])
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--mlem", action="store_true", help="also ML/EM (slower)")
+    parser.add_argument(
+        "--mlem-errors",
+        nargs="+",
+        default=["conditional"],
+        choices=["conditional", "marginal", "sandwich"],
+        help="ML/EM's reported errors, one row each (MaximumLikelihoodEM's error)",
+    )
     parser.add_argument("--interior", action="store_true", help="only voxels not on the block's side faces")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -148,7 +155,8 @@ def main() -> None:
         "extended_poca_x0": PocaX0(extended=True),
     }
     if args.mlem:
-        methods["mlem"] = MaximumLikelihoodEM()
+        for error in args.mlem_errors:
+            methods["mlem" if error == "conditional" else f"mlem_{error}"] = MaximumLikelihoodEM(error=error)
     start = time.perf_counter()
     select = interior(volume) if args.interior else None
     results = collect(methods, volume, args.muons, range(args.seeds), select)

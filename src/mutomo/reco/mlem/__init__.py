@@ -130,7 +130,7 @@ the likelihood, the EM step), :mod:`.errors` (Fisher information and marginal va
 :mod:`.method` (:class:`MaximumLikelihoodEM`, the voxel method that runs them).
 """
 
-from mutomo.reco.mlem.errors import fisher_diagonal, fisher_matrix, marginal_variance
+from mutomo.reco.mlem.errors import fisher_diagonal, fisher_matrix, marginal_variance, sandwich_variance
 from mutomo.reco.mlem.method import (
     MAX_LOG_STEP,
     MAX_MEASUREMENT_VARIANCE,
@@ -174,6 +174,7 @@ __all__ = [
     "muon_path",
     "path_lengths",
     "posterior_momentum",
+    "sandwich_variance",
     "transverse_scatters",
     "with_momentum_classes",
 ]

@@ -13,7 +13,7 @@ from torch import Tensor
 from mutomo.errors import MutomoError
 from mutomo.materials import get_material
 from mutomo.reco.maps import ScatterData, VoxelMap
-from mutomo.reco.mlem.errors import fisher_diagonal, marginal_variance
+from mutomo.reco.mlem.errors import fisher_diagonal, marginal_variance, sandwich_variance
 from mutomo.reco.mlem.model import (
     EMProblem,
     _cast,
@@ -54,7 +54,7 @@ class MLEMResult:
         x0: ``(*batch, nx, ny, nz)`` radiation length (m): ``1 / rho`` with Highland's log term
             corrected if the method's ``log_term``; 0 where unmeasured.
         uncertainty: one standard deviation of ``x0`` (m) from the Fisher information
-            (conditional on the other voxels, or marginal: the method's ``error``); 0 where
+            (conditional on the other voxels, marginal, or sandwich: the method's ``error``); 0 where
             unmeasured.
         measured: bool, voxels crossed by at least ``min_path`` (and more than 0) of weighted path.
         weight: muon weight that crossed each voxel.
@@ -115,6 +115,12 @@ class MaximumLikelihoodEM:
             muon, does not explain it; one momentum per muon (``ExpectedMomentum`` with a nominal
             map) explained a dense object away (benchmarks/README.md, "Reconstruction without
             the truth"). Costs ``n_bins`` times the memory and time of an iteration.
+        acceleration: the largest over-relaxation exponent (>= 1; 1: plain EM steps), module
+            docstring.
+        error: the reported uncertainty: ``"conditional"`` (default; ``1 / sqrt(I_jj)``, the
+            Fisher error with the other voxels known), ``"marginal"`` (``(I^-1)_jj``, the other
+            voxels unknown: :func:`marginal_variance`) or ``"sandwich"`` (``J_jj / I_jj^2``,
+            robust to the deflections' non-Gaussian tails: :func:`sandwich_variance`).
 
     Example:
         >>> method = MaximumLikelihoodEM(iterations=10)
@@ -137,10 +143,10 @@ class MaximumLikelihoodEM:
         checkpoint: bool = True,
         momentum_prior: MomentumPrior | None = None,
         acceleration: float = 16.0,
-        error: Literal["conditional", "marginal"] = "conditional",
+        error: Literal["conditional", "marginal", "sandwich"] = "conditional",
     ) -> None:
-        if error not in ("conditional", "marginal"):
-            raise MutomoError(f"error must be 'conditional' or 'marginal'; got {error!r}")
+        if error not in ("conditional", "marginal", "sandwich"):
+            raise MutomoError(f"error must be 'conditional', 'marginal' or 'sandwich'; got {error!r}")
         if not (isinstance(acceleration, (int, float)) and math.isfinite(acceleration) and acceleration >= 1):
             raise MutomoError(f"acceleration (the largest over-relaxation exponent) must be >= 1; got {acceleration!r}")
         for name, value in (("iterations", iterations), ("uniform_iterations", uniform_iterations)):
@@ -348,9 +354,9 @@ class MaximumLikelihoodEM:
             mean_factor = torch.where(crossed, mean_factor / torch.where(crossed, path_sum, 1.0), 1.0)
             inverse_x0 = rho / mean_factor
         # Both finite and > 0 wherever a muon crossed (measured voxels were), taken only there.
-        if self.error == "marginal":
-            variance = marginal_variance(rho, problem)
-            sigma_rho = torch.sqrt(torch.where(measured, variance, torch.ones_like(variance)))
+        if self.error in ("marginal", "sandwich"):
+            variance = (marginal_variance if self.error == "marginal" else sandwich_variance)(rho, problem)
+            sigma_rho = torch.sqrt(torch.where(measured & (variance > 0), variance, torch.ones_like(variance)))
         else:
             fisher = fisher_diagonal(rho, problem)
             sigma_rho = torch.rsqrt(torch.where(measured, fisher, torch.ones_like(fisher)))
