@@ -142,8 +142,8 @@ def main() -> None:
     parser.add_argument(
         "--mlem-errors",
         nargs="+",
-        default=["conditional"],
-        choices=["conditional", "marginal", "sandwich"],
+        default=["robust"],
+        choices=["robust", "conditional", "marginal", "sandwich"],
         help="ML/EM's reported errors, one row each (MaximumLikelihoodEM's error)",
     )
     parser.add_argument("--interior", action="store_true", help="only voxels not on the block's side faces")
@@ -156,7 +156,7 @@ def main() -> None:
     }
     if args.mlem:
         for error in args.mlem_errors:
-            methods["mlem" if error == "conditional" else f"mlem_{error}"] = MaximumLikelihoodEM(error=error)
+            methods["mlem" if error == "robust" else f"mlem_{error}"] = MaximumLikelihoodEM(error=error)
     start = time.perf_counter()
     select = interior(volume) if args.interior else None
     results = collect(methods, volume, args.muons, range(args.seeds), select)

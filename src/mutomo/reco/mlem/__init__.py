@@ -96,10 +96,15 @@ muon's Highland factor ``(1 + 0.038 ln t_i)^2`` (``t_i`` its total thickness in 
 ``g(t_i) = t_i (1 + 0.038 ln t_i)^2``, inverted for ``t_i`` (beta = 1), and ``cbar_j`` is the
 path-weighted mean of ``g(t_i) / t_i`` over the muons crossing voxel ``j``.
 
-**Uncertainty.** ``1 / sqrt(I_jj)`` with the Fisher information
+**Uncertainty.** The Fisher information
 ``I_jj = 1/2 sum_i w_i tr(Sigma_i^-1 W'_ij Sigma_i^-1 W'_ij)`` (Gaussian model, covariance
-linear in ``rho``): the Cramer-Rao error of ``rho_j`` when the other voxels are known. Voxels
-share muons, so the marginal error is larger; it is exact for a single voxel.
+linear in ``rho``) gives ``1 / sqrt(I_jj)``, the Cramer-Rao error of ``rho_j`` when the other
+voxels are known and the model is right. Voxels share muons, so the marginal error is larger
+(exact for a single voxel); and the model's Gaussian core is not Molière's distribution, whose
+tails put more variance in the per-muon scores ``s_ij`` than ``I`` says. The default error is
+therefore the sandwich ``J_jj / I_jj^2``, ``J_jj = sum_i (w_i s_ij)^2`` (Huber 1967, White
+1982), never below ``1 / I_jj`` (:func:`sandwich_variance`; the other choices:
+:class:`MaximumLikelihoodEM`'s ``error``).
 
 **Over-relaxation.** Where many voxels share the muons the EM creeps (a 10 cm uranium cube in
 1 m^3 of concrete: 1/X0 = 20 m^-1 after 20 steps, 52 after 60, truth 315). Each iteration

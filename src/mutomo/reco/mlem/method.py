@@ -40,6 +40,8 @@ MAX_MEASUREMENT_VARIANCE = 1.0
 """Largest measurement variance (rad^2 for angles, m^2 for displacements) of a muon ML/EM uses."""
 # Largest change of ln rho of a voxel beyond its EM step in one over-relaxed step (a factor e^3 = 20).
 MAX_LOG_STEP = 3.0
+#: The uncertainties :class:`MaximumLikelihoodEM` can report (its ``error``).
+ERRORS = ("robust", "conditional", "marginal", "sandwich")
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class MLEMResult:
         x0: ``(*batch, nx, ny, nz)`` radiation length (m): ``1 / rho`` with Highland's log term
             corrected if the method's ``log_term``; 0 where unmeasured.
         uncertainty: one standard deviation of ``x0`` (m) from the Fisher information
-            (conditional on the other voxels, marginal, or sandwich: the method's ``error``); 0 where
+            (robust, conditional on the other voxels, marginal, or sandwich: the method's ``error``); 0 where
             unmeasured.
         measured: bool, voxels crossed by at least ``min_path`` (and more than 0) of weighted path.
         weight: muon weight that crossed each voxel.
@@ -117,10 +119,13 @@ class MaximumLikelihoodEM:
             the truth"). Costs ``n_bins`` times the memory and time of an iteration.
         acceleration: the largest over-relaxation exponent (>= 1; 1: plain EM steps), module
             docstring.
-        error: the reported uncertainty: ``"conditional"`` (default; ``1 / sqrt(I_jj)``, the
-            Fisher error with the other voxels known), ``"marginal"`` (``(I^-1)_jj``, the other
-            voxels unknown: :func:`marginal_variance`) or ``"sandwich"`` (``J_jj / I_jj^2``,
-            robust to the deflections' non-Gaussian tails: :func:`sandwich_variance`).
+        error: the reported uncertainty: ``"robust"`` (default; ``max(J_jj / I_jj^2, 1 /
+            I_jj)``, :func:`sandwich_variance` with ``at_least_fisher``: the sandwich, which
+            covers the deflections' non-Gaussian tails, never below the Fisher error),
+            ``"conditional"`` (``1 / I_jj``, the Fisher error with the other voxels known),
+            ``"marginal"`` (``(I^-1)_jj``, the other voxels unknown: :func:`marginal_variance`)
+            or ``"sandwich"`` (``J_jj / I_jj^2`` alone). Pulls of each: benchmarks/README.md,
+            "Voxel X0 pulls".
 
     Example:
         >>> method = MaximumLikelihoodEM(iterations=10)
@@ -143,10 +148,10 @@ class MaximumLikelihoodEM:
         checkpoint: bool = True,
         momentum_prior: MomentumPrior | None = None,
         acceleration: float = 16.0,
-        error: Literal["conditional", "marginal", "sandwich"] = "conditional",
+        error: Literal["conditional", "marginal", "sandwich", "robust"] = "robust",
     ) -> None:
-        if error not in ("conditional", "marginal", "sandwich"):
-            raise MutomoError(f"error must be 'conditional', 'marginal' or 'sandwich'; got {error!r}")
+        if error not in ERRORS:
+            raise MutomoError(f"error must be one of {ERRORS}; got {error!r}")
         if not (isinstance(acceleration, (int, float)) and math.isfinite(acceleration) and acceleration >= 1):
             raise MutomoError(f"acceleration (the largest over-relaxation exponent) must be >= 1; got {acceleration!r}")
         for name, value in (("iterations", iterations), ("uniform_iterations", uniform_iterations)):
@@ -354,8 +359,11 @@ class MaximumLikelihoodEM:
             mean_factor = torch.where(crossed, mean_factor / torch.where(crossed, path_sum, 1.0), 1.0)
             inverse_x0 = rho / mean_factor
         # Both finite and > 0 wherever a muon crossed (measured voxels were), taken only there.
-        if self.error in ("marginal", "sandwich"):
-            variance = (marginal_variance if self.error == "marginal" else sandwich_variance)(rho, problem)
+        if self.error != "conditional":
+            if self.error == "marginal":
+                variance = marginal_variance(rho, problem)
+            else:
+                variance = sandwich_variance(rho, problem, at_least_fisher=self.error == "robust")
             sigma_rho = torch.sqrt(torch.where(measured & (variance > 0), variance, torch.ones_like(variance)))
         else:
             fisher = fisher_diagonal(rho, problem)
