@@ -83,4 +83,4 @@ def test_sampled_hits_keep_the_acceptance_draw_the_efficiency_and_pass_its_gradi
     assert abs(rate - 0.7) < 4 * math.sqrt(0.21 / int(inside.sum()))
     # Straight through: d(sum of weights)/d(efficiency) = sum of acceptances, as for the expectation.
     sampled.weight.sum().backward()
-    assert float(efficiency.grad) == pytest.approx(float(acceptance.sum()), rel=1e-4)
+    assert float(efficiency.grad) == pytest.approx(float(acceptance.detach().sum()), rel=1e-4)
