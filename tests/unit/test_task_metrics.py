@@ -197,3 +197,9 @@ def test_own_error_is_taken_under_the_null_on_the_log_scale():
     z.sum().backward()
     assert torch.isfinite(maps.grad).all()
     assert float(_z_against(maps.detach(), mean, var)[0, 0]) == pytest.approx(29 / 0.1)  # no own error: linear
+    # A method without errors (sigma 0: ASR, BCA) keeps the linear z; a voxel no reference
+    # measured (mean 0) keeps the own error at its estimate (z <= 1 / sigma(ln X0) = 5).
+    no_error = _z_against(maps.detach(), mean, var, torch.zeros_like(sigma))
+    assert float(no_error[0, 0]) == pytest.approx(29 / 0.1) and float(no_error[0, 1]) == pytest.approx(3 / 0.1)
+    unseen = _z_against(maps.detach(), torch.zeros(4, dtype=torch.float64), var, sigma)
+    assert float(unseen[0, 0]) == pytest.approx(30 / math.sqrt(0.01 + 36.0), rel=1e-12) and float(unseen[0, 0]) < 5
