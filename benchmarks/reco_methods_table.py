@@ -37,9 +37,10 @@ Momenta (``task.momentum``): ``true`` (mean of the momenta in and out: an oracle
 concrete or water; ``ExpectedMomentum(..., deflection=False)``). ``--momenta`` also takes
 ``constant`` (4 GeV/c), ``expected`` (``ExpectedMomentum`` with the deflection), not run for
 the table, ``marginal`` (ML/EM only: no per-muon momentum, the EM marginalises over it with the
-flux prior above the range cut; its Delta AUC vs ASR is against ASR with the flux mean) and
-``posterior`` (PoCA, extended PoCA, ASR, BCA: each muon's posterior effective momentum after
-that ML/EM reconstruction of the same volume, ``MaximumLikelihoodEM.posterior_momentum``).
+flux prior above the range cut) and ``posterior`` (PoCA, extended PoCA, ASR, BCA: each muon's
+posterior effective momentum after that ML/EM reconstruction of the same volume,
+``MaximumLikelihoodEM.posterior_momentum``); the Delta AUC vs ASR of those two is against ASR
+with the flux mean (what ships).
 
 Definitions:
 
@@ -326,7 +327,8 @@ def scene_table(
     for (m, p), s in scores.items():
         if p != "true" and (m, "true") in scores:
             cells[m][p]["delta_auc_vs_true"] = paired_auc_difference(s, scores[(m, "true")], labels).as_list()
-        asr = ("asr", "flux_mean" if p == "marginal" else p)  # marginal: against ASR with the flux mean
+        # marginal and posterior: against what ships, ASR with the flux mean
+        asr = ("asr", "flux_mean" if p in ("marginal", "posterior") else p)
         if m != "asr" and asr in scores:
             cells[m][p]["delta_auc_vs_asr"] = paired_auc_difference(s, scores[asr], labels).as_list()
     return {

@@ -148,9 +148,9 @@ def test_a_voxel_with_a_handful_of_muons_cannot_drive_the_presence_score():
     """Clean iron blocks: 8 references and a clean test volume, all well measured (~120 muons a
     voxel), except that in the test volume one voxel keeps only its 6 most deflected muons (the
     worst case: its X0 falls to ~1/3). Against the references' spread alone that voxel is ~20
-    sigma out and drives the volume's score; with its own error in the z-score (of ln s,
-    tasks/presence.py) it stays near the clean volumes, while a real excess measured with many
-    muons (every muon of one voxel deflected 1.7x more, i.e. X0 / 3) still stands out."""
+    sigma out and drives the volume's score; with its own error in the
+    z-score it stays near the clean volumes, while a real excess measured with many muons (every
+    muon of one voxel deflected 1.7x more, i.e. X0 / 3) still stands out."""
     from dataclasses import replace
 
     from mutomo.tasks.presence import reference_scores, split_outputs, voxel_outputs
@@ -189,9 +189,8 @@ def test_a_voxel_with_a_handful_of_muons_cannot_drive_the_presence_score():
     # Without the voxel's own error, the starved voxel dominates (the behaviour before issue 13).
     assert score(outputs["starved"], own_error=False) > score(clean, own_error=False) + 2.0
     with_error = {name: score(o) for name, o in outputs.items()}
-    # Measured with the z-score of ln s (the voxel's error under the null): clean 0.20, starved
-    # 0.41, hot 4.72 (a smooth maximum over 100 voxels: one voxel at z ~ 9 gives ~4.6); with the
-    # linear z and the own error at the voxel's own estimate (before): 0.19, 0.23, 1.66.
+    # Measured: clean 0.19, starved 0.23, hot 1.66 (a smooth maximum over 100 voxels: one voxel
+    # at z ~ 5.3 gives ~1.6).
     assert with_error["starved"] < with_error["clean"] + 0.5, with_error
     assert with_error["hot"] > with_error["starved"] + 1.0, with_error
 

@@ -175,31 +175,3 @@ def test_regression_errors_include_the_calibration_lines_error():
         d, e = diffs[kind::2], diff_errors[kind::2]
         assert np.std((d - d.mean()) / e) == pytest.approx(1.0, abs=0.15)
     assert np.std(values) / np.mean(test_only) > 1.3
-
-
-def test_own_error_is_taken_under_the_null_on_the_log_scale():
-    """With the voxels' own errors, the z-score is that of ln s against the references, the own
-    error ``sigma(ln X0) = sigma / s`` at the reference mean: a dense voxel 30x the reference
-    mean measured to 20 % is at ln 30 / sqrt(0.1^2 + 0.2^2) = 15.2, beyond the 1 / 0.2 = 5 the
-    error at its own estimate allowed; a voxel 4x up measured to 60 % (a handful of muons) at
-    ln 4 / sqrt(0.1^2 + 0.6^2) = 2.3. Unmeasured voxels (0) keep the linear z; gradients finite."""
-    from mutomo.tasks.presence import _z_against
-
-    mean = torch.ones(4, dtype=torch.float64)
-    var = torch.full((4,), 0.01, dtype=torch.float64)
-    maps = torch.tensor([[30.0, 4.0, 0.0, 1.0]], dtype=torch.float64, requires_grad=True)
-    sigma = maps.detach() * torch.tensor([0.2, 0.6, 0.0, 0.2], dtype=torch.float64)
-    z = _z_against(maps, mean, var, sigma)
-    zd = z.detach()
-    assert float(zd[0, 0]) == pytest.approx(math.log(30) / math.sqrt(0.05), rel=1e-12)
-    assert float(zd[0, 1]) == pytest.approx(math.log(4) / math.sqrt(0.37), rel=1e-12)
-    assert float(zd[0, 2]) == pytest.approx(-1 / 0.1, rel=1e-12) and float(zd[0, 3]) == 0.0
-    z.sum().backward()
-    assert torch.isfinite(maps.grad).all()
-    assert float(_z_against(maps.detach(), mean, var)[0, 0]) == pytest.approx(29 / 0.1)  # no own error: linear
-    # A method without errors (sigma 0: ASR, BCA) keeps the linear z; a voxel no reference
-    # measured (mean 0) keeps the own error at its estimate (z <= 1 / sigma(ln X0) = 5).
-    no_error = _z_against(maps.detach(), mean, var, torch.zeros_like(sigma))
-    assert float(no_error[0, 0]) == pytest.approx(29 / 0.1) and float(no_error[0, 1]) == pytest.approx(3 / 0.1)
-    unseen = _z_against(maps.detach(), torch.zeros(4, dtype=torch.float64), var, sigma)
-    assert float(unseen[0, 0]) == pytest.approx(30 / math.sqrt(0.01 + 36.0), rel=1e-12) and float(unseen[0, 0]) < 5

@@ -7,25 +7,12 @@ The per-volume score is a smooth maximum over voxels of a z-score of the voxel m
   the same exposure): what an operator does by scanning known-clean cargo. It removes the
   voxel-to-voxel structure every method has (edges, depth, acceptance), which otherwise looks
   like evidence. In evaluation the reference volumes are the calibration volumes; in training,
-  the batch's own volumes without the object (leave-one-out for those), ``z = (s - mean) /
-  sqrt(var_ref)``. For methods that report a statistical error (PoCA X0, ML/EM: ``sigma(ln X0)``
-  of ``s = 1 / X0``) the z-score is that of ``ln s``, with the voxel's own error under the null
-  added to the reference spread:
-
-      z = ln(s / mean) / sqrt(var_ref / mean^2 + sigma(ln X0)^2)
-
-  (the reference spread in ``ln s`` by the delta method). The logarithm is the scale on which
-  an X0 estimate's error is near Gaussian (its pulls are checked there: benchmarks/README.md,
-  "Voxel X0 pulls"); it keeps the right tail of a voxel seen with a handful of muons short (a
-  starved voxel whose estimate rose 4x adds ``ln 4 / sigma``, not ``3 / sigma``), while a dense
-  object whose ``1 / X0`` is 30x the background's stands out by ``ln 30 / sigma``. (Before, the
-  own error was taken at the voxel's own estimate, ``s sigma(ln X0)``, which capped every
-  voxel's z near ``1 / sigma(ln X0)`` however dense it was: ~5 at 50 muons, about the largest z
-  among a thousand clean voxels.) A voxel that no reference measured (mean 0) has no level to
-  compare with on that scale: it keeps the linear z with its own error at its own estimate,
-  ``(s - mean) / sqrt(var_ref + (s sigma(ln X0))^2)``, capped near ``1 / sigma(ln X0)`` (without
-  that, binned PoCA's sparse edge voxels, measured in a test volume but in none of 24
-  references, gave clean volumes z-scores of 10-60). Voxels under the method's minimum count
+  the batch's own volumes without the object (leave-one-out for those). A voxel's own
+  statistical error adds to the reference spread in the denominator,
+  ``z = (s - mean) / sqrt(var_ref + sigma_s^2)``, for methods that report one (PoCA X0, ML/EM:
+  ``sigma_s = s sigma(ln X0)`` for ``s = 1 / X0``): a voxel that the references measured well
+  but this volume saw with a handful of muons cannot reach more than ``~ 1 / sigma(ln X0)``
+  (~1.7 at 5 muons), however far its estimate fell. Voxels under the method's minimum count
   are unmeasured (score 0, no error) and so never count as evidence.
 * ``"volume"``: robust z-scores against the median and MAD of the volume's own measured voxels
   (:func:`mutomo.inference.tasks.presence_score`); ``"layer"``: the same per horizontal layer.
@@ -127,19 +114,9 @@ def _z_against(maps: Tensor, mean: Tensor, var: Tensor, sigma: Tensor | None = N
         tiny = 1e-6 * scale + 1e-12
         floor = torch.maximum(SIGMA_FLOOR * typical, tiny)
     total = torch.maximum(var, floor**2)
-    if sigma is None:
-        return (maps - mean) / torch.sqrt(total)
-    # A z-score of ln s (module docstring): the excess mean ln(s / mean), the voxel's own error
-    # under the null, its relative error sigma / s = sigma(ln X0) at the reference mean. Where the
-    # references give no level (no reference measured the voxel: mean 0) the linear z with the
-    # own error at the voxel's estimate, as before; where the method reports no error (sigma 0:
-    # ASR, BCA) the plain linear z.
-    logged = (maps > 0) & (mean > 0) & (sigma > 0)
-    safe_maps = torch.where(logged, maps, torch.ones_like(maps))
-    safe_mean = torch.where(logged, mean, torch.ones_like(mean))
-    excess = torch.where(logged, mean * torch.log(safe_maps / safe_mean), maps - mean)
-    own = torch.where(logged, sigma / safe_maps * mean, sigma)
-    return excess / torch.sqrt(total + own**2)
+    if sigma is not None:
+        total = total + sigma**2
+    return (maps - mean) / torch.sqrt(total)
 
 
 def reference_scores(maps: Tensor, reference: Tensor, sigma: Tensor | None = None) -> Tensor:
