@@ -90,7 +90,7 @@ import numpy as np
 import torch
 
 from mutomo.detector.readout import physical_readout
-from mutomo.io.config import RunConfig, parse_config
+from mutomo.io.config import POSTERIOR_INFERENCES, RunConfig, parse_config
 from mutomo.optimise.evaluate import CALIBRATION_STREAM, TEST_STREAM
 from mutomo.optimise.problem import Problem, build_problem, key_generator
 from mutomo.optimise.run import evaluation_settings
@@ -120,8 +120,8 @@ MOMENTA = ("true", "flux_mean", "range_mean")
 ALL_MOMENTA = ("true", "constant", "flux_mean", "range_mean", "expected", "marginal", "posterior")
 #: Methods with a ``marginal`` cell (the one that marginalises over the momentum).
 MARGINAL_METHODS = ("mlem",)
-#: Methods with a ``posterior`` cell (those that take one momentum per muon; ML/EM marginalises).
-POSTERIOR_METHODS = ("poca", "extended_poca", "asr", "bca")
+#: Methods with a ``posterior`` cell: those a configuration allows it for.
+POSTERIOR_METHODS = POSTERIOR_INFERENCES
 
 
 def methods_for(momentum: str, methods: tuple[str, ...]) -> list[str]:

@@ -34,6 +34,10 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: Inferences that take ``momentum = "posterior"`` (one momentum per muon; ML/EM marginalises itself).
+POSTERIOR_INFERENCES = ("poca", "extended_poca", "asr", "bca")
+
+
 class TaskConfig(Strict):
     """What is asked of the volume (README: configuration reference)."""
 
@@ -75,10 +79,10 @@ class TaskConfig(Strict):
                 f"momentum 'marginal' needs inference 'mlem' (the one method that marginalises over the momentum); "
                 f"got inference {self.inference!r}"
             )
-        posterior = ["poca", "extended_poca", "asr", "bca"]
-        if self.momentum == "posterior" and self.inference not in posterior:
+        if self.momentum == "posterior" and self.inference not in POSTERIOR_INFERENCES:
             raise MutomoError(
-                f"momentum 'posterior' (each muon's momentum from an ML/EM fit) is for inference {posterior}; "
+                f"momentum 'posterior' (each muon's momentum from an ML/EM fit) is for inference "
+                f"{list(POSTERIOR_INFERENCES)}; "
                 f"got inference {self.inference!r} (mlem marginalises itself: momentum 'marginal')"
             )
         return self

@@ -35,12 +35,17 @@ def fisher_diagonal(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
     unknown momentum makes a voxel's density less certain than any known momentum would. It is
     floored at 1 % of the first term."""
     m = _moments(inverse_x0, problem)
+    return _fisher_diagonal(problem, m, *_entry_terms(problem, m))
+
+
+def _fisher_diagonal(problem: EMProblem, m: _Moments, score: Tensor, w: Tensor) -> Tensor:
+    """:func:`fisher_diagonal` from the moments ``m`` at the density and their
+    :func:`_entry_terms` ``(score, w)``, for callers that need them too."""
     f = _row_information(m)
     paths = problem.paths
     w3 = problem.scaled_w.T
     per_entry = 0.5 * torch.einsum("em,emn,en->e", w3, f.index_select(0, paths.muon), w3)
-    score, w = _entry_terms(problem, m)
-    zeros = torch.zeros_like(inverse_x0)
+    zeros = torch.zeros_like(problem.count)
     information = zeros.index_add(0, paths.voxel, w * per_entry)
     if problem.classes == 1:
         return information
@@ -166,7 +171,7 @@ def sandwich_variance(inverse_x0: Tensor, problem: EMProblem, at_least_fisher: b
     the sandwich's small-sample bias, Kauermann & Carroll, JASA 96 (2001) 1387): alone it gave
     pulls of 1.7-2.1 under 20 muons in water and 1.3-2.9 in iron, where the Fisher error is
     right. The larger of the two keeps the model's error where the scores show no excess."""
-    m = _moments(inverse_x0, problem)
+    m = _moments(inverse_x0, problem)  # once, for both J and I
     score, w = _entry_terms(problem, m)
     per_entry = 0.5 * w * score
     voxel = problem.paths.voxel
@@ -174,7 +179,7 @@ def sandwich_variance(inverse_x0: Tensor, problem: EMProblem, at_least_fisher: b
         per_entry = per_entry.reshape(-1, problem.classes).sum(-1)
         voxel = voxel.reshape(-1, problem.classes)[:, 0]
     j = torch.zeros_like(inverse_x0).index_add(0, voxel, per_entry**2)
-    info = fisher_diagonal(inverse_x0, problem)
+    info = _fisher_diagonal(problem, m, score, w)
     crossed = (problem.count > 0) & (info > 0)
     safe = torch.where(crossed, info, torch.ones_like(info))
     variance = j / safe**2
