@@ -93,23 +93,26 @@ def test_gradcheck_em_step_and_log_likelihood_in_everything_they_read(classes):
         problem = with_momentum_classes(problem, log_prior, momentum)
         assert problem.classes == 2  # the class no muon may be in is dropped
     rho = torch.tensor([3.0, 40.0], dtype=D, requires_grad=True)
-    units = {"deflection": 1e-2, "noise": 1e-6, "scaled_w": 1e-6}
+    # With classes the path entries carry W alone (~0.1-1) and each class row its scale c (~1e-5).
+    units = {"deflection": 1e-2, "noise": 1e-6, "scaled_w": float(problem.scaled_w.abs().max()), "scale": 1e-5}
     deflection = (problem.deflection / units["deflection"]).requires_grad_()
     noise_half = (problem.noise / (2 * units["noise"])).requires_grad_()
     scaled_w = (problem.scaled_w / units["scaled_w"]).requires_grad_()
+    scale = (problem.scale / units["scale"]).requires_grad_()
     weight = problem.weight.clone().requires_grad_()
 
-    def f(rho, deflection, noise_half, scaled_w, weight):
+    def f(rho, deflection, noise_half, scaled_w, scale, weight):
         p = replace(
             problem,
             deflection=deflection * units["deflection"],
             noise=(noise_half + noise_half.transpose(-1, -2)) * units["noise"],
             scaled_w=scaled_w * units["scaled_w"],
+            scale=scale * units["scale"],
             weight=weight,
         )
         return em_update(rho, p), log_likelihood(rho, p)
 
-    assert gradcheck(f, (rho, deflection, noise_half, scaled_w, weight))
+    assert gradcheck(f, (rho, deflection, noise_half, scaled_w, scale, weight))
 
 
 def lead_in_water_mlem(

@@ -585,6 +585,50 @@ def test_fisher_matrix_is_symmetric_its_diagonal_is_fisher_diagonal_and_matches_
     np.testing.assert_allclose(variance, np.diag(np.linalg.inv(expected)), rtol=1e-10)
 
 
+def test_fisher_matrix_with_momentum_classes_is_louis_information_in_numpy():
+    """Two layers, each muon's momentum one of three hidden classes: :func:`fisher_matrix` (the
+    classes summed per muon before the path entries are read) against Louis' observed
+    information with explicit 4 x 4 matrices per (muon, class), ``I_jl = sum_i w_i [sum_k r_ik
+    F_ikjl - (sum_k r_ik s_ikj s_ikl - s_ij s_il)]``, ``F_ikjl = 1/2 tr(A W'_j A W'_l)``,
+    ``s_ikj = 1/2 (D^T A W'_j A D - tr(A W'_j))``, ``A = Sigma_ik^-1``, ``W'_ikj = c_k W_ij``;
+    its diagonal is :func:`fisher_diagonal`'s where Louis' term leaves over 1 % (the floor)."""
+    t = toy(400, [(0.25, 0.0176), (0.25, 0.3608)], seed=25, track_sigma=(1e-4, 1e-3), p_classes=CLASSES)
+    problem = MaximumLikelihoodEM(path="straight", momentum_prior=DiscretePrior(*CLASSES)).problem(t.data, t.volume)
+    assert problem.classes == 3
+    rho = torch.tensor([3.0, 50.0], dtype=D)
+    info = fisher_matrix(rho, problem)[0].numpy()
+    w = problem.scaled_w.T[:, [0, 1, 1, 2]].reshape(-1, 2, 2).numpy()  # W alone: c is per class
+    big = np.einsum("kl,eab->ekalb", np.eye(2), w).reshape(-1, 4, 4)
+    muon, voxel = problem.paths.muon.numpy(), problem.paths.voxel.numpy()
+    n = int(muon.max()) + 1
+    momenta = np.array(CLASSES[0])
+    scale = (HIGHLAND_E0 * np.sqrt(momenta**2 + MUON_MASS**2) / momenta**2) ** 2
+    noise = problem.noise.numpy()[::3]
+    data = problem.deflection.reshape(-1, 4).numpy()[::3]
+    weight = 3 * problem.weight.numpy()[::3]
+    path = np.zeros((n, 2, 4, 4))  # sum over the muon's entries in each voxel of I_2 kron W
+    np.add.at(path, (muon, voxel), big)
+    expected = np.zeros((2, 2))
+    for i in range(n):
+        log_joint, f, s = [], [], []
+        for k in range(3):
+            w_prime = scale[k] * path[i]  # (voxel, 4, 4)
+            sigma = noise[i] + np.einsum("j,jab->ab", rho.numpy(), w_prime)
+            a = np.linalg.inv(sigma)
+            q = a @ data[i]
+            log_joint.append(math.log(CLASSES[1][k]) - 0.5 * np.linalg.slogdet(sigma)[1] - 0.5 * data[i] @ q)
+            f.append(0.5 * np.einsum("ab,jbc,cd,lda->jl", a, w_prime, a, w_prime))
+            s.append(0.5 * (np.einsum("a,jab,b->j", q, w_prime, q) - np.einsum("ab,jba->j", a, w_prime)))
+        r = np.exp(np.array(log_joint) - max(log_joint))
+        r /= r.sum()
+        s_arr = np.array(s)
+        mean = r @ s_arr
+        spread = np.einsum("k,kj,kl->jl", r, s_arr, s_arr) - np.outer(mean, mean)
+        expected += weight[i] * (np.einsum("k,kjl->jl", r, np.array(f)) - spread)
+    np.testing.assert_allclose(info, expected, rtol=1e-9)
+    np.testing.assert_allclose(np.diag(info), fisher_diagonal(rho, problem).numpy(), rtol=1e-12)
+
+
 def test_over_relaxed_steps_reach_the_em_fixed_point_sooner_and_never_lower_the_likelihood():
     """Iron over water (25 cm each), every muon crossing both: the plain EM creeps (after 40
     steps the water layer is still several errors from its fixed point, found by 1000 plain

@@ -122,11 +122,14 @@ Lange, Statistica Sinica 5 (1995) 1 and of SQUAREM, Varadhan & Roland, Scand. J.
 E_i``. The complete data are then ``(k, H)``: the E-step adds the class posteriors
 ``r_ik = pi_ik N(D_i; 0, Sigma_ik) / sum_k (...)`` at the current density, and the M-step is
 the update above with each (muon, class) pair weighted by ``w_i r_ik`` (still a ratio over
-``M_j``, as ``sum_k r_ik = 1``). Implemented by expanding every muon into its ``K`` classes
-(:func:`with_momentum_classes`). A muon deflected much is read as slow only as far as the
-density map, which every other muon constrains, fails to explain it, which is what the single
-momentum of :class:`~mutomo.reco.ExpectedMomentum` with a nominal map could not do (it
-explained a dense cube away). The error comes from Louis' observed information
+``M_j``, as ``sum_k r_ik = 1``). Implemented by giving every muon ``K`` class rows
+(:func:`with_momentum_classes`) that share its path: a class only rescales the scattering part
+of the covariance by ``c_k``, so the sums over the path are done once per muon (``sum_j rho_j
+W_ij``, and ``sum_k w_ik c_k R_ik`` before the M-step reads the path entries): ``K`` times
+less memory and work per path entry than a path per class. A muon deflected much is read as
+slow only as far as the density map, which every other muon constrains, fails to explain it,
+which is what the single momentum of :class:`~mutomo.reco.ExpectedMomentum` with a nominal map
+could not do (it explained a dense cube away). The error comes from Louis' observed information
 (:func:`fisher_diagonal`).
 
 The package, in the order a batch goes through it: :mod:`.paths` (each muon's sparse path

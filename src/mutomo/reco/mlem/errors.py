@@ -10,7 +10,7 @@ import math
 import torch
 from torch import Tensor
 
-from mutomo.reco.mlem.model import EMProblem, _entry_terms, _Moments, _moments
+from mutomo.reco.mlem.model import EMProblem, _mixture, _Moments, _moments, _weighted_score
 
 
 def _row_information(m: _Moments) -> Tensor:
@@ -21,6 +21,29 @@ def _row_information(m: _Moments) -> Tensor:
     dtype, device = blocks.dtype, blocks.device
     basis = torch.tensor([[[1, 0], [0, 0]], [[0, 1], [1, 0]], [[0, 0], [0, 1]]], dtype=dtype, device=device)
     return torch.einsum("ikalb,mbc,ilckd,nda->imn", blocks, basis, blocks, basis)
+
+
+def _muon_information(problem: EMProblem, m: _Moments) -> tuple[Tensor, Tensor | None]:
+    """``(information, spread)``, each ``(n, 3, 3)`` per muon, so that an entry pair's
+    contribution to the Fisher matrix is ``1/2 W_ij^T information_i W_il - W_ij^T spread_i W_il``
+    (``W`` as the 3-vectors of :attr:`EMProblem.scaled_w`).
+
+    One class: ``information = w_i F_i`` (:func:`_row_information`) and no spread. Classes
+    (``W'_ikj = c_ik W_ij``): ``information = sum_k w_ik c_ik^2 F_ik`` and ``spread`` the
+    weighted covariance over the classes of ``g_ik = c_ik R_ik / 2``, whose product with
+    ``W_ij`` is the class's score ``s_ikj``: ``sum_k w_ik (g_ik - g_i)(g_ik - g_i)^T`` with
+    ``g_i`` their ``w``-weighted mean, ``w_ik`` the EM weights (:func:`_mixture`)."""
+    f = _row_information(m)
+    w = _mixture(problem, m)[0]
+    if problem.classes == 1:
+        return w[:, None, None] * f, None
+    k, c = problem.classes, problem.scale
+    information = ((w * c**2)[:, None, None] * f).reshape(-1, k, 3, 3).sum(1)
+    g = (0.5 * c * m.r).T.reshape(-1, k, 3)
+    w_k = w.reshape(-1, k)
+    mean = (w_k[..., None] * g).sum(1) / w_k.sum(-1).clamp(min=1e-300)[:, None]
+    dev = g - mean[:, None, :]
+    return information, torch.einsum("ik,ika,ikb->iab", w_k, dev, dev)
 
 
 def fisher_diagonal(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
@@ -34,35 +57,28 @@ def fisher_diagonal(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
     (the Gaussian expected information ``F`` standing for each class's observed one); the
     unknown momentum makes a voxel's density less certain than any known momentum would. It is
     floored at 1 % of the first term."""
-    m = _moments(inverse_x0, problem)
-    return _fisher_diagonal(problem, m, *_entry_terms(problem, m))
+    return _fisher_diagonal(problem, _moments(inverse_x0, problem))
 
 
-def _fisher_diagonal(problem: EMProblem, m: _Moments, score: Tensor, w: Tensor) -> Tensor:
-    """:func:`fisher_diagonal` from the moments ``m`` at the density and their
-    :func:`_entry_terms` ``(score, w)``, for callers that need them too."""
-    f = _row_information(m)
+def _fisher_diagonal(problem: EMProblem, m: _Moments) -> Tensor:
+    """:func:`fisher_diagonal` from the moments ``m`` at the density, for callers that need
+    them too."""
+    information, spread = _muon_information(problem, m)
     paths = problem.paths
     w3 = problem.scaled_w.T
-    per_entry = 0.5 * torch.einsum("em,emn,en->e", w3, f.index_select(0, paths.muon), w3)
     zeros = torch.zeros_like(problem.count)
-    information = zeros.index_add(0, paths.voxel, w * per_entry)
-    if problem.classes == 1:
-        return information
-    # Entries are class-minor (the K copies of an entry consecutive): the posterior moments of
-    # the score over a muon's classes, per entry of its path.
-    k = problem.classes
-    s_k = (0.5 * score).reshape(-1, k)
-    w_k = w.reshape(-1, k)
-    total = w_k.sum(-1, keepdim=True)
-    mean = (w_k * s_k).sum(-1, keepdim=True) / total.clamp(min=1e-300)
-    spread = (w_k * (s_k - mean) ** 2).sum(-1)
-    voxel = paths.voxel.reshape(-1, k)[:, 0]
-    louis = information - zeros.index_add(0, voxel, spread)
-    return torch.maximum(louis, 0.01 * information)
+
+    def per_voxel(matrix: Tensor) -> Tensor:  # sum over entries of W_ij^T matrix_i W_ij
+        per_entry = torch.einsum("em,emn,en->e", w3, matrix.index_select(0, paths.muon), w3)
+        return zeros.index_add(0, paths.voxel, per_entry)
+
+    total = 0.5 * per_voxel(information)
+    if spread is None:
+        return total
+    return torch.maximum(total - per_voxel(spread), 0.01 * total)
 
 
-#: Rows (muons, or muon-class pairs) per chunk of :func:`fisher_matrix` (each holds ``L^2`` pairs).
+#: Muons per chunk of :func:`fisher_matrix` (each holds ``L^2`` pairs).
 _FISHER_CHUNK = 16384
 
 
@@ -73,55 +89,39 @@ def fisher_matrix(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
     :func:`fisher_diagonal` (whose values are its diagonal). Voxels share muons, so the error of
     one density with the others unknown, ``sqrt((I^-1)_jj)``, exceeds ``1 / sqrt(I_jj)``, the
     error with the others known (benchmarks/README.md, "Voxel X0 pulls": 1 m of water in 10 cm
-    columns, pulls up to 1.8 with the latter). Built from every pair of entries of each row's
-    path (rows in chunks); dense per batch entry."""
+    columns, pulls up to 1.8 with the latter). Built from every pair of entries of each muon's
+    path (muons in chunks); dense per batch entry."""
     m = _moments(inverse_x0, problem)
     dtype, device = inverse_x0.dtype, inverse_x0.device
-    f = _row_information(m)
+    information, spread = _muon_information(problem, m)
+    pair_matrix = 0.5 * information if spread is None else 0.5 * information - spread
     paths = problem.paths
-    score, w = _entry_terms(problem, m)
     grid = math.prod(problem.grid_shape[-3:])
     n_batch = math.prod(problem.batch_shape)
-    rows = problem.weight.shape[0]
-    k = problem.classes
-    # Each row's entries, padded to the longest path: (rows, L).
+    muons = pair_matrix.shape[0]
+    # Each muon's entries, padded to the longest path: (muons, L).
     order = torch.argsort(paths.muon, stable=True)
     row = paths.muon[order]
-    counts = torch.bincount(row, minlength=rows)
+    counts = torch.bincount(row, minlength=muons)
     width = int(counts.max()) if counts.numel() else 0
     out = torch.zeros(n_batch * grid * grid, dtype=dtype, device=device)
     if width == 0:
         return out.reshape(n_batch, grid, grid)
     start = torch.cumsum(counts, 0) - counts
     ends = torch.cumsum(counts, 0)
-    chunk = max(k, _FISHER_CHUNK // k * k)  # whole muons: their K class rows together
-    for lo in range(0, rows, chunk):
-        hi = min(rows, lo + chunk)
+    for lo in range(0, muons, _FISHER_CHUNK):
+        hi = min(muons, lo + _FISHER_CHUNK)
         first, last = int(start[lo]), int(ends[hi - 1])
         sel = order[first:last]
         r = row[first:last] - lo
         position = torch.arange(first, last, device=device) - start[row[first:last]]
         n = hi - lo
-        # This chunk's rows, their entries padded to the longest path: (n, L).
+        # This chunk's muons, their entries padded to the longest path: (n, L).
         vox = torch.full((n, width), -1, dtype=torch.long, device=device)
         vox[r, position] = paths.voxel[sel]
         g = torch.zeros(n, width, 3, dtype=dtype, device=device)
         g[r, position] = problem.scaled_w.T[sel]
-        row_weight = torch.zeros(n, dtype=dtype, device=device)
-        row_weight[r] = w[sel]
-        pairs = 0.5 * row_weight[:, None, None] * torch.einsum("ram,rmn,rbn->rab", g, f[lo:hi], g)
-        if k > 1:
-            # Louis: minus the posterior covariance of the scores over each muon's classes.
-            half_score = torch.zeros(n, width, dtype=dtype, device=device)
-            half_score[r, position] = 0.5 * score[sel]
-            sc = half_score.reshape(-1, k, width)
-            wk = row_weight.reshape(-1, k)
-            total = wk.sum(-1).clamp(min=1e-300)
-            mean = (wk[..., None] * sc).sum(1) / total[:, None]
-            dev = sc - mean[:, None, :]
-            cov = torch.einsum("ik,ika,ikb->iab", wk, dev, dev)
-            pairs = pairs.reshape(-1, k, width, width).sum(1) - cov
-            vox = vox.reshape(-1, k, width)[:, 0]
+        pairs = torch.einsum("ram,rmn,rbn->rab", g, pair_matrix[lo:hi], g)
         valid = (vox[:, :, None] >= 0) & (vox[:, None, :] >= 0)
         entry = vox.clamp(min=0)
         batch = entry // grid
@@ -172,14 +172,9 @@ def sandwich_variance(inverse_x0: Tensor, problem: EMProblem, at_least_fisher: b
     pulls of 1.7-2.1 under 20 muons in water and 1.3-2.9 in iron, where the Fisher error is
     right. The larger of the two keeps the model's error where the scores show no excess."""
     m = _moments(inverse_x0, problem)  # once, for both J and I
-    score, w = _entry_terms(problem, m)
-    per_entry = 0.5 * w * score
-    voxel = problem.paths.voxel
-    if problem.classes > 1:  # entries are class-minor: the muon's score is the sum over its classes
-        per_entry = per_entry.reshape(-1, problem.classes).sum(-1)
-        voxel = voxel.reshape(-1, problem.classes)[:, 0]
-    j = torch.zeros_like(inverse_x0).index_add(0, voxel, per_entry**2)
-    info = _fisher_diagonal(problem, m, score, w)
+    per_entry = 0.5 * _weighted_score(problem, m)
+    j = torch.zeros_like(inverse_x0).index_add(0, problem.paths.voxel, per_entry**2)
+    info = _fisher_diagonal(problem, m)
     crossed = (problem.count > 0) & (info > 0)
     safe = torch.where(crossed, info, torch.ones_like(info))
     variance = j / safe**2

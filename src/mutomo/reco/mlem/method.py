@@ -261,17 +261,22 @@ class MaximumLikelihoodEM:
             return (1 / x0).expand(problem.grid_shape).reshape(-1)
         # One voxel per batch entry: W is additive over a muon's path, so merge its entries.
         n_batch = math.prod(problem.batch_shape)
-        n_mu = problem.weight.shape[0]
+        n_mu = problem.weight.shape[0] // problem.classes
         muon = torch.arange(n_mu, device=device)
         zero = torch.zeros(n_mu, dtype=dtype, device=device)
         merged = torch.stack([zero.index_add(0, problem.paths.muon, w) for w in problem.scaled_w])
-        batch = problem.batch if problem.batch is not None else torch.zeros_like(muon)
-        count = torch.zeros(n_batch, dtype=dtype, device=device).index_add(0, batch, problem.weight)
+        batch = problem.batch[:: problem.classes] if problem.batch is not None else torch.zeros_like(muon)
+        count = torch.zeros(n_batch, dtype=dtype, device=device).index_add(0, batch, problem.per_muon(problem.weight))
         paths = PathLengths(muon=muon, voxel=batch, length=zero, tail=zero, n_muons=n_mu, n_voxels=n_batch)
         uniform = replace(problem, paths=paths, scaled_w=merged, count=count)
         rho = torch.full((n_batch,), 1 / get_material("water").x0, dtype=dtype, device=device)
         for _ in range(self.uniform_iterations):
-            rho = em_update(rho, uniform)
+            # Checkpointed as the iterations are: each step's per-muon intermediates (~80 a row)
+            # would otherwise stay for the backward pass, ~8 GiB at 1e6 muons in 12 momentum classes.
+            if self.checkpoint and torch.is_grad_enabled():
+                rho = torch.utils.checkpoint.checkpoint(em_update, rho, uniform, use_reentrant=False)
+            else:
+                rho = em_update(rho, uniform)
         return rho.repeat_interleave(math.prod(problem.grid_shape[-3:]))
 
     def reconstruct(self, data: ScatterData, volume: PassiveVolume) -> MLEMResult:
@@ -342,17 +347,18 @@ class MaximumLikelihoodEM:
             else:
                 rho, value, omega = step(rho, omega)
             history.append(value.detach())
-        history.append(log_likelihood(rho, problem).detach())
+        with torch.no_grad():  # a record, not on the graph
+            history.append(log_likelihood(rho, problem))
         paths = problem.paths
-        w = problem.weight.index_select(0, paths.muon)
+        muon_weight = problem.per_muon(problem.weight)
+        w = muon_weight.index_select(0, paths.muon)
         zeros = torch.zeros_like(rho)
         path_sum = zeros.index_add(0, paths.voxel, w * paths.length)
         measured = (path_sum >= self.min_path) & (path_sum > 0)
         inverse_x0 = rho
         if self.log_term:
-            raw = torch.zeros_like(problem.weight).index_add(
-                0, paths.muon, paths.length * rho.index_select(0, paths.voxel)
-            )
+            along = paths.length * rho.index_select(0, paths.voxel)
+            raw = torch.zeros_like(muon_weight).index_add(0, paths.muon, along)
             factor = raw / highland_inverse(raw)  # (1 + 0.038 ln t)^2 per muon
             mean_factor = zeros.index_add(0, paths.voxel, w * paths.length * factor.index_select(0, paths.muon))
             crossed = path_sum > 0

@@ -83,10 +83,11 @@ class EMProblem:
     """Everything the EM iterations need, precomputed once.
 
     Attributes:
-        paths: the sparse path lengths (voxel indices offset by batch entry).
+        paths: the sparse path lengths (voxel indices offset by batch entry), one row per muon.
         scaled_w: ``(3, E)`` ``c_i (W_00, W_01, W_11)`` of each entry (rad^2 m^-1 units: times
             ``rho`` in m^-1 they are covariances); where the momentum lost is known, ``c`` of
-            the momentum at the entry's depth (:func:`momentum_along_path`).
+            the momentum at the entry's depth (:func:`momentum_along_path`). With ``classes >
+            1``, ``(W_00, W_01, W_11)`` alone: each class's ``c`` is in ``scale``.
         deflection: ``(mu, 2, 2)`` data ``D_i`` (see :class:`TransverseScatters`).
         noise: ``(mu, 4, 4)`` measurement covariance ``E_i``.
         scale: ``(mu,)`` ``c_i = (E0 / (beta_i p_i))^2`` (dimensionless).
@@ -95,10 +96,13 @@ class EMProblem:
         batch: ``(mu,)`` flat batch index of each muon, or ``None``.
         grid_shape: ``(*batch_shape, nx, ny, nz)``; ``V`` is its product.
         classes: momentum classes per muon (1: the momenta are given). With ``K > 1`` each
-            "muon" row above is a (muon, momentum class) pair, the ``K`` rows of a muon
-            consecutive, each carrying ``1 / K`` of the muon's weight (so that counts and path
-            sums are the muon's) and ``c`` of its class's momentum (:class:`MaximumLikelihoodEM`,
-            ``momentum_prior``).
+            "muon" row of ``deflection``, ``noise``, ``scale``, ``weight``, ``batch`` and
+            ``log_prior`` is a (muon, momentum class) pair, the ``K`` rows of a muon
+            consecutive, each carrying ``1 / K`` of the muon's weight and ``c`` of its class's
+            momentum (:class:`MaximumLikelihoodEM`, ``momentum_prior``); the path entries stay
+            one set per muon (``paths.muon`` counts muons): a class only rescales the muon's
+            covariance, so every sum over a path is done once per muon (:func:`_moments`,
+            :func:`_weighted_score`).
         log_prior: ``(mu,)`` log prior probability of each row's class (``-inf``: excluded by
             the range cut), with ``classes > 1``; else ``None``.
         muons: ``(n,)`` the index in the data (:class:`ScatterData`'s flat muon axis) of each
@@ -122,6 +126,16 @@ class EMProblem:
     @property
     def batch_shape(self) -> tuple[int, ...]:
         return self.grid_shape[:-3]
+
+    def per_muon(self, rows: Tensor) -> Tensor:
+        """``(..., n)`` the sum over each muon's ``K`` class rows of ``rows`` ``(..., n K)``."""
+        if self.classes == 1:
+            return rows
+        return rows.reshape(*rows.shape[:-1], -1, self.classes).sum(-1)
+
+    def per_row(self, muons: Tensor) -> Tensor:
+        """``(..., n K)`` a per-muon ``(..., n)`` quantity repeated on each of its class rows."""
+        return muons if self.classes == 1 else muons.repeat_interleave(self.classes, -1)
 
 
 # 2 x 2 matrices as their four entries (m00, m01, m10, m11), each ``(mu,)``: the per-muon
@@ -188,14 +202,17 @@ class _Moments:
 
 def _moments(inverse_x0: Tensor, problem: EMProblem) -> _Moments:
     """``Sigma_i = c_i sum_j rho_j (I_2 (x) W_ij) + E_i`` inverted by 2 x 2 blocks (Schur
-    complement), with ``q_i = Sigma_i^-1 D_i``, the quadratic form and ``ln det Sigma_i``."""
+    complement), with ``q_i = Sigma_i^-1 D_i``, the quadratic form and ``ln det Sigma_i``.
+    With momentum classes the sum over the path is the muon's, times each class row's ``c``."""
     paths = problem.paths
     mu = problem.deflection.shape[0]
     # Everything per muon is a contiguous (mu,) row: gathers and scatters of strided or 2-D
     # tensors are several times slower on a CPU, in the forward and in the backward pass.
     rho = inverse_x0.index_select(0, paths.voxel)
-    zero = torch.zeros(mu, dtype=rho.dtype, device=rho.device)
+    zero = torch.zeros(mu // problem.classes, dtype=rho.dtype, device=rho.device)
     s0, s1, s2 = (zero.index_add(0, paths.muon, w * rho) for w in problem.scaled_w)
+    if problem.classes > 1:
+        s0, s1, s2 = (problem.per_row(s) * problem.scale for s in (s0, s1, s2))
     n = problem.noise.reshape(mu, 16).T.contiguous()  # n[4 r + c]: row r = 2 k + a, column c = 2 l + b
     d = problem.deflection.reshape(mu, 4).T.contiguous()
     p_blk: M2 = (s0 + n[0], s1 + n[1], s1 + n[4], s2 + n[5])
@@ -285,19 +302,22 @@ def posterior_momentum(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
     return torch.sqrt(p2)
 
 
-def _entry_terms(problem: EMProblem, m: _Moments) -> tuple[Tensor, Tensor]:
-    """``(per_entry, w)``, each ``(E,)``: ``tr((Q_i - P_i) W'_ij)`` (twice the score of
-    ``rho_j`` in row i's Gaussian log-likelihood) and the row's EM weight, per path entry."""
-    paths = problem.paths
-    r0, r1, r2 = (r.index_select(0, paths.muon) for r in m.r)
-    per_entry = r0 * problem.scaled_w[0] + r1 * problem.scaled_w[1] + r2 * problem.scaled_w[2]
-    return per_entry, _mixture(problem, m)[0].index_select(0, paths.muon)
+def _weighted_score(problem: EMProblem, m: _Moments) -> Tensor:
+    """``(E,)`` per path entry ``sum_k w_ik tr((Q_ik - P_ik) W'_ikj)``: twice the weighted
+    score of ``rho_j`` in the muon's log-likelihood (one class: ``w_i tr((Q_i - P_i) W'_ij)``;
+    classes: the EM weights ``w_ik`` of :func:`_mixture`, whose sum over ``k`` is Louis' score of
+    the mixture). ``W'_ikj = c_ik W_ij``: the classes are summed per muon, ``sum_k w_ik c_ik
+    R_ik``, before the path entries are read."""
+    r = m.r * _mixture(problem, m)[0]
+    if problem.classes > 1:
+        r = problem.per_muon(r * problem.scale)
+    r0, r1, r2 = (x.index_select(0, problem.paths.muon) for x in r)
+    return r0 * problem.scaled_w[0] + r1 * problem.scaled_w[1] + r2 * problem.scaled_w[2]
 
 
 def _em_step(inverse_x0: Tensor, problem: EMProblem, m: _Moments) -> Tensor:
     paths = problem.paths
-    per_entry, w = _entry_terms(problem, m)
-    total = torch.zeros_like(inverse_x0).index_add(0, paths.voxel, w * per_entry)
+    total = torch.zeros_like(inverse_x0).index_add(0, paths.voxel, _weighted_score(problem, m))
     crossed = problem.count > 0
     step = total / torch.where(crossed, 4 * problem.count, torch.ones_like(problem.count))
     updated = inverse_x0 + inverse_x0**2 * step
@@ -347,10 +367,10 @@ def momentum_along_path(paths: PathLengths, momentum: Tensor, loss: Tensor) -> T
 def with_momentum_classes(problem: EMProblem, log_prior: Tensor, momentum: Tensor) -> EMProblem:
     """The problem with each muon's momentum a hidden class: every muon becomes ``K`` rows
     (class-minor), row ``(i, k)`` with ``c`` of ``momentum[i, k]`` (GeV/c), prior
-    ``log_prior[i, k]`` and ``1 / K`` of the muon's weight; path entries likewise (see
-    :class:`EMProblem`). Classes excluded (``-inf``) for every muon are dropped first.
-    ``log_prior`` and ``momentum`` are ``(mu, K)``, the muons of ``problem``
-    (one class each)."""
+    ``log_prior[i, k]`` and ``1 / K`` of the muon's weight; the path entries stay the muon's,
+    their ``W`` without ``c`` (see :class:`EMProblem`). Classes excluded (``-inf``) for every
+    muon are dropped first. ``log_prior`` and ``momentum`` are ``(mu, K)``, the muons of
+    ``problem`` (one class each)."""
     if problem.classes != 1:
         raise MutomoError("with_momentum_classes needs a problem with one momentum class per muon")
     mu, k = log_prior.shape
@@ -366,21 +386,11 @@ def with_momentum_classes(problem: EMProblem, log_prior: Tensor, momentum: Tenso
         log_prior, momentum = log_prior[:, possible], momentum[:, possible]
         k = log_prior.shape[1]
     dtype, device = problem.weight.dtype, problem.weight.device
-    paths = problem.paths
-    rows = (paths.muon[:, None] * k + torch.arange(k, device=device)).reshape(-1)
-    expanded = PathLengths(
-        muon=rows,
-        voxel=paths.voxel.repeat_interleave(k),
-        length=paths.length.repeat_interleave(k),
-        tail=paths.tail.repeat_interleave(k),
-        n_muons=mu * k,
-        n_voxels=paths.n_voxels,
-    )
     scale = _highland_scale(momentum.to(device=device, dtype=dtype)).reshape(-1)
+    w = problem.paths.weight_matrices()
     return replace(
         problem,
-        paths=expanded,
-        scaled_w=expanded.weight_matrices() * scale.index_select(0, rows),
+        scaled_w=w if k > 1 else w * scale.index_select(0, problem.paths.muon),  # one class: c on the entries
         deflection=problem.deflection.repeat_interleave(k, 0),
         noise=problem.noise.repeat_interleave(k, 0),
         scale=scale,
