@@ -299,8 +299,11 @@ def scene_table(
     momenta: tuple[str, ...] = MOMENTA,
     progress: bool = False,
     muons: int | None = None,
+    keep: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Every cell of one scene, and the paired AUC differences to ``true``."""
+    """Every cell of one scene, and the paired AUC differences to ``true``. ``keep``: filled with
+    every cell's per-volume presence outputs (``"test/method/momentum"``, ``"references/..."``,
+    ``(volume, 2 voxel)``: maps and their errors) and ``"labels"``, for other statistics."""
     config = scene_config(scene, volumes, references, muons=muons)
     problem = build_problem(config)
     settings = evaluation_settings(config)
@@ -312,6 +315,11 @@ def scene_table(
     t = config.task
     cells: dict[str, dict[str, Any]] = {}
     labels = np.array(test.truths, dtype=bool)
+    if keep is not None:
+        keep["labels"] = labels
+        for name, observed in (("test", test), ("references", refs)):
+            for (m, p), outputs in observed.outputs.items():
+                keep[f"{name}/{m}/{p}"] = np.stack(outputs).astype(np.float32)
     scores: dict[tuple[str, str], np.ndarray] = {}
     for m in methods:
         task = Presence(m, t.false_alarm, t.goal, t.reference)
@@ -401,6 +409,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "reco_methods_table")
     parser.add_argument("--muons", type=int, help="muons per volume instead of the 600 s (for tests)")
     parser.add_argument("--progress", action="store_true", help="print a line per volume")
+    parser.add_argument(
+        "--save-outputs", type=Path, help="also write every cell's per-volume voxel maps and errors (.npz, float32)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     start = time.time()
@@ -409,11 +420,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": 1},
         "scenes": {},
     }
+    kept: dict[str, np.ndarray] = {}
     for scene in args.scenes:
+        keep: dict[str, np.ndarray] | None = {} if args.save_outputs else None
+        methods, momenta = tuple(args.methods), tuple(args.momenta)
         results["scenes"][scene] = scene_table(
-            scene, args.volumes, args.references, tuple(args.methods), tuple(args.momenta), args.progress, args.muons
+            scene, args.volumes, args.references, methods, momenta, args.progress, args.muons, keep
         )
+        kept.update({f"{scene}/{k}": v for k, v in (keep or {}).items()})
         print(f"# {scene}: {time.time() - start:.0f} s", flush=True)
+    if args.save_outputs:
+        np.savez_compressed(args.save_outputs, **kept)
     results["seconds"] = time.time() - start
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
