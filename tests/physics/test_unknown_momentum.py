@@ -253,13 +253,16 @@ def test_mlem_marginalising_the_momentum_ranks_the_cube_top_and_images_the_backg
 def test_poca_with_the_mlem_posterior_momenta_ranks_the_cube_top_and_images_the_background(benchmark):
     """A uranium cube in concrete (seed 1): binned and extended PoCA with ML/EM's posterior
     momenta (``momentum = "posterior"``) rank its voxel first, as they do with the true momenta,
-    where the flux mean leaves it out of their top three, and image the concrete within ~e^0.3
+    where the flux mean does not (by the raw 1/X0 it left it out of the top three; by
+    ``ranking_score``, which the benchmark ranks by, binned PoCA has it third), and image the
+    concrete within ~e^0.3
     where the flux mean is off by ~e^1.5 (a 3-volume trial: background 0.31 against 1.44 for
     binned PoCA, 0.39 with the true momenta)."""
     out = _maps(benchmark, "concrete", "uranium", 1, ("poca", "extended_poca"))
     for name in ("poca", "extended_poca"):
         posterior, flux_mean = out[(name, "posterior")], out[(name, "flux_mean")]
-        assert out[(name, "true")].top1 and posterior.top1 and not flux_mean.top3, name
+        assert out[(name, "true")].top1 and posterior.top1 and not flux_mean.top1, name
+        assert not flux_mean.top1_raw and posterior.top1_raw, name
         assert np.median(posterior.background_log_errors) < 0.5 < np.median(flux_mean.background_log_errors) - 0.5
 
 
@@ -292,18 +295,19 @@ def test_cube_ranking_without_the_true_momentum_over_ten_volumes(benchmark, cube
     * concrete: ASR has the uranium cube among its top 3 in >= 8/10 with every estimate;
     * with the true momentum, every method puts its highest voxel on or next to the cube in
       water (>= 8/10) and in concrete (>= 7/10);
-    * ML/EM marginalising over the momentum ranks the cube first in water (>= 8/10), the uranium
-      one in concrete (>= 8/10) and the lead one among its top 3 there (>= 8/10);
+    * ML/EM marginalising over the momentum ranks the cube first in water (>= 8/10) and in
+      concrete (>= 8/10; measured 10/10 uranium, 9/10 lead);
     * with ML/EM's posterior momenta (``momentum = "posterior"``) binned and extended PoCA rank
-      the cube first in water (>= 8/10; measured 9-10/10), the uranium one in concrete (>= 7/10;
-      8 and 7/10, as with the true momenta) and the lead one among their top 3 there (>= 8/10);
-      ASR ranks it first in concrete (>= 8/10; 9 and 8/10, against 6 and 2/10 with the flux
-      mean), BCA too (>= 7/10).
+      the cube first in water (>= 8/10; measured 9-10/10) and in concrete (>= 7/10; uranium 8
+      and 8/10, lead 8 and 7/10, as with the true momenta: 9-8 and 9-8/10); ASR ranks it first
+      in concrete (>= 8/10; 9 and 8/10, against 6 and 2/10 with the flux mean), BCA too (>= 7/10).
 
+    The X0 methods are ranked by ``ranking_score`` (the empirical-Bayes shrunk density: a voxel
+    of a handful of muons does not win on its noise); by the raw 1/X0 the PoCA methods found
+    lead in concrete in 3-4/10 only with the posterior momenta (7-8/10 with the true ones).
     Not asserted (they fail, recorded in the README): the PoCA X0 methods with one momentum per
-    muon from the flux or a nominal background, lead in concrete ranked first by PoCA (3-4/10
-    with the posterior momenta, 7-8/10 with the true ones), and everything in 30 % iron clutter
-    (where binned and extended PoCA reach only 1-3/10 even with the true momenta).
+    muon from the flux or a nominal background, and 30 % iron clutter (lead: 1-3/10 for every
+    method but ML/EM with the true momenta, 6/10).
     """
     names = ("poca", "extended_poca", "asr", "bca", "mlem")
     results = {bg: [_maps(benchmark, bg, cube, s, names) for s in range(10)] for bg in ("water", "concrete")}
@@ -321,12 +325,9 @@ def test_cube_ranking_without_the_true_momentum_over_ten_volumes(benchmark, cube
         assert frac("water", name, "true", "near") >= 0.8, name
         assert frac("concrete", name, "true", "near") >= 0.7, name
     assert frac("water", "mlem", "marginal") >= 0.8
-    assert frac("concrete", "mlem", "marginal", "top1" if cube == "uranium" else "top3") >= 0.8
+    assert frac("concrete", "mlem", "marginal") >= 0.8
     for name in ("poca", "extended_poca"):
         assert frac("water", name, "posterior") >= 0.8, name
-        if cube == "uranium":
-            assert frac("concrete", name, "posterior") >= 0.7, name
-        else:
-            assert frac("concrete", name, "posterior", "top3") >= 0.8, name
+        assert frac("concrete", name, "posterior") >= 0.7, name
     assert frac("concrete", "asr", "posterior") >= 0.8
     assert frac("concrete", "bca", "posterior") >= 0.7
