@@ -87,10 +87,24 @@ def test_reco_methods_table_cells_read_what_observe_design_reads():
 
 
 def test_reco_methods_table_script_runs_on_a_tiny_input(tmp_path):
+    """The table on 4 + 2 volumes of 1500 muons, with the outputs saved; the presence statistic
+    variants script reads them, and its ``shipped`` variant gives the table's own scores."""
     module = load("reco_methods_table")
     out = tmp_path / "table"
-    module.main(["--volumes", "4", "--references", "2", "--muons", "1500", "--out", str(out)])
+    saved = tmp_path / "outputs.npz"
+    module.main(
+        ["--volumes", "4", "--references", "2", "--muons", "1500", "--out", str(out), "--save-outputs", str(saved)]
+    )
     results = json.loads(out.with_suffix(".json").read_text())
+    variants = load("presence_statistic_variants")
+    data = np.load(saved)
+    for method in ("poca", "asr", "mlem"):
+        test, reference = data[f"waste_block/test/{method}/true"], data[f"waste_block/references/{method}/true"]
+        shipped = variants.scores(test, reference, "shipped")
+        np.testing.assert_allclose(
+            shipped, results["scenes"]["waste_block"]["cells"][method]["true"]["scores"], rtol=1e-5
+        )
+    assert "| poca | true |" in variants.main([str(saved)])
     for scene in ("waste_block", "lead_in_water"):
         cells = results["scenes"][scene]["cells"]
         assert set(cells) == {"poca", "extended_poca", "asr", "bca", "mlem"}
