@@ -143,8 +143,9 @@ def ranking_score(vmap: VoxelMap) -> Tensor:
     posterior mean is ``m + (y_j - m) tau^2 / (tau^2 + sigma_j^2)``; its excess over ``m``
     divided by ``tau^2``, ``(y_j - m) / (tau^2 + sigma_j^2)``, is returned: the same order, and
     still an order when ``tau = 0`` (a uniform map). A voxel of 6 muons (``sigma ~ 0.54``)
-    must then lie ~8x further above the background than one of 60 (``sigma ~ 0.17``) to rank
-    above it, where the raw score ranks whichever fluctuated highest.
+    must then lie up to ``(0.54 / 0.17)^2 ~ 10`` times further above the background than one
+    of 60 (``sigma ~ 0.17``) to rank above it (at ``tau = 0``; less as ``tau`` grows), where
+    the raw score ranks whichever fluctuated highest.
 
     Maps without an X0 error (ASR, BCA) keep their raw score: they report nothing to shrink by.
     Not differentiable in a useful sense (a ranking); used to judge localisation."""
