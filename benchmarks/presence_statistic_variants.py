@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from mutomo.tasks.metrics import efficiency_at_false_alarm, paired_auc_difference, roc_auc
-from mutomo.tasks.presence import _z_against, smooth_max, split_outputs
+from mutomo.tasks.presence import reference_scores, split_outputs
 
 VARIANTS = ("shipped", "none", "null", "null_or_own", "min_null_own", "null_allref")
 
@@ -49,30 +49,30 @@ def own_error(variant: str, maps: Tensor, sigma: Tensor, reference: Tensor) -> T
     """The own-error term ``(volume, voxel)`` of ``variant`` (module docstring)."""
     mean = reference.mean(0)
     relative = torch.where(maps > 0, sigma / maps.clamp(min=1e-30), torch.zeros_like(maps))  # sigma(ln X0)
-    null = torch.minimum(mean * relative, sigma)
+    under_null = mean * relative
     if variant == "shipped":
         return sigma
     if variant == "none":
         return None
     if variant == "null":
-        return mean * relative
+        return under_null
     if variant == "null_or_own":
-        return torch.where(mean > 0, mean * relative, sigma)
+        return torch.where(mean > 0, under_null, sigma)
     if variant == "min_null_own":
-        return torch.where(mean > 0, null, sigma)
+        return torch.where(mean > 0, torch.minimum(under_null, sigma), sigma)
     if variant == "null_allref":
-        return torch.where((reference > 0).all(0), null, sigma)
+        return torch.where((reference > 0).all(0), torch.minimum(under_null, sigma), sigma)
     raise ValueError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
 
 
 def scores(test: np.ndarray, reference: np.ndarray, variant: str) -> np.ndarray:
-    """Per-volume presence scores of the test outputs against the reference outputs."""
+    """Per-volume presence scores of the test outputs against the reference outputs: the
+    presence task's :func:`reference_scores` with ``variant``'s own-error term."""
     maps, sigma = split_outputs(torch.from_numpy(test.astype(np.float64)))
     ref_maps = split_outputs(torch.from_numpy(reference.astype(np.float64)))[0]
-    mean, var = ref_maps.mean(0), ref_maps.var(0, unbiased=True)
     if not bool((sigma > 0).any()):  # ASR, BCA: no own error
-        return smooth_max(_z_against(maps, mean, var)).numpy()
-    return smooth_max(_z_against(maps, mean, var, own_error(variant, maps, sigma, ref_maps))).numpy()
+        return reference_scores(maps, ref_maps).numpy()
+    return reference_scores(maps, ref_maps, own_error(variant, maps, sigma, ref_maps)).numpy()
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -421,9 +421,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "scenes": {},
     }
     kept: dict[str, np.ndarray] = {}
+    methods, momenta = tuple(args.methods), tuple(args.momenta)
     for scene in args.scenes:
         keep: dict[str, np.ndarray] | None = {} if args.save_outputs else None
-        methods, momenta = tuple(args.methods), tuple(args.momenta)
         results["scenes"][scene] = scene_table(
             scene, args.volumes, args.references, methods, momenta, args.progress, args.muons, keep
         )
