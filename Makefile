@@ -1,17 +1,22 @@
 # The two commands a newcomer types: `make demo` (the main job) and `make test` (the suite).
-# Both create .venv on a fresh machine: CPU torch 2.13.0 first, then the package with its extras.
+# Both create .venv on a fresh machine: CPU torch 2.13.0 first, then the package with its extras,
+# every package at the exact version of requirements/lock.txt (what CI saw).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mutomo-installed
+LOCK := requirements/lock.txt
+PIP_VERSION := 26.3
+# A throwaway environment with the newest versions pyproject.toml's ranges allow (make test-latest, make lock).
+LATEST := .venv-latest
 
-.PHONY: demo test test-slow lint benchmark clean
+.PHONY: demo test test-slow test-latest latest-env lock lint benchmark clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev]"
 	touch $(STAMP)
 
 # The main job: optimise the ladle-furnace detector from TomOpt's poor start, compare with the
@@ -31,8 +36,28 @@ test: $(STAMP) lint
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
+# Drift seen by a developer before a user sees it: the suite on the newest allowed versions, in a
+# throwaway venv (not part of CI; say in the closing note what it found).
+latest-env:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet torch==2.13.0
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[dev]"
+
+test-latest: latest-env
+	$(LATEST)/bin/ruff check src tests benchmarks examples
+	$(LATEST)/bin/mypy
+	$(LATEST)/bin/python -m pytest -q -m "not slow" -p no:cacheprovider
+
+# Regenerate the lock on purpose from the newest allowed versions; then `make test` and commit it.
+lock: latest-env
+	{ sed -n '/^#/p' $(LOCK); $(LATEST)/bin/python -m pip freeze --exclude-editable \
+		| sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/'; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/simulation_throughput.py
 
 clean:
-	rm -rf $(VENV) demo_output runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST) demo_output runs .pytest_cache .mypy_cache .ruff_cache

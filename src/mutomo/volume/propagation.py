@@ -38,14 +38,21 @@ def position_at_z(muons: MuonBatch, z: Tensor | float) -> Tensor:
         z: a height (m), scalar or broadcastable to ``(..., mu)`` (e.g. ``(panels, 1)``).
 
     Returns:
-        ``(..., mu, 3)`` crossing points (differentiable in ``z``); a horizontal muon, which
-        never crosses, gets a finite point very far away (see ``MIN_ABS_COSINE``).
+        ``(..., mu, 3)`` crossing points (differentiable in ``z``), all at height ``z``; a muon
+        within ``MIN_ABS_COSINE`` of horizontal, which never crosses (or only ~1e12 m away), gets
+        a finite point very far away on that plane, not on its line.
     """
     z = torch.as_tensor(z, dtype=muons.dtype, device=muons.device)
     cos = muons.direction[..., 2]
+    floored = cos.abs() < MIN_ABS_COSINE
     cos = torch.copysign(cos.abs().clamp(min=MIN_ABS_COSINE), cos)  # finite for horizontal muons
     travel = (z - muons.position[..., 2]) / cos
-    return muons.position + travel[..., None] * muons.direction
+    point = muons.position + travel[..., None] * muons.direction
+    # A floored muon travels less than its line needs to reach z, so its own height would be
+    # wrong (a muon at cos 7e-14 ended at z = 0.09 instead of 1): put it on the plane, where
+    # every caller looks for it. Muons that are not floored keep their values bit for bit.
+    height = torch.where(floored, z.expand_as(travel), point[..., 2])
+    return torch.cat([point[..., :2], height[..., None]], dim=-1)
 
 
 def propagate_straight(muons: MuonBatch, z: float) -> MuonBatch:
