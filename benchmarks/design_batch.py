@@ -4,7 +4,7 @@ Two chains, each a full step from generation to the backward pass:
 
 * ``x0``: TomOpt's test geometry (benchmarks/tomopt_geometry.py) with every panel centre of
   design k jittered by 5 cm; extended PoCA and Highland X0 per voxel, MSE of the X0 map.
-* ``fill``: the ladle furnace (mutomo.benchmarks.load_benchmark("ladle_furnace"), fill 1.0 m, 5 cm steps), design k
+* ``fill``: the ladle furnace (mutomo.load_benchmark("ladle_furnace"), fill 1.0 m, 5 cm steps), design k
   being the evenly spaced human design with its panel centres jittered by 5 cm; the fill
   statistic (precision-weighted mean PoCA height), squared error to the true fill.
 
@@ -34,17 +34,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tomopt_geometry import detector, full_step, source, volume  # noqa: E402
 
-from mutomo.benchmarks import load_benchmark  # noqa: E402
+from mutomo.config.build import load_benchmark  # noqa: E402
+from mutomo.design.panels import DetectorDesign  # noqa: E402
 from mutomo.detector import Detector  # noqa: E402
-from mutomo.inference.tasks import poca_height  # noqa: E402
-from mutomo.optimise import DetectorDesign  # noqa: E402
 from mutomo.reco import measure  # noqa: E402
 from mutomo.runtime import tune_allocator  # noqa: E402
 from mutomo.simulate import simulate  # noqa: E402
+from mutomo.tasks.statistics import poca_height  # noqa: E402
 
 LADLE = load_benchmark("ladle_furnace")
 FILL = 1.0
-VOLUME = next(s.volume for i in range(200) if abs((s := LADLE.scene.sample((i,))).fill_height - FILL) < 1e-6)
+SAMPLES = (LADLE.scene.sample((i,)) for i in range(200))
+VOLUME = next(s.volume for s in SAMPLES if s.fill_height is not None and abs(s.fill_height - FILL) < 1e-6)
 
 
 def fill_step(det: Detector, muons: int, seed: int) -> torch.Tensor:
@@ -61,6 +62,7 @@ def fill_step(det: Detector, muons: int, seed: int) -> torch.Tensor:
 def ladle_design(k: int) -> DetectorDesign:
     """The evenly spaced human design with its panel centres jittered by 5 cm (seed k)."""
     design = LADLE.design("human_acceptance", ("xy", "z", "size"), 6000.0)
+    assert isinstance(design, DetectorDesign)
     with torch.no_grad():
         design.xy.add_(0.05 * torch.randn(design.xy.shape, generator=torch.Generator().manual_seed(k)))
     return design

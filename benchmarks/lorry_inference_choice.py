@@ -8,12 +8,10 @@ import time
 
 import torch
 
-sys.path.insert(0, "benchmarks")
-from lorry_modules import tiled
-
-from mutomo.io.config import parse_config
+from mutomo.config.build import build_problem
+from mutomo.config.schema import parse_config
 from mutomo.optimise.evaluate import EvaluationSettings, observe_design, summarise
-from mutomo.optimise.problem import build_problem
+from mutomo.studies.starts import tiled_for
 
 torch.set_num_threads(1)
 for inference, reference in [(a, b) for a, b in (x.split(":") for x in sys.argv[1:])]:
@@ -25,7 +23,7 @@ for inference, reference in [(a, b) for a, b in (x.split(":") for x in sys.argv[
         }
     )
     problem = build_problem(config)
-    design = tiled(problem, 8)
+    design = tiled_for(problem, 8)
     s = EvaluationSettings(n_volumes=24, calibration_volumes=8, seed=777, min_hits=(3,), exposure_factors=(1.0,))
     m = summarise(problem, observe_design(design, problem, s))["physical_min3"]
     print(inference, reference, {k: v.as_list() for k, v in m.items()}, f"{time.perf_counter() - t:.0f} s", flush=True)

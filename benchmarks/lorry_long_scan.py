@@ -2,17 +2,14 @@
 references (selection seed 777). Run: ``PYTHONPATH=src python benchmarks/lorry_long_scan.py``
 (~8 and ~5 minutes on one core). Results in benchmarks/README.md."""
 
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, "benchmarks")
-from lorry_modules import tiled
-
-from mutomo.io.config import parse_config
+from mutomo.config.build import build_problem
+from mutomo.config.schema import parse_config
 from mutomo.optimise.evaluate import EvaluationSettings, observe_design, summarise
-from mutomo.optimise.problem import build_problem
+from mutomo.studies.starts import tiled_for
 
 torch.set_num_threads(1)
 config = parse_config(
@@ -25,5 +22,5 @@ problem = build_problem(config)
 for k in (8, 4):
     t = time.perf_counter()
     s = EvaluationSettings(n_volumes=24, calibration_volumes=8, seed=777, min_hits=(3,), exposure_factors=(1.0,))
-    m = summarise(problem, observe_design(tiled(problem, k), problem, s))["physical_min3"]
+    m = summarise(problem, observe_design(tiled_for(problem, k), problem, s))["physical_min3"]
     print(k, {n: v.as_list() for n, v in m.items()}, f"{time.perf_counter() - t:.0f} s", flush=True)

@@ -1,7 +1,7 @@
 """How many hodoscope modules are worth it? The lorry_uranium benchmark with K = 2..8 modules.
 
 For each K, the modules are tiled by the human rule
-(:func:`mutomo.optimise.hodoscopes.tiled_placement`: ceil(K/2) above the lorry and floor(K/2) in
+(:func:`mutomo.design.hodoscopes.tiled_placement`: ceil(K/2) above the lorry and floor(K/2) in
 the pit below, evenly over the cargo's footprint: up to four along its length, then a second row
 across its width), and evaluated on the same test volumes and muons (paired) for a scan of
 the task's exposure (60 s): AUC, detection efficiency at 1 % false alarm, each with its error,
@@ -20,16 +20,9 @@ from pathlib import Path
 
 import torch
 
-from mutomo.benchmarks import load_benchmark
+from mutomo.config.build import load_benchmark
 from mutomo.optimise.evaluate import EvaluationSettings, observe_design, summarise
-from mutomo.optimise.hodoscopes import HodoscopeDesign, tiled_placement
-from mutomo.optimise.problem import Problem
-
-
-def tiled(problem: Problem, k: int) -> HodoscopeDesign:
-    """The human tiling of ``k`` modules around the lorry (:func:`~mutomo.optimise.hodoscopes.tiled_placement`)."""
-    assert problem.hodoscope is not None
-    return tiled_placement(problem.bounds, problem.scene.box, problem.hodoscope, k, keep_out=problem.keep_out)
+from mutomo.studies.starts import tiled_for
 
 
 def main() -> None:
@@ -48,7 +41,7 @@ def main() -> None:
     print(f"{'K':>2s} {'cost':>8s} {'AUC':>15s} {'efficiency @ 1% FA':>20s} {'seconds':>8s}")
     for k in range(2, 9):
         start = time.perf_counter()
-        design = tiled(problem, k)
+        design = tiled_for(problem, k)
         metrics = summarise(problem, observe_design(design, problem, settings))["physical_min3"]
         auc, eff = metrics["auc"], metrics["efficiency_at_false_alarm"]
         row = {

@@ -27,14 +27,12 @@ def peak_mib() -> float:
 def one(n_muons: int) -> dict[str, float]:
     import torch
 
-    sys.path.insert(0, "benchmarks")
-    from lorry_modules import tiled
-
-    from mutomo.benchmarks import load_benchmark
+    from mutomo.config.build import load_benchmark
     from mutomo.optimise.problem import SMOOTH, key_generator
+    from mutomo.studies.starts import tiled_for
 
     problem = load_benchmark("lorry_uranium")
-    design = tiled(problem, 8)
+    design = tiled_for(problem, 8)
     design.module_xy.requires_grad_(True)
     design.module_z.requires_grad_(True)
     sample = problem.sample((0, 9, 0), index=0)

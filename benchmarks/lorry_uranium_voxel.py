@@ -3,23 +3,19 @@ uranium (selection seed 777), 60 s, true momenta: reconstructed muons per cargo,
 uranium voxel, and the uranium voxel's rank in the binned-PoCA 1/X0 map and the ASR map.
 Run: ``PYTHONPATH=src python benchmarks/lorry_uranium_voxel.py``. Results in benchmarks/README.md."""
 
-import sys
-
 import torch
 
-sys.path.insert(0, "benchmarks")
-from lorry_modules import tiled
-
-from mutomo.benchmarks import load_benchmark
-from mutomo.inference import PocaX0
+from mutomo.config.build import load_benchmark
 from mutomo.optimise.problem import key_generator
 from mutomo.reco import measure
 from mutomo.reco.asr import AngleStatisticsReconstruction
+from mutomo.reco.x0 import PocaX0
 from mutomo.simulate import simulate
+from mutomo.studies.starts import tiled_for
 
 torch.set_num_threads(1)
 problem = load_benchmark("lorry_uranium")
-design = tiled(problem, 8)
+design = tiled_for(problem, 8)
 for i in range(3):
     s = problem.scene.sample((777, 2, i), present=True)
     vol = s.volume

@@ -6,12 +6,12 @@ the training loss of one fixed batch jumping below a millimetre: finite differen
 0's height gave slopes of -3.5 to +7.4 over 10 um steps against an autograd derivative of 0.09.
 This script finds where the jumps came from, and measures what is left.
 
-Set-up. The ladle furnace (``mutomo.benchmarks.load_benchmark("ladle_furnace")``), its training
+Set-up. The ladle furnace (``mutomo.load_benchmark("ladle_furnace")``), its training
 loss (``calibrated_mse``) on one batch, ``mutomo.optimise.loop.training_batch_loss`` with
 ``TrainingSettings(volumes_per_epoch=8, muons_per_volume=500)``, Bernoulli-sampled hits unless
 said otherwise (``sampled_hits``; the ladle configuration's ``hits = "sampled"``), panel edges
 at the annealing's final width 5 mm. Designs: ``human_acceptance`` at the fixed budget 6000, and
-the random starts of ``methods_table.template(problem, 4, ("z",))`` drawn by
+the random starts of ``mutomo.studies.methods.even_panels(problem, 4, ("z",))`` drawn by
 ``random_starts(..., seed=s)``: ``random0`` (seed 0, the surrogate benchmark's start) and
 ``random1000`` (its "random" design of seed 0, where the hand probe ran). Parameters: ``z`` is
 panel 0's height (m), ``x`` its x centre (m), ``share`` its budget-share logit (every span moves
@@ -70,16 +70,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from methods_table import template  # noqa: E402
-
-import mutomo.reco.maps as maps  # noqa: E402
-import mutomo.reco.poca as poca_module  # noqa: E402
-from mutomo.benchmarks import load_benchmark  # noqa: E402
-from mutomo.optimise.design import DetectorDesign  # noqa: E402
-from mutomo.optimise.loop import TrainingSettings, training_batch_loss  # noqa: E402
-from mutomo.optimise.multistart import random_starts  # noqa: E402
-from mutomo.optimise.problem import Problem  # noqa: E402
+import mutomo.reco.maps as maps
+import mutomo.reco.poca as poca_module
+from mutomo.config.build import load_benchmark
+from mutomo.design.base import Design
+from mutomo.design.panels import DetectorDesign
+from mutomo.optimise.loop import TrainingSettings, training_batch_loss
+from mutomo.optimise.problem import Problem
+from mutomo.studies.methods import LADLE_BUDGET as BUDGET
+from mutomo.studies.methods import copy_panels, even_panels
+from mutomo.studies.starts import random_starts
 
 TRAINABLE = ("xy", "z", "size")
 PARAMETERS = {"z": ("z", (0,)), "x": ("xy", (0, 0)), "share": ("share_logit", (0,))}
@@ -155,7 +155,7 @@ def make_design(problem: Problem, name: str, dtype: torch.dtype, smoothness: flo
     if name == "human_acceptance":
         base = problem.design(name, TRAINABLE, 6000.0)
     else:
-        base = random_starts(template(problem, 4, ("z",)), 1, seed=int(name.removeprefix("random")))[0]
+        base = random_starts(even_panels(problem, 4, ("z",)), 1, seed=int(name.removeprefix("random")))[0]
     assert isinstance(base, DetectorDesign)
     d = DetectorDesign.from_description(base.describe() | {"trainable": list(TRAINABLE)}, base.cost_model)
     d = d.to(dtype)
@@ -210,9 +210,9 @@ def scan(
         xs, ys, selections = [], [], []
         with SelectionRecorder(settings.muons_per_volume) as recorder:
             for delta in np.linspace(-half, half, points):
-                x, y = shifted_loss(problem, design, settings, 0, key, float(delta))
-                xs.append(x)
-                ys.append(y)
+                xi, yi = shifted_loss(problem, design, settings, 0, key, float(delta))
+                xs.append(xi)
+                ys.append(yi)
                 selections.append(recorder.take())
     x, y = np.array(xs) - xs[points // 2], np.array(ys)
     slopes = np.diff(y) / np.diff(x)
@@ -321,12 +321,11 @@ def run_ab(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Designs trained with the legacy and with the current PoCA from the same starts, judged alike."""
     from dataclasses import replace
 
-    from methods_table import BUDGET, copy
-
-    from mutomo.io.config import load_config
-    from mutomo.optimise import EvaluationSettings, optimise, paired, summarise
-    from mutomo.optimise.landscape import observe_designs
-    from mutomo.optimise.run import settings_from
+    from mutomo.config.build import settings_from
+    from mutomo.config.schema import load_config
+    from mutomo.optimise.evaluate import EvaluationSettings, paired, summarise
+    from mutomo.optimise.loop import optimise
+    from mutomo.studies.landscape import observe_designs
 
     problem = load_benchmark("ladle_furnace")
     base = replace(
@@ -339,18 +338,22 @@ def run_ab(args: argparse.Namespace) -> list[dict[str, Any]]:
     evaluation = EvaluationSettings(n_volumes=96, calibration_volumes=32, min_hits=(2,))
     records = []
     for seed in args.ab_seeds:
-        start = random_starts(template(problem, 4, ("z",)), 1, seed=seed)[0]
+        start = random_starts(even_panels(problem, 4, ("z",)), 1, seed=seed)[0]
         trained = {}
         for name, legacy in (("legacy", True), ("current", False)):
             t0 = time.perf_counter()
-            design = copy(start)
+            design = copy_panels(start)
             with legacy_poca(legacy):
                 optimise(design, problem, replace(base, seed=seed), progress=False)
             trained[name] = design
             print(f"  A/B seed {seed} {name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-        designs = {"start": start, **trained, "human_acceptance": problem.design("human_acceptance", (), BUDGET)}
+        designs: dict[str, Design] = {
+            "start": start,
+            **trained,
+            "human_acceptance": problem.design("human_acceptance", (), BUDGET),
+        }
         obs = dict(zip(designs, observe_designs(list(designs.values()), problem, evaluation), strict=True))
-        for name, design in designs.items():
+        for name, judged in designs.items():
             metric = summarise(problem, obs[name])["physical"]["mse"]
             diff = paired(problem, obs[name], obs["current"])["physical"]["mse"]
             records.append(
@@ -359,7 +362,7 @@ def run_ab(args: argparse.Namespace) -> list[dict[str, Any]]:
                     "design": name,
                     "mse": [metric.value, metric.error],
                     "minus_current": [diff.value, diff.error],
-                    "z": design.describe()["z"],
+                    "z": judged.describe()["z"],
                 }
             )
             print(ab_row(records[-1]), file=sys.stderr, flush=True)
@@ -369,10 +372,8 @@ def run_ab(args: argparse.Namespace) -> list[dict[str, Any]]:
 def run_judge(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The configuration's designs judged with the legacy and with the current PoCA (same test
     volumes, muons and draws): how much the float32 cancellation moved the evaluation."""
-    from methods_table import BUDGET
-
-    from mutomo.optimise import EvaluationSettings, paired, summarise
-    from mutomo.optimise.landscape import observe_designs
+    from mutomo.optimise.evaluate import EvaluationSettings, paired, summarise
+    from mutomo.studies.landscape import observe_designs
 
     problem = load_benchmark("ladle_furnace")
     evaluation = EvaluationSettings(n_volumes=96, calibration_volumes=32, min_hits=(2,))

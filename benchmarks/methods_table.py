@@ -1,18 +1,18 @@
 """Gradients against gradient-free methods at three problem sizes, on the same objective and muons.
 
-The ladle furnace (mutomo.benchmarks.load_benchmark("ladle_furnace")) under its fixed budget
+The ladle furnace (mutomo.load_benchmark("ladle_furnace")) under its fixed budget
 (6000, eight 0.866 m panels' worth), at three sizes by number of free parameters:
 
 * ``8``: 4 + 4 panels, heights only (spans fixed at the human designs' 0.866 m);
 * ``32``: 4 + 4 panels, x, y, z and budget share of each;
 * ``128``: 16 + 16 panels, x, y, z and budget share of each (the same budget shared by 32).
 
-For every seed, one start is drawn uniformly within the region (mutomo.optimise.multistart.
+For every seed, one start is drawn uniformly within the region (mutomo.design.stacked.
 random_starts, seeded by the seed) and every method starts there (CMA-ES's mean; random search
 and TPE draw from the whole box). The gradient run (mutomo.optimise.optimise: Adam, the
 configuration's learning rates, warm-up and cosine decay, Bernoulli-sampled hits) takes
 ``--epochs`` steps of ``--volumes`` volumes x ``--muons`` muons; every gradient-free method
-(mutomo.optimise.baselines) gets the same muons: ``--epochs`` calls of the same training loss
+(mutomo.studies.baselines) gets the same muons: ``--epochs`` calls of the same training loss
 without gradients, call n on the gradient run's epoch-n batch (the same volumes and muons),
 panel edges at the annealing's final width. Every final design, the start and the human
 designs are then judged on the physical readout (hard edges, Bernoulli hits, 2 hits a side)
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
@@ -48,57 +47,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from mutomo.benchmarks import load_benchmark
-from mutomo.io.config import load_config
-from mutomo.optimise import EvaluationSettings, TrainingSettings, optimise, paired, summarise
-from mutomo.optimise.baselines import DesignVector, design_objective, search
-from mutomo.optimise.design import Design, DetectorDesign
-from mutomo.optimise.landscape import observe_designs
-from mutomo.optimise.multistart import copy_design, random_starts
+from mutomo.config.build import load_benchmark, settings_from
+from mutomo.config.schema import load_config
+from mutomo.design.panels import DetectorDesign
+from mutomo.optimise.evaluate import EvaluationSettings
+from mutomo.optimise.loop import TrainingSettings, optimise
 from mutomo.optimise.problem import Problem
-from mutomo.optimise.run import settings_from
+from mutomo.studies.baselines import search
+from mutomo.studies.methods import LADLE_BUDGET as BUDGET
+from mutomo.studies.methods import copy_panels, even_panels, judge_methods
+from mutomo.studies.search import DesignVector, design_objective
+from mutomo.studies.starts import random_starts
 
 SIZES = {8: (4, ("z",)), 32: (4, ("xy", "z", "size")), 128: (16, ("xy", "z", "size"))}
-BUDGET = 6000.0
-
-
-def template(problem: Problem, per_side: int, trainable: tuple[str, ...]) -> DetectorDesign:
-    """``per_side`` panels a side at the furnace's centre, evenly over each side's range, equal
-    shares of the budget."""
-    b = problem.bounds
-    z_above = np.linspace(b.z_above[1], b.z_above[0], per_side)
-    z_below = np.linspace(b.z_below[1], b.z_below[0], per_side)
-    n = 2 * per_side
-    return DetectorDesign(
-        xy=[[0.5, 0.5]] * n,
-        z=[*z_above, *z_below],
-        n_above=per_side,
-        span=0.866 * math.sqrt(8 / n),
-        resolution=1e-4,
-        efficiency=0.9,
-        bounds=b,
-        budget=BUDGET,
-        cost_model=problem.cost_model,
-        trainable=trainable,
-    )
-
-
-def copy(design: Design) -> DetectorDesign:
-    """A fresh copy of a design of free panels, its fixed budget kept."""
-    out = copy_design(design, design.budget)
-    assert isinstance(out, DetectorDesign)
-    return out
 
 
 def run_size(
     problem: Problem, size: int, seed: int, methods: list[str], training: TrainingSettings
 ) -> dict[str, dict[str, Any]]:
     per_side, trainable = SIZES[size]
-    start = random_starts(template(problem, per_side, trainable), 1, seed=seed)[0]
+    start = random_starts(even_panels(problem, per_side, trainable), 1, seed=seed)[0]
     settings = replace(training, seed=seed)
     out: dict[str, dict[str, Any]] = {}
     for method in methods:
-        design = copy(start)
+        design = copy_panels(start)
         t0 = time.perf_counter()
         if method == "gradient":
             optimise(design, problem, settings, progress=False)
@@ -158,7 +130,7 @@ def main() -> None:
         for seed in args.seeds:
             runs = run_size(problem, size, seed, args.methods, training)
             runs |= {name: {"design": d, "muons": 0, "seconds": 0.0} for name, d in humans.items()}
-            records += judge(problem, evaluation, size, seed, args.epochs, runs)
+            records += judge_methods(problem, evaluation, size, seed, args.epochs, runs)
             save(args, records)
     print(f"# {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, 1 thread")
     print(f"# command: {' '.join(sys.argv)}")
@@ -168,32 +140,6 @@ def main() -> None:
 def load_json(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(path.read_text())
     return data
-
-
-def judge(
-    problem: Problem, evaluation: EvaluationSettings, size: int, seed: int, epochs: int, runs: dict[str, dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """The records of one size and seed: every design judged on the same volumes and muons, and
-    paired against the gradient run."""
-    obs = dict(zip(runs, observe_designs([r["design"] for r in runs.values()], problem, evaluation), strict=True))
-    records = []
-    for name, run in runs.items():
-        metric = summarise(problem, obs[name])["physical"]["mse"]
-        diff = paired(problem, obs[name], obs["gradient"])["physical"]["mse"] if "gradient" in obs else None
-        records.append(
-            {
-                "size": size,
-                "seed": seed,
-                "method": name,
-                "mse": metric.as_list(),
-                "minus_gradient": None if diff is None else diff.as_list(),
-                "epochs": epochs,
-                "muons": run["muons"],
-                "seconds": run["seconds"],
-                "design": run["design"].describe(),
-            }
-        )
-    return records
 
 
 def save(args: argparse.Namespace, records: list[dict[str, Any]]) -> None:
@@ -216,7 +162,7 @@ def reevaluate(problem: Problem, evaluation: EvaluationSettings, args: argparse.
             groups.setdefault((r.get("size", 8), r["seed"]), {})[r["method"]] = run
         for (size, seed), runs in groups.items():
             t0 = time.perf_counter()
-            records += judge(problem, evaluation, size, seed, epochs, runs)
+            records += judge_methods(problem, evaluation, size, seed, epochs, runs)
             save(args, records)
             seconds = time.perf_counter() - t0
             print(f"  {path.name} size {size} seed {seed}: {seconds:.0f} s", file=sys.stderr, flush=True)

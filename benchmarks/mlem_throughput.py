@@ -36,7 +36,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from simulation_throughput import build  # noqa: E402
 
-from mutomo.inference import PocaX0  # noqa: E402
 from mutomo.reco import (  # noqa: E402
     AngleStatisticsReconstruction,
     BinnedClustering,
@@ -45,6 +44,7 @@ from mutomo.reco import (  # noqa: E402
     measure,
 )
 from mutomo.reco.momentum import MARGINAL_BINS  # noqa: E402
+from mutomo.reco.x0 import PocaX0  # noqa: E402
 from mutomo.simulate import simulate  # noqa: E402
 
 METHODS = ("poca", "extended_poca", "asr", "bca", "mlem", "mlem_marginal")

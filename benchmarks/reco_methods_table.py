@@ -4,7 +4,7 @@ error and contrast-to-noise on the waste block and on lead in water (issue 13's 
 (Not to be confused with ``methods_table.py``: optimisation methods, gradients against
 gradient-free search, on the ladle furnace.)
 
-Scenes, both built through the configuration path (:func:`mutomo.io.config.parse_config`):
+Scenes, both built through the configuration path (:func:`mutomo.config.schema.parse_config`):
 
 * ``waste_block``: the built-in configuration ``waste_block`` (1 m^3 of concrete in 10 cm voxels,
   a 10 cm uranium cube at a random voxel with probability 0.5, 600 s of exposure: 107,641 muons
@@ -89,14 +89,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from mutomo.config.build import build_problem, evaluation_settings
+from mutomo.config.schema import RunConfig, parse_config
 from mutomo.detector.readout import physical_readout
-from mutomo.io.config import POSTERIOR_INFERENCES, RunConfig, parse_config
 from mutomo.optimise.evaluate import CALIBRATION_STREAM, TEST_STREAM
-from mutomo.optimise.problem import Problem, build_problem, key_generator
-from mutomo.optimise.run import evaluation_settings
+from mutomo.optimise.problem import Problem, key_generator
+from mutomo.reco.methods import VOXEL_METHODS, X0_METHODS
+from mutomo.reco.momentum_options import MOMENTUM_OPTIONS
 from mutomo.simulate import simulate
 from mutomo.tasks import Observations
-from mutomo.tasks.base import X0_METHODS
 from mutomo.tasks.metrics import paired_auc_difference
 from mutomo.tasks.presence import Presence, voxel_outputs
 
@@ -114,20 +115,16 @@ def _load_unknown_momentum() -> Any:
 judge = _load_unknown_momentum().judge
 
 SCENES = ("waste_block", "lead_in_water")
-METHODS = ("poca", "extended_poca", "asr", "bca", "mlem")
+METHODS = tuple(VOXEL_METHODS)
 MOMENTA = ("true", "flux_mean", "range_mean")
 #: Every momentum a configuration may name (``--momenta``; the table's run uses :data:`MOMENTA`).
-ALL_MOMENTA = ("true", "constant", "flux_mean", "range_mean", "expected", "marginal", "posterior")
-#: Methods with a ``marginal`` cell (the one that marginalises over the momentum).
-MARGINAL_METHODS = ("mlem",)
-#: Methods with a ``posterior`` cell: those a configuration allows it for.
-POSTERIOR_METHODS = POSTERIOR_INFERENCES
+ALL_MOMENTA = tuple(MOMENTUM_OPTIONS)
 
 
 def methods_for(momentum: str, methods: tuple[str, ...]) -> list[str]:
-    """The methods of ``methods`` that have a cell with ``momentum``."""
-    only = {"marginal": MARGINAL_METHODS, "posterior": POSTERIOR_METHODS}.get(momentum)
-    return [m for m in methods if only is None or m in only]
+    """The methods of ``methods`` that have a cell with ``momentum`` (those it is for)."""
+    allowed = MOMENTUM_OPTIONS[momentum].methods()
+    return [m for m in methods if m in allowed]
 
 
 DESIGN = "human_close"
@@ -208,7 +205,7 @@ def observe_cells(
     detector = design.detector()
     t = config.task
     tasks = {m: Presence(m, t.false_alarm, t.goal, t.reference) for m in methods}
-    by_momentum = {p: replace(problem, momentum=p) for p in momenta}
+    by_momentum = {p: replace(problem, momentum=MOMENTUM_OPTIONS[p]) for p in momenta}
     cells = Cells()
     start = time.time()
     with torch.no_grad():
@@ -430,7 +427,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         kept.update({f"{scene}/{k}": v for k, v in (keep or {}).items()})
         print(f"# {scene}: {time.time() - start:.0f} s", flush=True)
     if args.save_outputs:
-        np.savez_compressed(args.save_outputs, **kept)
+        np.savez_compressed(args.save_outputs, **kept)  # type: ignore[arg-type]
     results["seconds"] = time.time() - start
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))

@@ -31,13 +31,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from simulation_throughput import build  # noqa: E402
 
-from mutomo.inference import PocaX0  # noqa: E402
 from mutomo.reco import (  # noqa: E402
     AngleStatisticsReconstruction,
     BinnedClustering,
     binned_poca,
     measure,
 )
+from mutomo.reco.maps import VoxelMethod  # noqa: E402
+from mutomo.reco.x0 import PocaX0  # noqa: E402
 from mutomo.simulate import simulate  # noqa: E402
 
 CHAINS = ("poca+bin", "poca+x0", "extended+x0", "asr", "bca")
@@ -48,13 +49,13 @@ def chain(name: str, result, volume) -> torch.Tensor:
     data = measure(result.hits_above, result.hits_below, volume, momentum, covariance=name == "extended+x0")
     if name == "poca+bin":
         return binned_poca(data.scatters.poca, data.weight, volume, values=data.scatters.theta).sum()
-    method = {
+    methods: dict[str, VoxelMethod] = {
         "poca+x0": PocaX0(extended=False),
         "extended+x0": PocaX0(),
         "asr": AngleStatisticsReconstruction(),
         "bca": BinnedClustering(),
-    }[name]
-    return method(data, volume).score.sum()
+    }
+    return methods[name](data, volume).score.sum()
 
 
 def one(name: str, n: int, repeats: int) -> dict[str, float]:

@@ -1,14 +1,14 @@
 """The local surrogate against the exact gradient, where both exist, and where only one does.
 
-The ladle furnace (mutomo.benchmarks.load_benchmark("ladle_furnace")) at methods_table.py's
+The ladle furnace (mutomo.load_benchmark("ladle_furnace")) at methods_table.py's
 8-parameter size (4 + 4 panels, heights only, 0.866 m spans, its fixed budget of 6000). For
-every seed, one start is drawn uniformly within the region (mutomo.optimise.multistart.
+every seed, one start is drawn uniformly within the region (mutomo.design.stacked.
 random_starts, seeded by the seed) and every run starts there, with the same muons:
 
 * ``gradient``: mutomo.optimise.optimise (Adam, the configuration's learning rates, warm-up,
   cosine decay, annealed edges, Bernoulli-sampled hits), ``--epochs`` steps of ``--volumes``
   volumes x ``--muons`` muons;
-* ``surrogate_smooth``: mutomo.optimise.surrogate.surrogate_search on the same smooth training
+* ``surrogate_smooth``: mutomo.studies.surrogate.surrogate_search on the same smooth training
   loss (edges at the annealing's final width, sampled hits) without gradients: calls of
   ``--volumes`` volumes x ``--surrogate-muons`` muons, the ``--n`` calls of one iteration on
   one batch (common random numbers), as many calls as the gradient run's muons pay for;
@@ -52,18 +52,24 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from methods_table import BUDGET, copy, judge, template  # noqa: E402
-
-from mutomo.benchmarks import load_benchmark  # noqa: E402
-from mutomo.io.config import load_config  # noqa: E402
-from mutomo.optimise import EvaluationSettings, Readout, TrainingSettings, optimise  # noqa: E402
-from mutomo.optimise.baselines import DesignVector, design_objective  # noqa: E402
-from mutomo.optimise.design import DetectorDesign  # noqa: E402
-from mutomo.optimise.loop import training_batch_loss  # noqa: E402
-from mutomo.optimise.multistart import random_starts  # noqa: E402
-from mutomo.optimise.problem import Problem  # noqa: E402
-from mutomo.optimise.surrogate import surrogate_gradient, surrogate_search  # noqa: E402
+from mutomo.config.build import load_benchmark
+from mutomo.config.schema import load_config
+from mutomo.design.panels import DetectorDesign
+from mutomo.optimise.evaluate import EvaluationSettings
+from mutomo.optimise.loop import (
+    TrainingSettings,
+    optimise,
+    training_batch_loss,
+)
+from mutomo.optimise.problem import (
+    Problem,
+    Readout,
+)
+from mutomo.studies.methods import LADLE_BUDGET as BUDGET
+from mutomo.studies.methods import copy_panels, even_panels, judge_methods
+from mutomo.studies.search import DesignVector, design_objective
+from mutomo.studies.starts import random_starts
+from mutomo.studies.surrogate import surrogate_gradient, surrogate_search
 
 PHYSICAL = Readout(physical=True, min_hits=2)
 TRAINABLE = ("z",)
@@ -71,7 +77,7 @@ TRAINABLE = ("z",)
 
 def autograd_gradient(design: DetectorDesign, problem: Problem, settings: TrainingSettings, epoch: int) -> np.ndarray:
     """d(training loss of batch ``epoch``)/d(panel heights), by autograd (edges at the final width)."""
-    d = copy(design)
+    d = copy_panels(design)
     d.smoothness = settings.smoothness[1]
     d.z.grad = None
     training_batch_loss(d, problem, settings, epoch, problem.task.loss).total.backward()
@@ -92,7 +98,7 @@ def gradient_cosines(
     the first; and of autograd's gradients on batches 0 and 1 with each other."""
     exact = autograd_gradient(design, problem, settings, 0)
     other = autograd_gradient(design, problem, settings, 1)
-    d = copy(design)
+    d = copy_panels(design)
     d.smoothness = settings.smoothness[1]
     vector = DesignVector(d)
 
@@ -115,12 +121,12 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def run_seed(problem: Problem, seed: int, training: TrainingSettings, args: argparse.Namespace) -> dict[str, Any]:
     """The three runs from one start; the gradient cosines at three designs."""
-    start = random_starts(template(problem, 4, TRAINABLE), 1, seed=seed)[0]
+    start = random_starts(even_panels(problem, 4, TRAINABLE), 1, seed=seed)[0]
     settings = replace(training, seed=seed)
     muons = settings.epochs * settings.volumes_per_epoch * settings.muons_per_volume
     runs: dict[str, dict[str, Any]] = {"start": {"design": start, "muons": 0, "seconds": 0.0}}
     t0 = time.perf_counter()
-    design = copy(start)
+    design = copy_panels(start)
     optimise(design, problem, settings, progress=False)
     runs["gradient"] = {"design": design, "muons": muons, "seconds": time.perf_counter() - t0}
     per_call = settings.volumes_per_epoch * args.surrogate_muons
@@ -128,7 +134,7 @@ def run_seed(problem: Problem, seed: int, training: TrainingSettings, args: argp
     surrogate_settings = replace(settings, epochs=iterations, muons_per_volume=args.surrogate_muons)
     for name, readout in (("surrogate_smooth", None), ("surrogate_physical", PHYSICAL)):
         t0 = time.perf_counter()
-        design = copy(start)
+        design = copy_panels(start)
         vector = DesignVector(design)
         objective, per_call = design_objective(
             design, problem, surrogate_settings, vector=vector, readout=readout, calls_per_batch=args.n
@@ -148,11 +154,12 @@ def run_seed(problem: Problem, seed: int, training: TrainingSettings, args: argp
         runs[name] = {"design": design, "muons": result.muons, "seconds": time.perf_counter() - t0}
         print(f"  seed {seed} {name}: {runs[name]['seconds']:.0f} s", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    elsewhere = random_starts(template(problem, 4, TRAINABLE), 1, seed=1000 + seed)[0]
-    cosines = {
-        where: gradient_cosines(d, problem, settings, args.n, [args.radius, *args.cosine_radii], seed)
-        for where, d in (("start", start), ("gradient_final", runs["gradient"]["design"]), ("random", elsewhere))
-    }
+    elsewhere = random_starts(even_panels(problem, 4, TRAINABLE), 1, seed=1000 + seed)[0]
+    assert isinstance(elsewhere, DetectorDesign)
+    cosines = {}
+    for where, d in (("start", start), ("gradient_final", runs["gradient"]["design"]), ("random", elsewhere)):
+        assert isinstance(d, DetectorDesign)
+        cosines[where] = gradient_cosines(d, problem, settings, args.n, [args.radius, *args.cosine_radii], seed)
     print(f"  seed {seed} cosines: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     return {"runs": runs, "cosines": cosines}
 
@@ -192,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for seed in args.seeds:
         result = run_seed(problem, seed, training, args)
         runs = result["runs"] | {name: {"design": d, "muons": 0, "seconds": 0.0} for name, d in humans.items()}
-        records += judge(problem, evaluation, 8, seed, args.epochs, runs)
+        records += judge_methods(problem, evaluation, 8, seed, args.epochs, runs)
         cosines[str(seed)] = result["cosines"]
         args.out.parent.mkdir(parents=True, exist_ok=True)
         out = {"args": vars(args) | {"out": str(args.out)}, "records": records, "cosines": cosines}
@@ -204,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def settings_from_config(problem: Problem) -> TrainingSettings:
-    from mutomo.optimise.run import settings_from
+    from mutomo.config.build import settings_from
 
     return settings_from(load_config("ladle_furnace"), problem)
 

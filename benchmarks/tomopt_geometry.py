@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from mutomo.detector import Detector, DetectorPanel
-from mutomo.inference import PocaX0
 from mutomo.muons import FluxSource, GenerationPlane, TabulatedFlux
 from mutomo.reco import measure
+from mutomo.reco.x0 import PocaX0
 from mutomo.simulate import simulate
 from mutomo.volume import PassiveVolume
 

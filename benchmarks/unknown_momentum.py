@@ -32,7 +32,7 @@ the same measured muons (paired):
 "Ranks top": the cube's voxel is measured and ranks highest of the measured voxels (``top1``);
 ``top3``: among the three highest; ``near``: the highest-ranked voxel is the cube's or touches it
 (Chebyshev distance <= 1 voxel: PoCA's depth resolution spreads a small object's muons into the
-voxels above and below it). The rank is :func:`mutomo.inference.tasks.ranking_score`'s: for the
+voxels above and below it). The rank is :func:`mutomo.tasks.statistics.ranking_score`'s: for the
 X0 methods, which report each voxel's error, the empirical-Bayes shrunk density, so that a voxel
 seen by a handful of muons does not win on its noise; ASR and BCA by their raw score.
 ``top1_raw``: the cube first by the raw score (1/X0) alone, as before 2026-11-30. Fractions over
@@ -57,8 +57,6 @@ import numpy as np
 import torch
 
 from mutomo.detector import Detector, DetectorPanel
-from mutomo.inference import PocaX0
-from mutomo.inference.tasks import ranking_score
 from mutomo.muons import FluxSource, TabulatedFlux
 from mutomo.muons.generation import muon_count
 from mutomo.reco import (
@@ -73,7 +71,9 @@ from mutomo.reco import (
     measure,
 )
 from mutomo.reco.momentum import MARGINAL_BINS
+from mutomo.reco.x0 import PocaX0
 from mutomo.simulate import acceptance_plane, simulate
+from mutomo.tasks.statistics import ranking_score
 from mutomo.volume import PassiveVolume
 
 THETA_MAX = math.radians(40)
@@ -230,6 +230,7 @@ def run_volume(
         fit = mlem.reconstruct(marginal(data, volume, background), volume)
         for name in set(names) & set(MARGINAL_METHODS):
             results[(name, "marginal")] = judge(mlem.voxel_map(fit), volume, cube)
+        assert fit.momentum is not None  # marginalised: each muon's posterior momentum
         with_p = replace(data, momentum=fit.momentum)
         for name in set(names) - set(MARGINAL_METHODS):
             results[(name, "posterior")] = judge(all_methods[name](with_p, volume), volume, cube)  # type: ignore[operator]

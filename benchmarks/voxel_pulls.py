@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from mutomo.detector import Detector, DetectorPanel
-from mutomo.inference import PocaX0
 from mutomo.muons import FluxSource, TabulatedFlux
 from mutomo.reco import MaximumLikelihoodEM, ScatterData, VoxelMap, measure
+from mutomo.reco.x0 import PocaX0
 from mutomo.simulate import acceptance_plane, simulate
 from mutomo.volume import PassiveVolume
 

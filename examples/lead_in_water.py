@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from mutomo.detector import Detector, DetectorPanel
-from mutomo.inference import PocaX0
 from mutomo.muons import FluxSource, TabulatedFlux, exposure_time
 from mutomo.plotting.x0 import x0_slices
 from mutomo.reco import AngleStatisticsReconstruction, BinnedClustering, measure
+from mutomo.reco.x0 import PocaX0
 from mutomo.simulate import acceptance_plane, simulate
 from mutomo.volume import PassiveVolume
 

@@ -1,20 +1,115 @@
 """mutomo: differentiable design of muon scattering tomography detectors.
 
-The package mirrors the simulation chain (see ``docs`` in README.md):
+``import mutomo`` gives the names a study needs; everything else is reachable by its module.
+The package mirrors the chain (docs: *Concepts*, and ``DESIGN.md``):
 
-* :mod:`mutomo.materials` -- cited material properties,
-* :mod:`mutomo.muons` -- cosmic-ray flux models, sampling and the :class:`MuonBatch`,
-* :mod:`mutomo.volume` -- voxelised passive volumes and the scattering / energy-loss kernels,
-* :mod:`mutomo.detector` -- detector panels (``nn.Module``), hits and the cost model,
-* :mod:`mutomo.errors` -- :class:`MutomoError`, raised for every input mutomo refuses.
+* the physics: :mod:`~mutomo.materials`, :mod:`~mutomo.muons` (flux, generation,
+  :class:`MuonBatch`), :mod:`~mutomo.volume` (voxelised volumes, scattering, energy loss),
+  :mod:`~mutomo.detector` (panels, hits, cost), :func:`simulate`, :mod:`~mutomo.scenes`;
+* the reconstruction: :mod:`~mutomo.reco` (track fits, PoCA, every voxel method,
+  momentum options) and :mod:`~mutomo.tasks` (the questions, their losses and metrics);
+* what is trained and how: :mod:`~mutomo.design`, :mod:`~mutomo.optimise`,
+  :mod:`~mutomo.studies`;
+* the file format and the application: :mod:`~mutomo.config`, :mod:`~mutomo.io`,
+  :mod:`~mutomo.app`, :mod:`~mutomo.plotting`.
 
 Units are metres, GeV (momenta in GeV/c), radians and seconds throughout; see
-:mod:`mutomo.units`.
+:mod:`mutomo.units`. Every input mutomo refuses raises :class:`MutomoError`.
+
+Example:
+    >>> import mutomo
+    >>> problem = mutomo.load_benchmark("ladle_furnace")
+    >>> sorted(mutomo.VOXEL_METHODS)
+    ['asr', 'bca', 'extended_poca', 'mlem', 'poca']
 """
 
+__version__ = "0.1.0"
+
+from mutomo.config import build_problem, load_benchmark, load_config
+from mutomo.design import (
+    DESIGN_KINDS,
+    DesignBounds,
+    DetectorDesign,
+    HodoscopeDesign,
+    HodoscopeModule,
+    design_from_description,
+)
+from mutomo.detector import AreaCostModel, Detector, DetectorPanel
 from mutomo.errors import MutomoError
 from mutomo.materials import Material, get_material, known_materials
-from mutomo.muons.batch import MuonBatch
+from mutomo.muons import FluxSource, MuonBatch, TabulatedFlux, exposure_time
+from mutomo.optimise import (
+    EvaluationSettings,
+    Problem,
+    TrainingSettings,
+    evaluate,
+    observe_design,
+    optimise,
+    paired,
+)
+from mutomo.reco import (
+    AngleStatisticsReconstruction,
+    BinnedClustering,
+    ConstantMomentum,
+    FluxMeanMomentum,
+    MaximumLikelihoodEM,
+    PocaX0,
+    measure,
+)
+from mutomo.reco.methods import VOXEL_METHODS
+from mutomo.reco.momentum_options import MOMENTUM_OPTIONS
+from mutomo.scenes import Scene, SceneSpec
+from mutomo.simulate import acceptance_plane, simulate
+from mutomo.tasks import TASK_KINDS, Imaging, Presence, Regression
+from mutomo.tasks.statistics import poca_height, presence_score
+from mutomo.volume import PassiveVolume
 
-__all__ = ["Material", "MuonBatch", "MutomoError", "get_material", "known_materials"]
-__version__ = "0.1.0"
+__all__ = [
+    "DESIGN_KINDS",
+    "MOMENTUM_OPTIONS",
+    "TASK_KINDS",
+    "VOXEL_METHODS",
+    "AngleStatisticsReconstruction",
+    "AreaCostModel",
+    "BinnedClustering",
+    "ConstantMomentum",
+    "DesignBounds",
+    "Detector",
+    "DetectorDesign",
+    "DetectorPanel",
+    "EvaluationSettings",
+    "FluxMeanMomentum",
+    "FluxSource",
+    "HodoscopeDesign",
+    "HodoscopeModule",
+    "Imaging",
+    "Material",
+    "MaximumLikelihoodEM",
+    "MuonBatch",
+    "MutomoError",
+    "PassiveVolume",
+    "PocaX0",
+    "Presence",
+    "Problem",
+    "Regression",
+    "Scene",
+    "SceneSpec",
+    "TabulatedFlux",
+    "TrainingSettings",
+    "acceptance_plane",
+    "build_problem",
+    "design_from_description",
+    "evaluate",
+    "exposure_time",
+    "get_material",
+    "known_materials",
+    "load_benchmark",
+    "load_config",
+    "measure",
+    "observe_design",
+    "optimise",
+    "paired",
+    "poca_height",
+    "presence_score",
+    "simulate",
+]

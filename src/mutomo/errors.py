@@ -3,7 +3,7 @@
 Every refusal of user input (a configuration, a design file, a hits file, a checkpoint, an
 argument of a public constructor) is a :class:`MutomoError` whose message names the file, the
 field or the row at fault and what is allowed. The command line turns it into one line on
-stderr and exit code 2 (:mod:`mutomo.cli`). :class:`MutomoError` derives from
+stderr and exit code 2 (:mod:`mutomo.app.cli`). :class:`MutomoError` derives from
 :class:`ValueError`, so code that caught ``ValueError`` before still catches it.
 """
 

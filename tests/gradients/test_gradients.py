@@ -199,9 +199,9 @@ def scatter_data(resolution: float, z_top: float):
 
 
 def task_quantities(resolution: float, z_top: float):
-    from mutomo.inference import PocaX0
-    from mutomo.inference.tasks import poca_height, presence_score
     from mutomo.reco import AngleStatisticsReconstruction, BinnedClustering
+    from mutomo.reco.x0 import PocaX0
+    from mutomo.tasks.statistics import poca_height, presence_score
 
     data, volume, det = scatter_data(resolution, z_top)
     quantities = {
@@ -238,9 +238,9 @@ def test_task_quantity_gradients_match_finite_differences(name):
 def test_measure_compaction_changes_neither_values_nor_gradients():
     """Keeping only the muons of nonzero weight (the default) gives the X0 map, the fill height
     and their gradients of keeping every muon, to float64 rounding."""
-    from mutomo.inference import PocaX0
-    from mutomo.inference.tasks import poca_height
     from mutomo.reco import measure
+    from mutomo.reco.x0 import PocaX0
+    from mutomo.tasks.statistics import poca_height
 
     results = []
     for compact in (True, False):

@@ -7,13 +7,10 @@ import math
 import pytest
 import torch
 
-from mutomo.benchmarks import load_benchmark
-from mutomo.cli import main
-from mutomo.io.config import parse_config
-from mutomo.optimise import TrainingSettings, optimise
-from mutomo.optimise.loop import batch_losses
-from mutomo.optimise.problem import build_problem
-from mutomo.optimise.run import build_design
+from mutomo.app.cli import main
+from mutomo.config.build import build_design, build_problem, load_benchmark
+from mutomo.config.schema import parse_config
+from mutomo.optimise.loop import TrainingSettings, batch_losses, optimise
 
 
 def test_short_optimisation_improves_the_poor_ladle_design():

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from mutomo.detector import Detector, DetectorPanel
-from mutomo.inference import PocaX0
-from mutomo.inference.tasks import fit_linear_calibration, poca_height, presence_score
 from mutomo.muons import FluxSource, TabulatedFlux
 from mutomo.reco import AngleStatisticsReconstruction, BinnedClustering, ScatterData, measure
+from mutomo.reco.x0 import PocaX0
 from mutomo.simulate import acceptance_plane, simulate
+from mutomo.tasks.statistics import fit_linear_calibration, poca_height, presence_score
 from mutomo.volume import PassiveVolume
 
 FLUX = TabulatedFlux(momentum_range=(1.0, 1000.0), theta_max=math.radians(40))

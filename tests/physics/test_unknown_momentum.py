@@ -169,10 +169,9 @@ def test_configured_momentum_runs_end_to_end_with_finite_gradients(momentum, inf
     ``"posterior"``: ML/EM's posterior momenta given to PoCA) in a configuration: the problem uses
     ExpectedMomentum (or its prior) in the scene's nominal background (30 % iron clutter here),
     and the training loss has finite gradients in the design."""
-    from mutomo.io.config import parse_config
+    from mutomo.config.build import build_design, build_problem
+    from mutomo.config.schema import parse_config
     from mutomo.optimise.loop import TrainingSettings, batch_loss
-    from mutomo.optimise.problem import build_problem
-    from mutomo.optimise.run import build_design
     from mutomo.reco.momentum import MARGINAL_BINS
 
     scene = {

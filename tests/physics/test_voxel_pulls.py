@@ -4,7 +4,7 @@ Repeated uniform iron blocks (one voxel layer: each 10 cm x 10 cm voxel spans th
 under the detector of ``benchmarks/voxel_pulls.py`` (three 100 um panels a side, true momenta),
 each seen by a different number of muons so that voxels fill every occupancy class. The truth is
 fixed (iron's X0 from the material table); nothing is tuned on these data: the width of the
-estimator comes from the moments of the truncated normal (``mutomo.inference.x0``).
+estimator comes from the moments of the truncated normal (``mutomo.reco.x0``).
 
 Only voxels off the block's four side faces are judged. PoCA moves the far-away PoCAs of nearly
 undeflected muons to the nearest voxel, so the edge voxels collect them (+0.1 in ln X0, +0.3 in
@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from mutomo.inference import HighlandX0Inferrer, PocaX0
 from mutomo.reco import poca_within_height
+from mutomo.reco.x0 import HighlandX0Inferrer, PocaX0
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "voxel_pulls.py"
 
@@ -86,7 +86,7 @@ def test_ln_x0_pulls_in_water_have_unit_width_in_every_occupancy_class():
     """1 m of water, binned PoCA, voxels off the side faces: most muons above ~20 GeV/c are
     measured with as much angular noise as they scatter, and a single 600 GeV/c muon of a voxel
     once sent its estimate to 15x the truth (pull widths 1.3-2.7 before the robust start of
-    ``mutomo.inference.x0``). Measured: 0.99-1.12; extended PoCA 0.91-1.03 up to 200 muons, 1.28
+    ``mutomo.reco.x0``). Measured: 0.99-1.12; extended PoCA 0.91-1.03 up to 200 muons, 1.28
     above (benchmarks/README.md, "Voxel X0 pulls")."""
     ladder = [([2000, 4000, 8000], range(12)), ([16000, 40000], range(6)), ([160000], range(4))]
     check(pull_widths(ladder, "water", 1.0, interior=True, extended=(False,)), min_entries=150)
@@ -115,7 +115,7 @@ def test_voxels_with_too_few_muons_are_not_measured():
 def test_reported_width_follows_the_truncated_gaussian_constant():
     """With negligible measurement error every muon counts the same and the reported
     sigma(ln X0) is sqrt(A / D^2 / (2 n)) / (d ln g / d ln t) (module docstring), for any X0."""
-    from mutomo.inference.x0 import CORE_K, truncated_variance_constants
+    from mutomo.reco.x0 import CORE_K, truncated_variance_constants
     from mutomo.units import HIGHLAND_LOG_COEFF
 
     a, d = truncated_variance_constants(CORE_K)

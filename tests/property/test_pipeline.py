@@ -13,11 +13,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mutomo.design.base import DesignBounds
+from mutomo.design.panels import DetectorDesign
 from mutomo.detector import Detector, Hits
 from mutomo.detector.readout import physical_readout, sampled_readout
-from mutomo.inference import HighlandX0Inferrer, PocaX0
-from mutomo.inference.tasks import poca_height, presence_score
-from mutomo.optimise import DesignBounds, DetectorDesign, budget_penalty
+from mutomo.optimise.loss import budget_penalty
 from mutomo.reco import (
     AngleStatisticsReconstruction,
     BinnedClustering,
@@ -26,9 +26,11 @@ from mutomo.reco import (
     fit_tracks,
     measure,
 )
+from mutomo.reco.x0 import HighlandX0Inferrer, PocaX0
 from mutomo.simulate import SimulationResult, simulate
 from mutomo.tasks.presence import Presence, score_sigma
 from mutomo.tasks.regression import Regression
+from mutomo.tasks.statistics import poca_height, presence_score
 from mutomo.units import MUON_MASS
 from mutomo.volume import PassiveVolume, position_at_z, propagate_straight, propagate_volume
 from mutomo.volume.propagation import MIN_DOWNWARD_COSINE

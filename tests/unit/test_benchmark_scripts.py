@@ -66,9 +66,8 @@ def test_surrogate_vs_gradient_script_runs_on_a_tiny_input(tmp_path):
 def test_reco_methods_table_cells_read_what_observe_design_reads():
     """Each cell of the shared pass (one simulation per volume, every momentum and method) gives
     the outputs ``observe_design`` gives for the configuration with that inference and momentum."""
+    from mutomo.config.build import build_problem, evaluation_settings
     from mutomo.optimise.evaluate import CALIBRATION_STREAM, observe_design
-    from mutomo.optimise.problem import build_problem
-    from mutomo.optimise.run import evaluation_settings
 
     module = load("reco_methods_table")
     shared = module.scene_config("lead_in_water", 4, 2, muons=2000)

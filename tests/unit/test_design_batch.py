@@ -7,11 +7,11 @@ import torch
 from torch import nn
 
 from mutomo.detector import Detector, DetectorPanel
-from mutomo.inference import PocaX0
-from mutomo.inference.tasks import poca_height
 from mutomo.muons import FluxSource, GenerationPlane, TabulatedFlux
 from mutomo.reco import AngleStatisticsReconstruction, measure
+from mutomo.reco.x0 import PocaX0
 from mutomo.simulate import simulate
+from mutomo.tasks.statistics import poca_height
 from mutomo.volume import PassiveVolume
 
 D = torch.float64

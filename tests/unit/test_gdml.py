@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mutomo import Material, MutomoError
-from mutomo.cli import main
+from mutomo.app.cli import main
 from mutomo.detector import Detector, DetectorPanel
 from mutomo.io.gdml import compare_gdml, merge_voxels, read_gdml, require_pyg4ometry, write_gdml
 from mutomo.volume import PassiveVolume
@@ -118,8 +118,8 @@ def test_refusals(tmp_path, monkeypatch):
 def run_dir(tmp_path_factory):
     """A finished run's files, by hand: the waste-block configuration (a presence scene) and its
     first human design as the optimised one."""
-    from mutomo.io.config import load_config
-    from mutomo.optimise.problem import build_problem
+    from mutomo.config.build import build_problem
+    from mutomo.config.schema import load_config
 
     config = load_config("waste_block")
     problem = build_problem(config)
@@ -169,8 +169,8 @@ def test_cli_export_without_pyg4ometry(run_dir, tmp_path, capsys, monkeypatch):
 
 def test_hodoscope_design_exports_its_panels(tmp_path):
     pytest.importorskip("pyg4ometry")
-    from mutomo.optimise.design import DesignBounds
-    from mutomo.optimise.hodoscopes import HodoscopeDesign, HodoscopeModule
+    from mutomo.design.base import DesignBounds
+    from mutomo.design.hodoscopes import HodoscopeDesign, HodoscopeModule
 
     module = HodoscopeModule(size=(2.0, 1.0, 0.3), panel_heights=(0.0, 0.3))
     bounds = DesignBounds(x=(-1.0, 3.0), y=(-1.0, 2.0), z_above=(2.1, 4.0), z_below=(-1.0, 0.9))

@@ -11,9 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mutomo import MutomoError
+from mutomo.design.base import DesignBounds
+from mutomo.design.describe import design_from_description
+from mutomo.design.hodoscopes import OVERLAP_TOLERANCE, HodoscopeDesign, HodoscopeModule
+from mutomo.design.panels import DetectorDesign
 from mutomo.muons import FluxSource, TabulatedFlux
-from mutomo.optimise.design import DesignBounds, DetectorDesign, design_from_description
-from mutomo.optimise.hodoscopes import OVERLAP_TOLERANCE, HodoscopeDesign, HodoscopeModule
 from mutomo.simulate import acceptance_plane, simulate
 from mutomo.volume import PassiveVolume
 
@@ -197,8 +199,8 @@ def test_a_region_too_small_sends_only_the_overlapping_modules_back():
 
 
 def test_a_short_lorry_optimisation_from_the_builtin_configuration(tmp_path):
-    from mutomo.io.config import parse_config
-    from mutomo.optimise.run import run
+    from mutomo.app.run import run
+    from mutomo.config.schema import parse_config
 
     config = parse_config(
         {

@@ -9,23 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from mutomo.benchmarks import load_benchmark
-from mutomo.cli import main
+from mutomo.app.cli import main
+from mutomo.config.build import load_benchmark
+from mutomo.design.describe import design_from_description
+from mutomo.design.panels import DetectorDesign
+from mutomo.design.stacked import StackedDesign
 from mutomo.errors import MutomoError
-from mutomo.optimise import EvaluationSettings, TrainingSettings
-from mutomo.optimise.baselines import DesignVector, design_objective, search
-from mutomo.optimise.design import DetectorDesign, design_from_description
-from mutomo.optimise.evaluate import observe_design
-from mutomo.optimise.landscape import LandscapeSettings, front_envelope, near_optimal, observe_designs
-from mutomo.optimise.loop import batch_loss, batch_losses
-from mutomo.optimise.multistart import (
-    StackedDesign,
-    aligned_parameters,
-    design_distance,
-    group_designs,
-    jittered_starts,
-    random_starts,
-)
+from mutomo.optimise.evaluate import EvaluationSettings, observe_design
+from mutomo.optimise.loop import TrainingSettings, batch_loss, batch_losses
+from mutomo.studies.baselines import search
+from mutomo.studies.grouping import aligned_parameters, design_distance, group_designs
+from mutomo.studies.landscape import LandscapeSettings, front_envelope, near_optimal, observe_designs
+from mutomo.studies.search import DesignVector, design_objective
+from mutomo.studies.starts import jittered_starts, random_starts
 
 
 @pytest.fixture(scope="module")

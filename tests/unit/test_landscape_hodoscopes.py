@@ -11,27 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from mutomo.benchmarks import load_benchmark
-from mutomo.cli import main
+from mutomo.app.cli import main
+from mutomo.config.build import build_design, build_problem, evaluation_settings, load_benchmark, settings_from
+from mutomo.config.schema import load_config
+from mutomo.design.describe import design_from_description
+from mutomo.design.hodoscopes import HodoscopeDesign, HodoscopeModule, tiled_placement
+from mutomo.design.stacked import StackedDesign
 from mutomo.errors import MutomoError
-from mutomo.io.config import load_config
-from mutomo.optimise import TrainingSettings
-from mutomo.optimise.baselines import DesignVector, design_objective, search
-from mutomo.optimise.design import design_from_description
-from mutomo.optimise.hodoscopes import HodoscopeDesign, HodoscopeModule, tiled_placement
-from mutomo.optimise.landscape import LandscapeSettings, check_front, front_starts
-from mutomo.optimise.loop import batch_loss
-from mutomo.optimise.multistart import (
-    MAX_DRAWS,
-    StackedDesign,
-    aligned_parameters,
-    design_distance,
-    group_designs,
-    jittered_starts,
-    random_starts,
-)
-from mutomo.optimise.problem import build_problem
-from mutomo.optimise.run import build_design, evaluation_settings, settings_from
+from mutomo.optimise.loop import TrainingSettings, batch_loss
+from mutomo.studies.baselines import search
+from mutomo.studies.grouping import aligned_parameters, design_distance, group_designs
+from mutomo.studies.landscape import LandscapeSettings, check_front, front_starts
+from mutomo.studies.search import DesignVector, design_objective
+from mutomo.studies.starts import MAX_DRAWS, jittered_starts, random_starts
 from mutomo.sweep.gather import gather
 from mutomo.sweep.plan import SweepPlan
 from mutomo.sweep.trial import run_trial, setting

@@ -6,21 +6,12 @@ import math
 import pytest
 import torch
 
-from mutomo.benchmarks import load_benchmark
-from mutomo.io.config import ConfigError, load_config, parse_config
-from mutomo.optimise import (
-    BCELoss,
-    DesignBounds,
-    DetectorDesign,
-    LossBreakdown,
-    MSELoss,
-    SpreadOverRangeLoss,
-    TrainingSettings,
-    budget_penalty,
-    optimise,
-)
-from mutomo.optimise.problem import build_problem
-from mutomo.optimise.run import build_design
+from mutomo.config.build import build_design, build_problem, load_benchmark
+from mutomo.config.schema import ConfigError, load_config, parse_config
+from mutomo.design.base import DesignBounds
+from mutomo.design.panels import DetectorDesign
+from mutomo.optimise.loop import TrainingSettings, optimise
+from mutomo.optimise.loss import BCELoss, LossBreakdown, MSELoss, SpreadOverRangeLoss, budget_penalty
 
 BOUNDS = DesignBounds(x=(-1.0, 2.0), y=(-1.0, 2.0), z_above=(1.5, 2.5), z_below=(-0.5, 0.3))
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mutomo.benchmarks import load_benchmark
+from mutomo.config.build import load_benchmark
 from mutomo.detector import Detector, DetectorPanel
 from mutomo.detector.readout import physical_readout, sampled_readout
 from mutomo.muons import FluxSource, TabulatedFlux

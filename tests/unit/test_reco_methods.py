@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from mutomo.inference import PocaX0
 from mutomo.muons import TabulatedFlux
 from mutomo.reco import (
     AngleStatisticsReconstruction,
@@ -17,6 +16,7 @@ from mutomo.reco import (
     triggered_voxels,
 )
 from mutomo.reco.segments import segment_quantile
+from mutomo.reco.x0 import PocaX0
 from mutomo.volume import PassiveVolume
 
 D = torch.float64

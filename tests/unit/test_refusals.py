@@ -20,18 +20,19 @@ import numpy as np
 import pytest
 import torch
 
+import mutomo.app.run  # noqa: F401
 import mutomo.optimise.evaluate  # noqa: F401  (loaded for the tripwire)
-import mutomo.optimise.landscape  # noqa: F401
-import mutomo.optimise.run  # noqa: F401
+import mutomo.studies.landscape  # noqa: F401
 from mutomo import Material, MuonBatch, MutomoError
-from mutomo.cli import main
+from mutomo.app.cli import main
+from mutomo.design.base import DesignBounds
+from mutomo.design.files import read_design_file
+from mutomo.design.panels import DetectorDesign
 from mutomo.detector import DetectorPanel
 from mutomo.errors import CheckpointError, HitsFileError
 from mutomo.io import read_csv, read_hdf5, read_root, write_hdf5, write_root
 from mutomo.io.hits import HitsData
 from mutomo.optimise.checkpoint import read_checkpoint, save_checkpoint
-from mutomo.optimise.design import DesignBounds, DetectorDesign
-from mutomo.optimise.problem import read_design_file
 from mutomo.volume import PassiveVolume
 
 # ----------------------------------------------------------------------------- command line
@@ -46,9 +47,9 @@ def tripwire(monkeypatch):
     def refuse(*args, **kwargs):
         raise TripwireError("bad input reached the simulation")
 
-    for module in ("mutomo.optimise.run", "mutomo.optimise.evaluate", "mutomo.optimise.landscape"):
+    for module in ("mutomo.app.run", "mutomo.optimise.evaluate", "mutomo.studies.landscape"):
         monkeypatch.setattr(sys.modules[module], "observe_design", refuse)
-    monkeypatch.setattr(sys.modules["mutomo.optimise.run"], "optimise", refuse)
+    monkeypatch.setattr(sys.modules["mutomo.app.run"], "optimise", refuse)
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
@@ -532,7 +533,7 @@ def test_public_constructors_refuse_bad_values(case, build, message):
 
 
 def test_optimise_refuses_a_run_dir_that_is_not_a_path_before_any_epoch():
-    from mutomo.benchmarks import load_benchmark
+    from mutomo.config.build import load_benchmark
     from mutomo.optimise.loop import TrainingSettings, optimise
 
     problem = load_benchmark("ladle_furnace")

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from mutomo.io.config import ConfigError, load_config, parse_config
+from mutomo.config.build import build_problem
+from mutomo.config.schema import ConfigError, load_config, parse_config
 from mutomo.materials import get_material
-from mutomo.optimise.problem import build_problem
 from mutomo.scenes import Scene, SceneSpec
 
 
@@ -211,7 +211,7 @@ start = "start"
 def test_the_shipped_configurations_validate_and_build():
     from pathlib import Path
 
-    from mutomo.io.config import builtin_configs
+    from mutomo.config.schema import builtin_configs
 
     paths = [*builtin_configs().values(), *sorted(Path(__file__).resolve().parents[2].glob("configs/*.toml"))]
     assert len(paths) >= 3

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from mutomo.errors import MutomoError
-from mutomo.optimise.baselines import METHODS, search
-from mutomo.optimise.surrogate import fit_gradient, surrogate_gradient, surrogate_search
+from mutomo.studies.baselines import METHODS, search
+from mutomo.studies.surrogate import fit_gradient, surrogate_gradient, surrogate_search
 
 DIM = 8
 _A = np.random.default_rng(0).normal(size=(DIM, DIM))
@@ -144,7 +144,7 @@ def test_surrogate_search_on_a_noisy_quadratic_and_at_the_bounds():
 def test_surrogate_search_reuses_evaluations_in_the_trust_region(monkeypatch):
     """Each fit sees the fresh points and the earlier ones still inside the trust region (as
     L-GSO reuses its history), and only those; the run is reproducible from its seed."""
-    import mutomo.optimise.surrogate as module
+    import mutomo.studies.surrogate as module
 
     seen: list[tuple[int, float]] = []
     original = module.fit_gradient
@@ -209,9 +209,10 @@ def test_design_objective_shares_batches_and_reads_out_physically():
     """``calls_per_batch`` calls see one batch (common random numbers for one iteration), the
     next call the next batch; the physical readout (hard edges, Bernoulli hits) gives a different
     loss than the smooth one on the same batch, and a bad ``calls_per_batch`` is refused."""
-    from mutomo.benchmarks import load_benchmark
-    from mutomo.optimise import Readout, TrainingSettings
-    from mutomo.optimise.baselines import DesignVector, design_objective
+    from mutomo.config.build import load_benchmark
+    from mutomo.optimise.loop import TrainingSettings
+    from mutomo.optimise.problem import Readout
+    from mutomo.studies.search import DesignVector, design_objective
 
     ladle = load_benchmark("ladle_furnace")
     design = ladle.design("human_acceptance", ("z",), 6000.0)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from mutomo.cli import main
-from mutomo.io.config import load_config
+from mutomo.app.cli import main
+from mutomo.config.schema import load_config
 from mutomo.sweep.plan import SweepPlan, Trial
 from mutomo.sweep.trial import ReplayedObjective, run_trial
 from tests.unit.test_landscape import SMALL_LADLE as SMALL
@@ -56,7 +56,7 @@ def test_sweep_on_two_local_workers_resumes_trials_whose_worker_is_killed(tmp_pa
     config = _config(tmp_path, 'starts = 2\njitter = 0.05\nmethods = ["cma"]\nmethod_seeds = 1\nworkers = 2\n')
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
-    cmd = [sys.executable, "-m", "mutomo.cli", "sweep", str(config), "--output", str(out), *SIZE_ARGS]
+    cmd = [sys.executable, "-m", "mutomo.app.cli", "sweep", str(config), "--output", str(out), *SIZE_ARGS]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     start, cma = out / "trials" / "start_000", out / "trials" / "cma_s0"
     _wait_for(lambda: (start / "checkpoints" / "epoch_00004.pt").exists(), proc, "start_000's 5th epoch")
@@ -201,7 +201,7 @@ def test_sweep_plan_names_every_trial_and_gives_each_its_own_muons():
         *("front_b0_s0", "front_b0_s1", "front_b1_s0", "front_b1_s1"),
         *("cma_s0", "cma_s1", "tpe_s0", "tpe_s1"),
     ]
-    from mutomo.optimise import TrainingSettings
+    from mutomo.optimise.loop import TrainingSettings
 
     base = TrainingSettings(seed=7)
     seeds = {t.name: t.training(base).seed for t in plan.trials()}
@@ -210,8 +210,8 @@ def test_sweep_plan_names_every_trial_and_gives_each_its_own_muons():
 
 
 def test_a_sweep_offers_every_gradient_free_method():
-    from mutomo.io.config import SWEEP_METHODS
-    from mutomo.optimise.baselines import METHODS
+    from mutomo.config.schema import SWEEP_METHODS
+    from mutomo.studies.baselines import METHODS
 
     assert set(SWEEP_METHODS) == set(METHODS)
 

@@ -7,11 +7,10 @@ import math
 import pytest
 import torch
 
-from mutomo.io.config import parse_config
+from mutomo.config.build import build_design, build_problem
+from mutomo.config.schema import parse_config
 from mutomo.optimise.evaluate import EvaluationSettings, observe_design, paired, summarise
 from mutomo.optimise.loop import TrainingSettings, batch_loss
-from mutomo.optimise.problem import build_problem
-from mutomo.optimise.run import build_design
 from mutomo.tasks import TASK_KINDS
 
 SCENE = {"size": [0.6, 0.6, 0.6], "origin": [0.0, 0.0, 0.3], "voxel": 0.1}

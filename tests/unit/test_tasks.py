@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from mutomo.inference.tasks import fit_linear_calibration, poca_height, presence_score, ranking_score, robust_zscore
 from mutomo.reco import ScatterData, Tracks, VoxelMap
 from mutomo.reco.poca import Scatters
+from mutomo.tasks.statistics import fit_linear_calibration, poca_height, presence_score, ranking_score, robust_zscore
 from mutomo.volume import PassiveVolume
 
 D = torch.float64

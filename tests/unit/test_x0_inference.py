@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-from mutomo.inference import HighlandX0Inferrer, highland_inverse
 from mutomo.reco import Scatters, Tracks, poca_voxel_weights
+from mutomo.reco.x0 import HighlandX0Inferrer, highland_inverse
 from mutomo.units import HIGHLAND_E0
 from mutomo.volume import PassiveVolume
 from mutomo.volume.scattering import highland_g

@@ -43,7 +43,7 @@ from torch import Tensor
 
 from mutomo.detector import Detector
 from mutomo.errors import MutomoError
-from mutomo.io.paths import PathLike, writable_file
+from mutomo.io.files import PathLike, writable_file
 from mutomo.materials import ELEMENTS, MATERIALS, Material
 from mutomo.volume.grid import PassiveVolume
 

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from mutomo.detector.panel import Hits
 from mutomo.errors import HitsFileError, MutomoError
-from mutomo.io.paths import as_path
+from mutomo.io.files import as_path
 from mutomo.simulate import SimulationResult
 from mutomo.units import MUON_MASS
 

@@ -1,6 +1,10 @@
-"""Optimisation of detector designs: the problem, the design, losses, the loop and evaluation."""
+"""Optimisation of a design against a problem: the problem (scene, task, muon source, readouts),
+the loss, the training loop with its checkpoints and progress, and the physical evaluation.
 
-from mutomo.optimise.design import PARAMETER_GROUPS, Design, DesignBounds, DetectorDesign, design_from_description
+It takes built objects (a :class:`Problem`, a :class:`~mutomo.design.base.Design`, settings);
+:mod:`mutomo.config` builds them from a configuration file.
+"""
+
 from mutomo.optimise.evaluate import EvaluationSettings, evaluate, observe_design, paired, summarise
 from mutomo.optimise.loop import (
     OPTIMISERS,
@@ -12,16 +16,13 @@ from mutomo.optimise.loop import (
     optimise,
 )
 from mutomo.optimise.loss import BCELoss, LossBreakdown, MSELoss, SpreadOverRangeLoss, TaskLoss, budget_penalty
-from mutomo.optimise.problem import Problem, Readout, build_problem
+from mutomo.optimise.problem import SAMPLED, SMOOTH, Problem, Readout
 
 __all__ = [
     "OPTIMISERS",
-    "PARAMETER_GROUPS",
+    "SAMPLED",
+    "SMOOTH",
     "BCELoss",
-    "DesignBounds",
-    "Design",
-    "DetectorDesign",
-    "design_from_description",
     "EpochRecord",
     "EvaluationSettings",
     "History",
@@ -35,7 +36,6 @@ __all__ = [
     "TaskLoss",
     "TrainingSettings",
     "budget_penalty",
-    "build_problem",
     "evaluate",
     "observe_design",
     "optimise",

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from mutomo.errors import CheckpointError
-from mutomo.io.paths import write_atomic
+from mutomo.io.files import write_atomic
 
 KEPT = 3
 """How many of the newest checkpoints are kept."""

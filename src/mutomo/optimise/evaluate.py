@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mutomo.design.base import Design
 from mutomo.errors import MutomoError
-from mutomo.optimise.design import Design
 from mutomo.optimise.problem import SMOOTH, Problem, Readout, key_generator
 from mutomo.tasks import Metric, Observations
 

@@ -36,10 +36,10 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from mutomo.design.base import PARAMETER_GROUPS, Design
 from mutomo.errors import MutomoError
-from mutomo.io.paths import PathLike, writable_dir
+from mutomo.io.files import PathLike, writable_dir
 from mutomo.optimise.checkpoint import load_latest, save_checkpoint
-from mutomo.optimise.design import PARAMETER_GROUPS, Design
 from mutomo.optimise.loss import LossBreakdown, budget_penalty
 from mutomo.optimise.problem import SAMPLED, SMOOTH, Problem, Readout, key_generator
 from mutomo.optimise.progress import Progress
@@ -192,7 +192,7 @@ def batch_losses(
 
     Volume ``j`` has key ``(*key, j)``; a task whose loss needs pairs sees each volume twice,
     with independent muons. A design whose detector has design axes (a
-    :class:`~mutomo.optimise.multistart.StackedDesign`) is simulated in one pass: its members
+    :class:`~mutomo.design.stacked.StackedDesign`) is simulated in one pass: its members
     see the same volumes and the same muons, and each member's loss is computed from its own
     outputs only, so that the members' gradients stay separate. For a task that cannot observe
     several designs in one pass (``task.design_batches`` false, e.g. ASR), the members are

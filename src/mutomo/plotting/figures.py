@@ -3,7 +3,7 @@
 Every axis names its quantity and unit (``(dimensionless)`` for ratios, ``(count)`` for
 counts), every figure with several lines has a legend naming each, and each is written as PNG
 and SVG (:func:`~mutomo.plotting.style.save_figure`). Inputs are the run directory's JSON
-records (see :mod:`mutomo.optimise.run`).
+records (see :mod:`mutomo.app.run`).
 """
 
 from __future__ import annotations

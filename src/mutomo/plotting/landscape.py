@@ -1,4 +1,4 @@
-"""Figures of a landscape (``landscape.json``, :mod:`mutomo.optimise.landscape`): the distinct
+"""Figures of a landscape (``landscape.json``, :mod:`mutomo.studies.landscape`): the distinct
 near-optimal designs side by side, their metric against cost, and the budget front or the
 module-count front."""
 
@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+
+from mutomo.plotting.landscape_report import write_landscape_report
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -182,7 +184,6 @@ def write_landscape_figures(folder: Path, landscape: dict[str, Any], volume_box:
     """Every figure of a landscape under ``folder/figures/`` (the near-optimal designs' views,
     metric against cost and, when it has one, the budget front) and ``folder/report.html``
     (:mod:`mutomo.plotting.landscape_report`); returns the figures and the report."""
-    from mutomo.plotting.landscape_report import write_landscape_report
 
     figures = folder / "figures"
     out = [

@@ -1,6 +1,6 @@
 """The HTML report of an optimisation run: metrics tables and every figure with a caption.
 
-Reads only the run directory's files (see :mod:`mutomo.optimise.run`); never imported by physics
+Reads only the run directory's files (see :mod:`mutomo.app.run`); never imported by physics
 code. Each figure is embedded as PNG and linked as SVG (vector, for a paper) beside it.
 """
 

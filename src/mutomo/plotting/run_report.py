@@ -1,7 +1,7 @@
 """The report of a finished run directory: the task's figure and the X0 slices, then
 :func:`mutomo.plotting.report.write_report` (what ``mutomo report`` and ``mutomo optimise`` call).
 
-Reads only the run directory's files (see :mod:`mutomo.optimise.run`); a missing or damaged one
+Reads only the run directory's files (see :mod:`mutomo.app.run`); a missing or damaged one
 is refused with :class:`~mutomo.errors.RunDirectoryError` naming it.
 """
 
@@ -14,20 +14,24 @@ from typing import Any
 import numpy as np
 import torch
 
+from mutomo.config.build import build_problem
+from mutomo.config.schema import parse_config
+from mutomo.design.describe import design_from_description
 from mutomo.errors import RunDirectoryError
-from mutomo.io.paths import RERUN, read_json, writable_dir
+from mutomo.io.files import RERUN, read_json, writable_dir
+from mutomo.optimise.evaluate import DesignObservations
 from mutomo.optimise.problem import Problem
-from mutomo.plotting.report import ReportFigure
+from mutomo.plotting.figures import predicted_vs_true, roc_and_scores
+from mutomo.plotting.report import ReportFigure, write_report
+from mutomo.plotting.x0 import MAX_LAYERS, x0_slices
+from mutomo.reco import measure
+from mutomo.reco.x0 import HighlandX0Inferrer, PocaX0
 from mutomo.simulate import simulate
+from mutomo.tasks import Presence
 
 
 def x0_figure(run_dir: Path, problem: Problem, n_muons: int) -> ReportFigure | None:
     """Inferred X0 slices of a test volume seen by the optimised design, with the report's caption."""
-    from mutomo.inference import HighlandX0Inferrer, PocaX0
-    from mutomo.optimise.design import design_from_description
-    from mutomo.plotting.report import ReportFigure
-    from mutomo.plotting.x0 import MAX_LAYERS, x0_slices
-    from mutomo.reco import measure
 
     if n_muons <= 0:
         return None
@@ -64,7 +68,6 @@ def x0_figure(run_dir: Path, problem: Problem, n_muons: int) -> ReportFigure | N
 
 
 def run_observations(run_dir: Path, name: str) -> Any:
-    from mutomo.optimise.evaluate import DesignObservations
 
     path = run_dir / "observations" / f"{name}.npz"
     try:
@@ -81,7 +84,6 @@ def _headline(observations: Any) -> str:
 def task_figure(run_dir: Path, problem: Problem, designs: list[str]) -> Path | None:
     """The task's own figure from the run's observations: calibration plot (regression), ROC
     curves and score distributions (presence)."""
-    from mutomo.plotting.figures import predicted_vs_true, roc_and_scores
 
     obs = {name: run_observations(run_dir, name) for name in designs}
     figures = run_dir / "figures"
@@ -94,8 +96,6 @@ def task_figure(run_dir: Path, problem: Problem, designs: list[str]) -> Path | N
             answers[name] = (test.truths, slope * test.outputs[:, 0] + intercept)
         return predicted_vs_true(figures / "predicted_vs_true.png", answers)
     if problem.task.kind == "presence":
-        from mutomo.tasks import Presence
-
         assert isinstance(problem.task, Presence)
         scores = {}
         for name, o in obs.items():
@@ -108,9 +108,6 @@ def task_figure(run_dir: Path, problem: Problem, designs: list[str]) -> Path | N
 
 def write_run_report(run_dir: Path) -> Path:
     """Figures and ``report.html`` of the finished run in ``run_dir``; returns the report's path."""
-    from mutomo.io.config import parse_config
-    from mutomo.optimise.problem import build_problem
-    from mutomo.plotting.report import write_report
 
     config = parse_config(read_json(run_dir / "config.json", RERUN), str(run_dir / "config.json"))
     problem = build_problem(config)

@@ -1,4 +1,6 @@
-"""Reconstruction: track fits, scatter quantities (PoCA) and voxel assignment."""
+"""Reconstruction: track fits, scatter quantities (PoCA), voxel assignment, and every voxel
+method (PoCA X0, ASR, BCA, ML/EM; by name: :data:`mutomo.reco.methods.VOXEL_METHODS`) with the
+momenta they receive (:data:`mutomo.reco.momentum_options.MOMENTUM_OPTIONS`)."""
 
 from mutomo.reco.asr import AngleStatisticsReconstruction, triggered_voxels
 from mutomo.reco.bca import BinnedClustering
@@ -23,8 +25,13 @@ from mutomo.reco.voxelise import (
     poca_within_height,
     voxel_indices,
 )
+from mutomo.reco.x0 import HighlandX0Inferrer, PocaX0, X0Estimate, X0Inferrer
 
 __all__ = [
+    "HighlandX0Inferrer",
+    "PocaX0",
+    "X0Estimate",
+    "X0Inferrer",
     "AngleStatisticsReconstruction",
     "BinnedClustering",
     "ConstantMomentum",

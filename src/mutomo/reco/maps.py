@@ -3,7 +3,7 @@
 :func:`measure` turns hits into :class:`ScatterData` (track fits on both sides, deflections and
 PoCA, the muon momenta, and the selection weight of muons that crossed the volume). A
 :class:`VoxelMethod` turns that into a :class:`VoxelMap`. The methods shipped are PoCA with
-Highland X0 inference (:class:`mutomo.inference.PocaX0`, binned or extended), angle statistics
+Highland X0 inference (:class:`mutomo.reco.x0.PocaX0`, binned or extended), angle statistics
 reconstruction (:class:`mutomo.reco.asr.AngleStatisticsReconstruction`) and binned clustering
 (:class:`mutomo.reco.bca.BinnedClustering`); any object with a ``name`` and the same call works.
 """

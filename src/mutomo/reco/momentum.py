@@ -148,7 +148,7 @@ class ExpectedMomentum:
       ``t = sum`` of ``dl / X0(voxel)`` along the straight line from entry to exit through a
       current X0 map (an iteration: reconstruct, re-estimate the momenta, reconstruct);
     * ``m_j``: the measurement variance of ``a_j`` from the two track fits' slope covariances
-      (as in :class:`mutomo.inference.HighlandX0Inferrer`).
+      (as in :class:`mutomo.reco.x0.HighlandX0Inferrer`).
 
     This is the Bayesian momentum weighting of Schultz et al. ("Statistical reconstruction for
     cosmic ray muon tomography", IEEE Trans. Image Process. 16 (2007) 1985, where the unknown

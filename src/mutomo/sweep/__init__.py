@@ -4,7 +4,7 @@ hodoscope designs) and the gradient-free baselines, run as Ray tasks and gathere
 
 Follow a sweep through :mod:`~mutomo.sweep.plan` (the trials), :mod:`~mutomo.sweep.trial`
 (one trial, checkpointed), :mod:`~mutomo.sweep.engine` (Ray), :mod:`~mutomo.sweep.gather`
-(the judgement on the physical evaluation) and :mod:`~mutomo.sweep.command` (``mutomo sweep``).
+(the judgement on the physical evaluation) and :mod:`~mutomo.app.sweep` (``mutomo sweep``).
 """
 
 from mutomo.sweep.plan import SweepPlan, Trial

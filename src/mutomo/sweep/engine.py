@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mutomo.config.schema import RunConfig
 from mutomo.errors import ConfigError
-from mutomo.io.config import RunConfig
 from mutomo.sweep.plan import SweepPlan, Trial
 from mutomo.sweep.trial import run_trial
 

@@ -2,7 +2,7 @@
 
 Every finished design is judged on the physical evaluation (the configuration's
 ``[evaluation]``: the same test volumes and muons for every design, as
-:func:`~mutomo.optimise.landscape.judge_landscape` does): the ``start`` trials make the
+:func:`~mutomo.studies.landscape.judge_landscape` does): the ``start`` trials make the
 landscape (grouped, near-optimal designs, the human designs beside them), the ``front``
 trials the budget front or the module-count front, and each gradient-free trial is compared paired with the gradient
 trial from the same start on the same muons (``methods``). Failed trials are listed with
@@ -17,16 +17,17 @@ from typing import Any
 
 import numpy as np
 
+from mutomo.design.base import Design
+from mutomo.design.describe import design_from_description
 from mutomo.errors import MutomoError
-from mutomo.optimise.design import Design, design_from_description
 from mutomo.optimise.evaluate import DesignObservations, EvaluationSettings, paired, summarise
-from mutomo.optimise.landscape import judge_front, judge_landscape, observe_designs
 from mutomo.optimise.problem import Problem
+from mutomo.studies.landscape import judge_front, judge_landscape, observe_designs
 from mutomo.sweep.plan import SweepPlan
 
 
 class ObservedOnce:
-    """Observes each design once (:func:`~mutomo.optimise.landscape.observe_designs`, the designs
+    """Observes each design once (:func:`~mutomo.studies.landscape.observe_designs`, the designs
     not seen before in one pass) and answers again from memory, so that a design judged in the
     landscape and in the methods table has one set of numbers."""
 

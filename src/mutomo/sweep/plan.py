@@ -3,14 +3,14 @@
 A trial is one design trained on its own, from its own start, on its own muons:
 
 * ``start_NNN``: the gradient run from start ``NNN`` of the landscape
-  (:func:`~mutomo.optimise.landscape.landscape_starts`), training seed ``seed + NNN``;
+  (:func:`~mutomo.studies.landscape.landscape_starts`), training seed ``seed + NNN``;
 * ``front_bB_sJ``: the gradient run from start ``J`` of budget ``B`` (its index in
-  ``budgets``) of the budget front (:func:`~mutomo.optimise.landscape.front_starts`), training
+  ``budgets``) of the budget front (:func:`~mutomo.studies.landscape.front_starts`), training
   seed ``seed + 1000 (B + 1) + J``;
 * ``front_kK_sJ``: the same for ``K`` modules (the value, not its index) of a module-count
   front (``modules``; hodoscope designs), training seed ``seed + 1000 (P + 1) + J`` where ``P``
   is the index of ``K`` in ``modules``;
-* ``METHOD_sS``: a gradient-free search (:mod:`mutomo.optimise.baselines`) from where
+* ``METHOD_sS``: a gradient-free search (:mod:`mutomo.studies.baselines`) from where
   ``start_S`` starts, on ``start_S``'s muons and as many of them (its calls see the gradient
   run's batches, epoch by epoch), so that the two are compared paired.
 """
@@ -20,9 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from mutomo.io.config import RunConfig
-from mutomo.optimise.landscape import LandscapeSettings
+from mutomo.config.schema import RunConfig
 from mutomo.optimise.loop import TrainingSettings
+from mutomo.studies.landscape import LandscapeSettings
 
 Kind = Literal["start", "front", "method"]
 

@@ -31,17 +31,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from mutomo.config.build import build_design, build_problem, settings_from, with_sizes
+from mutomo.config.schema import RunConfig
+from mutomo.design.base import Design
+from mutomo.design.hodoscopes import HodoscopeDesign
+from mutomo.design.panels import DetectorDesign
 from mutomo.errors import MutomoError
-from mutomo.io.config import RunConfig
-from mutomo.io.paths import write_atomic
-from mutomo.optimise.baselines import DesignVector, design_objective, search
+from mutomo.io.files import write_atomic
 from mutomo.optimise.checkpoint import checkpoints
-from mutomo.optimise.design import Design, DetectorDesign
-from mutomo.optimise.hodoscopes import HodoscopeDesign
-from mutomo.optimise.landscape import front_starts, landscape_starts
 from mutomo.optimise.loop import TrainingSettings, optimise
-from mutomo.optimise.problem import Problem, build_problem
-from mutomo.optimise.run import build_design, settings_from, with_sizes
+from mutomo.optimise.problem import Problem
+from mutomo.studies.baselines import search
+from mutomo.studies.landscape import front_starts, landscape_starts
+from mutomo.studies.search import DesignVector, design_objective
 from mutomo.sweep.plan import SweepPlan, Trial
 
 
@@ -115,7 +117,7 @@ class ReplayedObjective:
 
     Args:
         make: ``first_call -> objective`` whose call ``n`` uses the batch of call
-            ``first_call + n`` (:func:`~mutomo.optimise.baselines.design_objective`).
+            ``first_call + n`` (:func:`~mutomo.studies.baselines.design_objective`).
         folder: the trial's folder (``calls.jsonl``).
     """
 

@@ -1,7 +1,7 @@
 """Task kinds: what question is asked of the volume, how a batch is scored in training, and how
 test volumes are summarised into metrics with errors."""
 
-from mutomo.tasks.base import VOXEL_METHODS, X0_METHODS, Observations, TaskKind
+from mutomo.tasks.base import Observations, TaskKind
 from mutomo.tasks.imaging import Imaging
 from mutomo.tasks.metrics import Metric
 from mutomo.tasks.presence import Presence
@@ -12,8 +12,6 @@ TASK_KINDS: dict[str, type[TaskKind]] = {k.kind: k for k in (Regression, Presenc
 
 __all__ = [
     "TASK_KINDS",
-    "VOXEL_METHODS",
-    "X0_METHODS",
     "Imaging",
     "Metric",
     "Observations",

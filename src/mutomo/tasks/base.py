@@ -1,4 +1,5 @@
-"""What every task kind provides, and the inference methods a task can use by name.
+"""What every task kind provides (the voxel methods a task can use by name are
+:data:`mutomo.reco.methods.VOXEL_METHODS`).
 
 A task kind turns the reconstruction of one volume into a few numbers (its *observables*,
 the first of which the training loss uses), scores a batch of them against the truth with a
@@ -9,7 +10,6 @@ between two designs seen on the same volumes and muons.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -17,24 +17,9 @@ import numpy as np
 from torch import Tensor
 
 from mutomo.errors import MutomoError
-from mutomo.inference.x0 import PocaX0
-from mutomo.reco.asr import AngleStatisticsReconstruction
-from mutomo.reco.bca import BinnedClustering
-from mutomo.reco.maps import ScatterData, VoxelMethod
-from mutomo.reco.mlem import MaximumLikelihoodEM
+from mutomo.reco.maps import ScatterData
 from mutomo.scenes.scene import VolumeSample
 from mutomo.tasks.metrics import Metric
-
-#: Voxel methods by the name a configuration uses.
-VOXEL_METHODS: dict[str, Callable[[], VoxelMethod]] = {
-    "poca": lambda: PocaX0(extended=False),
-    "extended_poca": lambda: PocaX0(extended=True),
-    "asr": AngleStatisticsReconstruction,
-    "bca": BinnedClustering,
-    "mlem": MaximumLikelihoodEM,
-}
-#: Voxel methods that infer X0 (imaging needs one).
-X0_METHODS = ("poca", "extended_poca", "mlem")
 
 
 @dataclass

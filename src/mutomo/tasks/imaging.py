@@ -14,8 +14,9 @@ import torch
 from torch import Tensor
 
 from mutomo.reco.maps import ScatterData
+from mutomo.reco.methods import X0_METHODS, voxel_method
 from mutomo.scenes.scene import VolumeSample
-from mutomo.tasks.base import VOXEL_METHODS, X0_METHODS, Observations, TaskKind
+from mutomo.tasks.base import Observations, TaskKind
 from mutomo.tasks.metrics import Metric, mean_metric
 
 
@@ -29,7 +30,7 @@ class Imaging(TaskKind):
 
     def __init__(self, inference: str = "extended_poca") -> None:
         super().__init__(inference)
-        self.method = VOXEL_METHODS[inference]()
+        self.method = voxel_method(inference)
 
     def output(self, data: ScatterData, sample: VolumeSample) -> Tensor:
         vmap = self.method(data, sample.volume)

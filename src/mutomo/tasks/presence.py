@@ -15,7 +15,7 @@ The per-volume score is a smooth maximum over voxels of a z-score of the voxel m
   (~1.7 at 5 muons), however far its estimate fell. Voxels under the method's minimum count
   are unmeasured (score 0, no error) and so never count as evidence.
 * ``"volume"``: robust z-scores against the median and MAD of the volume's own measured voxels
-  (:func:`mutomo.inference.tasks.presence_score`); ``"layer"``: the same per horizontal layer.
+  (:func:`mutomo.tasks.statistics.presence_score`); ``"layer"``: the same per horizontal layer.
   No reference volumes needed.
 
 Metrics: ROC AUC; detection efficiency at a false-alarm rate (1 % by default) at the task's
@@ -40,10 +40,10 @@ import torch
 from torch import Tensor
 
 from mutomo.errors import MutomoError
-from mutomo.inference.tasks import presence_score
 from mutomo.reco.maps import ScatterData, VoxelMap
+from mutomo.reco.methods import VOXEL_METHODS, voxel_method
 from mutomo.scenes.scene import VolumeSample
-from mutomo.tasks.base import VOXEL_METHODS, Observations, TaskKind
+from mutomo.tasks.base import Observations, TaskKind
 from mutomo.tasks.metrics import (
     Metric,
     bootstrap_metric,
@@ -52,6 +52,7 @@ from mutomo.tasks.metrics import (
     paired_auc_difference,
     roc_auc,
 )
+from mutomo.tasks.statistics import presence_score
 
 REFERENCES = ("clean", "volume", "layer")
 #: Floor of a voxel's reference standard deviation, as a fraction of the median over voxels:
@@ -178,7 +179,7 @@ class Presence(TaskKind):
             raise MutomoError(f"false_alarm and goal must be in (0, 1); got {false_alarm}, {goal}")
         if reference not in REFERENCES:
             raise MutomoError(f"presence reference must be one of {list(REFERENCES)}; got {reference!r}")
-        self.method = VOXEL_METHODS[inference]()
+        self.method = voxel_method(inference)
         self.false_alarm, self.goal, self.reference = false_alarm, goal, reference
         # Clean references in a balanced batch: at least 3 volumes without the object.
         self.min_batch = 6 if reference == "clean" else 2

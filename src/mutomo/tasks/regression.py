@@ -1,7 +1,7 @@
 """Regression of a scalar, e.g. how full a furnace is.
 
 The raw statistic (``fill_statistic``: the precision-weighted mean PoCA height,
-:func:`mutomo.inference.tasks.poca_height`) is biased, so the answer is a straight line fitted
+:func:`mutomo.tasks.statistics.poca_height`) is biased, so the answer is a straight line fitted
 on calibration volumes of known truth; the metric is the mean squared error of the calibrated
 answers on test volumes. Its standard error adds, to the test volumes' spread, the spread that
 the calibration line's own statistical error gives it (closed form, :func:`_calibration_variance`;
@@ -27,11 +27,11 @@ import torch
 from torch import Tensor
 
 from mutomo.errors import MutomoError
-from mutomo.inference.tasks import poca_height
 from mutomo.reco.maps import ScatterData
 from mutomo.scenes.scene import VolumeSample
 from mutomo.tasks.base import Observations, TaskKind
 from mutomo.tasks.metrics import Metric, mean_metric
+from mutomo.tasks.statistics import poca_height
 
 REGRESSION_LOSSES = ("calibrated_mse", "spread_over_range")
 

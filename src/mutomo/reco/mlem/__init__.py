@@ -134,11 +134,11 @@ could not do (it explained a dense cube away). The error comes from Louis' obser
 
 The package, in the order a batch goes through it: :mod:`.paths` (each muon's sparse path
 lengths through the voxels), :mod:`.model` (its transverse data, the EM problem, the moments of
-the likelihood, the EM step), :mod:`.errors` (Fisher information and marginal variances),
+the likelihood, the EM step), :mod:`.information` (Fisher information and marginal variances),
 :mod:`.method` (:class:`MaximumLikelihoodEM`, the voxel method that runs them).
 """
 
-from mutomo.reco.mlem.errors import fisher_diagonal, fisher_matrix, marginal_variance, sandwich_variance
+from mutomo.reco.mlem.information import fisher_diagonal, fisher_matrix, marginal_variance, sandwich_variance
 from mutomo.reco.mlem.method import (
     MAX_LOG_STEP,
     MAX_MEASUREMENT_VARIANCE,
@@ -147,7 +147,6 @@ from mutomo.reco.mlem.method import (
     MLEMResult,
 )
 from mutomo.reco.mlem.model import (
-    LOG_2PI,
     POSITIVITY_FLOOR,
     EMProblem,
     TransverseScatters,
@@ -158,10 +157,9 @@ from mutomo.reco.mlem.model import (
     transverse_scatters,
     with_momentum_classes,
 )
-from mutomo.reco.mlem.paths import PARALLEL, Path, PathLengths, muon_path, path_lengths
+from mutomo.reco.mlem.paths import PARALLEL, PathLengths, PathModel, muon_path, path_lengths
 
 __all__ = [
-    "LOG_2PI",
     "MAX_LOG_STEP",
     "MAX_MEASUREMENT_VARIANCE",
     "NOMINAL_MOMENTUM",
@@ -170,7 +168,7 @@ __all__ = [
     "EMProblem",
     "MLEMResult",
     "MaximumLikelihoodEM",
-    "Path",
+    "PathModel",
     "PathLengths",
     "TransverseScatters",
     "em_update",

@@ -13,7 +13,7 @@ from torch import Tensor
 from mutomo.errors import MutomoError
 from mutomo.materials import get_material
 from mutomo.reco.maps import ScatterData, VoxelMap
-from mutomo.reco.mlem.errors import fisher_diagonal, marginal_variance, sandwich_variance
+from mutomo.reco.mlem.information import fisher_diagonal, marginal_variance, sandwich_variance
 from mutomo.reco.mlem.model import (
     EMProblem,
     _cast,
@@ -28,7 +28,7 @@ from mutomo.reco.mlem.model import (
     transverse_scatters,
     with_momentum_classes,
 )
-from mutomo.reco.mlem.paths import Path, PathLengths, muon_path, path_lengths
+from mutomo.reco.mlem.paths import PathLengths, PathModel, muon_path, path_lengths
 from mutomo.reco.momentum import MomentumPrior
 from mutomo.units import HIGHLAND_E0
 from mutomo.volume.grid import PassiveVolume
@@ -140,7 +140,7 @@ class MaximumLikelihoodEM:
         iterations: int = 20,
         initial_x0: float | Tensor | None = None,
         uniform_iterations: int = 10,
-        path: Path = "poca",
+        path: PathModel = "poca",
         min_path: float = 0.5,
         measurement_error: bool = True,
         log_term: bool = True,
@@ -173,7 +173,7 @@ class MaximumLikelihoodEM:
         self.iterations = iterations
         self.initial_x0 = initial_x0
         self.uniform_iterations = uniform_iterations
-        self.path: Path = path
+        self.path: PathModel = path
         self.min_path = min_path
         self.measurement_error = measurement_error
         self.log_term = log_term

@@ -17,7 +17,7 @@ from mutomo.volume.grid import PassiveVolume
 # Segments shorter than this along an axis (m) are taken as parallel to that axis's planes.
 PARALLEL = 1e-12
 
-Path = Literal["poca", "straight"]
+PathModel = Literal["poca", "straight"]
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,9 @@ def path_lengths(vertices: Tensor, volume: PassiveVolume) -> PathLengths:
     )
 
 
-def muon_path(incoming: Tracks, outgoing: Tracks, poca: Tensor, volume: PassiveVolume, path: Path = "poca") -> Tensor:
+def muon_path(
+    incoming: Tracks, outgoing: Tracks, poca: Tensor, volume: PassiveVolume, path: PathModel = "poca"
+) -> Tensor:
     """``(mu, P, 3)`` vertices of each muon's path through the volume (m).
 
     ``path="straight"``: entry on the top face -> exit on the bottom face (``P = 2``).

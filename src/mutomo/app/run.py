@@ -27,14 +27,14 @@ import json
 import math
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mutomo.errors import MutomoError
-from mutomo.io.config import ConfigError, RunConfig
-from mutomo.io.paths import PathLike, writable_dir
-from mutomo.optimise.design import Design, design_from_description
+from mutomo.config.build import build_design, build_problem, comparison_designs, evaluation_settings, settings_from
+from mutomo.config.schema import ConfigError, RunConfig
+from mutomo.design.base import Design
+from mutomo.design.describe import design_from_description
+from mutomo.io.files import PathLike, writable_dir
 from mutomo.optimise.evaluate import (
     DesignObservations,
     EvaluationSettings,
@@ -43,78 +43,8 @@ from mutomo.optimise.evaluate import (
     paired,
     summarise,
 )
-from mutomo.optimise.loop import History, TrainingSettings, optimise
-from mutomo.optimise.problem import Problem, build_problem
-
-
-def build_design(config: RunConfig, problem: Problem) -> Design:
-    """The starting design, under the configured budget (default: its own cost)."""
-    dc = config.design
-    if not dc.fixed_budget:
-        return problem.design(dc.start, dc.trainable, None, field="design.start")
-    budget = (
-        dc.budget if dc.budget is not None else float(problem.design(dc.start, field="design.start").cost().detach())
-    )
-    return problem.design(dc.start, dc.trainable, budget, field="design.start")
-
-
-def comparison_designs(config: RunConfig, problem: Problem, budget: float | None) -> dict[str, Design]:
-    """The designs of ``evaluation.compare``; under a fixed budget they are scaled to it."""
-    return {name: problem.design(name, (), budget, field="evaluation.compare") for name in config.evaluation.compare}
-
-
-def evaluation_settings(config: RunConfig) -> EvaluationSettings:
-    e = config.evaluation
-    return EvaluationSettings(
-        n_volumes=e.n_volumes,
-        calibration_volumes=e.calibration_volumes,
-        seed=e.seed,
-        min_hits=tuple(None if k == "all" else k for k in e.min_hits),
-        exposure_factors=tuple(e.exposure_factors),
-        smoothness=config.training.smoothness[1],
-    )
-
-
-def settings_from(config: RunConfig, problem: Problem) -> TrainingSettings:
-    t = config.training
-    if t.muons_per_volume is not None:
-        n_muons = t.muons_per_volume
-    elif t.exposure_s is not None:
-        n_muons = problem.muons_for(t.exposure_s)
-    else:
-        n_muons = problem.n_muons
-    return TrainingSettings(
-        epochs=t.epochs,
-        volumes_per_epoch=t.volumes_per_epoch,
-        muons_per_volume=max(10, n_muons),
-        validation_volumes=t.validation_volumes,
-        validate_every=t.validate_every,
-        seed=t.seed,
-        learning_rates={**TrainingSettings().learning_rates, **{str(k): v for k, v in t.learning_rates.items()}},
-        optimisers={str(k): str(v) for k, v in t.optimisers.items()},
-        warmup_epochs=t.warmup_epochs,
-        final_lr_fraction=t.final_lr_fraction,
-        smoothness=t.smoothness,
-        sampled_hits=t.hits == "sampled",
-    )
-
-
-SIZES = ("epochs", "volumes_per_epoch", "muons_per_volume")
-"""Training sizes a command line may override (``mutomo landscape``, ``mutomo sweep``)."""
-
-
-def with_sizes(settings: TrainingSettings, sizes: dict[str, int] | None) -> TrainingSettings:
-    """``settings`` with the training sizes of ``sizes`` (keys of :data:`SIZES`) replaced."""
-    s = sizes or {}
-    unknown = [k for k in s if k not in SIZES]
-    if unknown:
-        raise MutomoError(f"training sizes: unknown {unknown}; allowed {list(SIZES)}")
-    return replace(
-        settings,
-        epochs=int(s.get("epochs", settings.epochs)),
-        volumes_per_epoch=int(s.get("volumes_per_epoch", settings.volumes_per_epoch)),
-        muons_per_volume=int(s.get("muons_per_volume", settings.muons_per_volume)),
-    )
+from mutomo.optimise.loop import History, optimise
+from mutomo.optimise.problem import Problem
 
 
 def observations_cached(
@@ -143,7 +73,7 @@ def write_evaluations(
         "task": {
             "kind": problem.task.kind,
             "inference": problem.task.inference,
-            "momentum": problem.momentum,
+            "momentum": problem.momentum.name,
             "muons_per_volume": problem.n_muons,
             "exposure_s": problem.exposure_s,
         },

@@ -1,10 +1,10 @@
 """The landscape of near-optimal designs, and the front of performance against budget.
 
-:func:`run_landscape` trains K starts as one :class:`~mutomo.optimise.multistart.StackedDesign`
+:func:`run_landscape` trains K starts as one :class:`~mutomo.design.stacked.StackedDesign`
 (one simulation per batch for all K), evaluates every finished design and the human designs on
 the same test volumes and muons (:func:`observe_designs`: designs of one layout in one stacked
 pass), groups the finished designs into distinct solutions
-(:func:`~mutomo.optimise.multistart.group_designs`) and keeps every distinct design whose
+(:func:`~mutomo.studies.grouping.group_designs`) and keeps every distinct design whose
 metric is within the tolerance of the best: its paired difference to the best (same volumes
 and muons) is within ``tolerance_sigma`` standard errors of that difference (when that band
 is no wider than the best value itself: a comparison too noisy to tell the design from one
@@ -12,7 +12,7 @@ twice as bad as the best is not evidence), or within ``tolerance_fraction`` of t
 (either suffices; ``None`` switches one off). A design whose metric is undefined (e.g. its
 physical readout tracks no muon through the volume) is never near-optimal. For each
 it records the cost, the cluster's size, and what sets it apart: the aligned panel parameter
-(:func:`~mutomo.optimise.multistart.aligned_parameters`) differing most from the best design.
+(:func:`~mutomo.studies.grouping.aligned_parameters`) differing most from the best design.
 
 :func:`budget_front` trains ``front_starts`` starts at each point of a front and records the
 best metric reached at each, with the human designs placed at their own costs. A front is one
@@ -22,7 +22,7 @@ of two kinds (:func:`check_front`):
   are drawn under that budget, and the configuration's human designs are also scaled to it;
 * a **module-count front** (``modules``; hodoscope designs, whose modules are bought as built):
   for each K, ``front_starts`` random starts of a K-module design (the same module in the same
-  region, K modules tiled by :func:`~mutomo.optimise.hodoscopes.tiled_placement` before the
+  region, K modules tiled by :func:`~mutomo.design.hodoscopes.tiled_placement` before the
   draw), and the human point of each K is that tiled placement. A point's cost, the front's
   x axis, is the design's: K x the module's price (plus the free panels', if any).
 
@@ -45,20 +45,15 @@ from typing import Any
 
 import numpy as np
 
+from mutomo.design.base import Design
+from mutomo.design.hodoscopes import Box, HodoscopeDesign, tiled_placement
+from mutomo.design.stacked import StackedDesign, copy_design
 from mutomo.errors import MutomoError
-from mutomo.optimise.design import Design
 from mutomo.optimise.evaluate import DesignObservations, EvaluationSettings, observe_design, paired, summarise
-from mutomo.optimise.hodoscopes import Box, HodoscopeDesign, tiled_placement
 from mutomo.optimise.loop import TrainingSettings, optimise
-from mutomo.optimise.multistart import (
-    StackedDesign,
-    aligned_parameters,
-    copy_design,
-    group_designs,
-    jittered_starts,
-    random_starts,
-)
 from mutomo.optimise.problem import Problem
+from mutomo.studies.grouping import aligned_parameters, group_designs
+from mutomo.studies.starts import jittered_starts, random_starts
 from mutomo.tasks import Observations
 
 
@@ -272,7 +267,7 @@ def check_front(template: Design, settings: LandscapeSettings) -> None:
 def tiled_like(template: HodoscopeDesign, scene_box: Box, k: int, trainable: tuple[str, ...] = ()) -> HodoscopeDesign:
     """``k`` modules of ``template`` in its region (its keep-out boxes, cost model, smoothness
     and a copy of its free panels, if any), tiled around the scene
-    (:func:`~mutomo.optimise.hodoscopes.tiled_placement`), with ``trainable`` groups."""
+    (:func:`~mutomo.design.hodoscopes.tiled_placement`), with ``trainable`` groups."""
     free = None if template.free is None else copy_design(template.free, template.free.budget)
     design = tiled_placement(
         template.bounds,
@@ -508,7 +503,7 @@ def _stacks(designs: Sequence[Design]) -> list[StackedDesign]:
 
 
 TILED = "tiled placement"
-"""The human designs of a module-count front: :func:`~mutomo.optimise.hodoscopes.tiled_placement`."""
+"""The human designs of a module-count front: :func:`~mutomo.design.hodoscopes.tiled_placement`."""
 
 
 def _front_placed(
@@ -523,7 +518,7 @@ def _front_placed(
         tiled = [tiled_like(template, problem.scene.box, k) for k in settings.modules]
         return [float(d.cost().detach()) for d in tiled], [(TILED, i, d) for i, d in enumerate(tiled)]
     scaled = [
-        (name, i, problem.design(name, (), b, field="evaluation.compare"))
+        (name, i, problem.design(name, (), b, what="evaluation.compare"))
         for name in humans
         if name in problem.designs
         for i, b in enumerate(settings.budgets)

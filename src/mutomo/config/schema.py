@@ -18,7 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mutomo.errors import ConfigError, MutomoError
 from mutomo.materials import get_material, known_materials
+from mutomo.reco.methods import VOXEL_METHODS
+from mutomo.reco.momentum_options import MOMENTUM_OPTIONS
 from mutomo.scenes.spec import MaterialSpec, SceneSpec
+from mutomo.studies.baselines import METHODS
+from mutomo.tasks import TASK_KINDS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,25 +38,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-#: Inferences that take ``momentum = "posterior"`` (one momentum per muon; ML/EM marginalises itself).
-POSTERIOR_INFERENCES = ("poca", "extended_poca", "asr", "bca")
-
-
 class TaskConfig(Strict):
     """What is asked of the volume (README: configuration reference)."""
 
-    kind: Literal["regression", "presence", "imaging"]
-    inference: str = Field(description="poca, extended_poca, asr, bca, mlem (voxel methods) or fill_statistic")
+    kind: str = Field(description=f"the question: one of {list(TASK_KINDS)}")
+    inference: str = Field(
+        description=f"how it is answered: a voxel method ({', '.join(VOXEL_METHODS)}) or a task's own "
+        "statistic (regression: fill_statistic); each kind's allowed ones: `mutomo tasks`"
+    )
     loss: Literal["calibrated_mse", "spread_over_range"] | None = Field(None, description="regression loss")
     exposure_s: float | None = Field(None, gt=0, le=1e7, description="exposure per test volume (s)")
     muons_per_volume: int | None = Field(None, ge=10, le=10_000_000, description="or muons per test volume")
-    momentum: Literal["flux_mean", "constant", "true", "expected", "range_mean", "marginal", "posterior"] = Field(
+    momentum: str = Field(
         "flux_mean",
-        description="momentum the reconstruction uses: 'flux_mean' at the zenith, 'constant' 4 GeV/c, 'expected' "
-        "E[p | zenith, deflection] in the scene's nominal background, 'range_mean' the flux mean above the range "
-        "cut, 'marginal' (mlem only) each muon's momentum a hidden variable with the flux prior above the range "
-        "cut, 'posterior' (poca, extended_poca, asr, bca) each muon's posterior momentum after an ML/EM "
-        "reconstruction with 'marginal'; 'true' is an oracle",
+        description="momentum the reconstruction uses: "
+        + "; ".join(f"'{o.name}' {o.summary}" for o in MOMENTUM_OPTIONS.values()),
     )
     false_alarm: float = Field(0.01, gt=0, lt=1, description="presence: false-alarm rate of the metrics")
     goal: float = Field(0.95, gt=0, lt=1, description="presence: detection efficiency whose exposure is reported")
@@ -61,30 +61,32 @@ class TaskConfig(Strict):
     )
     step_length: float = Field(0.05, gt=0, le=1.0, description="propagation step (m)")
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        if v not in TASK_KINDS:
+            raise MutomoError(f"unknown task kind {v!r}; allowed {list(TASK_KINDS)}")
+        return v
+
+    @field_validator("momentum")
+    @classmethod
+    def _known_momentum(cls, v: str) -> str:
+        if v not in MOMENTUM_OPTIONS:
+            raise MutomoError(f"unknown momentum option {v!r}; allowed {list(MOMENTUM_OPTIONS)}")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> TaskConfig:
         if (self.exposure_s is None) == (self.muons_per_volume is None):
             raise MutomoError("give exactly one of exposure_s and muons_per_volume")
-        allowed = {
-            "regression": ["fill_statistic"],
-            "presence": ["poca", "extended_poca", "asr", "bca", "mlem"],
-            "imaging": ["poca", "extended_poca", "mlem"],
-        }[self.kind]
+        allowed = list(TASK_KINDS[self.kind].inferences)
         if self.inference not in allowed:
             raise MutomoError(f"inference {self.inference!r} does not fit a {self.kind} task; allowed: {allowed}")
         if self.loss is not None and self.kind != "regression":
             raise MutomoError("loss applies to regression tasks only")
-        if self.momentum == "marginal" and self.inference != "mlem":
-            raise MutomoError(
-                f"momentum 'marginal' needs inference 'mlem' (the one method that marginalises over the momentum); "
-                f"got inference {self.inference!r}"
-            )
-        if self.momentum == "posterior" and self.inference not in POSTERIOR_INFERENCES:
-            raise MutomoError(
-                f"momentum 'posterior' (each muon's momentum from an ML/EM fit) is for inference "
-                f"{list(POSTERIOR_INFERENCES)}; "
-                f"got inference {self.inference!r} (mlem marginalises itself: momentum 'marginal')"
-            )
+        refusal = MOMENTUM_OPTIONS[self.momentum].refusal(self.inference)
+        if refusal is not None:
+            raise MutomoError(refusal)
         return self
 
 
@@ -218,7 +220,12 @@ class DesignConfig(Strict):
     start: str = Field(description="a design named under [designs], or a design JSON file")
     trainable: list[Group] = ["xy", "z", "size"]
     fixed_budget: bool = True
-    budget: float | None = Field(None, gt=0, description="total cost; default the starting design's")
+    budget: float | None = Field(
+        None,
+        gt=0,
+        description="total cost: with fixed_budget the design costs exactly this (default: the starting "
+        "design's cost); without, the soft budget whose penalty training adds (default: no penalty)",
+    )
 
 
 class TrainingConfig(Strict):
@@ -272,8 +279,8 @@ class OutputConfig(Strict):
     x0_muons: int = Field(50_000, ge=0, le=10_000_000, description="muons for the X0 slice figure (0: none)")
 
 
-SWEEP_METHODS = ("random", "cma", "tpe", "gp", "surrogate")
-"""Gradient-free methods a sweep may run (:data:`mutomo.optimise.baselines.METHODS`)."""
+SWEEP_METHODS = tuple(METHODS)
+"""Gradient-free methods a sweep may run (:data:`mutomo.studies.baselines.METHODS`)."""
 
 
 class SweepConfig(Strict):
@@ -383,7 +390,7 @@ def _format(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "configs"
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 
 
 def builtin_configs() -> dict[str, Path]:

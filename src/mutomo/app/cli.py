@@ -14,11 +14,43 @@ from typing import Any
 
 import torch
 
-from mutomo.demo import run_demo
+from mutomo import __version__
+from mutomo.app.demo import run_demo
+from mutomo.app.run import run
+from mutomo.app.sweep import run_sweep
+from mutomo.config.build import (
+    build_design,
+    build_problem,
+    comparison_designs,
+    evaluation_settings,
+    settings_from,
+    with_sizes,
+)
+from mutomo.config.schema import builtin_configs, load_config, parse_config
+from mutomo.design.base import Design
+from mutomo.design.describe import DESIGN_KINDS, design_from_description
 from mutomo.errors import ConfigError, DesignFileError, MutomoError, RunDirectoryError, naming_the_source
-from mutomo.io.paths import RERUN, read_json, writable_dir, writable_file
-from mutomo.optimise.design import Design, design_from_description
+from mutomo.io.files import RERUN, read_json, writable_dir, writable_file
+from mutomo.io.gdml import PANEL_MATERIAL, require_pyg4ometry, write_gdml
+from mutomo.optimise.evaluate import TEST_STREAM, metrics_json, paired, summarise
+from mutomo.optimise.loop import TrainingSettings
 from mutomo.optimise.problem import Problem
+from mutomo.plotting.landscape import write_landscape_figures
+from mutomo.plotting.run_report import write_run_report
+from mutomo.reco.methods import VOXEL_METHODS
+from mutomo.reco.momentum_options import MOMENTUM_OPTIONS
+from mutomo.runtime import tune_allocator
+from mutomo.studies.baselines import METHODS
+from mutomo.studies.landscape import (
+    LandscapeSettings,
+    budget_front,
+    check_front,
+    landscape_lines,
+    observe_designs,
+    run_landscape,
+    save_landscape,
+)
+from mutomo.tasks import TASK_KINDS
 
 
 def _print_evaluations(evaluations: dict) -> None:
@@ -36,14 +68,23 @@ def _print_evaluations(evaluations: dict) -> None:
 
 
 def _list_tasks() -> None:
-    from mutomo.io.config import builtin_configs, load_config
-
+    """The built-in benchmarks, then every choice a configuration names, from its registry."""
     for name, path in builtin_configs().items():
         config = load_config(path)
         t = config.task
         print(f"{name}: {t.kind} ({t.inference}); designs: {', '.join(config.designs)}")
         print(f"    {config.description}")
     print('run one with `mutomo optimise NAME`; start your own with `extends = "NAME"` in a configuration')
+    print("\ntask kinds (task.kind) and their inferences (task.inference):")
+    for kind, cls in TASK_KINDS.items():
+        print(f"    {kind}: {', '.join(cls.inferences)}")
+    print("voxel methods:")
+    for entry in VOXEL_METHODS.values():
+        print(f"    {entry.name}: {entry.summary}")
+    print("momentum options (task.momentum):")
+    for option in MOMENTUM_OPTIONS.values():
+        print(f"    {option.name}: {option.summary}")
+    print(f"design kinds: {', '.join(DESIGN_KINDS)}; gradient-free methods (sweep.methods): {', '.join(METHODS)}")
 
 
 EXIT_CODES = """exit codes: 0 success; 2 input refused (the message names the file, field or row);
@@ -55,7 +96,7 @@ def _version() -> str:
     try:
         version = importlib.metadata.version("mutomo")
     except importlib.metadata.PackageNotFoundError:
-        from mutomo import __version__ as version
+        version = __version__
     return f"mutomo {version} (torch {torch.__version__}, python {sys.version.split()[0]})"
 
 
@@ -73,7 +114,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", type=Path, default=Path("demo_output"), help="folder for the figure")
     demo.add_argument("--muons", type=int, default=200_000, help="muons per material (>= 1)")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
-    sub.add_parser("tasks", help="list the built-in benchmarks (scene, task and human designs)", epilog=EXIT_CODES)
+    sub.add_parser(
+        "tasks",
+        help="list the built-in benchmarks (scene, task and human designs) and every choice a configuration names",
+        epilog=EXIT_CODES,
+    )
     opt = sub.add_parser(
         "optimise",
         help="optimise a detector: a TOML/YAML configuration or a built-in benchmark",
@@ -256,20 +301,6 @@ def _size_overrides(args: argparse.Namespace) -> dict[str, int]:
 def _landscape(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
-    from mutomo.io.config import load_config
-    from mutomo.optimise.landscape import (
-        LandscapeSettings,
-        budget_front,
-        check_front,
-        landscape_lines,
-        run_landscape,
-        save_landscape,
-    )
-    from mutomo.optimise.loop import TrainingSettings
-    from mutomo.optimise.problem import build_problem
-    from mutomo.optimise.run import build_design, comparison_designs, evaluation_settings, settings_from, with_sizes
-    from mutomo.plotting.landscape import write_landscape_figures
-
     settings = LandscapeSettings.from_options(args)
     config = load_config(args.config)
     with naming_the_source(args.config):
@@ -298,8 +329,6 @@ def _landscape(args: argparse.Namespace) -> None:
 
 
 def _optimise(args: argparse.Namespace) -> None:
-    from mutomo.io.config import load_config
-    from mutomo.optimise.run import run
 
     config = load_config(args.config)
     run_dir = args.output if args.output is not None else Path(config.output.directory)
@@ -308,23 +337,16 @@ def _optimise(args: argparse.Namespace) -> None:
         evaluations = run(config, run_dir, resume=not args.fresh)
     _print_evaluations(evaluations)
     if not args.no_report:
-        from mutomo.plotting.run_report import write_run_report
-
         print(f"report: {write_run_report(run_dir)}")
     print(f"run directory {run_dir}; {time.perf_counter() - start:.0f} s")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from mutomo.io.config import load_config
-    from mutomo.optimise.evaluate import metrics_json, paired, summarise
-    from mutomo.optimise.landscape import observe_designs
-    from mutomo.optimise.problem import build_problem
-    from mutomo.optimise.run import comparison_designs, evaluation_settings
 
     config = load_config(args.config)
     with naming_the_source(args.config):
         problem = build_problem(config)
-        design = problem.design(args.design, (), None, field="design")
+        design = problem.design(args.design, (), None, what="design")
         others = {k: d for k, d in comparison_designs(config, problem, None).items() if k != args.design}
     writable_file(args.json, "--json")
     names, designs = [args.design, *others], [design, *others.values()]
@@ -352,7 +374,7 @@ RUN_DESIGNS = {"optimised": "design_final.json", "best_validated": "design_best.
 
 def load_design_description(description: Any, source: str) -> Design:
     """The design of a description written by a run (:meth:`Design.describe`'s JSON, panels or
-    hodoscopes), through :func:`~mutomo.optimise.design.design_from_description`.
+    hodoscopes), through :func:`~mutomo.design.describe.design_from_description`.
     Raises :class:`DesignFileError` naming ``source``."""
     if not isinstance(description, dict):
         raise DesignFileError(f"{source}: a design description must be a JSON object; got {type(description).__name__}")
@@ -381,14 +403,10 @@ def _run_design(run_dir: Path, name: str, problem: Problem) -> Design:
         raise DesignFileError(f"design file {path}: unreadable ({exc})") from None
     if isinstance(description, dict) and ("bounds" in description or "kind" in description):  # by describe()
         return load_design_description(description, f"design file {path}")
-    return problem.design(str(path), (), None, field="--design")  # a hand-written design file
+    return problem.design(str(path), (), None, what="--design")  # a hand-written design file
 
 
 def _export(args: argparse.Namespace) -> None:
-    from mutomo.io.config import parse_config
-    from mutomo.io.gdml import PANEL_MATERIAL, require_pyg4ometry, write_gdml
-    from mutomo.optimise.evaluate import TEST_STREAM
-    from mutomo.optimise.problem import build_problem
 
     if not args.run_dir.is_dir():
         raise RunDirectoryError(f"{args.run_dir}: no such run directory")
@@ -427,7 +445,6 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
             raise MutomoError(f"--muons must be >= 1; got {args.muons}")
         run_demo(args.output, args.muons, args.seed)
         return
-    from mutomo.runtime import tune_allocator
 
     if args.command in ("optimise", "evaluate", "landscape", "sweep"):
         tune_allocator()  # loops of steps: reuse freed memory instead of page-faulting it in again
@@ -440,8 +457,6 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     elif args.command == "landscape":
         _landscape(args)
     elif args.command == "sweep":
-        from mutomo.sweep.command import run_sweep
-
         run_sweep(
             args.config,
             address=args.address,
@@ -453,7 +468,6 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     elif args.command == "report":
         if not (args.run_dir / "evaluations.json").exists():
             raise RunDirectoryError(f"{args.run_dir}: not a finished run directory (no evaluations.json)")
-        from mutomo.plotting.run_report import write_run_report
 
         print(f"report: {write_run_report(args.run_dir)}")
     elif args.command == "export":

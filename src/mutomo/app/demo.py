@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from mutomo.detector import Detector, DetectorPanel
-from mutomo.io.paths import writable_dir
+from mutomo.io.files import writable_dir
 from mutomo.muons import FluxSource, TabulatedFlux, exposure_time
+from mutomo.plotting.demo import demo_figure
 from mutomo.simulate import acceptance_plane, simulate
 from mutomo.volume import PassiveVolume
 from mutomo.volume.propagation import position_at_z
@@ -73,7 +74,6 @@ def run_demo(output: Path, n_muons: int = 200_000, seed: int = 0) -> dict[str, f
     summary["seconds"] = time.perf_counter() - start
     summary["exposure_s"] = exposure_time(n_muons, source)
     summary["n_muons"] = float(n_muons)
-    from mutomo.plotting.demo import demo_figure
 
     figure = demo_figure(
         output / "demo_scattering.png",

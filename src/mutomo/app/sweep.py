@@ -17,11 +17,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mutomo.config.build import comparison_designs, evaluation_settings
+from mutomo.config.schema import load_config
 from mutomo.errors import ConfigError, MutomoError, RunDirectoryError, naming_the_source
-from mutomo.io.config import load_config
-from mutomo.io.paths import writable_dir
-from mutomo.optimise.landscape import check_front, landscape_lines, save_landscape
-from mutomo.optimise.run import comparison_designs, evaluation_settings
+from mutomo.io.files import writable_dir
+from mutomo.plotting.landscape import write_landscape_figures
+from mutomo.studies.landscape import check_front, landscape_lines, save_landscape
 from mutomo.sweep.engine import check_address, run_trials, start_ray
 from mutomo.sweep.gather import gather, methods_lines
 from mutomo.sweep.plan import SweepPlan
@@ -103,7 +104,6 @@ def run_sweep(
     report("evaluating the finished designs on the test volumes ...")
     result = gather(s.problem, plan, results, evaluation, humans, s.template)
     result["seconds"]["sweep"] = time.perf_counter() - t0
-    from mutomo.plotting.landscape import write_landscape_figures
 
     figures = save_landscape(folder, result)[1:] + write_landscape_figures(folder, result, s.problem.scene.box)
     for line in landscape_lines(result) + methods_lines(result["methods"], result["metric"]["name"]):

@@ -3,11 +3,11 @@
 A :class:`HodoscopeModule` is a rigid box (``size``, m) holding panels at fixed heights above its
 bottom face, with fixed spans, resolution and efficiency. A :class:`HodoscopeDesign` places K
 identical modules: each module's centre (x, y, z; m) is trainable (groups ``xy`` and ``z`` of
-:data:`~mutomo.optimise.design.PARAMETER_GROUPS`), and each may be turned by 90 degrees about z
+:data:`~mutomo.design.base.PARAMETER_GROUPS`), and each may be turned by 90 degrees about z
 (a discrete choice, fixed during training). Its panels are a
 :class:`~mutomo.detector.PanelGroup` whose offset is the module centre, so they move with it and
 the gradient of a module's position is the sum of its panels' (rigidity). A design may also
-hold free panels (a :class:`~mutomo.optimise.design.DetectorDesign`), trained as usual.
+hold free panels (a :class:`~mutomo.design.panels.DetectorDesign`), trained as usual.
 
 **Constraints, by projection after each step** (:meth:`HodoscopeDesign.project_`; gradients are
 never touched, so they stay finite in every configuration):
@@ -29,7 +29,7 @@ A starting placement that breaks a constraint is refused, naming the module and 
 
 :func:`tiled_placement` is the human rule for K modules around a scene (the built-in
 ``lorry_uranium`` benchmark's ``tiled`` design for K = 4, and the human point of a
-module-count front, :mod:`mutomo.optimise.landscape`).
+module-count front, :mod:`mutomo.studies.landscape`).
 """
 
 from __future__ import annotations
@@ -44,11 +44,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mutomo.design.base import Design as _Design
+from mutomo.design.base import DesignBounds, bounds_and_cost_model
+from mutomo.design.panels import DetectorDesign
 from mutomo.detector import AreaCostModel, Detector, DetectorPanel, PanelGroup
 from mutomo.detector.cost import CostModel
 from mutomo.errors import MutomoError
-from mutomo.optimise.design import Design as _Design
-from mutomo.optimise.design import DesignBounds, DetectorDesign, bounds_and_cost_model
 
 Box = tuple[float, float, float, float, float, float]
 """An axis-aligned box ``(x0, x1, y0, y1, z0, z1)`` (m)."""

@@ -52,7 +52,7 @@ import math
 import numpy as np
 
 from mutomo.errors import MutomoError
-from mutomo.optimise.baselines import Bounds, Objective, SearchResult, _check, _Tracker
+from mutomo.studies.search import Bounds, Objective, SearchResult, Tracker, check_search
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -136,7 +136,7 @@ def surrogate_gradient(
     if bounds is None:
         lo, scale = x - 0.5, np.ones_like(x)
     else:
-        lo, hi, _ = _check(bounds, 1, 1)
+        lo, hi, _ = check_search(bounds, 1, 1)
         if lo.shape != x.shape:
             raise MutomoError(f"x has {x.size} entries but bounds {lo.size}")
         scale = hi - lo
@@ -166,7 +166,7 @@ def surrogate_search(
     from ``x0`` (default the centre): trust-region half-width ``radius`` and Adam learning rate
     ``lr`` (fractions of the box), ``n`` points per iteration (default ``2 * dim``); the budget
     pays for ``calls // n`` iterations (at least one). Answers the final point."""
-    lo, hi, calls = _check(bounds, budget, muons_per_call)
+    lo, hi, calls = check_search(bounds, budget, muons_per_call)
     dim = lo.size
     n = 2 * dim if n is None else n
     _check_region(radius, n, dim)
@@ -181,7 +181,7 @@ def surrogate_search(
         raise MutomoError(f"x0 has {start.size} entries; the bounds have {dim}")
     x = start if x0 is None else np.clip((start - lo) / scale, 0.0, 1.0)
     rng = np.random.default_rng(seed)
-    track = _Tracker(lambda u: objective(lo + scale * u), muons_per_call)
+    track = Tracker(lambda u: objective(lo + scale * u), muons_per_call)
     points, values, groups = np.empty((0, dim)), np.empty(0), np.empty(0, dtype=int)
     m, v = np.zeros(dim), np.zeros(dim)
     steps = 0
