@@ -25,10 +25,7 @@ from mutomo.detector.readout import physical_readout, sampled_readout
 from mutomo.errors import ConfigError, DesignFileError
 from mutomo.muons import FluxSource
 from mutomo.muons.generation import exposure_time, muon_count
-from mutomo.reco import (
-    ScatterData,
-    measure,
-)
+from mutomo.reco import MomentumPrior, ScatterData, measure
 from mutomo.reco.momentum_options import MomentumContext, MomentumOption
 from mutomo.scenes import Scene, VolumeSample
 from mutomo.simulate import SimulationResult, simulate
@@ -120,6 +117,11 @@ class Problem:
         return MomentumContext(
             result.muons_in, result.muons_out, sample.volume, self.scene.nominal_background(), self.source.flux
         )
+
+    def momentum_prior(self, sample: VolumeSample) -> MomentumPrior | None:
+        """The prior ML/EM marginalises over for ``sample``'s volume (``momentum`` options
+        ``marginal`` and ``posterior``), else ``None``."""
+        return self.momentum.prior(sample.volume, self.scene.nominal_background(), self.source.flux)
 
     def measure(self, above: Hits, below: Hits, result: SimulationResult, sample: VolumeSample) -> ScatterData:
         """Fit the tracks of hits read out from ``result`` and give the muons this problem's

@@ -123,16 +123,19 @@ class MomentumOption:
         """``(mu,)`` momentum each muon lost in the volume (GeV/c) for an oracle, else ``None``."""
         return context.muons_in.momentum - context.muons_out.momentum if self.oracle else None
 
-    def prior(self, context: MomentumContext) -> MomentumPrior | None:
-        """The prior ML/EM marginalises over (``marginal`` and ``posterior``), else ``None``."""
+    def prior(
+        self, volume: PassiveVolume, background: Mapping[Material, float], flux: TabulatedFlux
+    ) -> MomentumPrior | None:
+        """The prior ML/EM marginalises over (``marginal`` and ``posterior``) in ``volume`` with
+        the nominal ``background`` and the source's ``flux``, else ``None``."""
         if not self.marginal:
             return None
-        return ExpectedMomentum(context.volume, context.background, context.flux, n_bins=MARGINAL_BINS)
+        return ExpectedMomentum(volume, background, flux, n_bins=MARGINAL_BINS)
 
     def apply(self, data: ScatterData, context: MomentumContext) -> ScatterData:
         """``data`` (measured with :meth:`momenta`) given this option's prior, or, for
         ``posterior``, each muon's posterior momentum (detached, like every estimate)."""
-        prior = self.prior(context)
+        prior = self.prior(context.volume, context.background, context.flux)
         if prior is None:
             return data
         data = replace(data, momentum_prior=prior)
