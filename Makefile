@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mutomo-installed
 
-.PHONY: demo test test-slow lint benchmark clean
+.PHONY: demo test test-slow lint benchmark bench-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test-slow: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/simulation_throughput.py
+
+# A guard against speed slips (not part of `make test`): rerun the simulation throughput benchmark
+# and compare it with the newest record in benchmarks/results/simulation_throughput/, printing any
+# slip over 10 %. A benchmark, not a test: rerun on a quiet machine before believing a slip.
+bench-check: $(STAMP)
+	$(BIN)/python benchmarks/bench_check.py
 
 clean:
 	rm -rf $(VENV) demo_output runs .pytest_cache .mypy_cache .ruff_cache

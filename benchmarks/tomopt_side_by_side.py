@@ -25,10 +25,18 @@ What the script does:
    setting, TomOpt at 1e5 muons ran at 401 instead of 480 muons/s and peaked at 14.9 instead of
    11.9 GiB).
 
+3. It records the run as JSON in ``benchmarks/results/tomopt_side_by_side/`` (machine, CPU model,
+   date, git commit, command, the machine's load average before and after each pair of runs,
+   every run's seconds and peak RSS, the medians and ratios; :mod:`mutomo.benchrecord`).
+
+``--compile`` runs mutomo with its compiled propagation kernels (``MUTOMO_COMPILE=1``; their
+compilation happens in the untimed warm-up step).
+
 It downloads TomOpt, so it never runs in ``make test``; the test suite imports it and runs its
 mutomo half on a tiny input.
 
 Usage: python benchmarks/tomopt_side_by_side.py [--muons 10000 100000] [--threads 1 2] [--repeats 3]
+    [--compile] [--json PATH]
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ VENV = HERE / ".tomopt-venv"
 sys.path.insert(0, str(HERE))
 from tomopt_geometry import PANELS_ABOVE, PANELS_BELOW, timed_step  # noqa: E402
 
+from mutomo.benchrecord import load_average, new_record, write_record  # noqa: E402
 from mutomo.runtime import ALLOCATOR_ENV  # noqa: E402
 
 TOMOPT_STEP = r"""
@@ -133,26 +142,34 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tomopt-batch", type=int, default=250, help="TomOpt's mu_bs")
+    parser.add_argument("--compile", action="store_true", help="mutomo with compiled kernels (MUTOMO_COMPILE=1)")
+    parser.add_argument("--json", type=Path, help="write the record here instead of benchmarks/results/")
     parser.add_argument("--mutomo-worker", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mutomo_worker:
         n, threads = args.mutomo_worker
         print(json.dumps(mutomo_step(n, threads)))
         return
+    load_at_start = load_average()
     python = tomopt_python()
+    mutomo_env = {**ALLOCATOR_ENV, "MUTOMO_COMPILE": "1" if args.compile else "0"}  # its CLI's allocator setting
     print(f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch 2.13.0+cpu")
     print(f"# command: {' '.join(sys.argv)}")
+    rows = []
     header = ["muons", "threads", "mutomo muons/s", "TomOpt muons/s", "speed ratio", "mutomo MiB", "TomOpt MiB"]
     print("| " + " | ".join([*header, "memory ratio"]) + " |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.muons:
         for threads in args.threads:
             runs: dict[str, list[dict[str, float]]] = {"mutomo": [], "tomopt": []}
+            loads = []
             for _ in range(args.repeats):  # alternate the tools run by run
+                loads.append(load_average())
                 mutomo = [sys.executable, __file__, "--mutomo-worker", str(n), str(threads)]
-                runs["mutomo"].append(_run(mutomo, ALLOCATOR_ENV))  # mutomo's own setting, as its CLI
+                runs["mutomo"].append(_run(mutomo, mutomo_env))
                 step = [str(python), "-c", TOMOPT_STEP, str(n), str(threads), str(args.tomopt_batch)]
                 runs["tomopt"].append(_run(step))
+            loads.append(load_average())
             med = {}
             for tool, results in runs.items():
                 ok = [r for r in results if "error" not in r]
@@ -164,7 +181,29 @@ def main() -> None:
                 med[tool] = (n / seconds, statistics.median(r["rss_mib"] for r in ok))
             (ms, mm), (ts, tm) = med["mutomo"], med["tomopt"]
             cells = [f"{n:,}", str(threads), f"{ms:,.0f}", f"{ts:,.0f}", f"{ms / ts:,.0f}x", f"{mm:,.0f}", f"{tm:,.0f}"]
-            print("| " + " | ".join([*cells, f"{tm / mm:,.1f}x"]) + " |")
+            print("| " + " | ".join([*cells, f"{tm / mm:,.1f}x"]) + " |", flush=True)
+            print(f"# load average (1, 5, 15 min) before each pair of runs and after: {loads}", flush=True)
+            rows.append(
+                {
+                    "muons": n,
+                    "threads": threads,
+                    "mutomo_muons_per_s": ms,
+                    "tomopt_muons_per_s": ts,
+                    "speed_ratio": ms / ts,
+                    "mutomo_peak_rss_mib": mm,
+                    "tomopt_peak_rss_mib": tm,
+                    "memory_ratio": tm / mm,
+                    "load_averages": loads,
+                    "runs": runs,
+                }
+            )
+    settings = {"repeats": args.repeats, "tomopt_batch": args.tomopt_batch, "compiled": args.compile}
+    record = new_record("tomopt_side_by_side", Path(__file__), {"settings": settings, "rows": rows}, load_at_start)
+    if args.json is not None:
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"# record: {args.json}")
+    else:
+        print(f"# record: {write_record(record, HERE / 'results')}")
 
 
 if __name__ == "__main__":
