@@ -10,23 +10,34 @@ by ``tan(15 deg) (h - z_low + voxel)`` on every side).
 
 One step: generate, propagate, hits, track fits, PoCA with covariance, extended PoCA, Highland
 X0 per voxel, loss = mean squared X0 error over measured voxels, backward to the panels.
+
+Run as a script it profiles that step, stage by stage (:func:`profile_step`; benchmarks/README.md,
+"Where a training step's time goes"):
+
+    python benchmarks/tomopt_geometry.py --muons 10000 100000 --threads 1 --repeats 5 [--compile]
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import resource
+import statistics
 import time
 
 import torch
 from torch import nn
 
+from mutomo import runtime
 from mutomo.detector import Detector, DetectorPanel
 from mutomo.inference import PocaX0
 from mutomo.muons import FluxSource, GenerationPlane, TabulatedFlux
-from mutomo.reco import measure
+from mutomo.reco import compute_scatters, extended_poca, measure, poca_within_height
 from mutomo.simulate import simulate
-from mutomo.volume import PassiveVolume
+from mutomo.volume import PassiveVolume, propagate_straight, propagate_volume
+from mutomo.volume.grid import steps_per_layer
+from mutomo.volume.propagation import MAX_STEP_X0
 
 PANELS_ABOVE = (1.0, 0.95, 0.9, 0.85)
 PANELS_BELOW = (0.2, 0.15, 0.1, 0.05)
@@ -108,3 +119,117 @@ def timed_step(
         raise RuntimeError("mutomo step produced missing or non-finite panel gradients")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": seconds, "rss_mib": peak, "setup_mib": setup}
+
+
+STAGES = (
+    "generation",
+    "propagation: scattering draws",
+    "propagation: steps",
+    "hits",
+    "track fits",
+    "PoCA + covariance",
+    "extended PoCA",
+    "X0 inference",
+    "backward",
+)
+
+
+def _stage_times(det: Detector, vol: PassiveVolume, src: FluxSource, n: int, seed: int) -> dict[str, float]:
+    """One step of :func:`full_step`, timed stage by stage (s). The step runs as ``full_step`` runs
+    it; the stages that ``measure`` and ``PocaX0`` bundle are timed by running their parts again
+    on the same inputs (the PoCA and its covariance, the extended-PoCA weights) and subtracting,
+    and the scattering draws by drawing as many again (the generator is a copy, so the step's
+    own draws are unchanged)."""
+    gen = torch.Generator().manual_seed(seed)
+    clock = [time.perf_counter()]
+    out: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        out[name] = now - clock[0]
+        clock[0] = now
+
+    muons = src.sample(n, gen, dtype=vol.x0.dtype)
+    lap("generation")
+    draws_gen = torch.Generator().set_state(gen.get_state())
+    muons_in = propagate_straight(muons, vol.z_high)
+    muons_out = propagate_volume(muons_in, vol, 0.01, gen)
+    lap("propagation")
+    noise = [torch.randn(det.n_panels(side), n, 2, generator=gen) for side in ("above", "below")]
+    hits_above, hits_below = det.hits(muons_in, "above", noise[0]), det.hits(muons_out, "below", noise[1])
+    lap("hits")
+    data = measure(hits_above, hits_below, vol, 0.5 * (muons_in.momentum + muons_out.momentum), muons_in.weight)
+    lap("measure")
+    vmap = PocaX0()(data, vol)
+    lap("inference")
+    assert vmap.x0 is not None
+    measured = vmap.measured.to(vmap.x0.dtype)
+    loss = (((vmap.x0 - vol.x0) ** 2) * measured).sum() / measured.sum().clamp(min=1)
+    loss.backward()
+    lap("backward")
+    # The bundled parts, again on the same inputs.
+    with torch.no_grad():
+        start = time.perf_counter()
+        for iz in range(vol.shape[2]):  # as many draws as the propagation made (one per step)
+            for _ in range(_steps_in_layer(vol, iz)):  # the draws as drawn, without any layout copy
+                torch.randn(n, 4, generator=draws_gen, dtype=vol.x0.dtype)
+                torch.rand(n, 3, generator=draws_gen, dtype=vol.x0.dtype)
+        draws = time.perf_counter() - start
+    start = time.perf_counter()
+    scatters = compute_scatters(data.incoming, data.outgoing, 0.5 * (vol.z_low + vol.z_high))
+    poca = time.perf_counter() - start
+    start = time.perf_counter()
+    points = poca_within_height(scatters.poca, data.incoming, data.outgoing, vol)
+    extended_poca(points, scatters.poca_covariance, data.weight, vol).sparse()
+    spread = time.perf_counter() - start
+    return {
+        "generation": out["generation"],
+        "propagation: scattering draws": draws,
+        "propagation: steps": out["propagation"] - draws,
+        "hits": out["hits"],
+        "track fits": out["measure"] - poca,
+        "PoCA + covariance": poca,
+        "extended PoCA": spread,
+        "X0 inference": out["inference"] - spread,
+        "backward": out["backward"],
+    }
+
+
+def _steps_in_layer(vol: PassiveVolume, iz: int) -> int:
+    x0_min = float(vol.layer_properties(iz)[0][:, 0].min())
+    return steps_per_layer(vol.voxel_size[2], min(0.01, MAX_STEP_X0 * x0_min))
+
+
+def profile_step(n: int, repeats: int = 5, seed: int = 0) -> dict[str, float]:
+    """Median seconds of each stage of the TomOpt-geometry step (see :func:`_stage_times`) over
+    ``repeats`` steps on ``n`` muons, after one untimed step of the same size; ``total`` is the
+    median of the steps' sums."""
+    vol, src, det = volume(), source(), detector()
+    _stage_times(det, vol, src, n, seed + 1000)  # warm-up at full size: first-call costs excluded
+    runs = [_stage_times(det, vol, src, n, seed + r) for r in range(repeats)]
+    result = {stage: statistics.median(r[stage] for r in runs) for stage in STAGES}
+    result["total"] = statistics.median(sum(r.values()) for r in runs)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Profile one TomOpt-geometry step, stage by stage")
+    parser.add_argument("--muons", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="compiled propagation kernels")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    runtime.tune_allocator()
+    if args.compile:
+        runtime.set_compiled_kernels(True)
+    profiles = {n: profile_step(n, args.repeats) for n in args.muons}
+    print("| stage | " + " | ".join(f"{n:,} muons (ms)" for n in args.muons) + " |")
+    print("|---|" + "---:|" * len(args.muons))
+    for stage in (*STAGES, "total"):
+        print(f"| {stage} | " + " | ".join(f"{1000 * profiles[n][stage]:,.1f}" for n in args.muons) + " |")
+    print(json.dumps({str(n): p for n, p in profiles.items()}))
+
+
+if __name__ == "__main__":
+    main()
