@@ -100,8 +100,9 @@ def timed_step(
     """Build the setup, run one untimed warm-up step on ``warmup_muons`` (default min(n, 1000))
     muons, then one timed step on ``n``.
 
-    Returns seconds, this process's peak RSS (MiB), and its peak RSS after the set-up, before
-    any step (MiB).
+    Returns seconds (wall), CPU seconds of this process (less sensitive to other processes on a
+    shared machine), this process's peak RSS (MiB), and its peak RSS after the set-up, before any
+    step (MiB).
     """
     vol, src = volume(voxel, height), source(voxel)
     dets = [detector(panels_per_side, jitter=0.05 if designs > 1 else 0.0, seed=k) for k in range(designs)]
@@ -111,14 +112,14 @@ def timed_step(
 
     setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     full_step(batch(), vol, src, min(n, 1000) if warmup_muons is None else warmup_muons, seed + 1)  # not timed
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     full_step(batch(), vol, src, n, seed)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     grads = [p.grad for d in dets for p in d.parameters()]
     if not all(g is not None and bool(torch.isfinite(g).all()) for g in grads):
         raise RuntimeError("mutomo step produced missing or non-finite panel gradients")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "rss_mib": peak, "setup_mib": setup}
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "rss_mib": peak, "setup_mib": setup}
 
 
 STAGES = (
@@ -135,17 +136,19 @@ STAGES = (
 
 
 def _stage_times(det: Detector, vol: PassiveVolume, src: FluxSource, n: int, seed: int) -> dict[str, float]:
-    """One step of :func:`full_step`, timed stage by stage (s). The step runs as ``full_step`` runs
+    """One step of :func:`full_step`, timed stage by stage: CPU seconds of this process (with one
+    thread, the wall time on a quiet machine; unlike wall time, it does not count the time other
+    processes on a shared machine take). The step runs as ``full_step`` runs
     it; the stages that ``measure`` and ``PocaX0`` bundle are timed by running their parts again
     on the same inputs (the PoCA and its covariance, the extended-PoCA weights) and subtracting,
     and the scattering draws by drawing as many again (the generator is a copy, so the step's
     own draws are unchanged)."""
     gen = torch.Generator().manual_seed(seed)
-    clock = [time.perf_counter()]
+    clock = [time.process_time()]
     out: dict[str, float] = {}
 
     def lap(name: str) -> None:
-        now = time.perf_counter()
+        now = time.process_time()
         out[name] = now - clock[0]
         clock[0] = now
 
@@ -169,19 +172,19 @@ def _stage_times(det: Detector, vol: PassiveVolume, src: FluxSource, n: int, see
     lap("backward")
     # The bundled parts, again on the same inputs.
     with torch.no_grad():
-        start = time.perf_counter()
+        start = time.process_time()
         for iz in range(vol.shape[2]):  # as many draws as the propagation made (one per step)
             for _ in range(_steps_in_layer(vol, iz)):  # the draws as drawn, without any layout copy
                 torch.randn(n, 4, generator=draws_gen, dtype=vol.x0.dtype)
                 torch.rand(n, 3, generator=draws_gen, dtype=vol.x0.dtype)
-        draws = time.perf_counter() - start
-    start = time.perf_counter()
+        draws = time.process_time() - start
+    start = time.process_time()
     scatters = compute_scatters(data.incoming, data.outgoing, 0.5 * (vol.z_low + vol.z_high))
-    poca = time.perf_counter() - start
-    start = time.perf_counter()
+    poca = time.process_time() - start
+    start = time.process_time()
     points = poca_within_height(scatters.poca, data.incoming, data.outgoing, vol)
     extended_poca(points, scatters.poca_covariance, data.weight, vol).sparse()
-    spread = time.perf_counter() - start
+    spread = time.process_time() - start
     return {
         "generation": out["generation"],
         "propagation: scattering draws": draws,
