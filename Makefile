@@ -10,7 +10,7 @@ PIP_VERSION := 26.3
 # A throwaway environment with the newest versions pyproject.toml's ranges allow (make test-latest, make lock).
 LATEST := .venv-latest
 
-.PHONY: demo test test-slow test-latest latest-env lock lint benchmark clean
+.PHONY: demo test test-slow test-latest latest-env lock lint benchmark bench-check clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ lock: latest-env
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/simulation_throughput.py
+
+# A guard against speed slips (not part of `make test`): rerun the simulation throughput benchmark
+# and compare it with the newest record in benchmarks/results/simulation_throughput/, printing any
+# slip over 10 %. A benchmark, not a test: rerun on a quiet machine before believing a slip.
+bench-check: $(STAMP)
+	$(BIN)/python benchmarks/bench_check.py
 
 clean:
 	rm -rf $(VENV) $(LATEST) demo_output runs .pytest_cache .mypy_cache .ruff_cache

@@ -27,12 +27,8 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tomopt_geometry import detector, full_step, source, volume  # noqa: E402
 
 from mutomo.config.build import load_benchmark  # noqa: E402
 from mutomo.design.panels import DetectorDesign  # noqa: E402
@@ -40,6 +36,7 @@ from mutomo.detector import Detector  # noqa: E402
 from mutomo.reco import measure  # noqa: E402
 from mutomo.runtime import tune_allocator  # noqa: E402
 from mutomo.simulate import simulate  # noqa: E402
+from mutomo.studies.reference_geometries import detector, full_step, source, volume
 from mutomo.tasks.statistics import poca_height  # noqa: E402
 
 LADLE = load_benchmark("ladle_furnace")

@@ -33,9 +33,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from simulation_throughput import build  # noqa: E402
-
 from mutomo.reco import (  # noqa: E402
     AngleStatisticsReconstruction,
     BinnedClustering,
@@ -46,6 +43,7 @@ from mutomo.reco import (  # noqa: E402
 from mutomo.reco.momentum import MARGINAL_BINS  # noqa: E402
 from mutomo.reco.x0 import PocaX0  # noqa: E402
 from mutomo.simulate import simulate  # noqa: E402
+from mutomo.studies.reference_geometries import throughput_geometry
 
 METHODS = ("poca", "extended_poca", "asr", "bca", "mlem", "mlem_marginal")
 
@@ -55,7 +53,7 @@ def peak_mib() -> float:
 
 
 def simulate_hits(n: int, path: Path) -> None:
-    detector, volume, source = build()
+    detector, volume, source = throughput_geometry()
     with torch.no_grad():
         r = simulate(detector, volume, source, n, torch.Generator().manual_seed(0))
     momentum = 0.5 * (r.muons_in.momentum + r.muons_out.momentum)
@@ -84,7 +82,7 @@ def time_method(method, hits: dict, volume, repeats: int) -> dict[str, float]:
 
 
 def one(name: str, hits_file: str, repeats: int, iterations: int) -> dict[str, float]:
-    _, volume, _ = build()
+    _, volume, _ = throughput_geometry()
     hits = torch.load(hits_file, weights_only=False)
     with torch.no_grad():
         measure(hits["above"], hits["below"], volume, hits["momentum"])

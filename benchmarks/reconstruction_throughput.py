@@ -24,12 +24,8 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from simulation_throughput import build  # noqa: E402
 
 from mutomo.reco import (  # noqa: E402
     AngleStatisticsReconstruction,
@@ -40,6 +36,7 @@ from mutomo.reco import (  # noqa: E402
 from mutomo.reco.maps import VoxelMethod  # noqa: E402
 from mutomo.reco.x0 import PocaX0  # noqa: E402
 from mutomo.simulate import simulate  # noqa: E402
+from mutomo.studies.reference_geometries import throughput_geometry
 
 CHAINS = ("poca+bin", "poca+x0", "extended+x0", "asr", "bca")
 
@@ -59,7 +56,7 @@ def chain(name: str, result, volume) -> torch.Tensor:
 
 
 def one(name: str, n: int, repeats: int) -> dict[str, float]:
-    detector, volume, source = build()
+    detector, volume, source = throughput_geometry()
     result = simulate(detector, volume, source, n, torch.Generator().manual_seed(0))
     chain(name, result, volume).backward(retain_graph=True)  # warm-up: first-touch allocations are not timed
     detector.zero_grad()

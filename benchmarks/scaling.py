@@ -60,11 +60,10 @@ def size_of(axis: str, point: dict[str, float]) -> float:
 def worker(args: list[str]) -> None:
     import torch
 
-    sys.path.insert(0, str(HERE))
-    from tomopt_geometry import timed_step
+    from mutomo.runtime import tune_allocator
+    from mutomo.studies.reference_geometries import timed_step
 
     point, threads = json.loads(args[0]), int(args[1])
-    from mutomo.runtime import tune_allocator
 
     tune_allocator()
     torch.set_num_threads(threads)

@@ -17,18 +17,29 @@ What the script does:
    ``mypy_extensions`` (TomOpt imports it without declaring it). No pin of TomOpt's needs relaxing.
 2. For each muon count and thread count, it runs ``--repeats`` steps of each tool, alternating
    mutomo and TomOpt, each in a fresh process (so each peak RSS is its own), and prints the
-   medians, the ratios and the machine as a markdown table. Each process first runs one
-   untimed warm-up step (first-call allocations and lazy initialisation), then the timed one.
+   medians, the ratios and the machine as a markdown table. Beside the wall-time speed ratio it
+   gives the ratio of the two processes' CPU times (the same on a quiet machine with one thread;
+   on a shared machine the CPU time does not count the time other processes took). Each
+   process first runs one untimed warm-up step (first-call allocations and lazy initialisation), then the timed one.
    mutomo's processes run with the allocator setting its command line uses (glibc
    ``MALLOC_MMAP_MAX_=0``, ``MALLOC_TRIM_THRESHOLD_=2147483647``: freed memory is reused, see
    mutomo.runtime); TomOpt's run with the default allocator, which suits it better (with the
    setting, TomOpt at 1e5 muons ran at 401 instead of 480 muons/s and peaked at 14.9 instead of
    11.9 GiB).
 
+3. It records the run as JSON in ``benchmarks/results/tomopt_side_by_side/`` (machine, CPU model,
+   date, git commit, command, the machine's load average before and after each pair of runs,
+   every run's seconds and peak RSS, the medians and ratios; :mod:`mutomo.benchrecord`).
+
+``--kernels plain compiled`` runs mutomo with its plain and with its compiled propagation kernels
+(``MUTOMO_COMPILE=1``; compiling happens in the untimed warm-up step) against the same TomOpt runs;
+the default is the plain kernels only.
+
 It downloads TomOpt, so it never runs in ``make test``; the test suite imports it and runs its
 mutomo half on a tiny input.
 
 Usage: python benchmarks/tomopt_side_by_side.py [--muons 10000 100000] [--threads 1 2] [--repeats 3]
+    [--kernels plain compiled] [--json PATH]
 """
 
 from __future__ import annotations
@@ -43,12 +54,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mutomo.benchrecord import load_average, new_record, write_record
+from mutomo.runtime import ALLOCATOR_ENV
+from mutomo.studies.reference_geometries import PANELS_ABOVE, PANELS_BELOW, timed_step
+
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".tomopt-venv"
-sys.path.insert(0, str(HERE))
-from tomopt_geometry import PANELS_ABOVE, PANELS_BELOW, timed_step  # noqa: E402
-
-from mutomo.runtime import ALLOCATOR_ENV  # noqa: E402
 
 TOMOPT_STEP = r"""
 import json, resource, sys, time
@@ -89,15 +100,16 @@ def step(n_batches):
     VoxelX0Loss(target_budget=None, cost_coef=0.0)(inferrer.get_prediction(), volume).backward()
 
 step(1)  # warm-up, not timed
-start = time.perf_counter()
+start, cpu_start = time.perf_counter(), time.process_time()
 step(max(n // bs, 1))
-seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "rss_mib": rss}))
 """.replace("ABOVE", repr(PANELS_ABOVE)).replace("BELOW", repr(PANELS_BELOW))
 
 
 def mutomo_step(n: int, threads: int, seed: int = 0) -> dict[str, float]:
-    """One full mutomo step on the TomOpt test geometry (benchmarks/tomopt_geometry.py), after an
+    """One full mutomo step on the TomOpt test geometry (mutomo.studies.reference_geometries), after an
     untimed warm-up; returns seconds and this process's peak RSS."""
     import torch
 
@@ -133,38 +145,84 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tomopt-batch", type=int, default=250, help="TomOpt's mu_bs")
+    parser.add_argument(
+        "--kernels",
+        nargs="+",
+        choices=["plain", "compiled"],
+        default=["plain"],
+        help="mutomo's propagation kernels ('compiled': MUTOMO_COMPILE=1); each runs against the same TomOpt runs",
+    )
+    parser.add_argument("--json", type=Path, help="write the record here instead of benchmarks/results/")
     parser.add_argument("--mutomo-worker", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mutomo_worker:
         n, threads = args.mutomo_worker
         print(json.dumps(mutomo_step(n, threads)))
         return
+    load_at_start = load_average()
     python = tomopt_python()
     print(f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch 2.13.0+cpu")
     print(f"# command: {' '.join(sys.argv)}")
-    header = ["muons", "threads", "mutomo muons/s", "TomOpt muons/s", "speed ratio", "mutomo MiB", "TomOpt MiB"]
-    print("| " + " | ".join([*header, "memory ratio"]) + " |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rows = []
+    header = ["muons", "threads", "kernels", "mutomo muons/s", "TomOpt muons/s", "speed ratio", "mutomo MiB"]
+    print("| " + " | ".join([*header, "TomOpt MiB", "memory ratio", "speed ratio (CPU time)"]) + " |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.muons:
         for threads in args.threads:
-            runs: dict[str, list[dict[str, float]]] = {"mutomo": [], "tomopt": []}
+            runs: dict[str, list[dict[str, float]]] = {k: [] for k in [*args.kernels, "tomopt"]}
+            loads = []
             for _ in range(args.repeats):  # alternate the tools run by run
-                mutomo = [sys.executable, __file__, "--mutomo-worker", str(n), str(threads)]
-                runs["mutomo"].append(_run(mutomo, ALLOCATOR_ENV))  # mutomo's own setting, as its CLI
+                loads.append(load_average())
+                for kernels in args.kernels:
+                    env = {**ALLOCATOR_ENV, "MUTOMO_COMPILE": "1" if kernels == "compiled" else "0"}
+                    mutomo = [sys.executable, __file__, "--mutomo-worker", str(n), str(threads)]
+                    runs[kernels].append(_run(mutomo, env))  # with its CLI's allocator setting
                 step = [str(python), "-c", TOMOPT_STEP, str(n), str(threads), str(args.tomopt_batch)]
                 runs["tomopt"].append(_run(step))
+            loads.append(load_average())
             med = {}
+            cpu = {}
             for tool, results in runs.items():
                 ok = [r for r in results if "error" not in r]
                 if not ok:
-                    med[tool] = (math.nan, math.nan)
+                    med[tool], cpu[tool] = (math.nan, math.nan), math.nan
                     print(f"# {tool} failed at {n} muons, {threads} threads: {results[0].get('error')}")
                     continue
                 seconds = statistics.median(r["seconds"] for r in ok)
                 med[tool] = (n / seconds, statistics.median(r["rss_mib"] for r in ok))
-            (ms, mm), (ts, tm) = med["mutomo"], med["tomopt"]
-            cells = [f"{n:,}", str(threads), f"{ms:,.0f}", f"{ts:,.0f}", f"{ms / ts:,.0f}x", f"{mm:,.0f}", f"{tm:,.0f}"]
-            print("| " + " | ".join([*cells, f"{tm / mm:,.1f}x"]) + " |")
+                cpu[tool] = statistics.median(r["cpu_seconds"] for r in ok)
+            ts, tm = med["tomopt"]
+            for kernels in args.kernels:
+                ms, mm = med[kernels]
+                cells = [f"{n:,}", str(threads), kernels, f"{ms:,.0f}", f"{ts:,.0f}", f"{ms / ts:,.0f}x", f"{mm:,.0f}"]
+                cpu_ratio = cpu["tomopt"] / cpu[kernels]
+                cells += [f"{tm:,.0f}", f"{tm / mm:,.1f}x", f"{cpu_ratio:,.0f}x"]
+                print("| " + " | ".join(cells) + " |", flush=True)
+                rows.append(
+                    {
+                        "muons": n,
+                        "threads": threads,
+                        "kernels": kernels,
+                        "mutomo_muons_per_s": ms,
+                        "tomopt_muons_per_s": ts,
+                        "speed_ratio": ms / ts,
+                        "mutomo_peak_rss_mib": mm,
+                        "tomopt_peak_rss_mib": tm,
+                        "memory_ratio": tm / mm,
+                        "speed_ratio_cpu_time": cpu_ratio,
+                        "load_averages": loads,
+                        "mutomo_runs": runs[kernels],
+                        "tomopt_runs": runs["tomopt"],
+                    }
+                )
+            print(f"# load average (1, 5, 15 min) before each round of runs and after: {loads}", flush=True)
+    settings = {"repeats": args.repeats, "tomopt_batch": args.tomopt_batch, "kernels": args.kernels}
+    record = new_record("tomopt_side_by_side", Path(__file__), {"settings": settings, "rows": rows}, load_at_start)
+    if args.json is not None:
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"# record: {args.json}")
+    else:
+        print(f"# record: {write_record(record, HERE / 'results')}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 # mallopt parameter numbers (glibc malloc.h).
@@ -41,3 +42,26 @@ def tune_allocator() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+
+
+# Compiled propagation kernels (mutomo.volume.propagation): None follows MUTOMO_COMPILE.
+_compiled_kernels: bool | None = None
+
+
+def set_compiled_kernels(enabled: bool | None) -> None:
+    """Switch the compiled (``torch.compile``, fused) propagation kernels on or off for this
+    process; ``None`` goes back to the environment variable ``MUTOMO_COMPILE`` (``1``: on).
+
+    Off by default: the plain kernels give the reference results, bit for bit; the compiled ones
+    agree at float rounding, cost a compilation on first use in each process (seconds; cached on
+    disk by torch), and need a C++ compiler. They fall back to the plain kernels, with a
+    warning, when compiling fails (benchmarks/README.md, "Issue 32")."""
+    global _compiled_kernels
+    _compiled_kernels = enabled
+
+
+def compiled_kernels_enabled() -> bool:
+    """Whether the propagation uses its compiled kernels (see :func:`set_compiled_kernels`)."""
+    if _compiled_kernels is not None:
+        return _compiled_kernels
+    return os.environ.get("MUTOMO_COMPILE", "") == "1"

@@ -208,6 +208,7 @@ class Detector(nn.Module):
                     stacked("efficiency", i),
                     device=ref.device,
                     dtype=ref.dtype,
+                    validate=False,  # the detectors' panels were checked when they were built
                 )
                 for i in range(ref.shape[0])
             ]

@@ -55,6 +55,10 @@ class DetectorPanel(nn.Module):
         span: (x, y) full widths (m), > 0.
         resolution: Gaussian position resolution sigma (m), > 0, same in x and y.
         efficiency: Probability to record a hit for a muon inside the panel, in (0, 1].
+        validate: check the values (:meth:`validate`); ``False`` is for mutomo's internal
+            rebuilding of panels from values that were checked when they entered (a batch of
+            designs, a design's panels rebuilt on every training step), so that no step
+            re-checks them.
 
     Example:
         >>> panel = DetectorPanel(centre=(0.5, 0.5, 1.2), span=(1.0, 1.0), resolution=1e-4, efficiency=0.9)
@@ -75,13 +79,16 @@ class DetectorPanel(nn.Module):
         efficiency: float | Tensor = 0.9,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
+        *,
+        validate: bool = True,
     ) -> None:
         super().__init__()
         register_value(self, "centre", centre, 3, device, dtype)
         register_value(self, "span", span, 2, device, dtype)
         register_value(self, "resolution", resolution, 1, device, dtype)
         register_value(self, "efficiency", efficiency, 1, device, dtype)
-        self.validate()
+        if validate:  # False only for panels built from values already checked (Detector.stack)
+            self.validate()
 
     def validate(self) -> None:
         """Raise :class:`MutomoError` naming the field when a value is out of its allowed range

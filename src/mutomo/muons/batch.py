@@ -18,6 +18,20 @@ def _first_bad(ok: Tensor) -> int:
     return int(bad.nonzero()[0, 0])
 
 
+def _check_values(position: Tensor, norm: Tensor, momentum: Tensor, weight: Tensor | None) -> None:
+    """The value checks of :meth:`MuonBatch.create` (``norm``: the directions' lengths)."""
+    positive = (momentum > 0) & torch.isfinite(momentum)
+    if not bool(positive.all()):
+        raise MutomoError(f"MuonBatch.momentum must be finite and > 0 GeV/c; muon {_first_bad(positive)}")
+    if not bool(torch.isfinite(position).all()):
+        raise MutomoError(f"MuonBatch.position must be finite (m); muon {_first_bad(torch.isfinite(position))}")
+    if not bool(((norm > 0) & torch.isfinite(norm)).all()):
+        first = _first_bad((norm > 0) & norm.isfinite())
+        raise MutomoError(f"MuonBatch.direction must be a finite, non-zero vector; muon {first}")
+    if weight is not None and not bool(((weight >= 0) & (weight <= 1)).all()):
+        raise MutomoError(f"MuonBatch.weight must be in [0, 1]; muon {_first_bad((weight >= 0) & (weight <= 1))}")
+
+
 @dataclass(frozen=True)
 class MuonBatch:
     """A batch of muons. Frozen: propagation returns new batches.
@@ -60,25 +74,24 @@ class MuonBatch:
         momentum: Tensor,
         charge: Tensor | None = None,
         weight: Tensor | None = None,
+        *,
+        validate: bool = True,
     ) -> MuonBatch:
-        """Build a batch, filling charge (-1), weight (1) and path_x0 (0) when omitted."""
+        """Build a batch, filling charge (-1), weight (1) and path_x0 (0) when omitted.
+
+        ``validate=False`` skips the checks of the values (finite, momentum > 0, non-zero
+        directions, weights in [0, 1]): for mutomo's own sources, whose values hold by
+        construction, so that a training step does not re-check every muon it generated. Data
+        from a user or a file keep the default."""
         if position.shape[0] == 0:
             raise MutomoError("MuonBatch needs at least one muon (got mu = 0)")
-        positive = (momentum > 0) & torch.isfinite(momentum)
-        if not bool(positive.all()):
-            raise MutomoError(f"MuonBatch.momentum must be finite and > 0 GeV/c; muon {_first_bad(positive)}")
-        if not bool(torch.isfinite(position).all()):
-            raise MutomoError(f"MuonBatch.position must be finite (m); muon {_first_bad(torch.isfinite(position))}")
-        norm = direction.norm(dim=-1)
-        if not bool(((norm > 0) & torch.isfinite(norm)).all()):
-            first = _first_bad((norm > 0) & norm.isfinite())
-            raise MutomoError(f"MuonBatch.direction must be a finite, non-zero vector; muon {first}")
-        if weight is not None and not bool(((weight >= 0) & (weight <= 1)).all()):
-            raise MutomoError(f"MuonBatch.weight must be in [0, 1]; muon {_first_bad((weight >= 0) & (weight <= 1))}")
+        norm = direction.norm(dim=-1, keepdim=True)
+        if validate:
+            _check_values(position, norm[..., 0], momentum, weight)
         ones = torch.ones_like(momentum)
         return cls(
             position=position,
-            direction=direction / direction.norm(dim=-1, keepdim=True),
+            direction=direction / norm,
             momentum=momentum,
             charge=-ones if charge is None else charge,
             weight=ones if weight is None else weight,

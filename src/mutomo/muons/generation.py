@@ -27,9 +27,14 @@ class GenerationPlane:
     y_range: tuple[float, float]
 
     def __post_init__(self) -> None:
+        # Checked here, once: the sources build their muons from the plane without re-checking them.
+        if not math.isfinite(self.z):
+            raise MutomoError(f"GenerationPlane.z must be finite (m); got {self.z}")
         for name, (lo, hi) in (("x_range", self.x_range), ("y_range", self.y_range)):
             if not hi > lo:
                 raise MutomoError(f"GenerationPlane.{name} must have max > min (m); got {(lo, hi)}")
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise MutomoError(f"GenerationPlane.{name} must be finite (m); got {(lo, hi)}")
 
     @property
     def area(self) -> float:
@@ -105,11 +110,14 @@ class FluxSource:
         _check_n(n)
         momentum, cos_theta, charge = self.flux.sample(n, generator, dtype=dtype, device=device)
         phi = (2 * math.pi) * torch.rand(n, generator=generator, dtype=dtype, device=device)
+        # The flux table's momenta are > 0, the plane is finite and the directions are unit
+        # vectors by construction: no value check on every muon of every step.
         return MuonBatch.create(
             position=self.plane.sample_xy(n, generator, dtype, device),
             direction=_direction(cos_theta, phi),
             momentum=momentum,
             charge=charge,
+            validate=False,
         )
 
 

@@ -58,7 +58,14 @@ class Scatters:
 
 def _poca(params: Tensor, z_mid: float) -> Tensor:
     """PoCA from ``(mu, 8)`` = (x1, y1, tx1, ty1, x2, y2, tx2, ty2) at ``z_mid``."""
-    x1, y1, tx1, ty1, x2, y2, tx2, ty2 = params.unbind(-1)
+    # The constants enter as columns appended to the parameters, not as Python numbers: the same
+    # values and derivatives (their tangents are 0), but under the jvp + vmap of compute_scatters an
+    # operation between a tensor and a Python number (or a tensor from outside) goes through a
+    # decomposition that imports torch._dynamo: ~800 modules and 60 MB in every process that
+    # reconstructs.
+    consts = torch.tensor([PARALLEL_EPS**2, 0.5, z_mid], dtype=params.dtype, device=params.device)
+    full = torch.cat([params, consts.expand(*params.shape[:-1], 3)], dim=-1)
+    x1, y1, tx1, ty1, x2, y2, tx2, ty2, eps2, half, z = full.unbind(-1)
     one = torch.ones_like(x1)
     v1 = torch.stack([tx1, ty1, one], -1)
     v2 = torch.stack([tx2, ty2, one], -1)
@@ -68,12 +75,12 @@ def _poca(params: Tensor, z_mid: float) -> Tensor:
     nx, ny = ty1 - ty2, tx2 - tx1
     n = torch.stack([nx, ny, -tx1 * nx - ty1 * ny], -1)
     den = (n * n).sum(-1)
-    reg = den / (den**2 + PARALLEL_EPS**2)
+    reg = den / (den**2 + eps2)
     s = -(w * torch.linalg.cross(v2, n, dim=-1)).sum(-1) * reg
     t = -(w * torch.linalg.cross(v1, n, dim=-1)).sum(-1) * reg
-    p1 = torch.stack([x1, y1, torch.full_like(x1, z_mid)], -1) + s[..., None] * v1
-    p2 = torch.stack([x2, y2, torch.full_like(x2, z_mid)], -1) + t[..., None] * v2
-    return 0.5 * (p1 + p2)
+    p1 = torch.stack([x1, y1, z], -1) + s[..., None] * v1
+    p2 = torch.stack([x2, y2, z], -1) + t[..., None] * v2
+    return (p1 + p2) * half[..., None]
 
 
 def compute_scatters(

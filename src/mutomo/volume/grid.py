@@ -201,12 +201,20 @@ class PassiveVolume(nn.Module):
         ``(mu,)``): ``(ix + 1) * (ny + 2) + (iy + 1)`` with ``ix`` clamped to ``[-1, nx]`` (and
         ``iy`` likewise), so every point outside the footprint lands on a background cell.
         O(mu) index arithmetic, a dozen element-wise operations."""
+        return padded_cell(x, y, *self.cell_transform())
+
+    def cell_transform(self) -> tuple[float, float, float, float, int, int]:
+        """``(scale_x, shift_x, scale_y, shift_y, nx, ny)`` for :func:`padded_cell`: a point's
+        padded column is ``floor(x scale_x + shift_x)`` (and likewise in y)."""
         nx, ny, _ = self.shape
-        ix = x.mul(1.0 / self.voxel_size[0]).add_(1.0 - self.origin[0] / self.voxel_size[0])
-        iy = y.mul(1.0 / self.voxel_size[1]).add_(1.0 - self.origin[1] / self.voxel_size[1])
-        ix = ix.floor_().clamp_(0, nx + 1).long()
-        iy = iy.floor_().clamp_(0, ny + 1).long()
-        return ix.mul_(ny + 2).add_(iy)
+        return (
+            1.0 / self.voxel_size[0],
+            1.0 - self.origin[0] / self.voxel_size[0],
+            1.0 / self.voxel_size[1],
+            1.0 - self.origin[1] / self.voxel_size[1],
+            nx,
+            ny,
+        )
 
     def batch_offsets(self, n_muons: int, device: torch.device | str | None = None) -> Tensor | None:
         """Row offset into a batch's :meth:`layer_properties` for each of ``batch * n_muons`` muons
@@ -285,6 +293,16 @@ class PassiveVolume(nn.Module):
             device=self.material_index.device,
             dtype=self._mat_x0.dtype,
         )
+
+
+def padded_cell(
+    x: Tensor, y: Tensor, scale_x: float, shift_x: float, scale_y: float, shift_y: float, nx: int, ny: int
+) -> Tensor:
+    """:meth:`PassiveVolume.flat_voxel_index` as a pure function of :meth:`PassiveVolume.cell_transform`'s
+    numbers (so that the stepping loop can fuse or compile it)."""
+    ix = x.mul(scale_x).add_(shift_x).floor_().clamp_(0, nx + 1).long()
+    iy = y.mul(scale_y).add_(shift_y).floor_().clamp_(0, ny + 1).long()
+    return ix.mul_(ny + 2).add_(iy)
 
 
 def _count(length: float, step: float, name: str) -> int:

@@ -312,7 +312,20 @@ def draw_scatter_randoms(
     """``(7, n)`` random numbers for :func:`scatter_step`: 4 rows of normals, 3 of uniforms
     (the generator must live on ``device``). Drawn muon by muon, as an ``(n, 4)`` and an
     ``(n, 3)`` block, so that a seed gives the same muons whatever the layout."""
-    randoms = torch.empty(N_SCATTER_RANDOMS, n, dtype=dtype, device=device)
-    randoms[:4].copy_(torch.randn(n, 4, generator=generator, dtype=dtype, device=device).T)
-    randoms[4:].copy_(torch.rand(n, 3, generator=generator, dtype=dtype, device=device).T)
-    return randoms
+    return rows_of(*draw_scatter_blocks(n, generator, dtype, device))
+
+
+def draw_scatter_blocks(
+    n: int, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device | str | None
+) -> tuple[Tensor, Tensor]:
+    """The draws of :func:`draw_scatter_randoms` as drawn: ``(n, 4)`` normals and ``(n, 3)``
+    uniforms; :func:`rows_of` lays them out as its ``(7, n)`` rows (inside a compiled kernel that
+    copy fuses away)."""
+    normals = torch.randn(n, 4, generator=generator, dtype=dtype, device=device)
+    uniforms = torch.rand(n, 3, generator=generator, dtype=dtype, device=device)
+    return normals, uniforms
+
+
+def rows_of(normals: Tensor, uniforms: Tensor) -> Tensor:
+    """``(7, n)``: the columns of ``normals (n, 4)`` and ``uniforms (n, 3)`` as contiguous rows."""
+    return torch.cat([normals.T, uniforms.T], dim=0)
