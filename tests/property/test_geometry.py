@@ -57,7 +57,10 @@ def test_acceptance_is_a_mirror_symmetric_weight_with_finite_gradients(offset, c
     origin = torch.zeros(1, 2, dtype=D)  # offsets represented exactly: the symmetry is exact
     w0 = smooth_acceptance(d[None], origin, s, smoothness)
     torch.testing.assert_close(w0, smooth_acceptance(-d[None], origin, s, smoothness), rtol=0.0, atol=0.0)
-    assert bool((w0 <= smooth_acceptance(origin[:, None], origin, s, smoothness)).all())
+    # Largest at the centre, to float64 rounding: the centre's own value is computed on a tensor
+    # of another shape, whose vectorised sigmoid may round the last bit differently.
+    centre_value = smooth_acceptance(origin[:, None], origin, s, smoothness)
+    assert bool((w0 <= centre_value * (1 + 1e-12)).all())
     c = torch.tensor([centre], dtype=D, requires_grad=True)
     w = smooth_acceptance((c.detach() + d)[None], c, s, smoothness)
     assert_unit_interval("acceptance", w)
