@@ -139,7 +139,7 @@ def test_float32_gradient_is_finite_for_a_voxel_of_tiny_weights():
     )
     zero = torch.zeros(3, 1, 2)
     data = measure(det.hits(muons, "above", zero), det.hits(muons, "below", zero[:2]), volume, muons.momentum)
-    assert data.weight.numel() == 1 and float(data.incoming.covariance[0, 2, 2]) > 1e4
+    assert data.weight.numel() == 1 and float(data.incoming.covariance[0, 2, 2].detach()) > 1e4
     voxels = extended_poca(data.scatters.poca, data.scatters.poca_covariance, data.weight, volume).sparse()
     est = HighlandX0Inferrer(min_muons=1.0)(data.scatters, data.incoming, data.outgoing, data.momentum, voxels, volume)
     (est.x0.sum() + torch.where(est.measured, est.uncertainty, torch.zeros_like(est.uncertainty)).sum()).backward()
