@@ -108,17 +108,24 @@ print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "rss_mib": rss
 """.replace("ABOVE", repr(PANELS_ABOVE)).replace("BELOW", repr(PANELS_BELOW))
 
 
-def mutomo_step(n: int, threads: int, seed: int = 0) -> dict[str, float]:
-    """One full mutomo step on the TomOpt test geometry (mutomo.studies.reference_geometries), after an
-    untimed warm-up; returns seconds and this process's peak RSS."""
+def mutomo_step(n: int, threads: int, device: str = "cpu", repeats: int = 1) -> dict[str, float]:
+    """Full mutomo steps on the TomOpt test geometry (mutomo.studies.reference_geometries) on
+    ``device``, after an untimed warm-up; returns the median seconds and this process's peak RSS
+    (and, on a GPU, its peak GPU memory). On a GPU the warm-up uses ``n`` muons too (the caching
+    allocator and, with compiled kernels, the compiled shapes are then those of the timed steps)."""
     import torch
 
     torch.set_num_threads(threads)
-    return timed_step(n, seed=seed)
+    if device == "cpu":
+        return timed_step(n, seed=0, repeats=repeats)
+    return timed_step(n, seed=0, device=device, repeats=repeats, warmup_muons=n)
 
 
-def tomopt_python() -> Path:
-    """The TomOpt venv's interpreter, creating the venv on first use (see the module docstring)."""
+def tomopt_python(given: str | None = None) -> Path:
+    """The TomOpt venv's interpreter, creating the venv on first use (see the module docstring);
+    ``given``: an interpreter that already imports TomOpt (a machine without a package index)."""
+    if given is not None:
+        return Path(given)
     python = VENV / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
@@ -128,6 +135,15 @@ def tomopt_python() -> Path:
         subprocess.run([*pip, "torch==2.13.0"], check=True)
         subprocess.run([*pip, "tomopt==0.1.0", "mypy_extensions"], check=True)
     return python
+
+
+def torch_and_device(device: str) -> str:
+    """torch's version and, on a GPU, the GPU's name (the table's machine line)."""
+    import torch
+
+    if device == "cpu":
+        return f"torch {torch.__version__}, mutomo on the CPU"
+    return f"torch {torch.__version__}, mutomo on {torch.cuda.get_device_name(device)} (TomOpt on the CPU)"
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
@@ -152,61 +168,82 @@ def main() -> None:
         default=["plain"],
         help="mutomo's propagation kernels ('compiled': MUTOMO_COMPILE=1); each runs against the same TomOpt runs",
     )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where mutomo runs ('cuda': a GPU, its repeats in one process after a warm-up on as many "
+        "muons; TomOpt always runs on the CPU, where its own code pins it: tomopt.core.DEVICE)",
+    )
+    parser.add_argument("--tomopt-python", help="an interpreter that imports TomOpt (no venv is made)")
+    parser.add_argument("--tomopt-repeats", type=int, help="TomOpt's runs per point (default: --repeats)")
+    parser.add_argument("--tomopt-max-muons", type=int, help="run TomOpt only up to this many muons")
     parser.add_argument("--json", type=Path, help="write the record here instead of benchmarks/results/")
-    parser.add_argument("--mutomo-worker", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--mutomo-worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mutomo_worker:
-        n, threads = args.mutomo_worker
-        print(json.dumps(mutomo_step(n, threads)))
+        n, threads, repeats = (int(v) for v in args.mutomo_worker)
+        print(json.dumps(mutomo_step(n, threads, args.device, repeats)))
         return
+    if args.tomopt_repeats is None:
+        args.tomopt_repeats = args.repeats
     load_at_start = load_average()
-    python = tomopt_python()
-    print(f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch 2.13.0+cpu")
+    python = tomopt_python(args.tomopt_python)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(f"# {machine}, {torch_and_device(args.device)}")
     print(f"# command: {' '.join(sys.argv)}")
     rows = []
     header = ["muons", "threads", "kernels", "mutomo muons/s", "TomOpt muons/s", "speed ratio", "mutomo MiB"]
-    print("| " + " | ".join([*header, "TomOpt MiB", "memory ratio", "speed ratio (CPU time)"]) + " |")
-    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    header += ["TomOpt MiB", "memory ratio", "speed ratio (CPU time)", "mutomo GPU MiB"]
+    print("| " + " | ".join(header) + " |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    # On the CPU each repeat is a fresh process (its own peak RSS), alternating the tools; on a GPU
+    # mutomo's repeats share one process (CUDA start-up and compilation are paid once).
+    in_process = 1 if args.device == "cpu" else args.repeats
     for n in args.muons:
+        with_tomopt = args.tomopt_max_muons is None or n <= args.tomopt_max_muons
         for threads in args.threads:
             runs: dict[str, list[dict[str, float]]] = {k: [] for k in [*args.kernels, "tomopt"]}
             loads = []
-            for _ in range(args.repeats):  # alternate the tools run by run
+            for r in range(args.repeats):
                 loads.append(load_average())
-                for kernels in args.kernels:
+                for kernels in args.kernels if r < args.repeats // in_process else []:
                     env = {**ALLOCATOR_ENV, "MUTOMO_COMPILE": "1" if kernels == "compiled" else "0"}
-                    mutomo = [sys.executable, __file__, "--mutomo-worker", str(n), str(threads)]
-                    runs[kernels].append(_run(mutomo, env))  # with its CLI's allocator setting
-                step = [str(python), "-c", TOMOPT_STEP, str(n), str(threads), str(args.tomopt_batch)]
-                runs["tomopt"].append(_run(step))
+                    worker = ["--mutomo-worker", str(n), str(threads), str(in_process), "--device", args.device]
+                    runs[kernels].append(_run([sys.executable, __file__, *worker], env))  # its CLI's allocator
+                if with_tomopt and r < args.tomopt_repeats:
+                    step = [str(python), "-c", TOMOPT_STEP, str(n), str(threads), str(args.tomopt_batch)]
+                    runs["tomopt"].append(_run(step))
             loads.append(load_average())
-            med = {}
-            cpu = {}
+            med, cpu, gpu = {}, {}, {}
             for tool, results in runs.items():
                 ok = [r for r in results if "error" not in r]
                 if not ok:
-                    med[tool], cpu[tool] = (math.nan, math.nan), math.nan
-                    print(f"# {tool} failed at {n} muons, {threads} threads: {results[0].get('error')}")
+                    med[tool], cpu[tool], gpu[tool] = (math.nan, math.nan), math.nan, math.nan
+                    if results:
+                        print(f"# {tool} failed at {n} muons, {threads} threads: {results[0].get('error')}")
                     continue
                 seconds = statistics.median(r["seconds"] for r in ok)
                 med[tool] = (n / seconds, statistics.median(r["rss_mib"] for r in ok))
                 cpu[tool] = statistics.median(r["cpu_seconds"] for r in ok)
+                gpu[tool] = statistics.median(r.get("gpu_peak_mib", math.nan) for r in ok)
             ts, tm = med["tomopt"]
             for kernels in args.kernels:
                 ms, mm = med[kernels]
-                cells = [f"{n:,}", str(threads), kernels, f"{ms:,.0f}", f"{ts:,.0f}", f"{ms / ts:,.0f}x", f"{mm:,.0f}"]
                 cpu_ratio = cpu["tomopt"] / cpu[kernels]
-                cells += [f"{tm:,.0f}", f"{tm / mm:,.1f}x", f"{cpu_ratio:,.0f}x"]
-                print("| " + " | ".join(cells) + " |", flush=True)
+                cells = [f"{n:,}", str(threads), kernels, f"{ms:,.0f}", f"{ts:,.0f}", f"{ms / ts:,.0f}x", f"{mm:,.0f}"]
+                cells += [f"{tm:,.0f}", f"{tm / mm:,.1f}x", f"{cpu_ratio:,.0f}x", f"{gpu[kernels]:,.0f}"]
+                print("| " + " | ".join("—" if "nan" in c else c for c in cells) + " |", flush=True)
                 rows.append(
                     {
                         "muons": n,
                         "threads": threads,
                         "kernels": kernels,
+                        "device": args.device,
                         "mutomo_muons_per_s": ms,
                         "tomopt_muons_per_s": ts,
                         "speed_ratio": ms / ts,
                         "mutomo_peak_rss_mib": mm,
+                        "mutomo_gpu_peak_mib": gpu[kernels],
                         "tomopt_peak_rss_mib": tm,
                         "memory_ratio": tm / mm,
                         "speed_ratio_cpu_time": cpu_ratio,
@@ -216,7 +253,13 @@ def main() -> None:
                     }
                 )
             print(f"# load average (1, 5, 15 min) before each round of runs and after: {loads}", flush=True)
-    settings = {"repeats": args.repeats, "tomopt_batch": args.tomopt_batch, "kernels": args.kernels}
+    settings = {
+        "repeats": args.repeats,
+        "tomopt_repeats": args.tomopt_repeats,
+        "tomopt_batch": args.tomopt_batch,
+        "kernels": args.kernels,
+        "device": args.device,
+    }
     record = new_record("tomopt_side_by_side", Path(__file__), {"settings": settings, "rows": rows}, load_at_start)
     if args.json is not None:
         args.json.write_text(json.dumps(record, indent=2) + "\n")

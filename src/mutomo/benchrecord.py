@@ -53,7 +53,9 @@ def load_average() -> list[float] | None:
 
 
 def git_commit(directory: Path) -> tuple[str | None, bool | None]:
-    """``(commit, dirty)`` of the git work tree holding ``directory``; ``(None, None)`` outside one."""
+    """``(commit, dirty)`` of the git work tree holding ``directory``; outside one (a copy of the
+    tree on another machine, e.g. a GPU machine) the commit named by the environment variable
+    ``MUTOMO_COMMIT`` with dirty unknown, else ``(None, None)``."""
     try:
         commit = subprocess.run(
             ["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
@@ -65,7 +67,7 @@ def git_commit(directory: Path) -> tuple[str | None, bool | None]:
             check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
-        return None, None
+        return os.environ.get("MUTOMO_COMMIT"), None
     return commit, bool(status.strip())
 
 
@@ -73,8 +75,12 @@ def machine() -> dict[str, Any]:
     """The machine and software a run measured."""
     import torch
 
+    gpus = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    )
     return {
         "platform": platform.platform(),
+        "gpus": gpus,
         "architecture": platform.machine(),
         "cpu_model": cpu_model(),
         "cores": os.cpu_count(),

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import math
 import resource
+import statistics
 import time
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,14 +40,16 @@ PANELS_ABOVE = (1.0, 0.95, 0.9, 0.85)
 PANELS_BELOW = (0.2, 0.15, 0.1, 0.05)
 
 
-def volume(voxel: float = 0.1, height: float = 0.6) -> PassiveVolume:
+def volume(voxel: float = 0.1, height: float = 0.6, device: str | torch.device = "cpu") -> PassiveVolume:
     """Beryllium with a lead corner block, ``voxel`` (m) cubes over 1 x 1 x ``height`` m from z = 0.2 m."""
-    return PassiveVolume.uniform("beryllium", (1.0, 1.0, height), voxel, z_low=0.2).with_box(
+    return PassiveVolume.uniform("beryllium", (1.0, 1.0, height), voxel, z_low=0.2, device=device).with_box(
         "lead", (0.0, 0.0, 0.2), (0.5, 0.5, 0.4)
     )
 
 
-def detector(panels_per_side: int = 4, jitter: float = 0.0, seed: int = 0) -> Detector:
+def detector(
+    panels_per_side: int = 4, jitter: float = 0.0, seed: int = 0, device: str | torch.device = "cpu"
+) -> Detector:
     """TomOpt's four panels a side (every 5 cm from 1.00 m and from 0.20 m down); any other count
     spread evenly over the same 15 cm; centres optionally jittered by ``jitter`` (m)."""
     if panels_per_side == 4:
@@ -57,8 +61,9 @@ def detector(panels_per_side: int = 4, jitter: float = 0.0, seed: int = 0) -> De
     shift = torch.randn(2 * panels_per_side, 2, generator=torch.Generator().manual_seed(seed)) * jitter
 
     def panel(z: float, i: int) -> DetectorPanel:
-        centre = torch.tensor([0.5, 0.5, z]) + torch.cat([shift[i], torch.zeros(1)])
-        return DetectorPanel(nn.Parameter(centre), nn.Parameter(torch.tensor([2.0, 2.0])), 1e-4, 0.9)
+        centre = (torch.tensor([0.5, 0.5, z]) + torch.cat([shift[i], torch.zeros(1)])).to(device)
+        span = torch.tensor([2.0, 2.0], device=device)
+        return DetectorPanel(nn.Parameter(centre), nn.Parameter(span), 1e-4, 0.9, device=device)
 
     return Detector([panel(z, i) for i, z in enumerate(above)], [panel(z, len(above) + i) for i, z in enumerate(below)])
 
@@ -72,7 +77,7 @@ def source(voxel: float = 0.1) -> FluxSource:
 
 def full_step(det: Detector, vol: PassiveVolume, src: FluxSource, n: int, seed: int = 0) -> torch.Tensor:
     """One step (see the module docstring); returns the loss, ``(*design,)``, after backward."""
-    result = simulate(det, vol, src, n, torch.Generator().manual_seed(seed))
+    result = simulate(det, vol, src, n, torch.Generator(device=vol.x0.device).manual_seed(seed))
     momentum = 0.5 * (result.muons_in.momentum + result.muons_out.momentum)
     data = measure(result.hits_above, result.hits_below, vol, momentum, result.muons_in.weight)
     vmap = PocaX0()(data, vol)
@@ -91,30 +96,59 @@ def timed_step(
     seed: int = 0,
     height: float = 0.6,
     warmup_muons: int | None = None,
-) -> dict[str, float]:
-    """Build the setup, run one untimed warm-up step on ``warmup_muons`` (default min(n, 1000))
-    muons, then one timed step on ``n``.
+    device: str = "cpu",
+    repeats: int = 1,
+) -> dict[str, Any]:
+    """Build the setup on ``device``, run one untimed warm-up step on ``warmup_muons`` (default
+    min(n, 1000)) muons, then ``repeats`` timed steps on ``n`` (seeds ``seed``, ``seed + 2``, ...).
 
-    Returns seconds (wall), CPU seconds of this process (less sensitive to other processes on a
-    shared machine), this process's peak RSS (MiB), and its peak RSS after the set-up, before any
-    step (MiB).
+    Returns the median seconds (wall; on a GPU after synchronising it, so the queued kernels are
+    counted), the median CPU seconds of this process (less sensitive to other processes on a
+    shared machine), this process's peak RSS (MiB), its peak RSS after the set-up, before any step
+    (MiB), every timed step's seconds and, on a CUDA device, the largest GPU memory the timed
+    steps held (``torch.cuda.max_memory_allocated``, MiB).
     """
-    vol, src = volume(voxel, height), source(voxel)
-    dets = [detector(panels_per_side, jitter=0.05 if designs > 1 else 0.0, seed=k) for k in range(designs)]
+    vol, src = volume(voxel, height, device), source(voxel)
+    dets = [
+        detector(panels_per_side, jitter=0.05 if designs > 1 else 0.0, seed=k, device=device) for k in range(designs)
+    ]
+    cuda = torch.device(device).type == "cuda"
 
     def batch() -> Detector:
         return dets[0] if designs == 1 else Detector.stack(dets)
 
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
+
     setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     full_step(batch(), vol, src, min(n, 1000) if warmup_muons is None else warmup_muons, seed + 1)  # not timed
-    start, cpu_start = time.perf_counter(), time.process_time()
-    full_step(batch(), vol, src, n, seed)
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    if cuda:
+        sync()
+        torch.cuda.reset_peak_memory_stats(device)
+    walls, cpus = [], []
+    for r in range(repeats):
+        for d in dets:
+            d.zero_grad(set_to_none=True)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        full_step(batch(), vol, src, n, seed + 2 * r)
+        sync()
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu_start)
     grads = [p.grad for d in dets for p in d.parameters()]
     if not all(g is not None and bool(torch.isfinite(g).all()) for g in grads):
         raise RuntimeError("mutomo step produced missing or non-finite panel gradients")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "rss_mib": peak, "setup_mib": setup}
+    result: dict[str, Any] = {
+        "seconds": statistics.median(walls),
+        "cpu_seconds": statistics.median(cpus),
+        "rss_mib": peak,
+        "setup_mib": setup,
+        "all_seconds": walls,
+    }
+    if cuda:
+        result["gpu_peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return result
 
 
 def throughput_geometry() -> tuple[Detector, PassiveVolume, FluxSource]:
