@@ -120,10 +120,17 @@ x0_muons = 2000
         assert (run / "figures" / f"{name}.svg").exists(), name
         assert f'href="figures/{name}.svg"' in (run / "report.html").read_text(), name
     evaluations = json.loads((run / "evaluations.json").read_text())
-    assert set(evaluations["designs"]) == {"initial", "human_acceptance", "optimised", "best_validated"}
+    designs = {"initial", "human_acceptance", "optimised", "best_validated"}
+    assert set(evaluations["designs"]) == designs | {"ideal", "ideal_momentum"}  # the bounds (issue 28)
+    trained = ("optimised", "best_validated")
     assert set(evaluations["paired"]) == {
-        f"{trained} - {name}" for trained in ("optimised", "best_validated") for name in ("initial", "human_acceptance")
+        *(f"{t} - {name}" for t in trained for name in ("initial", "human_acceptance", "ideal", "ideal_momentum")),
+        *(f"{bound} - {name}" for bound in ("ideal", "ideal_momentum") for name in designs),
+        "ideal_momentum - ideal",
     }
+    assert set(evaluations["shares"]) == {"human_acceptance", "optimised", "best_validated", "ideal_momentum"}
+    assert "How far from the best possible" in (run / "report.html").read_text()
+    assert "of the gain in mse" in (run / "report.html").read_text()
     history = json.loads((run / "history.json").read_text())
     best = min((r for r in history if r["validation"] is not None), key=lambda r: r["validation"])
     assert json.loads((run / "design_best.json").read_text())["z"] == pytest.approx(best["design"]["z"])

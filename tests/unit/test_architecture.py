@@ -153,3 +153,25 @@ def test_no_package_holds_too_much_of_the_library():
     total = sum(lines.values())
     big = {k: round(v / total, 3) for k, v in lines.items() if v / total > MAX_SHARE}
     assert big == {}, f"packages over {MAX_SHARE:.0%} of {total} lines: {big}"
+
+
+def test_the_facade_names_every_public_name_and_loads_none_until_asked():
+    """``import mutomo`` (and so ``import mutomo.units``) loads no stage: each public name's module
+    is imported on first use (PEP 562), and every name of ``__all__`` resolves to an object."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mutomo; "
+        "print(sorted(m for m in sys.modules if m.startswith('mutomo.'))); "
+        "import torch; print(type(mutomo.PassiveVolume).__name__, 'mutomo.volume' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "[]", out[0]
+    assert out[1] == "type True"
+    import mutomo
+
+    assert set(mutomo.__all__) == set(mutomo._EXPORTS)
+    assert all(getattr(mutomo, name) is not None for name in mutomo.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        _ = mutomo.nonsense

@@ -219,8 +219,10 @@ def test_a_short_lorry_optimisation_from_the_builtin_configuration(tmp_path):
         }
     )
     evaluations = run(config, tmp_path / "run", progress=False)
-    assert set(evaluations["designs"]) == {"initial", "tiled", "centred", "optimised", "best_validated"}
-    assert set(evaluations["paired"]) >= {"optimised - tiled", "optimised - centred"}
+    designs = {"initial", "tiled", "centred", "optimised", "best_validated"}
+    assert set(evaluations["designs"]) == designs | {"ideal", "ideal_momentum"}  # the bounds: free ideal panels
+    assert set(evaluations["paired"]) >= {"optimised - tiled", "optimised - centred", "ideal - tiled"}
+    assert set(evaluations["shares"]) == designs - {"initial"} | {"ideal_momentum"}
     final = json.loads((tmp_path / "run" / "design_final.json").read_text())
     assert final["kind"] == "hodoscopes" and len(final["centres"]) == 4
     start = json.loads((tmp_path / "run" / "design_initial.json").read_text())

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from mutomo import __version__
+from mutomo.app.bound import bound, share_lines
 from mutomo.app.demo import run_demo
 from mutomo.app.run import run
 from mutomo.app.sweep import run_sweep
@@ -137,6 +138,22 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("design", help="design JSON file, or the name of a design of the configuration")
     ev.add_argument("--config", default="ladle_furnace", help="configuration file or built-in benchmark")
     ev.add_argument("--json", type=Path, default=Path("evaluation.json"), help="where to write the metrics")
+    bnd = sub.add_parser(
+        "bound",
+        help="how far designs are from the best possible: the start, the compared designs and --design "
+        "evaluated beside the ideal detector (with and without measured momenta), no training",
+        epilog=EXIT_CODES,
+    )
+    bnd.add_argument("config", help="configuration file, or the name of a built-in benchmark (see `mutomo tasks`)")
+    bnd.add_argument(
+        "--design",
+        action="append",
+        default=[],
+        metavar="NAME|FILE",
+        help="a further design to judge (a name under [designs] or a design JSON file such as a run's "
+        "design_final.json); repeatable",
+    )
+    bnd.add_argument("--json", type=Path, default=Path("bound.json"), help="where to write the result")
     rep = sub.add_parser("report", help="(re)write the figures and report.html of a run directory", epilog=EXIT_CODES)
     rep.add_argument("run_dir", type=Path, help="a run directory written by `mutomo optimise`")
     exp = sub.add_parser(
@@ -368,6 +385,15 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"metrics written to {args.json}")
 
 
+def _bound(args: argparse.Namespace) -> None:
+    config = load_config(args.config)
+    with naming_the_source(args.config):
+        result = bound(config, args.design, args.json)
+    _print_evaluations(result)
+    print("\n".join(share_lines(result)))
+    print(f"written to {args.json}")
+
+
 RUN_DESIGNS = {"optimised": "design_final.json", "best_validated": "design_best.json", "initial": "design_initial.json"}
 """Designs a run directory keeps as files, by the name its evaluations give them."""
 
@@ -446,7 +472,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         run_demo(args.output, args.muons, args.seed)
         return
 
-    if args.command in ("optimise", "evaluate", "landscape", "sweep"):
+    if args.command in ("optimise", "evaluate", "bound", "landscape", "sweep"):
         tune_allocator()  # loops of steps: reuse freed memory instead of page-faulting it in again
     if args.command == "tasks":
         _list_tasks()
@@ -454,6 +480,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         _optimise(args)
     elif args.command == "evaluate":
         _evaluate(args)
+    elif args.command == "bound":
+        _bound(args)
     elif args.command == "landscape":
         _landscape(args)
     elif args.command == "sweep":

@@ -18,7 +18,13 @@ uninterrupted run.
 
     {"task": {...}, "readouts": ["smooth", "physical", ...],
      "designs": {NAME: {"smooth": {METRIC: [value, error]}, "physical": {...}, ..., "design": {...}}},
-     "paired": {"optimised - NAME": {"smooth": {METRIC: [difference, error]}, "physical": {...}}}}
+     "paired": {"optimised - NAME": {"smooth": {METRIC: [difference, error]}, "physical": {...}},
+                "ideal - NAME": {...}, "ideal_momentum - ideal": {...}},
+     "shares": {NAME: {"physical": {METRIC: [share, error]}, ...}},
+     "bounds": {"start": "initial", "ideal": "...", "momentum_resolution": 0.1}}
+
+``ideal`` and ``ideal_momentum`` (``evaluation.bounds``) are the reference detectors of
+:mod:`mutomo.studies.bounds`; a share is a design's share of the possible gain over the start.
 """
 
 from __future__ import annotations
@@ -30,7 +36,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mutomo.config.build import build_design, build_problem, comparison_designs, evaluation_settings, settings_from
+from mutomo.config.build import (
+    bound_designs,
+    build_design,
+    build_problem,
+    comparison_designs,
+    evaluation_settings,
+    settings_from,
+)
 from mutomo.config.schema import ConfigError, RunConfig
 from mutomo.design.base import Design
 from mutomo.design.describe import design_from_description
@@ -45,6 +58,7 @@ from mutomo.optimise.evaluate import (
 )
 from mutomo.optimise.loop import History, optimise
 from mutomo.optimise.problem import Problem
+from mutomo.studies.bounds import bound_entries
 
 
 def observations_cached(
@@ -65,10 +79,14 @@ def observations_cached(
 
 
 def write_evaluations(
-    run_dir: Path, problem: Problem, designs: dict[str, Design], observations: dict[str, DesignObservations]
+    run_dir: Path,
+    problem: Problem,
+    designs: dict[str, Design],
+    observations: dict[str, DesignObservations],
+    bound_momentum_resolution: float | None = None,
 ) -> dict[str, Any]:
-    """Metrics of every design and the optimised design's paired differences, as
-    ``evaluations.json`` (see the module docstring)."""
+    """Metrics of every design, the optimised design's and the bounds' paired differences and
+    each design's share of the possible gain, as ``evaluations.json`` (see the module docstring)."""
     result: dict[str, Any] = {
         "task": {
             "kind": problem.task.kind,
@@ -88,6 +106,10 @@ def write_evaluations(
         for name, obs in observations.items():
             if name not in ("optimised", "best_validated"):
                 result["paired"][f"{trained} - {name}"] = metrics_json(paired(problem, observations[trained], obs))
+    extra = bound_entries(problem, observations, "initial", bound_momentum_resolution)
+    result["paired"].update(extra.pop("paired"))
+    if "shares" in extra:
+        result.update(extra)
     result["readouts"] = list(next(iter(observations.values())).test)
     (run_dir / "evaluations.json").write_text(json.dumps(result, indent=1))
     return result
@@ -123,6 +145,9 @@ def run(
     start = time.perf_counter()
     designs = {"initial": design_from_description(design.describe(), problem.cost_model), **comparisons}
     observations = {name: observations_cached(run_dir, name, d, problem, settings) for name, d in designs.items()}
+    for name, (bound, bound_problem) in bound_designs(config, problem, design).items():
+        designs[name] = bound
+        observations[name] = observations_cached(run_dir, name, bound, bound_problem, settings)
     history = optimise(design, problem, training, run_dir=run_dir, resume=resume, progress=progress)
     (run_dir / "history.json").write_text(history.to_json())
     (run_dir / "design_final.json").write_text(design.to_json())
@@ -133,7 +158,9 @@ def run(
         (run_dir / "design_best.json").write_text(best.to_json())
         designs["best_validated"] = best
         observations["best_validated"] = observations_cached(run_dir, "best_validated", best, problem, settings)
-    evaluations = write_evaluations(run_dir, problem, designs, observations)
+    evaluations = write_evaluations(
+        run_dir, problem, designs, observations, config.evaluation.bound_momentum_resolution
+    )
     write_timing(run_dir, history, list(designs), time.perf_counter() - start)
     return evaluations
 

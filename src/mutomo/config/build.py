@@ -29,6 +29,7 @@ from mutomo.optimise.loop import TrainingSettings
 from mutomo.optimise.problem import Problem
 from mutomo.reco.momentum_options import MOMENTUM_OPTIONS
 from mutomo.scenes import Scene
+from mutomo.studies.bounds import IDEAL, IDEAL_MOMENTUM, ideal_design, momentum_problem
 from mutomo.tasks import TASK_KINDS
 
 
@@ -215,6 +216,18 @@ def build_design(config: RunConfig, problem: Problem) -> Design:
 def comparison_designs(config: RunConfig, problem: Problem, budget: float | None) -> dict[str, Design]:
     """The designs of ``evaluation.compare``; under a fixed budget they are scaled to it."""
     return {name: problem.design(name, (), budget, what="evaluation.compare") for name in config.evaluation.compare}
+
+
+def bound_designs(config: RunConfig, problem: Problem, like: Design | None) -> dict[str, tuple[Design, Problem]]:
+    """The reference detectors of ``evaluation.bounds`` (:mod:`mutomo.studies.bounds`), each with
+    the problem it is evaluated in (``ideal_momentum``: momenta measured to
+    ``evaluation.bound_momentum_resolution``); ``like`` gives the number of panels a side."""
+    names = config.evaluation.bounds
+    if not names:
+        return {}
+    ideal = ideal_design(problem, like)
+    variants = {IDEAL: problem, IDEAL_MOMENTUM: momentum_problem(problem, config.evaluation.bound_momentum_resolution)}
+    return {name: (ideal, variants[name]) for name in names}
 
 
 def evaluation_settings(config: RunConfig) -> EvaluationSettings:

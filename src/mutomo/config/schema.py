@@ -272,6 +272,20 @@ class EvaluationConfig(Strict):
     exposure_factors: list[Positive] = Field(
         [0.25, 0.5, 1.0, 2.0], description="presence: exposures (x the task's) for the exposure-to-goal metric"
     )
+    bounds: list[Literal["ideal", "ideal_momentum"]] = Field(
+        ["ideal", "ideal_momentum"],
+        description="reference detectors evaluated beside the designs (mutomo.studies.bounds): 'ideal' covers "
+        "the whole region at its best resolution and efficiency, cost ignored; 'ideal_momentum' is the same "
+        "with each muon's momentum measured; each design's share of the possible gain is reported against "
+        "'ideal' ([] : none)",
+    )
+    bound_momentum_resolution: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="relative momentum resolution (sigma_p / p) of the 'ideal_momentum' bound, e.g. 0.1 for a "
+        "time-of-flight measurement to 10 %",
+    )
 
 
 class OutputConfig(Strict):

@@ -129,7 +129,8 @@ class Problem:
         context = self.momentum_context(result, sample)
         alive = result.muons_in.weight * (result.muons_out.weight > 0)
         loss = self.momentum.momentum_loss(context)
-        data = measure(above, below, sample.volume, self.momentum.momenta(context), alive, momentum_loss=loss)
+        momenta = self.momentum.measured_momenta(context)
+        data = measure(above, below, sample.volume, momenta, alive, momentum_loss=loss)
         return self.momentum.apply(data, context)
 
     def observe(

@@ -126,6 +126,60 @@ def _metric_table(entries: dict[str, dict[str, Any]], readouts: list[str]) -> st
     return f"<table><tr><th>design</th><th>cost</th>{head}</tr>{rows}</table>"
 
 
+def _percent(value: list[float | None]) -> str:
+    """A share as a percentage with its error (``undefined`` when there is none)."""
+    v, e = value
+    if v is None:
+        return "undefined"
+    if e is None:
+        return f"{100 * v:.0f} %"
+    digits = 0 if 100 * e >= 1 else 1
+    return f"{100 * v:.{digits}f} &plusmn; {100 * e:.{digits}f} %"
+
+
+def bounds_section(evaluations: dict[str, Any]) -> str:
+    """The report's "how far from the best possible" section: each design's share of the possible
+    gain over the start (:mod:`mutomo.studies.bounds`) on the headline readout, in a table and in
+    words, and what measuring the momentum would add. Empty without bounds."""
+    shares = evaluations.get("shares")
+    if not shares:
+        return ""
+    headline = next(r for r in evaluations["readouts"] if r.startswith("physical"))
+    metrics = sorted({m for values in shares.values() for m in values.get(headline, {})})
+    head = "".join(f"<th>share of the possible gain in {html.escape(m)}</th>" for m in metrics)
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td>"
+        + "".join(f"<td>{_percent(values[headline][m])}</td>" for m in metrics)
+        + "</tr>"
+        for name, values in shares.items()
+        if name not in ("ideal", "ideal_momentum")
+    )
+    words = []
+    for name in ("optimised", "best_validated"):
+        if name in shares and metrics:
+            m = metrics[0]
+            words.append(
+                f"The {name} design reaches {_percent(shares[name][headline][m])} of the gain in {html.escape(m)} "
+                f"that any detector of the region could reach over the start with this inference and exposure."
+            )
+    bounds = evaluations.get("bounds", {})
+    momentum = evaluations["paired"].get("ideal_momentum - ideal", {}).get(headline)
+    if momentum:
+        resolution = bounds.get("momentum_resolution")
+        changes = "; ".join(f"{html.escape(m)} {_fmt(v)}" for m, v in momentum.items())
+        words.append(
+            f"Measuring each muon's momentum to {100 * resolution:.3g} % would change the ideal detector's metrics by: "
+            f"{changes} (ideal_momentum &minus; ideal, paired)."
+        )
+    return f"""<h2>How far from the best possible</h2>
+<p>Each design's share of the possible gain over the start ({html.escape(str(bounds.get("start", "initial")))}):
+(metric(design) &minus; metric(start)) / (metric(ideal) &minus; metric(start)), oriented so that 0 % is no better
+than the start and 100 % as good as the <i>ideal</i> detector: panels covering the whole allowed region at its
+best resolution and efficiency, cost ignored, seen through the same readout ({html.escape(headline)}) and
+inference. Errors from the paired differences (same volumes and muons). {" ".join(words)}</p>
+<div class=table><table><tr><th>design</th>{head}</tr>{rows}</table></div>"""
+
+
 TASK_FIGURES = {  # stem: heading, caption template (filled with _run_facts)
     "predicted_vs_true": (
         "Fill height: answer against truth",
@@ -195,6 +249,7 @@ relaxation used in training.</p>
 <div class=table>{_metric_table(entries, readouts)}</div>
 <h2>Paired differences (same volumes and muons)</h2>
 <div class=table>{_metric_table(evaluations["paired"], readouts)}</div>
+{bounds_section(evaluations)}
 <h2>Figures</h2>
 <p>Each figure is embedded as PNG; the SVG link beside its caption gives the vector version for print.</p>
 {"".join(_embed(i + 1, f, run_dir) for i, f in enumerate(figures))}

@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
+import torch
 from torch import Tensor
 
+from mutomo.errors import MutomoError
 from mutomo.materials import Material
 from mutomo.muons.batch import MuonBatch
 from mutomo.muons.flux import TabulatedFlux
@@ -55,6 +57,27 @@ def _true(c: MomentumContext) -> Tensor:
     return 0.5 * (c.muons_in.momentum + c.muons_out.momentum)
 
 
+# A smeared momentum's factor never goes below this (a Gaussian factor 1 + s*xi would turn
+# negative for xi < -1/s: at s = 0.1 that is a 10-sigma draw, at s = 1 one muon in six).
+MIN_SMEAR_FACTOR = 0.05
+
+
+def smear_factor(c: MomentumContext, resolution: float) -> Tensor:
+    """``(mu,)`` factors ``max(1 + resolution * xi, MIN_SMEAR_FACTOR)``, ``xi`` standard normal,
+    one per muon: a momentum measured with a relative Gaussian resolution (a time-of-flight or
+    spectrometer measurement; ``resolution`` = sigma_p / p). The draws are a function of the
+    volume's muons alone (a generator seeded by their number and true momenta), so a volume seen
+    twice gets the same measurement, two volumes independent ones, and every design the same
+    measurement of the same muon. ``resolution = 0`` gives ones."""
+    p = c.muons_in.momentum
+    if resolution == 0:
+        return torch.ones_like(p)
+    key = (p.numel(), round(float(p.detach().double().sum()) * 1e6) % 2**61)
+    generator = torch.Generator(device=p.device).manual_seed(hash(key) % 2**63)
+    xi = torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype)
+    return (1 + resolution * xi).clamp(min=MIN_SMEAR_FACTOR)
+
+
 def _constant(c: MomentumContext) -> MomentumEstimator:
     return ConstantMomentum()
 
@@ -85,6 +108,8 @@ class MomentumOption:
             :data:`~mutomo.reco.momentum.MARGINAL_BINS` classes (ML/EM marginalises over it).
         posterior: whether each muon's momentum is its posterior effective momentum after such
             an ML/EM reconstruction (for the methods that take one momentum per muon).
+        smearing: an oracle's relative momentum resolution (sigma_p / p): its momenta and
+            momentum losses are multiplied by :func:`smear_factor` (0: exact).
     """
 
     name: str
@@ -93,6 +118,7 @@ class MomentumOption:
     oracle: bool = False
     marginal: bool = False
     posterior: bool = False
+    smearing: float = 0.0
 
     def methods(self) -> tuple[str, ...]:
         """The voxel methods that can use this option."""
@@ -121,7 +147,18 @@ class MomentumOption:
 
     def momentum_loss(self, context: MomentumContext) -> Tensor | None:
         """``(mu,)`` momentum each muon lost in the volume (GeV/c) for an oracle, else ``None``."""
-        return context.muons_in.momentum - context.muons_out.momentum if self.oracle else None
+        if not self.oracle:
+            return None
+        loss = context.muons_in.momentum - context.muons_out.momentum
+        return loss * smear_factor(context, self.smearing) if self.smearing else loss
+
+    def measured_momenta(self, context: MomentumContext) -> Tensor | MomentumEstimator:
+        """The per-muon momenta (GeV/c), or the estimator that gives them from the tracks, this
+        option hands the measurement (:attr:`momenta`, smeared for an oracle with ``smearing``)."""
+        momenta = self.momenta(context)
+        if self.smearing and isinstance(momenta, Tensor):
+            return momenta * smear_factor(context, self.smearing)
+        return momenta
 
     def prior(
         self, volume: PassiveVolume, background: Mapping[Material, float], flux: TabulatedFlux
@@ -172,3 +209,13 @@ MOMENTUM_OPTIONS: dict[str, MomentumOption] = {
     )
 }
 """Momentum options by name, in the order they are listed to users."""
+
+
+def measured_momentum(resolution: float) -> MomentumOption:
+    """The oracle ``true`` seen through a momentum measurement of relative resolution
+    ``resolution`` (sigma_p / p, in [0, 1]; :func:`smear_factor`): what a detector measuring each
+    muon's momentum would give a reconstruction (the ``ideal_momentum`` bound). ``0`` is ``true``."""
+    if not 0 <= resolution <= 1:
+        raise MutomoError(f"a momentum resolution (sigma_p / p) must be in [0, 1]; got {resolution}")
+    summary = f"each muon's true momentum measured with a {100 * resolution:.3g} % relative resolution"
+    return replace(MOMENTUM_OPTIONS["true"], name="measured", summary=summary, smearing=float(resolution))

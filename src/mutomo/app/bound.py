@@ -1,0 +1,79 @@
+"""``mutomo bound CONFIG``: how far designs are from the best any detector could do, without
+training (:mod:`mutomo.studies.bounds`).
+
+The configuration's start design, its ``evaluation.compare`` designs, any ``--design`` (a named
+design or a design JSON file, e.g. a run's ``design_final.json``) and the reference detectors
+``ideal`` and ``ideal_momentum`` are observed on the same test volumes and muons with the
+configuration's physical evaluation; the JSON written holds every design's metrics, the bounds'
+paired differences and each design's share of the possible gain over the start.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mutomo.config.build import bound_designs, build_design, build_problem, comparison_designs, evaluation_settings
+from mutomo.config.schema import RunConfig
+from mutomo.design.base import Design
+from mutomo.io.files import writable_file
+from mutomo.optimise.evaluate import DesignObservations, metrics_json, observe_design, summarise
+from mutomo.optimise.problem import Problem
+from mutomo.studies.bounds import IDEAL, IDEAL_MOMENTUM, bound_entries
+
+START = "start"
+
+
+def bound(config: RunConfig, designs: list[str], json_path: Path, progress: bool = True) -> dict[str, Any]:
+    """Evaluate the start, the compared designs, ``designs`` and the bounds of ``config`` (both
+    bounds when ``evaluation.bounds`` is empty); write and return the result (module docstring)."""
+    writable_file(json_path, "--json")
+    if not config.evaluation.bounds:
+        config = config.model_copy(
+            update={"evaluation": config.evaluation.model_copy(update={"bounds": [IDEAL, IDEAL_MOMENTUM]})}
+        )
+    problem = build_problem(config)
+    start = build_design(config, problem)
+    named: dict[str, tuple[Design, Problem]] = {START: (start, problem)}
+    for name, d in comparison_designs(config, problem, start.budget).items():
+        named[name] = (d, problem)
+    for name in designs:
+        named[name] = (problem.design(name, (), None, what="--design"), problem)
+    named.update(bound_designs(config, problem, start))
+    settings = evaluation_settings(config)
+    observations: dict[str, DesignObservations] = {}
+    for i, (name, (design, where)) in enumerate(named.items()):
+        if progress:
+            print(f"observing {name} ({i + 1} of {len(named)}) on {settings.n_volumes} test volumes", flush=True)
+        observations[name] = observe_design(design, where, settings)
+    result: dict[str, Any] = {
+        "readouts": list(observations[START].test),
+        "designs": {
+            name: {**metrics_json(summarise(problem, observations[name])), "design": d.describe()}
+            for name, (d, _) in named.items()
+        },
+    }
+    result.update(bound_entries(problem, observations, START, config.evaluation.bound_momentum_resolution))
+    json_path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def share_lines(result: dict[str, Any]) -> list[str]:
+    """The shares of the possible gain on the headline readout, one line per design."""
+    headline = next(r for r in result["readouts"] if r.startswith("physical"))
+    lines = [f"share of the possible gain over the start ({headline}; 0 = the start, 1 = the ideal detector)"]
+    for name, values in result.get("shares", {}).items():
+        text = "  ".join(
+            f"{m} {v:.3f} +- {e:.2g}" if v is not None and e is not None else f"{m} undefined"
+            for m, (v, e) in values.get(headline, {}).items()
+        )
+        lines.append(f"  {name:28s} {text}")
+    momentum = result.get("paired", {}).get(f"{IDEAL_MOMENTUM} - {IDEAL}", {}).get(headline)
+    if momentum:
+        resolution = result["bounds"].get("momentum_resolution")
+        text = "  ".join(
+            f"{m} {v:+.4g} +- {e:.2g}" for m, (v, e) in momentum.items() if v is not None and e is not None
+        )
+        lines.append(f"measuring the momentum to {100 * resolution:.3g} % (ideal_momentum - ideal): {text}")
+    return lines
