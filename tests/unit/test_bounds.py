@@ -150,12 +150,17 @@ def test_mutomo_bound_on_a_configuration(tmp_path, capsys):
         "[evaluation]\nn_volumes = 8\ncalibration_volumes = 6\nmin_hits = [2]\nbound_momentum_resolution = 0.2\n"
     )
     out = tmp_path / "bound.json"
-    assert main(["bound", str(path), "--design", "human_acceptance", "--json", str(out)]) == 0
+    design = tmp_path / "mine.json"
+    design.write_text(build_problem(_tiny()).design("human_resolution").to_json())
+    args = ["bound", str(path), "--design", "human_acceptance", "--design", f"mine={design}", "--json", str(out)]
+    assert main(args) == 0
     result = json.loads(out.read_text())
-    assert set(result["designs"]) == {"start", "human_resolution", "human_acceptance", "ideal", "ideal_momentum"}
+    names = {"start", "human_resolution", "human_acceptance", "mine", "ideal", "ideal_momentum"}
+    assert set(result["designs"]) == names
     assert result["bounds"]["momentum_resolution"] == 0.2 and "cost ignored" in result["bounds"]["ideal"]
     assert "ideal - start" in result["paired"] and "ideal_momentum - ideal" in result["paired"]
-    assert set(result["shares"]) == {"human_resolution", "human_acceptance", "ideal_momentum"}
+    assert set(result["shares"]) == names - {"start", "ideal"}
+    assert result["shares"]["mine"] == result["shares"]["human_resolution"]  # the same design, the same share
     # the fill statistic uses no momentum: measuring it adds exactly nothing
     assert result["paired"]["ideal_momentum - ideal"]["physical"]["mse"] == [0.0, 0.0]
     printed = capsys.readouterr().out

@@ -26,8 +26,9 @@ START = "start"
 
 
 def bound(config: RunConfig, designs: list[str], json_path: Path, progress: bool = True) -> dict[str, Any]:
-    """Evaluate the start, the compared designs, ``designs`` and the bounds of ``config`` (both
-    bounds when ``evaluation.bounds`` is empty); write and return the result (module docstring)."""
+    """Evaluate the start, the compared designs, ``designs`` (names, files, or ``LABEL=FILE``) and
+    the bounds of ``config`` (both bounds when ``evaluation.bounds`` is empty); write and return the
+    result (module docstring)."""
     writable_file(json_path, "--json")
     if not config.evaluation.bounds:
         config = config.model_copy(
@@ -38,8 +39,9 @@ def bound(config: RunConfig, designs: list[str], json_path: Path, progress: bool
     named: dict[str, tuple[Design, Problem]] = {START: (start, problem)}
     for name, d in comparison_designs(config, problem, start.budget).items():
         named[name] = (d, problem)
-    for name in designs:
-        named[name] = (problem.design(name, (), None, what="--design"), problem)
+    for entry in designs:
+        label, _, source = entry.rpartition("=")  # LABEL=FILE names a design file
+        named[label or source] = (problem.design(source, (), None, what="--design"), problem)
     named.update(bound_designs(config, problem, start))
     settings = evaluation_settings(config)
     observations: dict[str, DesignObservations] = {}

@@ -149,9 +149,9 @@ def _parser() -> argparse.ArgumentParser:
         "--design",
         action="append",
         default=[],
-        metavar="NAME|FILE",
-        help="a further design to judge (a name under [designs] or a design JSON file such as a run's "
-        "design_final.json); repeatable",
+        metavar="NAME|FILE|LABEL=FILE",
+        help="a further design to judge (a name under [designs], a design JSON file such as a run's "
+        "design_final.json, or LABEL=FILE to give it a name); repeatable",
     )
     bnd.add_argument("--json", type=Path, default=Path("bound.json"), help="where to write the result")
     rep = sub.add_parser("report", help="(re)write the figures and report.html of a run directory", epilog=EXIT_CODES)
