@@ -4,6 +4,7 @@ Python and its mutomo half runs; the method table runs and reads the same output
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -130,3 +131,20 @@ def test_loss_smoothness_script_scans_a_tiny_batch():
     record = module.scan(problem, design, settings, "z", 1e-5, 3, legacy=False)
     assert record["flips"] == 0
     assert abs(record["end_to_end_slope"] - record["autograd"]) <= 1e-3 * max(1.0, abs(record["autograd"]))
+
+
+def test_bounds_script_records_a_tiny_bound(tmp_path):
+    """benchmarks/bounds.py writes a record with its provenance and the bound's shares."""
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        'extends = "ladle_furnace"\nname = "tiny"\n[task]\nmuons_per_volume = 100\n'
+        "[evaluation]\nn_volumes = 4\ncalibration_volumes = 4\nmin_hits = [2]\ncompare = []\n"
+    )
+    out = tmp_path / "record.json"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bounds.py"
+    subprocess.run([sys.executable, str(script), str(config), "--json", str(out)], check=True, capture_output=True)
+    record = json.loads(out.read_text())
+    assert record["benchmark"] == "bounds" and record["date"] and record["machine"]["cores"] >= 1
+    assert record["results"]["configuration"] == "tiny"
+    assert set(record["results"]["designs"]) == {"start", "ideal", "ideal_momentum"}
+    assert "ideal_momentum" in record["results"]["shares"]
