@@ -10,7 +10,7 @@ PIP_VERSION := 26.3
 # A throwaway environment with the newest versions pyproject.toml's ranges allow (make test-latest, make lock).
 LATEST := .venv-latest
 
-.PHONY: demo test docs test-slow test-latest latest-env lock lint benchmark bench-check clean
+.PHONY: demo test docs screenshots test-slow test-latest latest-env lock lint benchmark bench-check clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,8 @@ demo: $(STAMP)
 	$(BIN)/mutomo optimise ladle_furnace
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples docs/conf.py docs/_ext docs/tutorials_src
-	$(BIN)/ruff format --check src tests benchmarks examples docs/conf.py docs/_ext docs/tutorials_src
+	$(BIN)/ruff check src tests benchmarks examples docs/conf.py docs/_ext docs/tutorials_src docs/take_screenshots.py
+	$(BIN)/ruff format --check src tests benchmarks examples docs/conf.py docs/_ext docs/tutorials_src docs/take_screenshots.py
 	$(BIN)/mypy
 
 test: $(STAMP) lint docs
@@ -37,7 +37,12 @@ test: $(STAMP) lint docs
 # benchmarks/results/*.json, and the tutorials in docs/tutorials_src run in their short form
 # (sphinx-gallery reruns a tutorial only when its script changed). `make test` builds it too.
 docs: $(STAMP)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/sphinx-build -E -W --keep-going -q -b html docs docs/_build/html
+
+# Screenshots of the built site in headless Chromium (a developer's check, not part of `make test`):
+# needs `pip install playwright` and a Chromium (see docs/take_screenshots.py).
+screenshots: docs
+	$(BIN)/python docs/take_screenshots.py
 
 # Long validations (e.g. the 222-point Molière sweep, ~10 minutes): not part of `make test`.
 test-slow: $(STAMP)

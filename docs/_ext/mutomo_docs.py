@@ -57,12 +57,15 @@ def _source(path: Path) -> str:
 
 # ------------------------------------------------------------------------------- configuration
 def _table(rows: list[FieldRow]) -> list[str]:
-    lines = ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+    """Rows as a definition list: the key with its type, default and range; then its meaning."""
+    lines = []
     for r in rows:
-        allowed = _cell(r.allowed) if r.allowed else ""
-        lines.append(
-            f"| `{r.key}` | {_cell(r.value_type)} | `{_cell(r.default)}` | {allowed} | {_cell(r.description or '')} |"
-        )
+        allowed = f"; allowed: {r.allowed}" if r.allowed else ""
+        lines += [
+            f"`{r.key}` — {r.value_type}; default `{r.default}`{allowed}",
+            f": {(r.description or '').replace(chr(10), ' ')}",
+            "",
+        ]
     return lines
 
 

@@ -88,7 +88,7 @@ x0_muons = 0
 
 workdir = Path(tempfile.mkdtemp(prefix="mutomo_tutorial_"))
 config_path = workdir / "cube_in_concrete.toml"
-config_path.write_text(CONFIG)
+_ = config_path.write_text(CONFIG)
 
 # %%
 # ``load_config`` validates the file before anything is simulated; a mistake is refused with the
@@ -137,7 +137,7 @@ names = list(evaluations["designs"])
 fig, (ax_loss, ax_auc) = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
 losses = [epoch["loss"]["task"] for epoch in history]
 ax_loss.plot(range(1, len(losses) + 1), losses, marker="o")
-ax_loss.set(xlabel="epoch", ylabel="training loss (1 − smooth AUC, dimensionless)", title="training")
+ax_loss.set(xlabel="epoch", ylabel="training loss (dimensionless)", title="training: 1 − smooth AUC")
 values = [evaluations["designs"][n]["physical"]["auc"] for n in names]
 ax_auc.errorbar(range(len(names)), [v for v, _ in values], yerr=[e for _, e in values], fmt="o", capsize=4)
 ax_auc.set_xticks(range(len(names)), names, rotation=20)
