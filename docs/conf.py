@@ -9,6 +9,7 @@ are scripts that sphinx-gallery runs during the build, so a renamed field or com
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "_ext"))
 os.environ.setdefault("MPLBACKEND", "Agg")
+logging.getLogger("pyg4ometry").setLevel(logging.WARNING)  # its GDML reader logs every file at INFO
 
 import mutomo  # noqa: E402
 
