@@ -61,5 +61,6 @@ sphinx_gallery_conf = {
 
 html_theme = "furo"
 html_title = f"mutomo {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_theme_options = {"navigation_with_keys": True}
