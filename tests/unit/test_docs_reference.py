@@ -65,6 +65,16 @@ def test_every_command_line_option_has_help() -> None:
     assert set(helps) == set(subparsers.choices) and all(helps.values()), "every command needs a help line"
 
 
+def test_the_help_check_fails_on_an_option_without_help() -> None:
+    parser = argparse.ArgumentParser(prog="p")
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="runs")
+    run.add_argument("--documented", help="a documented option")
+    run.add_argument("--bare")
+    missing = [a.dest for _, a in _actions(parser) if not (a.help or "").strip()]
+    assert missing == ["bare"]
+
+
 def _own_docstring(obj: object) -> str:
     """An object's own docstring: not inherited, and not the signature a dataclass writes in."""
     doc = (obj.__dict__.get("__doc__") if inspect.isclass(obj) else getattr(obj, "__doc__", None)) or ""
