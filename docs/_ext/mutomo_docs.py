@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import re
 import sys
 import types
 from collections.abc import Callable
@@ -318,6 +319,14 @@ def lorry_modules() -> str:
     return "\n".join(lines) + "\n"
 
 
+def lab_notes() -> str:
+    """benchmarks/README.md, the dated lab notes, with its links made relative to docs/lab-notes.md
+    (a Markdown results file, not a page of this site, is named instead of linked)."""
+    text = (ROOT / "benchmarks" / "README.md").read_text().split("\n", 1)[1]
+    text = re.sub(r"\[([^\]]*)\]\((results/[^)]*\.md)\)", r"\1 (`benchmarks/\2`)", text)
+    return text.replace("](results/", "](../benchmarks/results/")
+
+
 PAGES: dict[str, Callable[[], str]] = {
     "configuration.md": configuration,
     "api.md": api,
@@ -329,6 +338,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "results_methods_table.md": methods_table,
     "results_landscape.md": landscape,
     "results_lorry_modules.md": lorry_modules,
+    "lab_notes.md": lab_notes,
 }
 
 
