@@ -20,9 +20,10 @@ def _blocks(path: Path, language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", path.read_text(), re.S)
 
 
-def test_the_readme_configuration_is_valid() -> None:
-    (block,) = _blocks(ROOT / "README.md", "toml")
-    config = parse_config(tomllib.loads(block), "README.md")
+@pytest.mark.parametrize("page", ["README.md", "docs/getting-started.md"])
+def test_the_shown_configuration_is_valid(page: str) -> None:
+    (block,) = _blocks(ROOT / page, "toml")
+    config = parse_config(tomllib.loads(block), page)
     assert (config.name, config.task.inference, config.task.momentum) == ("my_block", "asr", "posterior")
     assert config.training.epochs == 40 and config.task.kind == "presence"  # the rest comes from waste_block
 
