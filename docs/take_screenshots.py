@@ -21,7 +21,7 @@ OUT = DOCS / "screenshots"
 PAGES = {
     # name: (page, height in pixels to keep; None: the whole page)
     "docs_landing_page.png": ("index.html", None),
-    "docs_tutorial_own_scene.png": ("tutorials/tutorial_own_scene.html", None),
+    "docs_tutorial_own_scene.png": ("tutorials/tutorial_1_own_scene.html", None),
     "docs_configuration_reference.png": ("reference/configuration.html", 2200),
 }
 
