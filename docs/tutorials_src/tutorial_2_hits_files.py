@@ -72,8 +72,9 @@ print("muons:", hits.above.xy.shape[1])
 # Every method
 # ------------
 # :func:`mutomo.measure` fits the tracks on both sides and computes the deflections and points of
-# closest approach; each voxel method then makes a map. The X0 methods report 1/X0 (m⁻¹); ASR a
-# quantile of the deflection angle (rad); binned clustering −median ln of its pair metric.
+# closest approach; each voxel method then makes a map. The X0 methods report 1/X0 (m⁻¹); ASR the
+# median of the muons' normalised deflections θβp / 13.6 MeV (dimensionless); binned clustering
+# −median ln m of its pair metric ``m = |V_i - V_j| / (θ_i p_i θ_j p_j)``, in m (rad GeV/c)⁻².
 
 assert hits.momentum is not None
 data = mutomo.measure(hits.above, hits.below, volume, hits.momentum)
@@ -102,7 +103,7 @@ truth = axes[0].imshow(1 / volume.x0[:, :, layer].T.numpy(), origin="lower", ext
 axes[0].set(title="truth", xlabel="x (m)", ylabel="y (m)")
 fig.colorbar(truth, ax=axes[0], label="1/X0 (m⁻¹)", shrink=0.8)
 cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
-units = {"asr": "deflection quantile (rad)", "bca": "−median ln m (dimensionless)"}
+units = {"asr": "median θβp / 13.6 MeV (dimensionless)", "bca": "−median ln m, m in m (rad GeV/c)⁻²"}
 for ax, (name, vmap) in zip(axes[1:], maps.items(), strict=True):
     score = np.where(vmap.measured.numpy(), vmap.score.detach().numpy(), np.nan)[:, :, layer]
     image = ax.imshow(score.T, origin="lower", extent=extent, cmap=cmap)
