@@ -10,13 +10,13 @@ PIP_VERSION := 26.3
 # A throwaway environment with the newest versions pyproject.toml's ranges allow (make test-latest, make lock).
 LATEST := .venv-latest
 
-.PHONY: demo test test-slow test-latest latest-env lock lint benchmark bench-check clean
+.PHONY: demo test docs screenshots test-slow test-latest latest-env lock lint benchmark bench-check clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev,docs]"
 	touch $(STAMP)
 
 # The main job: optimise the ladle-furnace detector from TomOpt's poor start, compare with the
@@ -25,12 +25,24 @@ demo: $(STAMP)
 	$(BIN)/mutomo optimise ladle_furnace
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples docs/conf.py docs/_ext docs/tutorials_src docs/take_screenshots.py
+	$(BIN)/ruff format --check src tests benchmarks examples docs/conf.py docs/_ext docs/tutorials_src docs/take_screenshots.py
 	$(BIN)/mypy
 
-test: $(STAMP) lint
+test: $(STAMP) lint docs
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The documentation site (docs/_build/html/index.html), warnings as errors: the configuration,
+# command-line and API references generated from the code, the results tables from
+# benchmarks/results/*.json, and the tutorials in docs/tutorials_src run in their short form
+# (sphinx-gallery reruns a tutorial only when its script changed). `make test` builds it too.
+docs: $(STAMP)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/sphinx-build -E -W --keep-going -q -b html docs docs/_build/html
+
+# Screenshots of the built site in headless Chromium (a developer's check, not part of `make test`):
+# needs `pip install playwright` and a Chromium (see docs/take_screenshots.py).
+screenshots: docs
+	$(BIN)/python docs/take_screenshots.py
 
 # Long validations (e.g. the 222-point Molière sweep, ~10 minutes): not part of `make test`.
 test-slow: $(STAMP)
@@ -43,7 +55,7 @@ latest-env:
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
 	$(LATEST)/bin/python -m pip install --quiet torch==2.13.0
-	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[dev]"
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[dev,docs]"
 
 test-latest: latest-env
 	$(LATEST)/bin/ruff check src tests benchmarks examples
@@ -66,4 +78,4 @@ bench-check: $(STAMP)
 	$(BIN)/python benchmarks/bench_check.py
 
 clean:
-	rm -rf $(VENV) $(LATEST) demo_output runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST) demo_output runs .pytest_cache .mypy_cache .ruff_cache docs/_build docs/_generated docs/tutorials

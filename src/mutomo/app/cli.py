@@ -284,6 +284,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mutomo`` command line's parser (the docs generate the command-line reference from it)."""
+    return _parser()
+
+
 def _add_size_arguments(parser: argparse.ArgumentParser) -> None:
     """Training and evaluation sizes that override the configuration's (landscape, sweep)."""
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the configuration's)")

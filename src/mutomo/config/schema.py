@@ -92,8 +92,8 @@ class TaskConfig(Strict):
 
 class PlaneConfig(Strict):
     z: float = Field(description="height of the generation plane (m)")
-    x: Pair
-    y: Pair
+    x: Pair = Field(description="x extent (min, max) of the generation plane (m)")
+    y: Pair = Field(description="y extent (min, max) of the generation plane (m)")
 
 
 class MuonsConfig(Strict):
@@ -115,23 +115,33 @@ class CostConfig(Strict):
     """The cost model: ``per_m2 * area * (reference_resolution / resolution) ** resolution_exponent
     * ln(1 - efficiency) / ln(1 - reference_efficiency) + per_panel`` per panel."""
 
-    per_m2: float = Field(1000.0, gt=0)
-    reference_resolution: float = Field(1e-4, gt=0, le=0.1)
-    reference_efficiency: float = Field(0.9, gt=0, lt=1)
-    resolution_exponent: float = Field(1.0, ge=0, le=4)
+    per_m2: float = Field(1000.0, gt=0, description="cost of 1 m^2 of panel at the reference resolution and efficiency")
+    reference_resolution: float = Field(1e-4, gt=0, le=0.1, description="resolution (m) at which per_m2 applies")
+    reference_efficiency: float = Field(0.9, gt=0, lt=1, description="efficiency at which per_m2 applies")
+    resolution_exponent: float = Field(
+        1.0, ge=0, le=4, description="cost scales as (reference_resolution / resolution) to this power"
+    )
     per_panel: float = Field(0.0, ge=0, description="fixed cost of every panel (readout, mechanics)")
 
 
 class RegionConfig(Strict):
     """Where panels may be and what they may be; default from the scene (see README)."""
 
-    x: Pair | None = None
-    y: Pair | None = None
-    z_above: Pair | None = None
-    z_below: Pair | None = None
-    span: Pair = (0.05, 5.0)
-    resolution: Pair = (1e-5, 1e-2)
-    efficiency: Pair = (0.5, 0.999)
+    x: Pair | None = Field(
+        None, description="(min, max) of panel centres in x (m); default the footprint +- half the scene"
+    )
+    y: Pair | None = Field(
+        None, description="(min, max) of panel centres in y (m); default the footprint +- half the scene"
+    )
+    z_above: Pair | None = Field(
+        None, description="(min, max) height of the panels above (m); default 2 cm to 1 m above the scene"
+    )
+    z_below: Pair | None = Field(
+        None, description="(min, max) height of the panels below (m); default 1 m to 2 cm below the scene"
+    )
+    span: Pair = Field((0.05, 5.0), description="(min, max) panel width (m)")
+    resolution: Pair = Field((1e-5, 1e-2), description="(min, max) panel resolution (m)")
+    efficiency: Pair = Field((0.5, 0.999), description="(min, max) panel efficiency")
     keep_out: list[tuple[float, float, float, float, float, float]] = Field(
         [], description="boxes [x0, x1, y0, y1, z0, z1] (m) no hodoscope may enter, besides the scene (e.g. the road)"
     )
@@ -152,18 +162,18 @@ class HodoscopeConfig(Strict):
     panel_heights: list[Annotated[float, Field(ge=0)]] = Field(min_length=1, description="m above the box's bottom")
     panel_span: Pair | None = Field(None, description="(x, y) span of the panels, m; default the box's footprint")
     resolution: float = Field(3e-4, gt=0, le=0.01, description="m")
-    efficiency: float = Field(0.95, gt=0, le=1)
+    efficiency: float = Field(0.95, gt=0, le=1, description="every panel's hit efficiency")
     cost: float = Field(0.0, ge=0, description="price of one module")
 
 
 class PanelConfig(Strict):
-    side: Literal["above", "below"]
-    x: float
-    y: float
-    z: float
+    side: Literal["above", "below"] = Field(description="whether the panel is above or below the scene")
+    x: float = Field(description="panel centre x (m)")
+    y: float = Field(description="panel centre y (m)")
+    z: float = Field(description="panel height (m)")
     span: Positive = Field(description="square panel width (m)")
-    resolution: float = Field(1e-4, gt=0, le=0.01)
-    efficiency: float = Field(0.9, gt=0, lt=1)
+    resolution: float = Field(1e-4, gt=0, le=0.01, description="hit resolution (m)")
+    efficiency: float = Field(0.9, gt=0, lt=1, description="probability that a crossing muon leaves a hit")
 
 
 class DesignSpec(Strict):
@@ -175,14 +185,18 @@ class DesignSpec(Strict):
         None, min_length=1, max_length=64, description="centres (m) of the [hodoscope] modules"
     )
     rotated: list[bool] | None = Field(None, description="per module: turned by 90 degrees about z")
-    file: str | None = None
-    panels: list[PanelConfig] | None = None
+    file: str | None = Field(None, description="a design JSON file (as written to a run directory)")
+    panels: list[PanelConfig] | None = Field(None, description="explicit panels, at least 2 above and 2 below")
     xy: Pair | list[Pair] | None = Field(None, description="centre(s) (m): one for all panels or one per panel")
-    z_above: list[float] | None = None
-    z_below: list[float] | None = None
-    span: Positive | list[Positive] = 1.0
-    resolution: Annotated[float, Field(gt=0, le=0.01)] | list[Annotated[float, Field(gt=0, le=0.01)]] = 1e-4
-    efficiency: Annotated[float, Field(gt=0, lt=1)] | list[Annotated[float, Field(gt=0, lt=1)]] = 0.9
+    z_above: list[float] | None = Field(None, description="compact form: heights (m) of the panels above, at least 2")
+    z_below: list[float] | None = Field(None, description="compact form: heights (m) of the panels below, at least 2")
+    span: Positive | list[Positive] = Field(1.0, description="compact form: panel width (m), one or one per panel")
+    resolution: Annotated[float, Field(gt=0, le=0.01)] | list[Annotated[float, Field(gt=0, le=0.01)]] = Field(
+        1e-4, description="compact form: hit resolution (m), one or one per panel (above first)"
+    )
+    efficiency: Annotated[float, Field(gt=0, lt=1)] | list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        0.9, description="compact form: panel efficiency, one or one per panel (above first)"
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> DesignSpec:
@@ -218,8 +232,14 @@ class DesignSpec(Strict):
 
 class DesignConfig(Strict):
     start: str = Field(description="a design named under [designs], or a design JSON file")
-    trainable: list[Group] = ["xy", "z", "size"]
-    fixed_budget: bool = True
+    trainable: list[Group] = Field(
+        ["xy", "z", "size"], description="parameter groups that move (hodoscope modules: xy and z only)"
+    )
+    fixed_budget: bool = Field(
+        True,
+        description="hold the total cost fixed (sizes become budget shares); comparison designs are scaled to "
+        "the same budget; not applied to hodoscope designs",
+    )
     budget: float | None = Field(
         None,
         gt=0,
@@ -229,22 +249,34 @@ class DesignConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    epochs: int = Field(200, ge=1, le=100_000)
-    volumes_per_epoch: int = Field(8, ge=4, le=1024)
+    epochs: int = Field(200, ge=1, le=100_000, description="training epochs")
+    volumes_per_epoch: int = Field(8, ge=4, le=1024, description="training volumes per epoch (even: drawn in pairs)")
     muons_per_volume: int | None = Field(None, ge=10, le=10_000_000, description="default: the task's")
     exposure_s: float | None = Field(None, gt=0, le=1e7, description="or exposure per training volume (s)")
-    validation_volumes: int = Field(16, ge=0, le=10_000)
-    validate_every: int = Field(20, ge=1)
-    seed: int = Field(0, ge=0)
-    warmup_epochs: int = Field(5, ge=0)
-    final_lr_fraction: float = Field(0.1, gt=0, le=1)
-    smoothness: tuple[Positive, Positive] = (0.05, 0.005)
+    validation_volumes: int = Field(16, ge=0, le=10_000, description="fixed validation volumes (0: no validation)")
+    validate_every: int = Field(20, ge=1, description="epochs between validations")
+    seed: int = Field(0, ge=0, description="seeds every training draw; a run is reproducible")
+    warmup_epochs: int = Field(5, ge=0, description="epochs of linear learning-rate warm-up")
+    final_lr_fraction: float = Field(
+        0.1, gt=0, le=1, description="learning rates decay (cosine) to this fraction of their value"
+    )
+    smoothness: tuple[Positive, Positive] = Field(
+        (0.05, 0.005),
+        description="panel-edge width (m), annealed from the first to the second; the second is also the "
+        "smooth evaluation's",
+    )
     hits: Literal["sampled", "expected"] = Field(
         "sampled", description="train on Bernoulli-drawn hits (sampled) or on hit probabilities (expected)"
     )
     # Groups not listed keep TrainingSettings' defaults (0.02 m for xy and z, 0.05 for the others).
-    learning_rates: dict[Group, Annotated[float, Field(ge=0, le=10)]] = {}
-    optimisers: dict[Group, Literal["adam", "sgd", "rmsprop"]] = {}
+    learning_rates: dict[Group, Annotated[float, Field(ge=0, le=10)]] = Field(
+        {},
+        description="step per epoch of a parameter group, in its units (m for xy and z; e-folds for the "
+        "others); default 0.02 for xy and z, 0.05 for the others",
+    )
+    optimisers: dict[Group, Literal["adam", "sgd", "rmsprop"]] = Field(
+        {}, description="optimiser of a parameter group (default adam)"
+    )
 
     @field_validator("volumes_per_epoch")
     @classmethod
@@ -266,7 +298,7 @@ MinHits = Annotated[int, Field(ge=2, le=64)] | Literal["all"]  # a straight-line
 class EvaluationConfig(Strict):
     n_volumes: int = Field(96, ge=4, le=100_000, description="test volumes")
     calibration_volumes: int = Field(32, ge=2, le=100_000, description="calibration volumes (regression)")
-    seed: int = Field(12345, ge=0)
+    seed: int = Field(12345, ge=0, description="seeds the test volumes and muons (the same for every design)")
     compare: list[str] = Field([], description="designs named under [designs], or design JSON files")
     min_hits: list[MinHits] = Field([2], min_length=1, description="hits a side needs; the first is the headline")
     exposure_factors: list[Positive] = Field(
@@ -289,7 +321,7 @@ class EvaluationConfig(Strict):
 
 
 class OutputConfig(Strict):
-    directory: str = "runs/run"
+    directory: str = Field("runs/run", description="run directory (`mutomo optimise --output` overrides it)")
     x0_muons: int = Field(50_000, ge=0, le=10_000_000, description="muons for the X0 slice figure (0: none)")
 
 
@@ -346,20 +378,20 @@ class SweepConfig(Strict):
 
 class RunConfig(Strict):
     name: str = Field("run", description="a label for reports")
-    description: str = ""
-    task: TaskConfig
-    scene: SceneSpec
-    materials: list[MaterialSpec] = []
-    muons: MuonsConfig = MuonsConfig()
-    cost: CostConfig = CostConfig()
-    region: RegionConfig = RegionConfig()
-    hodoscope: HodoscopeConfig | None = None
-    designs: dict[str, DesignSpec] = {}
-    design: DesignConfig
-    training: TrainingConfig = TrainingConfig()
-    evaluation: EvaluationConfig = EvaluationConfig()
-    output: OutputConfig = OutputConfig()
-    sweep: SweepConfig = SweepConfig()
+    description: str = Field("", description="a sentence for `mutomo tasks` and reports")
+    task: TaskConfig = Field(description="the question asked of each volume and how it is answered")
+    scene: SceneSpec = Field(description="the scanned volume: a box of voxels, its background and objects")
+    materials: list[MaterialSpec] = Field([], description="user-defined materials, usable by name in the scene")
+    muons: MuonsConfig = Field(MuonsConfig(), description="the cosmic muons generated")
+    cost: CostConfig = Field(CostConfig(), description="the cost model of the panels")
+    region: RegionConfig = Field(RegionConfig(), description="where panels may be and the bounds of their values")
+    hodoscope: HodoscopeConfig | None = Field(None, description="the built module that `modules` designs place")
+    designs: dict[str, DesignSpec] = Field({}, description="named designs: starts and comparisons")
+    design: DesignConfig = Field(description="what is trained: the start, its free parameters, the budget")
+    training: TrainingConfig = Field(TrainingConfig(), description="the optimisation loop")
+    evaluation: EvaluationConfig = Field(EvaluationConfig(), description="the test volumes every design is judged on")
+    output: OutputConfig = Field(OutputConfig(), description="where a run is written")
+    sweep: SweepConfig = Field(SweepConfig(), description="`mutomo sweep`: trials on Ray")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:

@@ -45,8 +45,8 @@ class Strict(BaseModel):
 class Uniform(Strict):
     """A number drawn uniformly in ``[min, max]``."""
 
-    min: float
-    max: float
+    min: float = Field(description="lower end")
+    max: float = Field(description="upper end (>= min)")
 
     @model_validator(mode="after")
     def _ordered(self) -> Uniform:
@@ -58,14 +58,14 @@ class Uniform(Strict):
 class Choice(Strict):
     """One of ``values``, equally likely."""
 
-    values: list[float] = Field(min_length=1)
+    values: list[float] = Field(min_length=1, description="the values, drawn with equal probability")
 
 
 class UniformVec(Strict):
     """A vector drawn uniformly in the box ``[min, max]`` (per axis)."""
 
-    min: Vec3
-    max: Vec3
+    min: Vec3 = Field(description="lower corner (x, y, z)")
+    max: Vec3 = Field(description="upper corner (x, y, z), >= min per axis")
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformVec:
@@ -98,12 +98,14 @@ class MaterialSpec(Strict):
     """A user-defined material (``[[materials]]``), built by
     :meth:`mutomo.materials.Material.from_composition`."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, description="the name the scene uses for it")
     density: float = Field(gt=0, description="kg/m^3")
     composition: dict[str, Annotated[float, Field(gt=0)]] = Field(
         min_length=1, description="element symbol -> mass fraction (or atom count with by = 'atoms')"
     )
-    by: Literal["mass", "atoms"] = "mass"
+    by: Literal["mass", "atoms"] = Field(
+        "mass", description="composition as mass fractions (summing to 1) or atom counts"
+    )
     mean_excitation_ev: float | None = Field(None, gt=0, description="I (eV); default Bragg additivity")
 
     @model_validator(mode="after")
@@ -115,7 +117,7 @@ class MaterialSpec(Strict):
 
 
 class Layer(Strict):
-    material: str
+    material: str = Field(description="material name (built-in or under [[materials]])")
     thickness: Scalar = Field(description="m; snapped to whole voxels")
     target: bool = Field(False, description="this layer's top is the scene's fill height")
 
@@ -129,9 +131,11 @@ class Layer(Strict):
 class Background(Strict):
     """Exactly one of ``material``, ``layers`` or ``clutter``."""
 
-    material: str | None = None
-    layers: list[Layer] | None = Field(None, min_length=1)
-    clutter: dict[str, Annotated[float, Field(ge=0)]] | None = Field(None, min_length=1)
+    material: str | None = Field(None, description="one material filling the box")
+    layers: list[Layer] | None = Field(None, min_length=1, description="horizontal layers from the bottom up")
+    clutter: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
+        None, min_length=1, description="material -> fraction (summing to 1): each voxel drawn independently"
+    )
     fill_height: Scalar | None = Field(None, description="clutter only: m above the origin")
     above: str = Field("air", description="material above the layers or the clutter's fill height")
 
@@ -160,13 +164,17 @@ class Background(Strict):
 class ObjectSpec(Strict):
     """A box of one material, fixed or drawn, present with ``probability``."""
 
-    name: str | None = None
-    material: str
+    name: str | None = Field(None, description="a label (default: its material)")
+    material: str = Field(description="material name (built-in or under [[materials]])")
     size: Vector = Field(description="m (x, y, z); snapped to whole voxels, at least one")
     low: Vector = Field(description="m, lower corner relative to the scene origin; snapped to voxel edges")
-    probability: Probability = 1.0
-    role: Literal["target", "other"] = "target"
-    when: Literal["always", "target_present", "target_absent"] = "always"
+    probability: Probability = Field(1.0, description="chance the object is present in a volume")
+    role: Literal["target", "other"] = Field(
+        "target", description="targets are what presence looks for; other objects are scenery"
+    )
+    when: Literal["always", "target_present", "target_absent"] = Field(
+        "always", description="other objects: always, only with a target, or only without one"
+    )
 
     @model_validator(mode="after")
     def _positive(self) -> ObjectSpec:
@@ -183,8 +191,8 @@ class SceneSpec(Strict):
     size: Vec3 = Field(description="m (x, y, z)")
     origin: Vec3 = Field((0.0, 0.0, 0.0), description="m, lower corner")
     voxel: float | Vec3 = Field(description="voxel edge (m), one number or (x, y, z)")
-    background: Background
-    objects: list[ObjectSpec] = []
+    background: Background = Field(description="what fills the box: one material, layers or clutter")
+    objects: list[ObjectSpec] = Field([], description="boxes of material painted over the background, in order")
 
     @model_validator(mode="after")
     def _geometry(self) -> SceneSpec:

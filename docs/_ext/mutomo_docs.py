@@ -1,0 +1,352 @@
+"""Pages generated from the code and from the results files, written before Sphinx reads the pages.
+
+``_generated/configuration.md``: the configuration reference, from the pydantic schema
+(:func:`mutomo.config.reference.config_fields`). ``_generated/api.md``: one autodoc entry per name
+of ``mutomo.__all__``. ``_generated/results_*.md``: the tables of the JSON in
+``benchmarks/results``, each with the command, machine and date the file records, rendered where
+possible by the benchmark script's own table function, so no number is typed into a page.
+A file is rewritten only when its text changes, so an unchanged page is not read again.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import re
+import sys
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sphinx.application import Sphinx
+
+import mutomo
+from mutomo.config.reference import FieldRow, config_fields, value_forms
+
+DOCS = Path(__file__).resolve().parents[1]
+ROOT = DOCS.parent
+RESULTS = ROOT / "benchmarks" / "results"
+GENERATED = DOCS / "_generated"
+
+
+def _write(name: str, text: str) -> None:
+    GENERATED.mkdir(exist_ok=True)
+    path = GENERATED / name
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _script(name: str) -> types.ModuleType:
+    """A benchmark script as a module (for its table function; its ``main`` is not run)."""
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _source(path: Path) -> str:
+    return f"`{path.relative_to(ROOT)}`"
+
+
+# ------------------------------------------------------------------------------- configuration
+def _table(rows: list[FieldRow]) -> list[str]:
+    """Rows as a definition list: the key with its type, default and range; then its meaning."""
+    lines = []
+    for r in rows:
+        allowed = f"; allowed: {r.allowed}" if r.allowed else ""
+        lines += [
+            f"`{r.key}` — {r.value_type}; default `{r.default}`{allowed}",
+            f": {(r.description or '').replace(chr(10), ' ')}",
+            "",
+        ]
+    return lines
+
+
+def configuration() -> str:
+    rows = config_fields()
+    sections: dict[str, list[FieldRow]] = {}
+    for row in rows:
+        sections.setdefault(row.section, []).append(row)
+    top = [r for r in rows if "." not in r.key and "[" not in r.key]
+    lines = ["## Top level", "", *_table([r for r in top if not sections.get(r.key, [])[1:]]), ""]
+    for row in top:
+        below = sections[row.key][1:]
+        if not below:
+            continue
+        about = row.description or ""
+        about = about[:1].upper() + about[1:]
+        lines += [f"## `{row.key}`", "", f"{about}. Type: {_cell(row.value_type)}.", "", *_table(below), ""]
+    lines += [
+        "## Drawn values",
+        "",
+        "A number marked `{min, max}` or `{values}` above may be drawn for each volume instead of given:",
+        "",
+    ]
+    for written, form_rows in value_forms().items():
+        lines += [f"### `{written}`", "", *_table(form_rows), ""]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ API
+def api() -> str:
+    groups: dict[str, list[str]] = {"Classes": [], "Functions": [], "Registries": []}
+    for name in sorted(mutomo.__all__, key=str.lower):
+        obj = getattr(mutomo, name)
+        kind = "Classes" if inspect.isclass(obj) else "Functions" if callable(obj) else "Registries"
+        groups[kind].append(name)
+    lines: list[str] = []
+    for kind, names in groups.items():
+        lines += [f"## {kind}", ""]
+        if kind == "Registries":
+            for name in names:
+                lines += [f"### `mutomo.{name}`", "", "| name | what it is |", "|---|---|"]
+                for key, entry in getattr(mutomo, name).items():
+                    text = getattr(entry, "summary", None) or (inspect.getdoc(entry) or "").split("\n\n")[0]
+                    lines.append(f"| `{key}` | {_cell(text)} |")
+                lines.append("")
+            continue
+        for name in names:
+            directive = "autoclass" if kind == "Classes" else "autofunction"
+            options = ["   :members:"] if kind == "Classes" else []
+            lines += ["```{eval-rst}", f".. {directive}:: mutomo.{name}", *options, "```", ""]
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------- results
+def _machine(machine: Any) -> str:
+    if isinstance(machine, str):
+        return machine
+    keys = ("cpu_model", "cores", "memory_gib", "torch", "threads", "platform")
+    return ", ".join(f"{k} {machine[k]}" for k in keys if k in machine)
+
+
+def reco_methods() -> str:
+    path = RESULTS / "reco_methods_table.json"
+    data = json.loads(path.read_text())
+    table = _script("reco_methods_table").markdown(data).replace("### ", "#### ")
+    return (
+        f"From {_source(path)}: command `{data['command']}`, machine: {_machine(data['machine'])}, "
+        f"{data['seconds']:.0f} s in all.\n\n{table}\n"
+    )
+
+
+def moliere() -> str:
+    path = RESULTS / "moliere_highz.json"
+    data = json.loads(path.read_text())
+    script = _script("moliere_comparison")
+    header = ["| material (Z) | points | q68 | q95 | q99 |", "|---|---:|---|---|---|"]
+    return "\n".join(
+        [
+            f"From {_source(path)} ({data['machine']}, {data['muons']:,} muons a point; command "
+            "`python benchmarks/moliere_comparison.py`). Worst deviation (model / Molière − 1) of each quantile "
+            "of |projected angle| per material, energy loss off, and where it is. Target: 5 / 7 / 12 %.",
+            "",
+            "#### Against Molière's theory with the nuclear size (Helm form factor)",
+            "",
+            *header,
+            *script.worst_table(data["rows"], "nuclear"),
+            "",
+            "#### Against Bethe's point-nucleus Molière theory",
+            "",
+            *header,
+            *script.worst_table(data["rows"], "point"),
+            "",
+            "#### Energy loss on (1 and 3 GeV/c, 1–10 cm), against Molière with the nuclear size along the path",
+            "",
+            *header,
+            *script.energy_loss_table(data["rows"]),
+            "",
+        ]
+    )
+
+
+def _records(benchmark: str) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) | {"_path": p} for p in sorted((RESULTS / benchmark).glob("*.json"))]
+
+
+def tomopt_side_by_side() -> str:
+    lines = []
+    for rec in _records("tomopt_side_by_side"):
+        lines += [
+            f"### {rec['date'][:16].replace('T', ' ')} UTC",
+            "",
+            f"From {_source(rec['_path'])}: command `{rec['command']}`; commit `{(rec['git_commit'] or '?')[:10]}`"
+            f"{' (uncommitted changes)' if rec.get('git_dirty') else ''}; machine: {_machine(rec['machine'])}; "
+            f"load average {rec['load_average_start'][0]:.1f} at the start.",
+            "",
+            "| muons | threads | kernels | mutomo muons/s | TomOpt muons/s | speed ratio | mutomo peak MiB "
+            "| TomOpt peak MiB | memory ratio |",
+            "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in rec["results"]["rows"]:
+            lines.append(
+                f"| {r['muons']:,} | {r['threads']} | {r.get('kernels', 'plain')} | {r['mutomo_muons_per_s']:,.0f} | "
+                f"{r['tomopt_muons_per_s']:,.0f} | {r['speed_ratio']:.0f}x | {r['mutomo_peak_rss_mib']:,.0f} | "
+                f"{r['tomopt_peak_rss_mib']:,.0f} | {r['memory_ratio']:.1f}x |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def simulation_throughput() -> str:
+    lines = []
+    for rec in _records("simulation_throughput"):
+        lines += [
+            f"### {rec['date'][:16].replace('T', ' ')} UTC",
+            "",
+            f"From {_source(rec['_path'])}: command `{rec['command']}`; commit `{(rec['git_commit'] or '?')[:10]}`"
+            f"{' (uncommitted changes)' if rec.get('git_dirty') else ''}; machine: {_machine(rec['machine'])}; "
+            f"load average {rec['load_average_start'][0]:.1f} at the start.",
+            "",
+            "| muons | forward (muons/s) | forward + backward (muons/s) | peak memory (MiB) |",
+            "|---:|---:|---:|---:|",
+        ]
+        for r in rec["results"]["rows"]:
+            lines.append(
+                f"| {r['muons']:,} | {r['forward_muons_per_s']:,.0f} | {r['forward_backward_muons_per_s']:,.0f} | "
+                f"{r['peak_rss_mib']:,.0f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def scaling() -> str:
+    path = RESULTS / "scaling.json"
+    data = json.loads(path.read_text())
+    script = _script("scaling")
+    lines = [
+        f"From {_source(path)} (command `python benchmarks/scaling.py`; one full step, forward and backward; "
+        "the machine is not recorded in the file). Exponents are log-log slopes over all sizes and between "
+        "the two largest.",
+        "",
+        "| axis | sizes | seconds | memory rise (MiB) | time exponent (all / top) | memory exponent (all / top) |",
+        "|---|---|---|---|---:|---:|",
+    ]
+    for axis, rows in data.items():
+        sizes = [r["size"] for r in rows]
+        secs = [r["seconds"] for r in rows]
+        mems = [r["memory_mib"] for r in rows]
+        lines.append(
+            f"| {script.AXES[axis][2]} | {' / '.join(f'{s:g}' for s in sizes)} | "
+            f"{' / '.join(f'{t:.3g}' for t in secs)} | {' / '.join(f'{m:.0f}' for m in mems)} | "
+            f"{script.slope(sizes, secs):.2f} / {script.top(sizes, secs):.2f} | "
+            f"{script.slope(sizes, mems):.2f} / {script.top(sizes, mems):.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def methods_table() -> str:
+    path = RESULTS / "methods_table_reevaluated.json"
+    data = json.loads(path.read_text())
+    a = data["args"]
+    return (
+        f"From {_source(path)}: the runs of {', '.join(f'`{p}`' for p in a['reevaluate'])} judged again on "
+        f"{a['eval_volumes']} test volumes with {a['calibration_volumes']} calibration volumes (command "
+        f"`python benchmarks/methods_table.py --table {a['out']}`); {a['epochs']} epochs of {a['volumes']} "
+        f"volumes x {a['muons']} muons per trial, seeds {a['seeds']}.\n\n"
+        + _script("methods_table").table(data["records"])
+        + "\n"
+    )
+
+
+def _pm(value: list[float | None] | None, digits: int = 4) -> str:
+    if not value or value[0] is None:
+        return "n/a"
+    return f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}" if value[1] is not None else f"{value[0]:.{digits}f}"
+
+
+def landscape() -> str:
+    path = RESULTS / "landscape_ladle" / "landscape.json"
+    d = json.loads(path.read_text())
+    m = d["metric"]
+    s = d["settings"]
+    near = d["near_optimal"]
+    best = d["starts"][d["best"]]
+    metric_name = f"{m['readout']} {m['name']}"
+    lines = [
+        f"From {_source(path)}: problem `{d['problem']}`, {s['starts']} starts, {d['muons']:,} muons, "
+        f"{d['evaluation']['n_volumes']} test volumes, {d['evaluation']['calibration_volumes']} calibration "
+        f"volumes; training {d['seconds']['training']:.0f} s, evaluation {d['seconds']['evaluation']:.0f} s. "
+        f"Metric: {metric_name} (m², lower is better).",
+        "",
+        f"{near['count']} distinct designs are near-optimal (within {s['tolerance_sigma']:g} standard errors or "
+        f"{100 * s['tolerance_fraction']:g} % of the best); they differ most in `{near['largest_spread']['parameter']}`"
+        f" ({near['largest_spread']['range_m']:.2f} m).",
+        "",
+        f"| design | {metric_name} (m²) | minus the best (paired) |",
+        "|---|---:|---:|",
+        f"| best of the landscape | {_pm(best.get('metric'))} | |",
+    ]
+    for name, h in d["humans"].items():
+        lines.append(f"| {name} | {_pm(h['metric'])} | {_pm(h.get('worse_than_best'))} |")
+    front = d.get("front")
+    if front:
+        lines += ["", f"Budget front (best of the starts at each budget, {metric_name}, m²):", ""]
+        humans = {name: {round(x["budget"]): x["metric"] for x in h["scaled"]} for name, h in front["humans"].items()}
+        lines += [
+            "| budget | best start | " + " | ".join(f"{h} scaled to the budget" for h in humans) + " |",
+            "|---:|---:|" + "---:|" * len(humans),
+        ]
+        for b in front["budgets"]:
+            cells = " | ".join(_pm(h.get(round(b["budget"]))) for h in humans.values())
+            lines.append(f"| {b['budget']:g} | {_pm(b['metric'])} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def lorry_modules() -> str:
+    path = RESULTS / "lorry_modules.json"
+    d = json.loads(path.read_text())
+    lines = [
+        f"From {_source(path)} (command `python benchmarks/lorry_modules.py`): {d['exposure_s']:.0f} s scans, "
+        "tiled placements of K modules, presence of the uranium block.",
+        "",
+        "| modules K | cost | AUC | detection at 1 % false alarm | wall time (s) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in d["rows"]:
+        lines.append(
+            f"| {r['K']} | {r['cost']:,.0f} | {_pm(r['auc'], 2)} | {_pm(r['efficiency_at_false_alarm'], 2)} | "
+            f"{r['seconds']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def lab_notes() -> str:
+    """benchmarks/README.md, the dated lab notes, with its links made relative to docs/lab-notes.md
+    (a Markdown results file, not a page of this site, is named instead of linked)."""
+    text = (ROOT / "benchmarks" / "README.md").read_text().split("\n", 1)[1]
+    text = re.sub(r"\[([^\]]*)\]\((results/[^)]*\.md)\)", r"\1 (`benchmarks/\2`)", text)
+    return text.replace("](results/", "](../benchmarks/results/")
+
+
+PAGES: dict[str, Callable[[], str]] = {
+    "configuration.md": configuration,
+    "api.md": api,
+    "results_reco_methods.md": reco_methods,
+    "results_moliere.md": moliere,
+    "results_tomopt.md": tomopt_side_by_side,
+    "results_throughput.md": simulation_throughput,
+    "results_scaling.md": scaling,
+    "results_methods_table.md": methods_table,
+    "results_landscape.md": landscape,
+    "results_lorry_modules.md": lorry_modules,
+    "lab_notes.md": lab_notes,
+}
+
+
+def generate(app: Sphinx | None = None) -> None:
+    for name, page in PAGES.items():
+        _write(name, page())
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("builder-inited", generate)
+    return {"parallel_read_safe": True, "version": mutomo.__version__}
