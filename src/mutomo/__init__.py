@@ -26,6 +26,8 @@ Example:
 __version__ = "0.1.0"
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the names below, for type checkers and editors; loaded on first use at run time
@@ -120,6 +122,21 @@ _EXPORTS: dict[str, str] = {
     "presence_score": "mutomo.tasks.statistics",
     "PassiveVolume": "mutomo.volume",
 }
+
+
+class _Facade(types.ModuleType):
+    """The package's module type: the import system binds each imported submodule to its
+    package's name (``mutomo.optimise``, ``mutomo.simulate``); where that name is also a public
+    function of the facade, the function stays (as when the facade imported eagerly), and the
+    submodule is reached by ``import mutomo.optimise`` (``sys.modules``) as always."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if isinstance(value, types.ModuleType) and name in _EXPORTS and value.__name__ == f"mutomo.{name}":
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Facade
 
 
 def __getattr__(name: str) -> object:
