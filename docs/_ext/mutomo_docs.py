@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import math
 import re
 import sys
 import types
@@ -319,6 +320,101 @@ def lorry_modules() -> str:
     return "\n".join(lines) + "\n"
 
 
+def tomopt_side_by_side_gpu() -> str:
+    """The side by side with mutomo on a GPU (TomOpt on the CPU, where its code pins it)."""
+    lines = []
+    for rec in _records("tomopt_side_by_side_gpu"):
+        rows = rec["results"]["rows"]
+        where = "a GPU" if rows and rows[0].get("device", "cpu") != "cpu" else "the CPU"
+        lines += [
+            f"### {rec['date'][:16].replace('T', ' ')} UTC, mutomo on {where}",
+            "",
+            f"From {_source(rec['_path'])}: command `{rec['command']}`; commit `{(rec['git_commit'] or '?')[:10]}`"
+            f"{' with uncommitted changes' if rec.get('git_dirty') else ''}; machine: "
+            f"{', '.join(rec['machine'].get('gpus', []))}, {_machine(rec['machine'])}.",
+            "",
+            "| muons | kernels | mutomo muons/s | TomOpt muons/s (CPU, 1 thread) | speed ratio | mutomo peak GPU MiB |",
+            "|---:|---|---:|---:|---:|---:|",
+        ]
+        for r in rows:
+            tomopt, ratio, gpu = r["tomopt_muons_per_s"], r["speed_ratio"], r.get("mutomo_gpu_peak_mib")
+            cells = [
+                f"{r['muons']:,}",
+                r.get("kernels", "plain"),
+                f"{r['mutomo_muons_per_s']:,.0f}",
+                "not run" if math.isnan(tomopt) else f"{tomopt:,.0f}",
+                "—" if math.isnan(ratio) else f"{ratio:.0f}x",
+                "—" if gpu is None or math.isnan(gpu) else f"{gpu:,.0f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _measured(value: float | None, error: float | None, scale: float = 1.0) -> str:
+    """``value ± error`` rounded to two significant digits of the error."""
+    if value is None:
+        return "undefined"
+    if error is None or error == 0 or error != error:
+        return f"{scale * value:.4g}"
+    digits = max(0, 1 - math.floor(math.log10(scale * error)))
+    return f"{scale * value:.{digits}f} ± {scale * error:.{digits}f}"
+
+
+BOUND_METRICS = {  # metric: (column heading, scale)
+    "mse": ("MSE (10⁻³ m²)", 1e3),
+    "auc": ("AUC", 1.0),
+    "efficiency_at_false_alarm": ("detection at the false-alarm rate", 1.0),
+    "exposure_to_goal_s": ("exposure to the goal (s)", 1.0),
+}
+
+
+def bounds(name: str) -> str:
+    """The ideal-detector bound of configuration ``name`` (benchmarks/results/bounds/NAME.json)."""
+    path = RESULTS / "bounds" / f"{name}.json"
+    if not path.exists():
+        return f"No bound recorded yet for `{name}` (`python benchmarks/bounds.py {name}`).\n"
+    rec = json.loads(path.read_text())
+    res = rec["results"]
+    headline = next(r for r in res["readouts"] if r.startswith("physical"))
+    metrics = [m for m in BOUND_METRICS if m in res["designs"]["start"][headline]]
+    shared = [m for m in metrics if any(m in v.get(headline, {}) for v in res["shares"].values())]
+    lines = [
+        f"From {_source(path)}: command `{rec['command']}`; {rec['date'][:10]}; commit "
+        f"`{(rec['git_commit'] or '?')[:10]}`; machine: {_machine(rec['machine'])}. Readout `{headline}`; "
+        f"share of the possible gain over the start: 0 % is the start, 100 % the ideal detector.",
+        "",
+        "| design | "
+        + " | ".join(BOUND_METRICS[m][0] for m in metrics)
+        + " | "
+        + " | ".join(f"share of the gain in {m} (%)" for m in shared)
+        + " |",
+        "|---|" + "---:|" * (len(metrics) + len(shared)),
+    ]
+    for design, entry in res["designs"].items():
+        cells = [_measured(*entry[headline][m], scale=BOUND_METRICS[m][1]) for m in metrics]
+        share = res["shares"].get(design, {}).get(headline, {})
+        fixed = {"start": "0 (by definition)", "ideal": "100 (by definition)"}
+        cells += [
+            fixed.get(design) or _measured(*share[m], scale=100.0) if m in share or design in fixed else ""
+            for m in shared
+        ]
+        lines.append(f"| {design} | " + " | ".join(cells) + " |")
+    momentum = res["paired"].get("ideal_momentum - ideal", {}).get(headline)
+    if momentum:
+        resolution = res["bounds"]["momentum_resolution"]
+        text = "; ".join(
+            f"{BOUND_METRICS[m][0]} {_measured(*momentum[m], scale=BOUND_METRICS[m][1])}"
+            for m in metrics
+            if m in momentum
+        )
+        lines += [
+            "",
+            f"Measuring each muon's momentum to {100 * resolution:g} % (`ideal_momentum − ideal`, paired): {text}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def lab_notes() -> str:
     """benchmarks/README.md, the dated lab notes, with its links made relative to docs/lab-notes.md
     (a Markdown results file, not a page of this site, is named instead of linked)."""
@@ -338,6 +434,9 @@ PAGES: dict[str, Callable[[], str]] = {
     "results_methods_table.md": methods_table,
     "results_landscape.md": landscape,
     "results_lorry_modules.md": lorry_modules,
+    "results_tomopt_gpu.md": tomopt_side_by_side_gpu,
+    "results_bounds_ladle_furnace.md": lambda: bounds("ladle_furnace"),
+    "results_bounds_waste_block.md": lambda: bounds("waste_block"),
     "lab_notes.md": lab_notes,
 }
 

@@ -53,9 +53,13 @@ def load_average() -> list[float] | None:
 
 
 def git_commit(directory: Path) -> tuple[str | None, bool | None]:
-    """``(commit, dirty)`` of the git work tree holding ``directory``; outside one (a copy of the
-    tree on another machine, e.g. a GPU machine) the commit named by the environment variable
-    ``MUTOMO_COMMIT`` with dirty unknown, else ``(None, None)``."""
+    """``(commit, dirty)`` of the git work tree holding ``directory``, or ``(None, None)`` outside
+    one. The environment variable ``MUTOMO_COMMIT``, when set, names the commit instead (dirty
+    unknown): a copy of the tree on another machine, e.g. a GPU machine, may carry an older
+    ``.git`` beside newer files."""
+    explicit = os.environ.get("MUTOMO_COMMIT")
+    if explicit:
+        return explicit, None
     try:
         commit = subprocess.run(
             ["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
@@ -67,7 +71,7 @@ def git_commit(directory: Path) -> tuple[str | None, bool | None]:
             check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("MUTOMO_COMMIT"), None
+        return None, None
     return commit, bool(status.strip())
 
 
