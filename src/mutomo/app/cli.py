@@ -307,6 +307,7 @@ def _landscape(args: argparse.Namespace) -> None:
         problem = build_problem(config)
         template = build_design(config, problem)
         humans = comparison_designs(config, problem, template.budget)
+        evaluation_settings(config).check_triggers({config.design.start: template, **humans})
     try:
         check_front(template, settings)
     except MutomoError as exc:
@@ -348,6 +349,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         problem = build_problem(config)
         design = problem.design(args.design, (), None, what="design")
         others = {k: d for k, d in comparison_designs(config, problem, None).items() if k != args.design}
+        evaluation_settings(config).check_triggers({args.design: design, **others})
     writable_file(args.json, "--json")
     names, designs = [args.design, *others], [design, *others.values()]
     # The configuration's evaluation.compare designs on the same volumes and muons: paired differences.

@@ -106,6 +106,8 @@ def run(
             f"training.volumes_per_epoch must be >= {problem.task.min_batch} for this {problem.task.kind} task; "
             f"got {training.volumes_per_epoch}"
         )
+    settings = evaluation_settings(config)
+    settings.check_triggers({config.design.start: design, **comparisons})  # before the run folder is written
     run_dir = writable_dir(run_dir if run_dir is not None else config.output.directory, "run directory")
     saved = run_dir / "config.json"
     if not resume:
@@ -119,7 +121,6 @@ def run(
         )
     saved.write_text(config.model_dump_json(indent=2))
     (run_dir / "design_initial.json").write_text(design.to_json())
-    settings = evaluation_settings(config)
     start = time.perf_counter()
     designs = {"initial": design_from_description(design.describe(), problem.cost_model), **comparisons}
     observations = {name: observations_cached(run_dir, name, d, problem, settings) for name, d in designs.items()}

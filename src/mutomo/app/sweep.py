@@ -71,6 +71,7 @@ def run_sweep(
             raise ConfigError(f"sweep: {exc}") from None
         s = setting(config, overrides)
         humans = comparison_designs(config, s.problem, s.template.budget)
+        evaluation_settings(config).check_triggers({config.design.start: s.template, **humans})
         try:
             check_front(s.template, plan.landscape)
         except MutomoError as exc:

@@ -413,23 +413,52 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_config(data: dict[str, Any], source: str = "configuration") -> RunConfig:
+EXTENDS_DEPTH = 8
+"""Longest chain of ``extends`` (a file extending a file extending ...) before it is refused."""
+
+
+def _extended(data: dict[str, Any], source: str, base_dir: Path | None, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``data`` merged on top of what its ``extends`` names (recursively): a built-in benchmark
+    (:func:`builtin_configs`) or a configuration file, relative to ``base_dir`` (the extending
+    file's folder; the working directory for a configuration given as dictionaries)."""
+    if "extends" not in data:
+        return data
+    name = data["extends"]
+    builtins = builtin_configs()
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{source}: extends must be a built-in benchmark {sorted(builtins)} or a configuration file")
+    candidate = Path(name) if base_dir is None or Path(name).is_absolute() else base_dir / name
+    if candidate.is_file():
+        path = candidate.resolve()
+    elif name in builtins:
+        path = builtins[name]
+    else:
+        raise ConfigError(
+            f"{source}: extends: {name!r} is neither a built-in benchmark {sorted(builtins)} nor a configuration "
+            f"file ({candidate} does not exist)"
+        )
+    if str(path) in seen:
+        raise ConfigError(f"{source}: extends: {path} extends itself (through {' -> '.join(seen)})")
+    if len(seen) >= EXTENDS_DEPTH:
+        raise ConfigError(f"{source}: extends: more than {EXTENDS_DEPTH} files deep ({' -> '.join(seen)})")
+    base = _extended(_read(path), str(path), path.parent, (*seen, str(path)))
+    return _merge(base, {k: v for k, v in data.items() if k != "extends"})
+
+
+def parse_config(data: dict[str, Any], source: str = "configuration", base_dir: Path | None = None) -> RunConfig:
     """Validate a configuration given as nested dictionaries.
 
     ``extends = "NAME"`` at the top level starts from the built-in benchmark NAME (see
-    :func:`builtin_configs`) and overrides it table by table."""
+    :func:`builtin_configs`) or from the configuration file NAME (a path, relative to
+    ``base_dir``: the folder of the file being read), and overrides it table by table: tables
+    merge key by key, values and arrays are replaced, and ``[designs]`` gains the new designs
+    beside the inherited ones. A file may itself extend another."""
     if not data:
         raise ConfigError(
             f"{source}: the configuration is empty; it needs at least [task], [scene] and [design] "
-            f"(or extends = one of {sorted(builtin_configs())})"
+            f"(or extends = one of {sorted(builtin_configs())} or a configuration file)"
         )
-    if "extends" in data:
-        name = data["extends"]
-        builtins = builtin_configs()
-        if name not in builtins:
-            raise ConfigError(f"{source}: extends: {name!r} is not a built-in benchmark {sorted(builtins)}")
-        base = _read(builtins[name])
-        data = _merge(base, {k: v for k, v in data.items() if k != "extends"})
+    data = _extended(data, source, base_dir)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
@@ -437,7 +466,14 @@ def parse_config(data: dict[str, Any], source: str = "configuration") -> RunConf
 
 
 def _read(path: Path) -> dict[str, Any]:
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a text file (byte {exc.start} is not UTF-8); a configuration is a TOML or YAML text file"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
@@ -461,5 +497,5 @@ def load_config(path: str | Path) -> RunConfig:
     if not path.exists():
         raise ConfigError(f"{path}: no such configuration file (built-in benchmarks: {', '.join(builtins)})")
     data = _read(path)
-    config = parse_config(data, str(path))
+    config = parse_config(data, str(path), path.resolve().parent)
     return config
