@@ -26,6 +26,7 @@ from mutomo.config.build import (
     settings_from,
     with_sizes,
 )
+from mutomo.config.sanity import before_run
 from mutomo.config.schema import builtin_configs, load_config, parse_config
 from mutomo.design.base import Design
 from mutomo.design.describe import DESIGN_KINDS, design_from_description
@@ -35,6 +36,7 @@ from mutomo.io.gdml import PANEL_MATERIAL, require_pyg4ometry, write_gdml
 from mutomo.optimise.evaluate import TEST_STREAM, metrics_json, paired, summarise
 from mutomo.optimise.loop import TrainingSettings
 from mutomo.optimise.problem import Problem
+from mutomo.optimise.verdict import chance_lines
 from mutomo.plotting.landscape import write_landscape_figures
 from mutomo.plotting.run_report import write_run_report
 from mutomo.reco.methods import VOXEL_METHODS
@@ -329,14 +331,22 @@ def _landscape(args: argparse.Namespace) -> None:
     print(f"{time.perf_counter() - start:.0f} s")
 
 
+def _warn(lines: list[str]) -> None:
+    """Print each warning of :mod:`mutomo.config.sanity` or :mod:`mutomo.optimise.verdict`."""
+    for line in lines:
+        print(f"warning: {line}", file=sys.stderr)
+
+
 def _optimise(args: argparse.Namespace) -> None:
 
     config = load_config(args.config)
     run_dir = args.output if args.output is not None else Path(config.output.directory)
     start = time.perf_counter()
     with naming_the_source(args.config):
+        _warn(before_run(config, build_problem(config)))
         evaluations = run(config, run_dir, resume=not args.fresh)
     _print_evaluations(evaluations)
+    _warn(chance_lines(evaluations))
     if not args.no_report:
         print(f"report: {write_run_report(run_dir)}")
     print(f"run directory {run_dir}; {time.perf_counter() - start:.0f} s")

@@ -45,6 +45,7 @@ from mutomo.optimise.evaluate import (
 )
 from mutomo.optimise.loop import History, optimise
 from mutomo.optimise.problem import Problem
+from mutomo.optimise.verdict import no_information
 
 
 def observations_cached(
@@ -80,6 +81,7 @@ def write_evaluations(
         "designs": {},
         "paired": {},
     }
+    result["task"]["no_information"] = no_information(problem.task.kind, next(iter(observations.values())))
     for name, obs in observations.items():
         result["designs"][name] = {**metrics_json(summarise(problem, obs)), "design": designs[name].describe()}
     for trained in ("optimised", "best_validated"):

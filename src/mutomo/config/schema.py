@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from mutomo.errors import ConfigError, MutomoError
 from mutomo.materials import get_material, known_materials
@@ -346,6 +346,14 @@ class RunConfig(Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     output: OutputConfig = OutputConfig()
     sweep: SweepConfig = SweepConfig()
+    _inherited: dict[str, str] = PrivateAttr(default_factory=dict)
+    """Designs inherited through ``extends`` (name -> the built-in or file they come from)."""
+
+    @property
+    def inherited_designs(self) -> dict[str, str]:
+        """The named designs this configuration inherited through ``extends`` and did not
+        redefine, with the built-in benchmark or file each comes from."""
+        return dict(self._inherited)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
@@ -417,12 +425,15 @@ EXTENDS_DEPTH = 8
 """Longest chain of ``extends`` (a file extending a file extending ...) before it is refused."""
 
 
-def _extended(data: dict[str, Any], source: str, base_dir: Path | None, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+def _extended(
+    data: dict[str, Any], source: str, base_dir: Path | None, seen: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], dict[str, str]]:
     """``data`` merged on top of what its ``extends`` names (recursively): a built-in benchmark
     (:func:`builtin_configs`) or a configuration file, relative to ``base_dir`` (the extending
-    file's folder; the working directory for a configuration given as dictionaries)."""
+    file's folder; the working directory for a configuration given as dictionaries); and the
+    designs inherited (name -> where from)."""
     if "extends" not in data:
-        return data
+        return data, {}
     name = data["extends"]
     builtins = builtin_configs()
     if not isinstance(name, str) or not name:
@@ -441,8 +452,11 @@ def _extended(data: dict[str, Any], source: str, base_dir: Path | None, seen: tu
         raise ConfigError(f"{source}: extends: {path} extends itself (through {' -> '.join(seen)})")
     if len(seen) >= EXTENDS_DEPTH:
         raise ConfigError(f"{source}: extends: more than {EXTENDS_DEPTH} files deep ({' -> '.join(seen)})")
-    base = _extended(_read(path), str(path), path.parent, (*seen, str(path)))
-    return _merge(base, {k: v for k, v in data.items() if k != "extends"})
+    base, inherited = _extended(_read(path), str(path), path.parent, (*seen, str(path)))
+    own = data["designs"] if isinstance(data.get("designs"), dict) else {}
+    base_designs = base["designs"] if isinstance(base.get("designs"), dict) else {}
+    inherited = {n: inherited.get(n, name) for n in base_designs if n not in own}
+    return _merge(base, {k: v for k, v in data.items() if k != "extends"}), inherited
 
 
 def parse_config(data: dict[str, Any], source: str = "configuration", base_dir: Path | None = None) -> RunConfig:
@@ -458,11 +472,13 @@ def parse_config(data: dict[str, Any], source: str = "configuration", base_dir: 
             f"{source}: the configuration is empty; it needs at least [task], [scene] and [design] "
             f"(or extends = one of {sorted(builtin_configs())} or a configuration file)"
         )
-    data = _extended(data, source, base_dir)
+    data, inherited = _extended(data, source, base_dir)
     try:
-        return RunConfig.model_validate(data)
+        config = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format(exc, source)) from None
+    config._inherited = inherited
+    return config
 
 
 def _read(path: Path) -> dict[str, Any]:

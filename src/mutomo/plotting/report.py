@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mutomo.optimise.verdict import chance_lines
 from mutomo.plotting.figures import detector_views, loss_curves, parameter_trajectories
 from mutomo.plotting.style import PNG_DPI, svg_path
 
@@ -180,6 +181,17 @@ def write_report(
     train_s, total_s = timing.get("training_seconds", float("nan")), timing.get("total_seconds", float("nan"))
     task = evaluations["task"]
     oracle = " (an oracle: real detectors do not know it)" if task["momentum"] == "true" else ""
+    verdict = chance_lines(evaluations)
+    warning = (
+        '<div class=verdict style="border:2px solid #b00;padding:0.5em 1em;background:#fff4f4">'
+        + "".join(
+            f"<p><b>{html.escape(line)}</b></p>" if i == 0 else f"<p>{html.escape(line)}</p>"
+            for i, line in enumerate(verdict)
+        )
+        + "</div>"
+        if verdict
+        else ""
+    )
     body = f"""<!doctype html><html><head><meta charset="utf-8"><title>mutomo run report</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style>
 </head><body>
@@ -191,6 +203,7 @@ Training time: {train_s:.0f} s; whole run: {total_s:.0f} s.</p>
 test volume. <b>physical</b> readouts have hard panel edges, hits drawn with the panel efficiency and a trigger
 (<i>physical</i>: 2 hits a side; <i>physical_minK</i>: K; <i>physical_all</i>: every panel); <b>smooth</b> is the
 relaxation used in training.</p>
+{warning}
 <h2>Metrics on the test volumes (value &plusmn; statistical error)</h2>
 <div class=table>{_metric_table(entries, readouts)}</div>
 <h2>Paired differences (same volumes and muons)</h2>
