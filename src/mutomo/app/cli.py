@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from mutomo import __version__
+from mutomo.app.check import check
 from mutomo.app.demo import run_demo
 from mutomo.app.run import run
 from mutomo.app.sweep import run_sweep
@@ -27,7 +28,7 @@ from mutomo.config.build import (
     with_sizes,
 )
 from mutomo.config.sanity import before_run
-from mutomo.config.schema import builtin_configs, load_config, parse_config
+from mutomo.config.schema import RunConfig, builtin_configs, load_config, parse_config
 from mutomo.design.base import Design
 from mutomo.design.describe import DESIGN_KINDS, design_from_description
 from mutomo.errors import ConfigError, DesignFileError, MutomoError, RunDirectoryError, naming_the_source
@@ -76,6 +77,7 @@ def _list_tasks() -> None:
         t = config.task
         print(f"{name}: {t.kind} ({t.inference}); designs: {', '.join(config.designs)}")
         print(f"    {config.description}")
+        print(f"    {_budget_and_designs(config)}")
     print('run one with `mutomo optimise NAME`; start your own with `extends = "NAME"` in a configuration')
     print("\ntask kinds (task.kind) and their inferences (task.inference):")
     for kind, cls in TASK_KINDS.items():
@@ -87,6 +89,24 @@ def _list_tasks() -> None:
     for option in MOMENTUM_OPTIONS.values():
         print(f"    {option.name}: {option.summary}")
     print(f"design kinds: {', '.join(DESIGN_KINDS)}; gradient-free methods (sweep.methods): {', '.join(METHODS)}")
+
+
+def _budget_and_designs(config: RunConfig) -> str:
+    """One line: the budget and each named design's cost and panels (``mutomo tasks``)."""
+    problem = build_problem(config)
+    costs = []
+    for name in config.designs:
+        design = problem.design(name, (), None, what=f"designs.{name}")
+        with torch.no_grad():
+            d = design.detector()
+            cost = float(design.cost())
+        costs.append(f"{name} {d.n_panels('above')}+{d.n_panels('below')} panels, cost {cost:.5g}")
+    dc = config.design
+    if dc.fixed_budget:
+        budget = f"fixed {dc.budget:.5g}" if dc.budget is not None else f"fixed at the start's ({dc.start}) cost"
+    else:
+        budget = f"soft {dc.budget:.5g}" if dc.budget is not None else "none"
+    return f"budget {budget}; start {dc.start}; " + "; ".join(costs)
 
 
 EXIT_CODES = """exit codes: 0 success; 2 input refused (the message names the file, field or row);
@@ -121,6 +141,32 @@ def _parser() -> argparse.ArgumentParser:
         help="list the built-in benchmarks (scene, task and human designs) and every choice a configuration names",
         epilog=EXIT_CODES,
     )
+    chk = sub.add_parser(
+        "check",
+        help="validate a configuration and print what a run would do: the merged configuration, budget and "
+        "designs, muons, volumes and the headline metric's error, warnings, an estimated run time; draw a scene "
+        "preview",
+        description="Validate CONFIG and build everything a run builds (refusing what a run would refuse), then "
+        "print what `mutomo optimise` would do, without doing it: the merged configuration (after `extends`), "
+        "the budget and each named design's cost, the muons per test volume and per training epoch, the test "
+        "and calibration volumes and roughly what error they give on the headline metric, the sanity "
+        "warnings (implausible densities, designs that do not fit the scene, too few muons per voxel), and a "
+        "run time estimated from one timed training batch and one timed test volume on this machine. The "
+        "scene preview draws volumes of the scene (with and without the target, or two fill heights) in side "
+        "view with every named design's panels around them.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chk.add_argument("config", help="configuration file, or the name of a built-in benchmark (see `mutomo tasks`)")
+    chk.add_argument(
+        "--figure",
+        type=Path,
+        default=Path("scene_preview.png"),
+        metavar="PNG",
+        help="where to draw the scene preview (PNG, and an SVG beside it; default scene_preview.png)",
+    )
+    chk.add_argument("--no-figure", action="store_true", help="skip the scene preview")
+    chk.add_argument("--no-timing", action="store_true", help="skip the short timing (and the run-time estimate)")
     opt = sub.add_parser(
         "optimise",
         help="optimise a detector: a TOML/YAML configuration or a built-in benchmark",
@@ -462,6 +508,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         tune_allocator()  # loops of steps: reuse freed memory instead of page-faulting it in again
     if args.command == "tasks":
         _list_tasks()
+    elif args.command == "check":
+        check(load_config(args.config), args.config, None if args.no_figure else args.figure, not args.no_timing)
     elif args.command == "optimise":
         _optimise(args)
     elif args.command == "evaluate":

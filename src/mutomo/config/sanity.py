@@ -56,9 +56,12 @@ def _overlaps(lo: float, hi: float, centre: float, span: float) -> bool:
 def design_warnings(config: RunConfig, problem: Problem) -> list[str]:
     """A warning for each named design (``[designs]``) that does not fit the scene: one that
     cannot be built in the region (a panel outside it), or one with no panel over the scene's
-    footprint on a side. Designs inherited through ``extends`` are named as such."""
+    footprint on a side. Designs inherited through ``extends`` are named as such. (A design the
+    run uses, ``design.start`` or ``evaluation.compare``, that cannot be built is refused by the
+    run itself, not warned of.)"""
     x0, x1, y0, y1, _, _ = problem.scene.box
     inherited = config.inherited_designs
+    used = {config.design.start, *config.evaluation.compare}
     out = []
     for name in config.designs:
         label = f"design {name!r}" + (f" (inherited from {inherited[name]})" if name in inherited else "")
@@ -66,6 +69,8 @@ def design_warnings(config: RunConfig, problem: Problem) -> list[str]:
             design = problem.design(name, (), None, what=f"designs.{name}")
             detector = design.detector()
         except MutomoError as exc:
+            if name in used:  # the run refuses it, naming the field: no warning besides
+                continue
             reason = str(exc).removeprefix(f"designs.{name} {name!r} (designs.{name}): ")
             out.append(f"{label} does not fit this scene: {reason}")
             continue
