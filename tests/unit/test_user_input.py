@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mutomo.app.cli import main
-from mutomo.config import build_problem, load_config, parse_config
+from mutomo.config import RunConfig, build_problem, load_config, parse_config
 from mutomo.config.build import build_design, comparison_designs, evaluation_settings
 from mutomo.errors import ConfigError
 
@@ -87,3 +87,25 @@ def test_extends_missing_file_and_circles_are_refused(tmp_path):
         load_config(a)
     with pytest.raises(ConfigError, match="extends must be"):
         parse_config({"extends": 3})
+
+
+def test_reference_describes_the_budget_keys_and_the_batch_rule():
+    """The configuration reference is generated from the schema's descriptions: the keys a new
+    user needed and could not find are described there."""
+    schema = RunConfig.model_json_schema()
+    defs = schema["$defs"]
+    assert ">= 6" in defs["TrainingConfig"]["properties"]["volumes_per_epoch"]["description"]
+    assert "clean reference volumes" in defs["TaskConfig"]["properties"]["reference"]["description"]
+    for key in ("budget", "fixed_budget", "trainable"):
+        assert defs["DesignConfig"]["properties"][key]["description"], key
+    for key in ("per_m2", "reference_resolution", "reference_efficiency", "resolution_exponent", "per_panel"):
+        assert defs["CostConfig"]["properties"][key]["description"], key
+
+
+def test_presence_batch_below_six_volumes_is_refused_naming_the_field(tmp_path, capsys):
+    path = tmp_path / "small_batch.toml"
+    path.write_text('extends = "waste_block"\n[training]\nvolumes_per_epoch = 4\n')
+    assert main(["check", str(path), "--no-figure", "--no-timing"]) == 2
+    assert "training.volumes_per_epoch must be >= 6 for this presence task; got 4" in capsys.readouterr().err
+    path.write_text('extends = "waste_block"\n[task]\nreference = "volume"\n[training]\nvolumes_per_epoch = 4\n')
+    assert main(["check", str(path), "--no-figure", "--no-timing"]) == 0  # no clean references: 4 is enough

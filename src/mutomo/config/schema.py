@@ -57,7 +57,14 @@ class TaskConfig(Strict):
     false_alarm: float = Field(0.01, gt=0, lt=1, description="presence: false-alarm rate of the metrics")
     goal: float = Field(0.95, gt=0, lt=1, description="presence: detection efficiency whose exposure is reported")
     reference: Literal["clean", "volume", "layer"] = Field(
-        "clean", description="presence: voxel z-scores against clean reference volumes, the volume, or its layers"
+        "clean",
+        description="presence: what each voxel's score is compared with. 'clean' (default): its mean and spread "
+        "over clean reference volumes (drawn without the target, seen by the same detector at the same exposure: "
+        "an operator scanning known-clean cargo); it fits the background, so a dense background does not read "
+        "as a target. In evaluation the references are the calibration volumes (evaluation.calibration_volumes), "
+        "in training the batch's own volumes without the target, so training.volumes_per_epoch must be >= 6. "
+        "'volume': robust z-scores against the median and spread of the volume's own voxels; 'layer': the same per "
+        "horizontal layer (no reference volumes; for a uniform background)",
     )
     step_length: float = Field(0.05, gt=0, le=1.0, description="propagation step (m)")
 
@@ -115,10 +122,18 @@ class CostConfig(Strict):
     """The cost model: ``per_m2 * area * (reference_resolution / resolution) ** resolution_exponent
     * ln(1 - efficiency) / ln(1 - reference_efficiency) + per_panel`` per panel."""
 
-    per_m2: float = Field(1000.0, gt=0)
-    reference_resolution: float = Field(1e-4, gt=0, le=0.1)
-    reference_efficiency: float = Field(0.9, gt=0, lt=1)
-    resolution_exponent: float = Field(1.0, ge=0, le=4)
+    per_m2: float = Field(
+        1000.0, gt=0, description="price of 1 m^2 of panel at the reference resolution and efficiency (any currency)"
+    )
+    reference_resolution: float = Field(
+        1e-4, gt=0, le=0.1, description="m; a panel this fine costs per_m2 a square metre (finer costs more)"
+    )
+    reference_efficiency: float = Field(
+        0.9, gt=0, lt=1, description="a panel this efficient costs per_m2 a square metre (higher costs more)"
+    )
+    resolution_exponent: float = Field(
+        1.0, ge=0, le=4, description="how fast the price grows with finer resolution (0: resolution is free)"
+    )
     per_panel: float = Field(0.0, ge=0, description="fixed cost of every panel (readout, mechanics)")
 
 
@@ -217,9 +232,20 @@ class DesignSpec(Strict):
 
 
 class DesignConfig(Strict):
+    """What is trained: the starting design, which of its parameter groups move, and the budget."""
+
     start: str = Field(description="a design named under [designs], or a design JSON file")
-    trainable: list[Group] = ["xy", "z", "size"]
-    fixed_budget: bool = True
+    trainable: list[Group] = Field(
+        ["xy", "z", "size"],
+        description="parameter groups that training moves: xy (panel centres), z (heights), size (spans), "
+        "resolution, efficiency; the others keep the start's values",
+    )
+    fixed_budget: bool = Field(
+        True,
+        description="true: every design costs exactly the budget (training trades area, resolution and efficiency "
+        "within it, and the evaluation.compare designs are scaled to it: a like-for-like comparison); false: "
+        "the cost is free, with a soft penalty above design.budget if one is given",
+    )
     budget: float | None = Field(
         None,
         gt=0,
@@ -229,13 +255,24 @@ class DesignConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    epochs: int = Field(200, ge=1, le=100_000)
-    volumes_per_epoch: int = Field(8, ge=4, le=1024)
+    """How the design is trained: batches of drawn volumes, one gradient step an epoch."""
+
+    epochs: int = Field(200, ge=1, le=100_000, description="gradient steps (one batch of volumes each)")
+    volumes_per_epoch: int = Field(
+        8,
+        ge=4,
+        le=1024,
+        description="volumes of each epoch's batch: even (a task whose loss needs pairs sees each volume twice) and "
+        ">= 4; a presence task with task.reference = 'clean' (the default) needs >= 6, for its clean references "
+        "come from the batch's volumes without the target (refused before anything is simulated otherwise)",
+    )
     muons_per_volume: int | None = Field(None, ge=10, le=10_000_000, description="default: the task's")
     exposure_s: float | None = Field(None, gt=0, le=1e7, description="or exposure per training volume (s)")
-    validation_volumes: int = Field(16, ge=0, le=10_000)
-    validate_every: int = Field(20, ge=1)
-    seed: int = Field(0, ge=0)
+    validation_volumes: int = Field(
+        16, ge=0, le=10_000, description="fixed volumes the design is validated on (0: none, and no best_validated)"
+    )
+    validate_every: int = Field(20, ge=1, description="epochs between validations")
+    seed: int = Field(0, ge=0, description="seeds the training volumes and muons")
     warmup_epochs: int = Field(5, ge=0)
     final_lr_fraction: float = Field(0.1, gt=0, le=1)
     smoothness: tuple[Positive, Positive] = (0.05, 0.005)
