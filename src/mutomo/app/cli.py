@@ -8,6 +8,7 @@ import json
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,14 @@ from mutomo.config.sanity import before_run
 from mutomo.config.schema import RunConfig, builtin_configs, load_config, parse_config
 from mutomo.design.base import Design
 from mutomo.design.describe import DESIGN_KINDS, design_from_description
-from mutomo.errors import ConfigError, DesignFileError, MutomoError, RunDirectoryError, naming_the_source
+from mutomo.errors import (
+    ConfigError,
+    DesignFileError,
+    MutomoError,
+    MutomoWarning,
+    RunDirectoryError,
+    naming_the_source,
+)
 from mutomo.io.files import RERUN, read_json, writable_dir, writable_file
 from mutomo.io.gdml import PANEL_MATERIAL, require_pyg4ometry, write_gdml
 from mutomo.optimise.evaluate import TEST_STREAM, metrics_json, paired, summarise
@@ -534,9 +542,25 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         _export(args)
 
 
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    """Print a :class:`MutomoWarning` as one ``warning:`` line; others as Python prints them."""
+    if isinstance(category, type) and issubclass(category, MutomoWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 success, 2 refused input, 1 failure,
     130 interrupted). No traceback is printed unless ``--debug`` is given."""
+    previous, warnings.showwarning = warnings.showwarning, _show_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = previous
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)

@@ -122,18 +122,18 @@ def run(
             f"{run_dir} holds a run with a different configuration; start it afresh (--fresh) or use another --output"
         )
     saved.write_text(config.model_dump_json(indent=2))
-    (run_dir / "design_initial.json").write_text(design.to_json())
+    (run_dir / "design_initial.json").write_text(problem.design_json(design))
     start = time.perf_counter()
     designs = {"initial": design_from_description(design.describe(), problem.cost_model), **comparisons}
     observations = {name: observations_cached(run_dir, name, d, problem, settings) for name, d in designs.items()}
     history = optimise(design, problem, training, run_dir=run_dir, resume=resume, progress=progress)
     (run_dir / "history.json").write_text(history.to_json())
-    (run_dir / "design_final.json").write_text(design.to_json())
+    (run_dir / "design_final.json").write_text(problem.design_json(design))
     designs["optimised"] = design
     observations["optimised"] = observations_cached(run_dir, "optimised", design, problem, settings)
     best = best_validated(history, problem)
     if best is not None:
-        (run_dir / "design_best.json").write_text(best.to_json())
+        (run_dir / "design_best.json").write_text(problem.design_json(best))
         designs["best_validated"] = best
         observations["best_validated"] = observations_cached(run_dir, "best_validated", best, problem, settings)
     evaluations = write_evaluations(run_dir, problem, designs, observations)
