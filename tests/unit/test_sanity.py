@@ -99,7 +99,7 @@ def test_chance_verdict_for_presence():
     at_chance = _evaluations("presence", {"a": {"auc": [0.46, 0.05]}, "b": {"auc": [0.64, 0.08]}})
     lines = chance_lines(at_chance)
     assert lines[0].startswith("The question cannot be answered as posed at 300 s of exposure: every design is no")
-    assert "a: AUC 0.46 +- 0.05; b: AUC 0.64 +- 0.08" in lines[0] and "longer exposure" in lines[1]
+    assert "a: AUC 0.460 +- 0.050; b: AUC 0.640 +- 0.080" in lines[0] and "longer exposure" in lines[1]
     one_better = _evaluations("presence", {"a": {"auc": [0.46, 0.05]}, "b": {"auc": [0.80, 0.05]}})
     assert chance_lines(one_better) == []
 
@@ -141,9 +141,36 @@ def test_a_run_at_chance_says_so_on_the_command_line_and_in_the_report(tmp_path,
     assert main(["optimise", str(path), "--output", str(run_dir)]) == 0
     err = capsys.readouterr().err
     assert "warning: task.exposure_s = 0.5 s gives about" in err
+    assert "evaluating initial on 8 test + 4 calibration volumes x 90 muons ..." in err  # no silent minutes
+    assert "evaluated optimised in" in err
     evaluations = json.loads((run_dir / "evaluations.json").read_text())
     aucs = [d["physical"]["auc"] for d in evaluations["designs"].values()]
     assert all(abs(v - 0.5) <= 2 * e for v, e in aucs), aucs  # the seeds are fixed: always at chance
     assert "warning: The question cannot be answered as posed at 0.502 s of exposure" in err
     assert "warning: What would help: a longer exposure" in err
     assert "The question cannot be answered as posed" in (run_dir / "report.html").read_text()
+
+
+def test_advice_leaves_out_what_the_task_already_does():
+    base = {"kind": "presence", "exposure_s": 30.0}
+    asr_clean = chance_lines(
+        {
+            **_evaluations("presence", {"a": {"auc": [0.5, 0.1]}}),
+            "task": {**base, "inference": "asr", "reference": "clean"},
+        }
+    )[1]
+    assert "longer exposure" in asr_clean and "task.reference" not in asr_clean and "task.inference" not in asr_clean
+    poca_volume = chance_lines(
+        {
+            **_evaluations("presence", {"a": {"auc": [0.5, 0.1]}}),
+            "task": {**base, "inference": "poca", "reference": "volume"},
+        }
+    )[1]
+    assert 'task.reference = "clean"' in poca_volume and 'task.inference = "asr"' in poca_volume
+    mlem = chance_lines(
+        {
+            **_evaluations("presence", {"a": {"auc": [0.5, 0.1]}}),
+            "task": {**base, "inference": "mlem", "momentum": "flux_mean"},
+        }
+    )[1]
+    assert 'task.momentum = "marginal"' in mlem

@@ -44,6 +44,7 @@ from mutomo.io.files import RERUN, read_json, writable_dir, writable_file
 from mutomo.io.gdml import PANEL_MATERIAL, require_pyg4ometry, write_gdml
 from mutomo.optimise.evaluate import TEST_STREAM, metrics_json, paired, summarise
 from mutomo.optimise.loop import TrainingSettings
+from mutomo.optimise.metric_text import metric_label, value_text
 from mutomo.optimise.problem import Problem
 from mutomo.optimise.verdict import chance_lines
 from mutomo.plotting.landscape import write_landscape_figures
@@ -71,10 +72,7 @@ def _print_evaluations(evaluations: dict) -> None:
         for name, entry in evaluations[section].items():
             for readout in evaluations["readouts"]:
                 metrics = entry.get(readout, {})
-                text = "  ".join(
-                    f"{m} {v:.4g} +- {e:.2g}" if v is not None and e is not None else f"{m} {v}"
-                    for m, (v, e) in metrics.items()
-                )
+                text = "  ".join(f"{metric_label(m)} {value_text(m, ve, '+-')}" for m, ve in metrics.items())
                 print(f"  {name:28s} {readout:15s} {text}")
 
 

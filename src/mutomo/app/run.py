@@ -26,7 +26,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +50,32 @@ from mutomo.optimise.problem import Problem
 from mutomo.optimise.verdict import no_information
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def observations_cached(
-    run_dir: Path, name: str, design: Design, problem: Problem, settings: EvaluationSettings
+    run_dir: Path,
+    name: str,
+    design: Design,
+    problem: Problem,
+    settings: EvaluationSettings,
+    say: Callable[[str], None] | None = None,
 ) -> DesignObservations:
     """``design``'s observations, read from ``observations/NAME.npz`` if computed before (with
-    ``NAME.json`` holding the design and the seconds it took)."""
+    ``NAME.json`` holding the design and the seconds it took); ``say`` reports the evaluation's
+    start and end (a minute or more of work on a large evaluation)."""
     path = run_dir / "observations" / f"{name}.npz"
     if path.exists():
         return DesignObservations.load(path)
     start = time.perf_counter()
+    if say is not None:
+        calibration = settings.calibration_volumes if problem.task.needs_calibration else 0
+        plus = f" + {calibration} calibration" if calibration else ""
+        say(f"evaluating {name} on {settings.n_volumes} test{plus} volumes x {problem.n_muons:,} muons ...")
     obs = observe_design(design, problem, settings)
+    if say is not None:
+        say(f"evaluated {name} in {time.perf_counter() - start:.0f} s")
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"design": design.describe(), "seconds": time.perf_counter() - start}
     path.with_suffix(".json").write_text(json.dumps(record, indent=1))
@@ -77,6 +95,7 @@ def write_evaluations(
             "momentum": problem.momentum.name,
             "muons_per_volume": problem.n_muons,
             "exposure_s": problem.exposure_s,
+            "reference": getattr(problem.task, "reference", None),
         },
         "designs": {},
         "paired": {},
@@ -125,20 +144,34 @@ def run(
     (run_dir / "design_initial.json").write_text(problem.design_json(design))
     start = time.perf_counter()
     designs = {"initial": design_from_description(design.describe(), problem.cost_model), **comparisons}
-    observations = {name: observations_cached(run_dir, name, d, problem, settings) for name, d in designs.items()}
-    history = optimise(design, problem, training, run_dir=run_dir, resume=resume, progress=progress)
+    say = _say if progress else None
+    observations = {name: observations_cached(run_dir, name, d, problem, settings, say) for name, d in designs.items()}
+    seconds = [_recorded_seconds(run_dir, name) for name in designs]
+    after = sum(seconds) / max(len(seconds), 1) * (2 if training.validation_volumes else 1)
+    history = optimise(
+        design, problem, training, run_dir=run_dir, resume=resume, progress=progress, evaluation_after_s=after
+    )
     (run_dir / "history.json").write_text(history.to_json())
     (run_dir / "design_final.json").write_text(problem.design_json(design))
     designs["optimised"] = design
-    observations["optimised"] = observations_cached(run_dir, "optimised", design, problem, settings)
+    observations["optimised"] = observations_cached(run_dir, "optimised", design, problem, settings, say)
     best = best_validated(history, problem)
     if best is not None:
         (run_dir / "design_best.json").write_text(problem.design_json(best))
         designs["best_validated"] = best
-        observations["best_validated"] = observations_cached(run_dir, "best_validated", best, problem, settings)
+        observations["best_validated"] = observations_cached(run_dir, "best_validated", best, problem, settings, say)
     evaluations = write_evaluations(run_dir, problem, designs, observations)
     write_timing(run_dir, history, list(designs), time.perf_counter() - start)
     return evaluations
+
+
+def _recorded_seconds(run_dir: Path, name: str) -> float:
+    """Seconds the evaluation of design ``name`` took (``observations/NAME.json``), 0 if unknown."""
+    record = run_dir / "observations" / f"{name}.json"
+    try:
+        return float(json.loads(record.read_text()).get("seconds", 0.0))
+    except (OSError, ValueError, AttributeError):
+        return 0.0
 
 
 def best_validated(history: History, problem: Problem) -> Design | None:

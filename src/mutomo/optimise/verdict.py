@@ -17,28 +17,47 @@ from typing import Any
 import numpy as np
 
 from mutomo.optimise.evaluate import DesignObservations
+from mutomo.optimise.metric_text import round_to_error
 
 SIGMAS = 2.0
 """How many errors from the chance value still count as chance."""
 HEADLINE = "physical"
 """The headline readout's name in ``evaluations.json``."""
 
-ADVICE = {
-    "presence": (
-        "a longer exposure (task.exposure_s: the AUC's error falls as 1/sqrt(muons), and the "
-        "exposure-to-goal metric says how far the goal is); voxel scores against clean reference "
-        'volumes (task.reference = "clean": a method that fits the background); a method that '
-        'finds dense objects without true momenta (task.inference = "asr", or "mlem" with '
-        'momentum = "marginal": AUC 0.97-0.98 where PoCA gives 0.84 on the waste block, the '
-        "methods table of the README); larger voxels (scene.voxel)"
-    ),
-    "regression": (
-        "a longer exposure (task.muons_per_volume or task.exposure_s); designs whose panels cover "
-        "the scene (mutomo check warns of those that do not); more calibration volumes "
-        "(evaluation.calibration_volumes)"
-    ),
-}
-"""What would help, by task kind."""
+
+def advice(task: dict[str, Any]) -> str:
+    """What would help a task at chance (``task``: the ``task`` record of ``evaluations.json``),
+    leaving out what it already does."""
+    kind = task.get("kind")
+    if kind == "regression":
+        return (
+            "a longer exposure (task.muons_per_volume or task.exposure_s: the error falls as 1/sqrt(muons)); "
+            "designs whose panels cover the scene (mutomo check warns of those that do not); more calibration "
+            "volumes (evaluation.calibration_volumes)"
+        )
+    tips = [
+        "a longer exposure (task.exposure_s: four times the exposure halves the scores' noise; the "
+        "exposure-to-goal metric says how far the goal is)"
+    ]
+    if task.get("reference") not in (None, "clean"):
+        tips.append(
+            'voxel scores against clean reference volumes (task.reference = "clean": a method that fits the background)'
+        )
+    inference, momentum = task.get("inference"), task.get("momentum")
+    if inference not in ("asr", "mlem"):
+        tips.append(
+            'a method that finds dense objects without true momenta (task.inference = "asr", or "mlem" with '
+            'task.momentum = "marginal": AUC 0.97-0.98 where PoCA gives 0.84 on the waste block, the methods table '
+            "of the README)"
+        )
+    elif inference == "mlem" and momentum != "marginal":
+        tips.append('task.momentum = "marginal" (ML/EM marginalising each muon\'s unknown momentum)')
+    tips.append("larger voxels (scene.voxel: more muons per voxel)")
+    return "; ".join(tips)
+
+
+ADVICE_KINDS = ("presence", "regression")
+"""Task kinds with a chance value (imaging has none)."""
 
 
 def no_information(kind: str, observations: DesignObservations) -> dict[str, list[float]]:
@@ -59,12 +78,12 @@ def _at_chance(kind: str, metrics: dict[str, Any], chance: dict[str, list[float]
     if kind == "presence" and "auc" in metrics:
         value, error = metrics["auc"]
         if value is not None and error is not None and abs(value - 0.5) <= SIGMAS * error:
-            return f"AUC {value:.2f} +- {error:.2f}"
+            return f"AUC {round_to_error(value, error, '+-')}"
     if kind == "regression" and "mse" in metrics and "mse" in chance:
         value, error = metrics["mse"]
         base, base_error = chance["mse"]
         if value is not None and error is not None and value >= base - SIGMAS * math.hypot(error, base_error):
-            return f"MSE {value:.3g} +- {error:.2g}"
+            return f"MSE {round_to_error(value, error, '+-')} m²"
     return None
 
 
@@ -76,7 +95,7 @@ def chance_lines(evaluations: dict[str, Any]) -> list[str]:
     kind = task.get("kind")
     chance = task.get("no_information", {})
     designs = evaluations.get("designs", {})
-    if kind not in ADVICE or not designs:
+    if kind not in ADVICE_KINDS or not designs:
         return []
     found = {name: _at_chance(kind, entry.get(HEADLINE, {}), chance) for name, entry in designs.items()}
     if any(v is None for v in found.values()):
@@ -87,12 +106,12 @@ def chance_lines(evaluations: dict[str, Any]) -> list[str]:
         base, base_error = chance["mse"]
         what = (
             f"no better than answering the mean every time (MSE within {SIGMAS:g} errors of the no-information "
-            f"{base:.3g} +- {base_error:.2g})"
+            f"{round_to_error(base, base_error, '+-')} m²)"
         )
     exposure = task.get("exposure_s")
     at = f" at {exposure:.3g} s of exposure" if isinstance(exposure, (int, float)) else ""
     listed = "; ".join(f"{name}: {text}" for name, text in found.items())
     return [
         f"The question cannot be answered as posed{at}: every design is {what} ({listed}).",
-        f"What would help: {ADVICE[kind]}.",
+        f"What would help: {advice(task)}.",
     ]
