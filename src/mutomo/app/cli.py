@@ -377,6 +377,7 @@ def _landscape(args: argparse.Namespace) -> None:
     result = run_landscape(problem, template, training, evaluation, settings, humans)
     if settings.front_points:
         result["front"] = budget_front(problem, template, training, evaluation, settings, humans)
+    result["made_for"] = problem.made_for
     figures = save_landscape(output, result)[1:] + write_landscape_figures(output, result, problem.scene.box)
     print("\n".join(landscape_lines(result)))
     print(f"landscape written to {output / 'landscape.json'}; also {', '.join(str(f) for f in figures)}")

@@ -105,6 +105,7 @@ def run_sweep(
     report("evaluating the finished designs on the test volumes ...")
     result = gather(s.problem, plan, results, evaluation, humans, s.template)
     result["seconds"]["sweep"] = time.perf_counter() - t0
+    result["made_for"] = s.problem.made_for
 
     figures = save_landscape(folder, result)[1:] + write_landscape_figures(folder, result, s.problem.scene.box)
     for line in landscape_lines(result) + methods_lines(result["methods"], result["metric"]["name"]):
