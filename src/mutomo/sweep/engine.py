@@ -83,7 +83,7 @@ def use_token_if_available() -> bool:
     ``ray start`` does: ``ray.init(address=...)`` never does it itself, so that joining a cluster
     that ``ray start --head`` started with token authentication fails with ``InvalidAuthToken``.
     A client that sends a token also joins a cluster without authentication. Returns whether
-    token authentication is on. Uses Ray's own token loader (a private module of Ray >= 2.52;
+    token authentication is on. Uses Ray's own token loader (a private module of recent Ray, 2.60 here;
     with an older Ray, nothing is done)."""
     try:
         from ray._private.authentication.authentication_token_setup import (
