@@ -174,3 +174,17 @@ def test_advice_leaves_out_what_the_task_already_does():
         }
     )[1]
     assert 'task.momentum = "marginal"' in mlem
+
+
+def test_sweep_prints_the_warnings_before_anything_runs(tmp_path, capsys):
+    config = tmp_path / "scrap.toml"
+    config.write_text(
+        'extends = "waste_block"\n[[materials]]\nname = "scrap"\ndensity = 7.85\ncomposition = { Fe = 1.0 }\n'
+        '[scene]\nbackground = { material = "scrap" }\n[sweep]\nstarts = 1\n'
+    )
+    blocked = tmp_path / "a_file"
+    blocked.write_text("not a folder")
+    assert main(["sweep", str(config), "--output", str(blocked)]) == 2  # refused before any trial
+    captured = capsys.readouterr()
+    assert "warning: materials[0] (scrap): density 7.85 kg/m^3 is implausible" in captured.out
+    assert "--output" in captured.err

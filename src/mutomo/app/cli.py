@@ -362,6 +362,7 @@ def _landscape(args: argparse.Namespace) -> None:
         template = build_design(config, problem)
         humans = comparison_designs(config, problem, template.budget)
         evaluation_settings(config).check_triggers({config.design.start: template, **humans})
+        _warn(before_run(config, problem))
     try:
         check_front(template, settings)
     except MutomoError as exc:

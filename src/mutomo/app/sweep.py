@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mutomo.config.build import comparison_designs, evaluation_settings
+from mutomo.config.sanity import before_run
 from mutomo.config.schema import load_config
 from mutomo.errors import ConfigError, MutomoError, RunDirectoryError, naming_the_source
 from mutomo.io.files import writable_dir
@@ -72,6 +73,8 @@ def run_sweep(
         s = setting(config, overrides)
         humans = comparison_designs(config, s.problem, s.template.budget)
         evaluation_settings(config).check_triggers({config.design.start: s.template, **humans})
+        for line in before_run(config, s.problem):
+            report(f"warning: {line}")
         try:
             check_front(s.template, plan.landscape)
         except MutomoError as exc:
