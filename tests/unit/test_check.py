@@ -19,6 +19,9 @@ def test_check_prints_what_a_run_would_do_and_draws_the_scene(tmp_path, capsys):
     out = capsys.readouterr().out
     merged = yaml.safe_load(out.split("\n\n")[0].split("\n", 1)[1])  # the merged configuration, as YAML
     assert merged["task"]["muons_per_volume"] == 200 and merged["scene"]["voxel"] == 0.1  # own and inherited
+    saved = tmp_path / "merged.yaml"
+    saved.write_text(yaml.safe_dump(merged))
+    assert load_config(saved).model_dump() == load_config(config).model_dump()  # valid as a file of its own
     for said in (
         "small.toml: valid. What `mutomo optimise` would do:",
         "task: regression by fill_statistic",
