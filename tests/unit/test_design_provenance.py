@@ -76,3 +76,19 @@ def test_a_hand_written_design_outside_the_region_is_still_refused(ladle_design_
         build_problem(parse_config(json.loads(json.dumps(load_config(config).model_dump())))).design(
             str(bare), (), None
         )
+
+
+def test_exporting_a_design_of_another_scene_warns_and_names_the_overlap(ladle_design_file, tmp_path, capsys):
+    """The ladle's design exported with a waste-block volume: warned by name, and its panels below
+    (z 0.32-0.35 m, inside the block's 0-1 m) refused as overlapping the volume, not as too thick."""
+    pytest.importorskip("pyg4ometry")
+    _, path = ladle_design_file
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(load_config("waste_block").model_dump_json())
+    assert main(["export", str(run), "--gdml", str(tmp_path / "x.gdml"), "--design", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "warning: design file" in err and "design made for ladle_furnace, exported with a volume of waste_block" in err
+    )
+    assert "lies inside the scanned volume" in err and "thinner" not in err

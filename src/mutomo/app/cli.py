@@ -468,6 +468,15 @@ def _run_design(run_dir: Path, name: str, problem: Problem) -> Design:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DesignFileError(f"design file {path}: unreadable ({exc})") from None
     if isinstance(description, dict) and ("bounds" in description or "kind" in description):  # by describe()
+        made_for = description.get("made_for")
+        if isinstance(made_for, dict) and made_for.get("fingerprint") != problem.made_for["fingerprint"]:
+            warnings.warn(
+                MutomoWarning(
+                    f"design file {path}: design made for {made_for.get('problem')}, exported with a volume of "
+                    f"{problem.made_for['problem']}"
+                ),
+                stacklevel=2,
+            )
         return load_design_description(description, f"design file {path}")
     return problem.design(str(path), (), None, what="--design")  # a hand-written design file
 
