@@ -62,6 +62,8 @@ def test_evaluating_a_design_on_another_scene_is_warned_by_name(ladle_design_fil
     err = capsys.readouterr().err
     assert f"warning: design file {path}: design made for ladle_furnace (regression by fill_statistic" in err
     assert "evaluated on ladle_moved" in err and out.exists()
+    task = json.loads(out.read_text())["task"]  # what the at-chance verdict of `mutomo evaluate` reads
+    assert task["kind"] == "regression" and task["no_information"]["mse"][0] > 0
 
 
 def test_a_hand_written_design_outside_the_region_is_still_refused(ladle_design_file, tmp_path):

@@ -188,3 +188,16 @@ def test_sweep_prints_the_warnings_before_anything_runs(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "warning: materials[0] (scrap): density 7.85 kg/m^3 is implausible" in captured.out
     assert "--output" in captured.err
+
+
+def test_the_verdict_reads_the_headline_trigger():
+    """With evaluation.min_hits = [3, 2] the headline is physical_min3: a design at chance there
+    is at chance even if its 2-hit readout ("physical") is not."""
+    evaluations = {
+        "task": {"kind": "presence", "exposure_s": 60.0},
+        "readouts": ["smooth", "physical_min3", "physical"],
+        "designs": {"a": {"physical_min3": {"auc": [0.52, 0.06]}, "physical": {"auc": [0.9, 0.03]}}},
+    }
+    assert chance_lines(evaluations)[0].startswith("The question cannot be answered")
+    evaluations["readouts"] = ["smooth", "physical", "physical_min3"]
+    assert chance_lines(evaluations) == []

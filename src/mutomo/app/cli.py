@@ -46,7 +46,7 @@ from mutomo.optimise.evaluate import TEST_STREAM, metrics_json, paired, summaris
 from mutomo.optimise.loop import TrainingSettings
 from mutomo.optimise.metric_text import metric_label, value_text
 from mutomo.optimise.problem import Problem
-from mutomo.optimise.verdict import chance_lines
+from mutomo.optimise.verdict import chance_lines, no_information
 from mutomo.plotting.landscape import write_landscape_figures
 from mutomo.plotting.run_report import write_run_report
 from mutomo.reco.methods import VOXEL_METHODS
@@ -429,7 +429,16 @@ def _evaluate(args: argparse.Namespace) -> None:
             for name, o in zip(names[1:], obs[1:], strict=True)
         },
     }
+    result["task"] = {
+        "kind": problem.task.kind,
+        "inference": problem.task.inference,
+        "momentum": problem.momentum.name,
+        "exposure_s": problem.exposure_s,
+        "reference": getattr(problem.task, "reference", None),
+        "no_information": no_information(problem.task.kind, obs[0]),
+    }
     _print_evaluations(result)
+    _warn(chance_lines(result))
     args.json.write_text(json.dumps(result, indent=1))
     print(f"metrics written to {args.json}")
 

@@ -22,7 +22,13 @@ from mutomo.optimise.metric_text import round_to_error
 SIGMAS = 2.0
 """How many errors from the chance value still count as chance."""
 HEADLINE = "physical"
-"""The headline readout's name in ``evaluations.json``."""
+"""The name the headline readout has unless the first trigger of ``evaluation.min_hits`` is not
+2 hits a side (then ``physical_minK`` or ``physical_all``: the first physical readout)."""
+
+
+def headline(readouts: list[str]) -> str:
+    """The headline readout among ``readouts`` (``evaluations.json``'s order): the first physical one."""
+    return next((r for r in readouts if r.startswith("physical")), HEADLINE)
 
 
 def advice(task: dict[str, Any]) -> str:
@@ -63,9 +69,9 @@ ADVICE_KINDS = ("presence", "regression")
 def no_information(kind: str, observations: DesignObservations) -> dict[str, list[float]]:
     """The no-information answer's metrics (regression: ``{"mse": [variance of the truth over the
     test volumes, its error]}``; none for other kinds, whose chance value is fixed)."""
-    if kind != "regression" or HEADLINE not in observations.test:
+    if kind != "regression" or not observations.test:
         return {}
-    truths = np.asarray(observations.test[HEADLINE].truths, dtype=float)
+    truths = np.asarray(next(iter(observations.test.values())).truths, dtype=float)  # the same in every readout
     n = len(truths)
     if n < 2:
         return {}
@@ -97,7 +103,8 @@ def chance_lines(evaluations: dict[str, Any]) -> list[str]:
     designs = evaluations.get("designs", {})
     if kind not in ADVICE_KINDS or not designs:
         return []
-    found = {name: _at_chance(kind, entry.get(HEADLINE, {}), chance) for name, entry in designs.items()}
+    first = headline(list(evaluations.get("readouts", [HEADLINE])))
+    found = {name: _at_chance(kind, entry.get(first, {}), chance) for name, entry in designs.items()}
     if any(v is None for v in found.values()):
         return []
     if kind == "presence":
