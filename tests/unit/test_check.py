@@ -77,3 +77,10 @@ def test_tasks_lists_each_builtin_budget_and_designs(capsys):
     out = capsys.readouterr().out
     assert "budget fixed at the start's (poor) cost; start poor; poor 4+4 panels, cost 5999.6" in out
     assert "human_close 3+3 panels, cost" in out  # waste_block
+
+
+def test_check_names_hodoscope_modules_and_their_price(capsys):
+    assert main(["check", "lorry_uranium", "--no-figure", "--no-timing"]) == 0
+    out = capsys.readouterr().out
+    assert "budget: none (free cost, no penalty); hodoscope modules are bought as built, 25000 each" in out
+    assert "poor: 6 panels above, 6 below (4 hodoscope modules); cost 100000 [start]" in out

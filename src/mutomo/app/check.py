@@ -184,6 +184,8 @@ def check(
         budget = f"soft: {config.design.budget:.6g} (training adds a penalty above it)"
     else:
         budget = "none (free cost, no penalty)"
+    if config.hodoscope is not None:
+        budget += f"; hodoscope modules are bought as built, {config.hodoscope.cost:g} each"
     say(f"  budget: {budget}")
     say("  designs (cost as written; under a fixed budget the compared ones are scaled to it):")
     for name in config.designs:
@@ -197,8 +199,10 @@ def check(
             continue
         with torch.no_grad():
             detector = named.detector()
+        modules = config.designs[name].modules
+        held = f" ({len(modules)} hodoscope modules)" if modules else ""
         say(
-            f"    {name}: {detector.n_panels('above')} panels above, {detector.n_panels('below')} below; cost "
+            f"    {name}: {detector.n_panels('above')} panels above, {detector.n_panels('below')} below{held}; cost "
             f"{float(named.cost().detach()):.6g}" + (f" [{', '.join(role)}]" if role else "")
         )
     calibration = evaluation.calibration_volumes if problem.task.needs_calibration else 0
