@@ -77,6 +77,7 @@ def test_tasks_lists_each_builtin_budget_and_designs(capsys):
     out = capsys.readouterr().out
     assert "budget fixed at the start's (poor) cost; start poor; poor 4+4 panels, cost 5999.6" in out
     assert "human_close 3+3 panels, cost" in out  # waste_block
+    assert "see what it would do with `mutomo check FILE`" in out
 
 
 def test_check_names_hodoscope_modules_and_their_price(capsys):

@@ -84,7 +84,10 @@ def _list_tasks() -> None:
         print(f"{name}: {t.kind} ({t.inference}); designs: {', '.join(config.designs)}")
         print(f"    {config.description}")
         print(f"    {_budget_and_designs(config)}")
-    print('run one with `mutomo optimise NAME`; start your own with `extends = "NAME"` in a configuration')
+    print(
+        'run one with `mutomo optimise NAME`; start your own with `extends = "NAME"` (or a file of your own) in a '
+        "configuration, and see what it would do with `mutomo check FILE`"
+    )
     print("\ntask kinds (task.kind) and their inferences (task.inference):")
     for kind, cls in TASK_KINDS.items():
         print(f"    {kind}: {', '.join(cls.inferences)}")
