@@ -37,6 +37,11 @@ class RunDirectoryError(MutomoError):
     """A run directory that is missing, unfinished or cannot be written."""
 
 
+class MutomoWarning(UserWarning):
+    """Input that mutomo accepts but that may not mean what the user thinks (e.g. a design made
+    for another scene); the command line prints it as one ``warning:`` line."""
+
+
 class UnknownMaterialError(MutomoError, KeyError):
     """A material name that is neither built in nor defined (also a ``KeyError``, as a lookup)."""
 

@@ -142,7 +142,7 @@ x0_muons = 2000
     assert value > 0 and error > 0
     out = tmp_path / "metrics.json"
     assert main(["evaluate", str(run / "design_final.json"), "--config", str(config), "--json", str(out)]) == 0
-    assert "mse" in capsys.readouterr().out
+    assert "MSE (m²)" in capsys.readouterr().out
     metrics = json.loads(out.read_text())
     assert set(metrics["designs"][str(run / "design_final.json")]) >= {"smooth", "physical"}
     # paired against the configuration's evaluation.compare designs, on the same volumes and muons

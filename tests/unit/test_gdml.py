@@ -63,6 +63,10 @@ def test_round_trip_panels_materials_and_volumes(tmp_path):
     assert below.centre == pytest.approx((0.05, 0.4, 0.1), abs=1e-12)
     assert below.size == pytest.approx((0.9, 0.9, 2e-3), abs=1e-12)
     assert below.sensitive_detector == "PanelSD" and below.copy_number == 2
+    assert below.resolution == pytest.approx(2e-4, rel=1e-7) and below.efficiency == pytest.approx(0.95, rel=1e-7)
+    above = contents.panels["panel_above_0"]
+    assert above.resolution == pytest.approx(1e-4, rel=1e-7) and above.efficiency == pytest.approx(0.9, rel=1e-7)
+    assert 'auxtype="Resolution" auxvalue="0.2" auxunit="mm"' in text and 'auxtype="Efficiency" auxvalue="0.95"' in text
     assert contents.panels["panel_above_1"].centre == pytest.approx((0.0, 0.4, 1.0), abs=1e-12)
     assert set(contents.materials) == {"lead", "my_glass", "concrete"}  # air voxels are the world's G4_AIR
     assert contents.world_material == "G4_AIR"
@@ -92,14 +96,24 @@ def test_compare_names_what_differs(tmp_path):
     assert any(p.startswith("panel panel_above_0: centre") for p in problems)
     assert "panel panel_below_1: missing" in problems
     assert any(p.startswith("material lead: boxes of") for p in problems)
-    assert len(problems) == 3, problems
+    # the moved detector's panels have the default resolution 1e-4 m and efficiency 0.9; panel_below_0 was 2e-4, 0.95
+    assert "panel panel_below_0: Resolution 0.0002 m, expected 0.0001 m" in problems
+    assert "panel panel_below_0: Efficiency 0.95, expected 0.9" in problems
+    assert len(problems) == 5, problems
 
 
 def test_refusals(tmp_path, monkeypatch):
     pytest.importorskip("pyg4ometry")
     detector, volume = _detector(), _volume()
-    with pytest.raises(MutomoError, match="panel_below_0 .* overlaps the volume"):
+    with pytest.raises(MutomoError, match="panel_below_0 .* overlaps the volume.*give a thinner panel_thickness"):
         write_gdml(tmp_path / "a.gdml", detector, volume, panel_thickness=0.5)
+    inside = Detector(
+        [DetectorPanel((0.0, 0.4, 1.2), (1.0, 0.8)), DetectorPanel((0.0, 0.4, 0.4), (1.0, 0.8))],
+        [DetectorPanel((0.05, 0.4, 0.1), (0.9, 0.9))],
+    )
+    with pytest.raises(MutomoError, match=r"panel_above_1 \(z = 0.4 m\) lies inside the scanned volume") as info:
+        write_gdml(tmp_path / "a.gdml", inside, volume, panel_thickness=1e-3)
+    assert "thinner" not in str(info.value) and "overlaps the volume whatever its thickness" in str(info.value)
     with pytest.raises(MutomoError, match="panel_above_1 and panel_above_0 overlap"):
         write_gdml(tmp_path / "a.gdml", detector, volume, panel_thickness=0.3)
     with pytest.raises(MutomoError, match="G4_NOTHING.* not a Geant4 NIST material"):

@@ -161,3 +161,33 @@ def test_malformed_hdf5_names_the_dataset(tmp_path):
         read_hdf5(path)
     with pytest.raises(ValueError, match="no momentum"):
         write_csv(tmp_path / "x.csv", HitsData(sample_hits().above, sample_hits().below, None))
+
+
+@pytest.mark.parametrize("cell", ["nan", "", "NaN"])
+def test_csv_nan_z_of_a_recorded_hit_names_its_row(tmp_path, cell):
+    """A recorded hit (X and Y given) with no Z is refused naming its row and column, also when
+    it is the plane's only hit (once refused as 'plane 1 has no recorded hit')."""
+    bad_row = ROW.replace(",1400,", f",{cell},")
+    with pytest.raises(HitsFileError, match="row 3, column Z1: empty or nan, but X1 and Y1 record a hit"):
+        read_csv(write_text(tmp_path, HEADER + ROW + bad_row), resolution=1e-4, z_split=0.8)
+    with pytest.raises(HitsFileError, match="row 2, column Z1: empty or nan"):
+        read_csv(write_text(tmp_path, HEADER + bad_row + bad_row), resolution=1e-4, z_split=0.8)
+
+
+def test_csv_unrecorded_plane_may_leave_z_empty(tmp_path):
+    unrecorded = "1000,1,,3,4,5,,7,8,1500,,200,100\n"
+    data = read_csv(write_text(tmp_path, HEADER + ROW + unrecorded), resolution=1e-4, z_split=0.8)
+    assert data.n_muons == 2 and data.above.weight[:, 1].tolist() == [1.0, 0.0]
+
+
+def test_hdf5_nan_in_optional_true_xy_is_refused(tmp_path):
+    path = write_hdf5(tmp_path / "hits.h5", sample_hits())
+    assert read_hdf5(path).below.true_xy is not None  # finite: read
+    with h5py.File(path, "a") as f:
+        f["below/true_xy"][1, 4, 0] = np.nan
+    with pytest.raises(HitsFileError, match=r"'below/true_xy' at index 1, 4, 0 is NaN"):
+        read_hdf5(path)
+    with h5py.File(path, "a") as f:
+        f["below/true_xy"][1, 4, 0] = np.inf
+    with pytest.raises(HitsFileError, match=r"'below/true_xy' at index 1, 4, 0: inf m is not a plausible"):
+        read_hdf5(path)

@@ -300,6 +300,8 @@ def test_cli_landscape_writes_the_landscape_the_front_and_the_figures(tmp_path, 
     for name in ("landscape_views", "metric_vs_cost", "budget_front"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 0
     assert "distinct designs" in capsys.readouterr().out
+    best = json.loads((tmp_path / "designs" / "best.json").read_text())
+    assert best["made_for"]["problem"] == "ladle_furnace" and len(best["made_for"]["fingerprint"]) == 12
     report = (tmp_path / "report.html").read_text()
     for heading in ("Distinct designs and the human designs", "Budget front", "Figure 3."):
         assert heading in report

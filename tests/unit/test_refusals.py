@@ -122,7 +122,7 @@ CONFIG_CASES = [
         BASE + "[[materials]]\nname='x'\ndensity=1000\ncomposition={ Am = 1.0 }\n",
         r"element 'Am' has Z = 95; only Z = 1..94",
     ),
-    ("extends.toml", 'extends = "ladle_furnaces"\n', r"extends: 'ladle_furnaces' is not a built-in benchmark"),
+    ("extends.toml", 'extends = "ladle_furnaces"\n', r"extends: 'ladle_furnaces' is neither a built-in benchmark"),
     ("region.toml", BASE + "[region]\nx = [1.5, -0.5]\n", r"region: DesignBounds\.x must have max > min"),
     ("cost.toml", BASE + "[cost]\nper_m2 = -1\n", r"cost\.per_m2"),
     ("start.toml", BASE + "[design]\nstart = 'nobody'\n", r"design\.start: 'nobody' is neither a design"),
@@ -328,7 +328,7 @@ def test_version_and_help(capsys):
     assert main(["--version"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("mutomo ") and "torch" in out
-    for command in ("optimise", "evaluate", "report", "demo", "tasks", "landscape"):
+    for command in ("optimise", "evaluate", "report", "demo", "tasks", "landscape", "check"):
         assert main([command, "--help"]) == 0
         text = capsys.readouterr().out
         assert "exit codes: 0 success; 2 input refused" in text

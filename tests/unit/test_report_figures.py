@@ -207,8 +207,10 @@ def test_presence_figure_roc_and_score_distributions(tmp_path, drawn):
     png = figures.roc_and_scores(tmp_path / "presence.png", scores)
     (fig,) = drawn
     assert_fit_for_a_paper(fig, png)
-    roc, hist = fig.axes
-    assert len(hist.get_legend().get_texts()) == 2 * len(scores)
+    roc, *hists = fig.axes
+    assert len(hists) == len(scores)  # one panel a design, each with one filled histogram a class
+    assert [t.get_text() for t in hists[0].get_legend().get_texts()] == ["without the object", "with the object"]
+    assert all(len(h.containers) == 2 and h.containers[0].patches[0].get_fill() for h in hists)
     fpr, tpr = figures.roc_curve(*scores["design 1"])
     assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1
     assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)

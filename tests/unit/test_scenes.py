@@ -169,7 +169,7 @@ def test_empty_and_unknown_configurations_are_refused(tmp_path):
     empty.write_text("")
     with pytest.raises(ConfigError, match="empty"):
         load_config(empty)
-    with pytest.raises(ConfigError, match="extends: 'volcano' is not a built-in"):
+    with pytest.raises(ConfigError, match="extends: 'volcano' is neither a built-in benchmark"):
         parse_config({"extends": "volcano"})
 
 

@@ -8,6 +8,7 @@ import json
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import torch
 
 from mutomo import __version__
 from mutomo.app.bound import bound, share_lines
+from mutomo.app.check import check
 from mutomo.app.demo import run_demo
 from mutomo.app.run import run
 from mutomo.app.sweep import run_sweep
@@ -27,15 +29,25 @@ from mutomo.config.build import (
     settings_from,
     with_sizes,
 )
-from mutomo.config.schema import builtin_configs, load_config, parse_config
+from mutomo.config.sanity import before_run
+from mutomo.config.schema import RunConfig, builtin_configs, load_config, parse_config
 from mutomo.design.base import Design
 from mutomo.design.describe import DESIGN_KINDS, design_from_description
-from mutomo.errors import ConfigError, DesignFileError, MutomoError, RunDirectoryError, naming_the_source
+from mutomo.errors import (
+    ConfigError,
+    DesignFileError,
+    MutomoError,
+    MutomoWarning,
+    RunDirectoryError,
+    naming_the_source,
+)
 from mutomo.io.files import RERUN, read_json, writable_dir, writable_file
 from mutomo.io.gdml import PANEL_MATERIAL, require_pyg4ometry, write_gdml
 from mutomo.optimise.evaluate import TEST_STREAM, metrics_json, paired, summarise
 from mutomo.optimise.loop import TrainingSettings
+from mutomo.optimise.metric_text import metric_label, value_text
 from mutomo.optimise.problem import Problem
+from mutomo.optimise.verdict import chance_lines, no_information
 from mutomo.plotting.landscape import write_landscape_figures
 from mutomo.plotting.run_report import write_run_report
 from mutomo.reco.methods import VOXEL_METHODS
@@ -61,10 +73,7 @@ def _print_evaluations(evaluations: dict) -> None:
         for name, entry in evaluations[section].items():
             for readout in evaluations["readouts"]:
                 metrics = entry.get(readout, {})
-                text = "  ".join(
-                    f"{m} {v:.4g} +- {e:.2g}" if v is not None and e is not None else f"{m} {v}"
-                    for m, (v, e) in metrics.items()
-                )
+                text = "  ".join(f"{metric_label(m)} {value_text(m, ve, '+-')}" for m, ve in metrics.items())
                 print(f"  {name:28s} {readout:15s} {text}")
 
 
@@ -75,7 +84,11 @@ def _list_tasks() -> None:
         t = config.task
         print(f"{name}: {t.kind} ({t.inference}); designs: {', '.join(config.designs)}")
         print(f"    {config.description}")
-    print('run one with `mutomo optimise NAME`; start your own with `extends = "NAME"` in a configuration')
+        print(f"    {_budget_and_designs(config)}")
+    print(
+        'run one with `mutomo optimise NAME`; start your own with `extends = "NAME"` (or a file of your own) in a '
+        "configuration, and see what it would do with `mutomo check FILE`"
+    )
     print("\ntask kinds (task.kind) and their inferences (task.inference):")
     for kind, cls in TASK_KINDS.items():
         print(f"    {kind}: {', '.join(cls.inferences)}")
@@ -86,6 +99,24 @@ def _list_tasks() -> None:
     for option in MOMENTUM_OPTIONS.values():
         print(f"    {option.name}: {option.summary}")
     print(f"design kinds: {', '.join(DESIGN_KINDS)}; gradient-free methods (sweep.methods): {', '.join(METHODS)}")
+
+
+def _budget_and_designs(config: RunConfig) -> str:
+    """One line: the budget and each named design's cost and panels (``mutomo tasks``)."""
+    problem = build_problem(config)
+    costs = []
+    for name in config.designs:
+        design = problem.design(name, (), None, what=f"designs.{name}")
+        with torch.no_grad():
+            d = design.detector()
+            cost = float(design.cost())
+        costs.append(f"{name} {d.n_panels('above')}+{d.n_panels('below')} panels, cost {cost:.5g}")
+    dc = config.design
+    if dc.fixed_budget:
+        budget = f"fixed {dc.budget:.5g}" if dc.budget is not None else f"fixed at the start's ({dc.start}) cost"
+    else:
+        budget = f"soft {dc.budget:.5g}" if dc.budget is not None else "none"
+    return f"budget {budget}; start {dc.start}; " + "; ".join(costs)
 
 
 EXIT_CODES = """exit codes: 0 success; 2 input refused (the message names the file, field or row);
@@ -120,6 +151,32 @@ def _parser() -> argparse.ArgumentParser:
         help="list the built-in benchmarks (scene, task and human designs) and every choice a configuration names",
         epilog=EXIT_CODES,
     )
+    chk = sub.add_parser(
+        "check",
+        help="validate a configuration and print what a run would do: the merged configuration, budget and "
+        "designs, muons, volumes and the headline metric's error, warnings, an estimated run time; draw a scene "
+        "preview",
+        description="Validate CONFIG and build everything a run builds (refusing what a run would refuse), then "
+        "print what `mutomo optimise` would do, without doing it: the merged configuration (after `extends`), "
+        "the budget and each named design's cost, the muons per test volume and per training epoch, the test "
+        "and calibration volumes and roughly what error they give on the headline metric, the sanity "
+        "warnings (implausible densities, designs that do not fit the scene, too few muons per voxel), and a "
+        "run time estimated from one timed training batch and one timed test volume on this machine. The "
+        "scene preview draws volumes of the scene (with and without the target, or two fill heights) in side "
+        "view with every named design's panels around them.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chk.add_argument("config", help="configuration file, or the name of a built-in benchmark (see `mutomo tasks`)")
+    chk.add_argument(
+        "--figure",
+        type=Path,
+        default=Path("scene_preview.png"),
+        metavar="PNG",
+        help="where to draw the scene preview (PNG, and an SVG beside it; default scene_preview.png)",
+    )
+    chk.add_argument("--no-figure", action="store_true", help="skip the scene preview")
+    chk.add_argument("--no-timing", action="store_true", help="skip the short timing (and the run-time estimate)")
     opt = sub.add_parser(
         "optimise",
         help="optimise a detector: a TOML/YAML configuration or a built-in benchmark",
@@ -329,6 +386,8 @@ def _landscape(args: argparse.Namespace) -> None:
         problem = build_problem(config)
         template = build_design(config, problem)
         humans = comparison_designs(config, problem, template.budget)
+        evaluation_settings(config).check_triggers({config.design.start: template, **humans})
+        _warn(before_run(config, problem))
     try:
         check_front(template, settings)
     except MutomoError as exc:
@@ -344,10 +403,17 @@ def _landscape(args: argparse.Namespace) -> None:
     result = run_landscape(problem, template, training, evaluation, settings, humans)
     if settings.front_points:
         result["front"] = budget_front(problem, template, training, evaluation, settings, humans)
+    result["made_for"] = problem.made_for
     figures = save_landscape(output, result)[1:] + write_landscape_figures(output, result, problem.scene.box)
     print("\n".join(landscape_lines(result)))
     print(f"landscape written to {output / 'landscape.json'}; also {', '.join(str(f) for f in figures)}")
     print(f"{time.perf_counter() - start:.0f} s")
+
+
+def _warn(lines: list[str]) -> None:
+    """Print each warning of :mod:`mutomo.config.sanity` or :mod:`mutomo.optimise.verdict`."""
+    for line in lines:
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def _optimise(args: argparse.Namespace) -> None:
@@ -356,8 +422,10 @@ def _optimise(args: argparse.Namespace) -> None:
     run_dir = args.output if args.output is not None else Path(config.output.directory)
     start = time.perf_counter()
     with naming_the_source(args.config):
+        _warn(before_run(config, build_problem(config)))
         evaluations = run(config, run_dir, resume=not args.fresh)
     _print_evaluations(evaluations)
+    _warn(chance_lines(evaluations))
     if not args.no_report:
         print(f"report: {write_run_report(run_dir)}")
     print(f"run directory {run_dir}; {time.perf_counter() - start:.0f} s")
@@ -370,6 +438,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         problem = build_problem(config)
         design = problem.design(args.design, (), None, what="design")
         others = {k: d for k, d in comparison_designs(config, problem, None).items() if k != args.design}
+        evaluation_settings(config).check_triggers({args.design: design, **others})
     writable_file(args.json, "--json")
     names, designs = [args.design, *others], [design, *others.values()]
     # The configuration's evaluation.compare designs on the same volumes and muons: paired differences.
@@ -385,7 +454,16 @@ def _evaluate(args: argparse.Namespace) -> None:
             for name, o in zip(names[1:], obs[1:], strict=True)
         },
     }
+    result["task"] = {
+        "kind": problem.task.kind,
+        "inference": problem.task.inference,
+        "momentum": problem.momentum.name,
+        "exposure_s": problem.exposure_s,
+        "reference": getattr(problem.task, "reference", None),
+        "no_information": no_information(problem.task.kind, obs[0]),
+    }
     _print_evaluations(result)
+    _warn(chance_lines(result))
     args.json.write_text(json.dumps(result, indent=1))
     print(f"metrics written to {args.json}")
 
@@ -433,6 +511,15 @@ def _run_design(run_dir: Path, name: str, problem: Problem) -> Design:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DesignFileError(f"design file {path}: unreadable ({exc})") from None
     if isinstance(description, dict) and ("bounds" in description or "kind" in description):  # by describe()
+        made_for = description.get("made_for")
+        if isinstance(made_for, dict) and made_for.get("fingerprint") != problem.made_for["fingerprint"]:
+            warnings.warn(
+                MutomoWarning(
+                    f"design file {path}: design made for {made_for.get('problem')}, exported with a volume of "
+                    f"{problem.made_for['problem']}"
+                ),
+                stacklevel=2,
+            )
         return load_design_description(description, f"design file {path}")
     return problem.design(str(path), (), None, what="--design")  # a hand-written design file
 
@@ -481,6 +568,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         tune_allocator()  # loops of steps: reuse freed memory instead of page-faulting it in again
     if args.command == "tasks":
         _list_tasks()
+    elif args.command == "check":
+        check(load_config(args.config), args.config, None if args.no_figure else args.figure, not args.no_timing)
     elif args.command == "optimise":
         _optimise(args)
     elif args.command == "evaluate":
@@ -507,9 +596,25 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         _export(args)
 
 
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    """Print a :class:`MutomoWarning` as one ``warning:`` line; others as Python prints them."""
+    if isinstance(category, type) and issubclass(category, MutomoWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 success, 2 refused input, 1 failure,
     130 interrupted). No traceback is printed unless ``--debug`` is given."""
+    previous, warnings.showwarning = warnings.showwarning, _show_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = previous
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)

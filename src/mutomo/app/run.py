@@ -32,7 +32,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,19 +60,36 @@ from mutomo.optimise.evaluate import (
 )
 from mutomo.optimise.loop import History, optimise
 from mutomo.optimise.problem import Problem
+from mutomo.optimise.verdict import no_information
 from mutomo.studies.bounds import bound_entries
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def observations_cached(
-    run_dir: Path, name: str, design: Design, problem: Problem, settings: EvaluationSettings
+    run_dir: Path,
+    name: str,
+    design: Design,
+    problem: Problem,
+    settings: EvaluationSettings,
+    say: Callable[[str], None] | None = None,
 ) -> DesignObservations:
     """``design``'s observations, read from ``observations/NAME.npz`` if computed before (with
-    ``NAME.json`` holding the design and the seconds it took)."""
+    ``NAME.json`` holding the design and the seconds it took); ``say`` reports the evaluation's
+    start and end (a minute or more of work on a large evaluation)."""
     path = run_dir / "observations" / f"{name}.npz"
     if path.exists():
         return DesignObservations.load(path)
     start = time.perf_counter()
+    if say is not None:
+        calibration = settings.calibration_volumes if problem.task.needs_calibration else 0
+        plus = f" + {calibration} calibration" if calibration else ""
+        say(f"evaluating {name} on {settings.n_volumes} test{plus} volumes x {problem.n_muons:,} muons ...")
     obs = observe_design(design, problem, settings)
+    if say is not None:
+        say(f"evaluated {name} in {time.perf_counter() - start:.0f} s")
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"design": design.describe(), "seconds": time.perf_counter() - start}
     path.with_suffix(".json").write_text(json.dumps(record, indent=1))
@@ -94,10 +113,12 @@ def write_evaluations(
             "momentum": problem.momentum.name,
             "muons_per_volume": problem.n_muons,
             "exposure_s": problem.exposure_s,
+            "reference": getattr(problem.task, "reference", None),
         },
         "designs": {},
         "paired": {},
     }
+    result["task"]["no_information"] = no_information(problem.task.kind, next(iter(observations.values())))
     for name, obs in observations.items():
         result["designs"][name] = {**metrics_json(summarise(problem, obs)), "design": designs[name].describe()}
     for trained in ("optimised", "best_validated"):
@@ -128,6 +149,8 @@ def run(
             f"training.volumes_per_epoch must be >= {problem.task.min_batch} for this {problem.task.kind} task; "
             f"got {training.volumes_per_epoch}"
         )
+    settings = evaluation_settings(config)
+    settings.check_triggers({config.design.start: design, **comparisons})  # before the run folder is written
     run_dir = writable_dir(run_dir if run_dir is not None else config.output.directory, "run directory")
     saved = run_dir / "config.json"
     if not resume:
@@ -140,29 +163,42 @@ def run(
             f"{run_dir} holds a run with a different configuration; start it afresh (--fresh) or use another --output"
         )
     saved.write_text(config.model_dump_json(indent=2))
-    (run_dir / "design_initial.json").write_text(design.to_json())
-    settings = evaluation_settings(config)
+    (run_dir / "design_initial.json").write_text(problem.design_json(design))
     start = time.perf_counter()
     designs = {"initial": design_from_description(design.describe(), problem.cost_model), **comparisons}
-    observations = {name: observations_cached(run_dir, name, d, problem, settings) for name, d in designs.items()}
+    say = _say if progress else None
+    observations = {name: observations_cached(run_dir, name, d, problem, settings, say) for name, d in designs.items()}
     for name, (bound, bound_problem) in bound_designs(config, problem, design).items():
         designs[name] = bound
-        observations[name] = observations_cached(run_dir, name, bound, bound_problem, settings)
-    history = optimise(design, problem, training, run_dir=run_dir, resume=resume, progress=progress)
+        observations[name] = observations_cached(run_dir, name, bound, bound_problem, settings, say)
+    seconds = [_recorded_seconds(run_dir, name) for name in designs]
+    after = sum(seconds) / max(len(seconds), 1) * (2 if training.validation_volumes else 1)
+    history = optimise(
+        design, problem, training, run_dir=run_dir, resume=resume, progress=progress, evaluation_after_s=after
+    )
     (run_dir / "history.json").write_text(history.to_json())
-    (run_dir / "design_final.json").write_text(design.to_json())
+    (run_dir / "design_final.json").write_text(problem.design_json(design))
     designs["optimised"] = design
-    observations["optimised"] = observations_cached(run_dir, "optimised", design, problem, settings)
+    observations["optimised"] = observations_cached(run_dir, "optimised", design, problem, settings, say)
     best = best_validated(history, problem)
     if best is not None:
-        (run_dir / "design_best.json").write_text(best.to_json())
+        (run_dir / "design_best.json").write_text(problem.design_json(best))
         designs["best_validated"] = best
-        observations["best_validated"] = observations_cached(run_dir, "best_validated", best, problem, settings)
+        observations["best_validated"] = observations_cached(run_dir, "best_validated", best, problem, settings, say)
     evaluations = write_evaluations(
         run_dir, problem, designs, observations, config.evaluation.bound_momentum_resolution
     )
     write_timing(run_dir, history, list(designs), time.perf_counter() - start)
     return evaluations
+
+
+def _recorded_seconds(run_dir: Path, name: str) -> float:
+    """Seconds the evaluation of design ``name`` took (``observations/NAME.json``), 0 if unknown."""
+    record = run_dir / "observations" / f"{name}.json"
+    try:
+        return float(json.loads(record.read_text()).get("seconds", 0.0))
+    except (OSError, ValueError, AttributeError):
+        return 0.0
 
 
 def best_validated(history: History, problem: Problem) -> Design | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mutomo.config.build import comparison_designs, evaluation_settings
+from mutomo.config.sanity import before_run
 from mutomo.config.schema import load_config
 from mutomo.errors import ConfigError, MutomoError, RunDirectoryError, naming_the_source
 from mutomo.io.files import writable_dir
@@ -71,6 +72,9 @@ def run_sweep(
             raise ConfigError(f"sweep: {exc}") from None
         s = setting(config, overrides)
         humans = comparison_designs(config, s.problem, s.template.budget)
+        evaluation_settings(config).check_triggers({config.design.start: s.template, **humans})
+        for line in before_run(config, s.problem):
+            report(f"warning: {line}")
         try:
             check_front(s.template, plan.landscape)
         except MutomoError as exc:
@@ -104,6 +108,7 @@ def run_sweep(
     report("evaluating the finished designs on the test volumes ...")
     result = gather(s.problem, plan, results, evaluation, humans, s.template)
     result["seconds"]["sweep"] = time.perf_counter() - t0
+    result["made_for"] = s.problem.made_for
 
     figures = save_landscape(folder, result)[1:] + write_landscape_figures(folder, result, s.problem.scene.box)
     for line in landscape_lines(result) + methods_lines(result["methods"], result["metric"]["name"]):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from mutomo.errors import ConfigError, MutomoError
 from mutomo.materials import get_material, known_materials
@@ -57,7 +57,14 @@ class TaskConfig(Strict):
     false_alarm: float = Field(0.01, gt=0, lt=1, description="presence: false-alarm rate of the metrics")
     goal: float = Field(0.95, gt=0, lt=1, description="presence: detection efficiency whose exposure is reported")
     reference: Literal["clean", "volume", "layer"] = Field(
-        "clean", description="presence: voxel z-scores against clean reference volumes, the volume, or its layers"
+        "clean",
+        description="presence: what each voxel's score is compared with. 'clean' (default): its mean and spread "
+        "over clean reference volumes (drawn without the target, seen by the same detector at the same exposure: "
+        "an operator scanning known-clean cargo); it fits the background, so a dense background does not read "
+        "as a target. In evaluation the references are the calibration volumes (evaluation.calibration_volumes), "
+        "in training the batch's own volumes without the target, so training.volumes_per_epoch must be >= 6. "
+        "'volume': robust z-scores against the median and spread of the volume's own voxels; 'layer': the same per "
+        "horizontal layer (no reference volumes; for a uniform background)",
     )
     step_length: float = Field(0.05, gt=0, le=1.0, description="propagation step (m)")
 
@@ -115,11 +122,17 @@ class CostConfig(Strict):
     """The cost model: ``per_m2 * area * (reference_resolution / resolution) ** resolution_exponent
     * ln(1 - efficiency) / ln(1 - reference_efficiency) + per_panel`` per panel."""
 
-    per_m2: float = Field(1000.0, gt=0, description="cost of 1 m^2 of panel at the reference resolution and efficiency")
-    reference_resolution: float = Field(1e-4, gt=0, le=0.1, description="resolution (m) at which per_m2 applies")
-    reference_efficiency: float = Field(0.9, gt=0, lt=1, description="efficiency at which per_m2 applies")
+    per_m2: float = Field(
+        1000.0, gt=0, description="price of 1 m^2 of panel at the reference resolution and efficiency (any currency)"
+    )
+    reference_resolution: float = Field(
+        1e-4, gt=0, le=0.1, description="m; a panel this fine costs per_m2 a square metre (finer costs more)"
+    )
+    reference_efficiency: float = Field(
+        0.9, gt=0, lt=1, description="a panel this efficient costs per_m2 a square metre (higher costs more)"
+    )
     resolution_exponent: float = Field(
-        1.0, ge=0, le=4, description="cost scales as (reference_resolution / resolution) to this power"
+        1.0, ge=0, le=4, description="how fast the price grows with finer resolution (0: resolution is free)"
     )
     per_panel: float = Field(0.0, ge=0, description="fixed cost of every panel (readout, mechanics)")
 
@@ -231,14 +244,19 @@ class DesignSpec(Strict):
 
 
 class DesignConfig(Strict):
+    """What is trained: the starting design, which of its parameter groups move, and the budget."""
+
     start: str = Field(description="a design named under [designs], or a design JSON file")
     trainable: list[Group] = Field(
-        ["xy", "z", "size"], description="parameter groups that move (hodoscope modules: xy and z only)"
+        ["xy", "z", "size"],
+        description="parameter groups that training moves: xy (panel centres), z (heights), size (spans), "
+        "resolution, efficiency; the others keep the start's values",
     )
     fixed_budget: bool = Field(
         True,
-        description="hold the total cost fixed (sizes become budget shares); comparison designs are scaled to "
-        "the same budget; not applied to hodoscope designs",
+        description="true: every design costs exactly the budget (training trades area, resolution and efficiency "
+        "within it, and the evaluation.compare designs are scaled to it: a like-for-like comparison); false: "
+        "the cost is free, with a soft penalty above design.budget if one is given",
     )
     budget: float | None = Field(
         None,
@@ -249,13 +267,24 @@ class DesignConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    epochs: int = Field(200, ge=1, le=100_000, description="training epochs")
-    volumes_per_epoch: int = Field(8, ge=4, le=1024, description="training volumes per epoch (even: drawn in pairs)")
+    """How the design is trained: batches of drawn volumes, one gradient step an epoch."""
+
+    epochs: int = Field(200, ge=1, le=100_000, description="gradient steps (one batch of volumes each)")
+    volumes_per_epoch: int = Field(
+        8,
+        ge=4,
+        le=1024,
+        description="volumes of each epoch's batch: even (a task whose loss needs pairs sees each volume twice) and "
+        ">= 4; a presence task with task.reference = 'clean' (the default) needs >= 6, for its clean references "
+        "come from the batch's volumes without the target (refused before anything is simulated otherwise)",
+    )
     muons_per_volume: int | None = Field(None, ge=10, le=10_000_000, description="default: the task's")
     exposure_s: float | None = Field(None, gt=0, le=1e7, description="or exposure per training volume (s)")
-    validation_volumes: int = Field(16, ge=0, le=10_000, description="fixed validation volumes (0: no validation)")
+    validation_volumes: int = Field(
+        16, ge=0, le=10_000, description="fixed volumes the design is validated on (0: none, and no best_validated)"
+    )
     validate_every: int = Field(20, ge=1, description="epochs between validations")
-    seed: int = Field(0, ge=0, description="seeds every training draw; a run is reproducible")
+    seed: int = Field(0, ge=0, description="seeds the training volumes and muons")
     warmup_epochs: int = Field(5, ge=0, description="epochs of linear learning-rate warm-up")
     final_lr_fraction: float = Field(
         0.1, gt=0, le=1, description="learning rates decay (cosine) to this fraction of their value"
@@ -392,6 +421,14 @@ class RunConfig(Strict):
     evaluation: EvaluationConfig = Field(EvaluationConfig(), description="the test volumes every design is judged on")
     output: OutputConfig = Field(OutputConfig(), description="where a run is written")
     sweep: SweepConfig = Field(SweepConfig(), description="`mutomo sweep`: trials on Ray")
+    _inherited: dict[str, str] = PrivateAttr(default_factory=dict)
+    """Designs inherited through ``extends`` (name -> the built-in or file they come from)."""
+
+    @property
+    def inherited_designs(self) -> dict[str, str]:
+        """The named designs this configuration inherited through ``extends`` and did not
+        redefine, with the built-in benchmark or file each comes from."""
+        return dict(self._inherited)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
@@ -459,31 +496,75 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_config(data: dict[str, Any], source: str = "configuration") -> RunConfig:
+EXTENDS_DEPTH = 8
+"""Longest chain of ``extends`` (a file extending a file extending ...) before it is refused."""
+
+
+def _extended(
+    data: dict[str, Any], source: str, base_dir: Path | None, seen: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``data`` merged on top of what its ``extends`` names (recursively): a built-in benchmark
+    (:func:`builtin_configs`) or a configuration file, relative to ``base_dir`` (the extending
+    file's folder; the working directory for a configuration given as dictionaries); and the
+    designs inherited (name -> where from)."""
+    if "extends" not in data:
+        return data, {}
+    name = data["extends"]
+    builtins = builtin_configs()
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{source}: extends must be a built-in benchmark {sorted(builtins)} or a configuration file")
+    candidate = Path(name) if base_dir is None or Path(name).is_absolute() else base_dir / name
+    if candidate.is_file():
+        path = candidate.resolve()
+    elif name in builtins:
+        path = builtins[name]
+    else:
+        raise ConfigError(
+            f"{source}: extends: {name!r} is neither a built-in benchmark {sorted(builtins)} nor a configuration "
+            f"file ({candidate} does not exist)"
+        )
+    if str(path) in seen:
+        raise ConfigError(f"{source}: extends: {path} extends itself (through {' -> '.join(seen)})")
+    if len(seen) >= EXTENDS_DEPTH:
+        raise ConfigError(f"{source}: extends: more than {EXTENDS_DEPTH} files deep ({' -> '.join(seen)})")
+    base, inherited = _extended(_read(path), str(path), path.parent, (*seen, str(path)))
+    own = data["designs"] if isinstance(data.get("designs"), dict) else {}
+    base_designs = base["designs"] if isinstance(base.get("designs"), dict) else {}
+    inherited = {n: inherited.get(n, name) for n in base_designs if n not in own}
+    return _merge(base, {k: v for k, v in data.items() if k != "extends"}), inherited
+
+
+def parse_config(data: dict[str, Any], source: str = "configuration", base_dir: Path | None = None) -> RunConfig:
     """Validate a configuration given as nested dictionaries.
 
     ``extends = "NAME"`` at the top level starts from the built-in benchmark NAME (see
-    :func:`builtin_configs`) and overrides it table by table."""
+    :func:`builtin_configs`) or from the configuration file NAME (a path, relative to
+    ``base_dir``: the folder of the file being read), and overrides it table by table: tables
+    merge key by key, values and arrays are replaced, and ``[designs]`` gains the new designs
+    beside the inherited ones. A file may itself extend another."""
     if not data:
         raise ConfigError(
             f"{source}: the configuration is empty; it needs at least [task], [scene] and [design] "
-            f"(or extends = one of {sorted(builtin_configs())})"
+            f"(or extends = one of {sorted(builtin_configs())} or a configuration file)"
         )
-    if "extends" in data:
-        name = data["extends"]
-        builtins = builtin_configs()
-        if name not in builtins:
-            raise ConfigError(f"{source}: extends: {name!r} is not a built-in benchmark {sorted(builtins)}")
-        base = _read(builtins[name])
-        data = _merge(base, {k: v for k, v in data.items() if k != "extends"})
+    data, inherited = _extended(data, source, base_dir)
     try:
-        return RunConfig.model_validate(data)
+        config = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format(exc, source)) from None
+    config._inherited = inherited
+    return config
 
 
 def _read(path: Path) -> dict[str, Any]:
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a text file (byte {exc.start} is not UTF-8); a configuration is a TOML or YAML text file"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
@@ -507,5 +588,5 @@ def load_config(path: str | Path) -> RunConfig:
     if not path.exists():
         raise ConfigError(f"{path}: no such configuration file (built-in benchmarks: {', '.join(builtins)})")
     data = _read(path)
-    config = parse_config(data, str(path))
+    config = parse_config(data, str(path), path.resolve().parent)
     return config

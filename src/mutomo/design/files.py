@@ -9,6 +9,7 @@ Everything read from one is checked here, where it enters, with errors naming th
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -16,7 +17,7 @@ from mutomo.design.base import Design, DesignBounds
 from mutomo.design.hodoscopes import Box, HodoscopeDesign
 from mutomo.design.panels import DetectorDesign
 from mutomo.detector.cost import CostModel
-from mutomo.errors import DesignFileError
+from mutomo.errors import DesignFileError, MutomoWarning
 from mutomo.io.files import PathLike, as_path
 
 
@@ -29,9 +30,10 @@ class NamedDesign(Protocol):
 
 DESIGN_FILE_KEYS = ("n_above", "xy", "z", "span", "resolution", "efficiency")
 """The keys a design file must have (as written by :meth:`DetectorDesign.describe`)."""
-DESIGN_FILE_OPTIONAL = ("budget", "cost", "bounds", "cost_model", "trainable", "smoothness")
+DESIGN_FILE_OPTIONAL = ("budget", "cost", "bounds", "cost_model", "trainable", "smoothness", "made_for")
 """Keys a design file may have besides: written by mutomo, not read back (the problem's region,
-cost model and budget apply)."""
+cost model and budget apply); ``made_for`` names the problem the design was made for (see
+:meth:`mutomo.optimise.Problem.design_json`)."""
 
 HODOSCOPE_FILE_KEYS = ("kind", "module", "centres", "rotated", "keep_out", "free", "span_xy")
 """Further keys of a hodoscope design file (``"kind": "hodoscopes"``; see
@@ -166,6 +168,31 @@ def placed_modules(
     )
 
 
+def widened(bounds: DesignBounds, d: dict[str, Any]) -> DesignBounds:
+    """``bounds`` grown to hold the region a design file records (its ``bounds``), so that a
+    design made for another scene can be evaluated where it stands; ``bounds`` if it records none."""
+    own = d.get("bounds")
+    if not isinstance(own, dict):
+        return bounds
+    try:
+        other = DesignBounds(**{k: tuple(v) for k, v in own.items()})
+    except (TypeError, ValueError):
+        return bounds
+    span = lambda a, b: (min(a[0], b[0]), max(a[1], b[1]))  # noqa: E731
+    z_above, z_below = span(bounds.z_above, other.z_above), span(bounds.z_below, other.z_below)
+    if not z_below[1] < z_above[0]:  # the two regions' heights interleave: keep the problem's
+        z_above, z_below = bounds.z_above, bounds.z_below
+    return DesignBounds(
+        x=span(bounds.x, other.x),
+        y=span(bounds.y, other.y),
+        z_above=z_above,
+        z_below=z_below,
+        span=span(bounds.span, other.span),
+        resolution=span(bounds.resolution, other.resolution),
+        efficiency=span(bounds.efficiency, other.efficiency),
+    )
+
+
 def design_from_file(
     path: PathLike,
     bounds: DesignBounds,
@@ -173,10 +200,26 @@ def design_from_file(
     trainable: Sequence[str],
     budget: float | None,
     keep_out: Sequence[Box] = (),
+    made_for: dict[str, str] | None = None,
 ) -> Design:
     """The design of file ``path`` (free panels or hodoscope modules), checked by
-    :func:`read_design_file`, in the region ``bounds`` with ``cost_model``."""
+    :func:`read_design_file`, in the region ``bounds`` with ``cost_model``. With ``made_for``
+    (the problem it is used on), a file made for another problem (its ``made_for`` differs) is
+    warned of by name (:class:`~mutomo.errors.MutomoWarning`) and built in ``bounds`` widened to
+    hold its own region: evaluating a design on another scene is allowed."""
     d = read_design_file(path)
+    recorded = d.get("made_for")
+    if made_for is not None and isinstance(recorded, dict) and recorded.get("fingerprint") != made_for["fingerprint"]:
+        same = recorded.get("problem") == made_for["problem"]
+        warnings.warn(
+            MutomoWarning(
+                f"design file {path}: design made for {recorded.get('problem')} ({recorded.get('task')}, scene "
+                f"{recorded.get('fingerprint')}), evaluated on {made_for['problem']} ({made_for['task']}, scene "
+                f"{made_for['fingerprint']})" + ("; the same name, but the scene or task differs" if same else "")
+            ),
+            stacklevel=2,
+        )
+        bounds = widened(bounds, d)
     if d.get("kind") == "hodoscopes":
         return hodoscopes_from_file(d, bounds, cost_model, trainable, keep_out)
     return panels_from_file(d, bounds, cost_model, trainable, budget)

@@ -9,7 +9,10 @@
   :data:`PANEL_MATERIAL`, named ``panel_above_0``, ``panel_above_1``, ..., ``panel_below_0``, ...
   (logical and physical volume alike; the physical volume's copy number counts the panels above
   then below from 0), with the auxiliary ``SensDet`` that Geant4's GDML reader hands to the user
-  code which attaches sensitive detectors;
+  code which attaches sensitive detectors, and the auxiliaries ``Resolution`` (the panel's
+  position resolution, one standard deviation per axis, in mm: ``auxunit="mm"``) and
+  ``Efficiency`` (the probability that it records a muon crossing it) that a Geant4 user's
+  digitisation needs to treat the hits as mutomo does;
 * the passive volume as boxes of its materials: voxels of one material are merged greedily into
   larger boxes (along x, then y, then z), boxes of one size and material share a logical volume,
   and voxels of air are left out (the world is air);
@@ -100,12 +103,16 @@ class PanelBox:
         copy_number: index among all panels, those above first.
         centre: (x, y, z) of the centre (m).
         size: full widths (x, y, z) (m); z is the panel thickness.
+        resolution: position resolution (m), one standard deviation per axis.
+        efficiency: probability that the panel records a muon crossing it.
     """
 
     name: str
     copy_number: int
     centre: tuple[float, float, float]
     size: tuple[float, float, float]
+    resolution: float = 1e-4
+    efficiency: float = 0.9
 
 
 def _decimal(values: Tensor) -> list[list[float]]:
@@ -125,8 +132,11 @@ def panel_boxes(detector: Detector, thickness: float) -> list[PanelBox]:
     for side in ("above", "below"):
         p = detector.panel_parameters(side)
         centres, spans = _decimal(p["centre"]), _decimal(p["span"])
+        (res,), (eff,) = _decimal(p["resolution"][None]), _decimal(p["efficiency"][None])
         for i, (c, s) in enumerate(zip(centres, spans, strict=True)):
-            boxes.append(PanelBox(f"panel_{side}_{i}", len(boxes), (c[0], c[1], c[2]), (s[0], s[1], thickness)))
+            boxes.append(
+                PanelBox(f"panel_{side}_{i}", len(boxes), (c[0], c[1], c[2]), (s[0], s[1], thickness), res[i], eff[i])
+            )
     return boxes
 
 
@@ -188,6 +198,13 @@ def _check_placement(panels: list[PanelBox], volume: PassiveVolume) -> None:
         return all(c.centre[a] - c.size[a] / 2 < high[a] and c.centre[a] + c.size[a] / 2 > low[a] for a in range(3))
 
     for p in panels:
+        inside = vol_low[2] <= p.centre[2] <= vol_high[2] and overlap(p, vol_low, vol_high)
+        if inside:
+            raise MutomoError(
+                f"{p.name} (z = {p.centre[2]:.6g} m) lies inside the scanned volume (z in [{volume.z_low:.6g}, "
+                f"{volume.z_high:.6g}] m): the panel overlaps the volume whatever its thickness; this design was "
+                "not made for this scene (export a design of the run, or a volume of the design's own scene)"
+            )
         if overlap(p, vol_low, vol_high):
             raise MutomoError(
                 f"{p.name} (z = {p.centre[2]:.6g} m, {p.size[2]:.3g} m thick) overlaps the volume "
@@ -298,7 +315,10 @@ def write_gdml(
         panel_mat = g4.MaterialPredefined(panel_material, registry)
         for p in panels:
             lv = _box_volume(pyg4, p.name, p.size, panel_mat, registry)
-            lv.addAuxiliaryInfo(pyg4.gdml.Defines.Auxiliary("SensDet", sensitive_detector, registry, addRegistry=False))
+            aux = pyg4.gdml.Defines.Auxiliary
+            lv.addAuxiliaryInfo(aux("SensDet", sensitive_detector, registry, addRegistry=False))
+            lv.addAuxiliaryInfo(aux("Resolution", repr(p.resolution * 1e3), registry, unit="mm", addRegistry=False))
+            lv.addAuxiliaryInfo(aux("Efficiency", repr(p.efficiency), registry, addRegistry=False))
             _place(pyg4, lv, p.name, p.centre, world, registry, p.copy_number)
         _write_volume(pyg4, volume, world, registry)
         writer = pyg4.gdml.Writer()
@@ -334,13 +354,16 @@ def _write_volume(pyg4: ModuleType, volume: PassiveVolume, world: Any, registry:
 
 @dataclass(frozen=True)
 class GdmlPanel:
-    """A panel read back: ``centre`` and ``size`` in m, its material's name and ``SensDet`` value."""
+    """A panel read back: ``centre`` and ``size`` in m, its material's name, ``SensDet`` value,
+    and its ``Resolution`` (m) and ``Efficiency`` auxiliaries (``None`` when absent)."""
 
     centre: tuple[float, float, float]
     size: tuple[float, float, float]
     material: str
     sensitive_detector: str | None
     copy_number: int
+    resolution: float | None = None
+    efficiency: float | None = None
 
 
 @dataclass(frozen=True)
@@ -403,9 +426,16 @@ def read_gdml(path: PathLike) -> GdmlContents:
         lv = pv.logicalVolume
         size = _box_size_m(lv.solid)
         if lv.name.startswith("panel_"):
-            aux = [a.auxvalue for a in lv.auxiliary if a.auxtype == "SensDet"]
+            aux = {a.auxtype: a for a in lv.auxiliary}
+            res, eff = aux.get("Resolution"), aux.get("Efficiency")
             panels[pv.name] = GdmlPanel(
-                _position_m(pv), size, lv.material.name, aux[0] if aux else None, int(pv.copyNumber)
+                _position_m(pv),
+                size,
+                lv.material.name,
+                aux["SensDet"].auxvalue if "SensDet" in aux else None,
+                int(pv.copyNumber),
+                None if res is None else float(res.auxvalue) * {"mm": 1e-3, "cm": 1e-2, "m": 1.0}[res.auxunit or "mm"],
+                None if eff is None else float(eff.auxvalue),
             )
         else:
             volumes[lv.material.name] = volumes.get(lv.material.name, 0.0) + math.prod(size)
@@ -425,7 +455,8 @@ def compare_gdml(
     """Every difference between ``contents`` (from :func:`read_gdml`) and what :func:`write_gdml`
     should have written for ``detector`` and ``volume``; an empty list when the file is right.
 
-    Checked: each panel's name, centre, size, material, ``SensDet`` value and that there are no
+    Checked: each panel's name, centre, size, material, ``SensDet``, ``Resolution`` and
+    ``Efficiency`` values and that there are no
     others; each voxel material's density and element mass fractions; that each material's
     boxes add up to its voxel count times the voxel volume (air excepted); the world's material.
     """
@@ -449,6 +480,10 @@ def compare_gdml(
             problems.append(f"panel {name}: material {got.material}, expected {panel_material}")
         if got.sensitive_detector != sensitive_detector:
             problems.append(f"panel {name}: SensDet {got.sensitive_detector!r}, expected {sensitive_detector!r}")
+        if got.resolution is None or not close(got.resolution, want.resolution):
+            problems.append(f"panel {name}: Resolution {got.resolution} m, expected {want.resolution} m")
+        if got.efficiency is None or not close(got.efficiency, want.efficiency):
+            problems.append(f"panel {name}: Efficiency {got.efficiency}, expected {want.efficiency}")
         if got.copy_number != want.copy_number:
             problems.append(f"panel {name}: copy number {got.copy_number}, expected {want.copy_number}")
     index = volume.material_index.detach().cpu().numpy()

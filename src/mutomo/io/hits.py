@@ -264,6 +264,13 @@ def read_csv(
     for axis, v in (("X", x), ("Y", y), ("Z", z)):
         _check_range(v, MAX_COORDINATE, _where(f"{path}: row {{}}, column {axis}{{}}", row_offset=2))
     recorded = np.isfinite(x) & np.isfinite(y)
+    no_z = recorded & np.isnan(z)
+    if no_z.any():
+        r, i = _first(no_z)
+        raise HitsFileError(
+            f"{path}: row {r + 2}, column Z{i}: empty or nan, but X{i} and Y{i} record a hit; a recorded hit needs "
+            "its Z (leave X, Y and Z all empty for a plane that did not record the muon)"
+        )
     plane_z = np.array([np.median(z[recorded[:, i], i]) if recorded[:, i].any() else np.nan for i in range(n)])
     for i in range(n):
         if np.isnan(plane_z[i]):
@@ -501,6 +508,13 @@ def read_hdf5(path: str | Path, dtype: torch.dtype = torch.float32) -> HitsData:
                     raise HitsFileError(
                         f"{path}: dataset '{name}/true_xy' has shape {true_xy.shape}; expected {expect['xy']}"
                     )
+                where = _where(f"{path}: dataset '{name}/true_xy' at index {{}}, {{}}, {{}}")
+                if np.isnan(true_xy).any():
+                    raise HitsFileError(
+                        f"{where(_first(np.isnan(true_xy)))} is NaN; the true crossing points (optional: leave the "
+                        "dataset out when unknown) need finite coordinates"
+                    )
+                _check_range(true_xy.astype(np.float64), MAX_COORDINATE, where)
             sides.append(
                 Hits(
                     xy=torch.as_tensor(fields["xy"], dtype=dtype),

@@ -27,11 +27,14 @@ import numpy as np
 import torch
 
 from mutomo.design.base import Design
-from mutomo.errors import MutomoError
+from mutomo.errors import ConfigError, MutomoError
 from mutomo.optimise.problem import SMOOTH, Problem, Readout, key_generator
 from mutomo.tasks import Metric, Observations
 
 TEST_STREAM, CALIBRATION_STREAM = 2, 3
+#: The reference detectors evaluated beside the designs (:mod:`mutomo.studies.bounds` builds them):
+#: not designs one could build at the budget, so verdicts about "every design" leave them out.
+REFERENCE_DESIGNS = ("ideal", "ideal_momentum")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,30 @@ class EvaluationSettings:
     @property
     def readouts(self) -> list[Readout]:
         return [SMOOTH, *(Readout(physical=True, min_hits=k) for k in self.min_hits)]
+
+    def check_triggers(self, designs: dict[str, Design]) -> None:
+        """Refuse, before anything is simulated, a design with fewer panels on a side than a
+        trigger of :attr:`min_hits` asks for (a track needs that many recorded hits a side),
+        naming the design, the side and ``evaluation.min_hits``."""
+        wanted = max((k for k in self.min_hits if k is not None), default=None)
+        if wanted is None:
+            return
+        for name, design in designs.items():
+            with torch.no_grad():
+                detector = design.detector()
+            for side in ("above", "below"):
+                n = detector.n_panels(side)
+                if n < wanted:
+                    raise ConfigError(
+                        f"evaluation.min_hits = {list(_trigger_names(self.min_hits))} asks for {wanted} hits a side, "
+                        f"but design {name!r} has {n} panels {side} the volume; give triggers of at most {n} "
+                        '(or "all") for this design, or give it more panels'
+                    )
+
+
+def _trigger_names(min_hits: tuple[int | None, ...]) -> list[int | str]:
+    """``min_hits`` as a configuration writes it (``None`` is ``"all"``)."""
+    return ["all" if k is None else k for k in min_hits]
 
 
 @dataclass
@@ -156,6 +183,7 @@ def _observe_set(
 def observe_design(design: Design, problem: Problem, settings: EvaluationSettings) -> DesignObservations:
     """Observe ``design`` on the test volumes (and calibration volumes, for regression), in the
     smooth and every physical readout."""
+    settings.check_triggers({"the design": design})
     saved = design.smoothness
     design.smoothness = settings.smoothness
     presence = problem.task.kind == "presence"

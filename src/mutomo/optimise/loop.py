@@ -288,6 +288,7 @@ def optimise(
     run_dir: PathLike | None = None,
     resume: bool = False,
     progress: bool = True,
+    evaluation_after_s: float = 0.0,
 ) -> History:
     """Optimise ``design`` in place for ``task``; returns the history (see the module docstring).
 
@@ -302,6 +303,7 @@ def optimise(
             :mod:`mutomo.optimise.checkpoint`); ``None``: none written. ``str`` or ``os.PathLike``.
         resume: continue from ``run_dir``'s newest readable checkpoint if there is one.
         progress: report progress (a bar on a terminal, a line every few epochs otherwise).
+        evaluation_after_s: seconds of evaluation expected after training, counted in the time left.
     """
     if run_dir is not None:
         run_dir = writable_dir(run_dir, "run_dir")
@@ -328,7 +330,7 @@ def optimise(
         history = History.from_json(state["history"])
         start = state["epoch"] + 1
     s0, s1 = settings.smoothness
-    report = Progress(problem.name, start, settings.epochs, enabled=progress)
+    report = Progress(problem.name, start, settings.epochs, enabled=progress, after_s=evaluation_after_s)
     for epoch in range(start, settings.epochs):
         t0 = time.perf_counter()
         frac = epoch / max(settings.epochs - 1, 1)

@@ -10,6 +10,8 @@ reconstructs with the configured momentum and returns the task's outputs for eac
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +100,26 @@ class Problem:
     keep_out: tuple[Box, ...] = ()
 
     @property
+    def made_for(self) -> dict[str, str]:
+        """What a design file made for this problem records (``made_for``): the problem's name,
+        its task and a fingerprint of its scene and task (12 hex digits of a SHA-256 of the
+        scene's specification, the task's kind and inference): designs evaluated on another
+        problem are warned of by name."""
+        text = json.dumps(
+            {"scene": self.scene.spec.model_dump(mode="json"), "task": [self.task.kind, self.task.inference]},
+            sort_keys=True,
+        )
+        return {
+            "problem": self.name,
+            "task": f"{self.task.kind} by {self.task.inference}",
+            "fingerprint": hashlib.sha256(text.encode()).hexdigest()[:12],
+        }
+
+    def design_json(self, design: Design) -> str:
+        """``design``'s description as a design file made for this problem (with ``made_for``)."""
+        return json.dumps({**design.describe(), "made_for": self.made_for}, indent=2)
+
+    @property
     def exposure_s(self) -> float:
         return exposure_time(self.n_muons, self.source)
 
@@ -176,7 +198,15 @@ class Problem:
             where = f"{what} {name!r}"
 
             def build(trainable: Sequence[str], budget: float | None) -> Design:
-                return design_from_file(name, self.bounds, self.cost_model, trainable, budget, keep_out=self.keep_out)
+                return design_from_file(
+                    name,
+                    self.bounds,
+                    self.cost_model,
+                    trainable,
+                    budget,
+                    keep_out=self.keep_out,
+                    made_for=self.made_for,
+                )
 
         else:
             raise ConfigError(f"{what}: {name!r} is neither a design under [designs] {sorted(self.designs)} nor a file")

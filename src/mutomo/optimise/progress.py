@@ -24,8 +24,10 @@ class Progress:
         enabled: bool = True,
         every: int | None = None,
         stream: TextIO | None = None,
+        after_s: float = 0.0,
     ) -> None:
         self.name, self.start, self.total = name, start, total
+        self.after_s = after_s  # seconds of work after the last epoch (the evaluation of the trained designs)
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
         self.every = every if every is not None else max(1, total // 20)
@@ -42,17 +44,21 @@ class Progress:
             return
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(task=f"{loss['task']:.3f}", budget=f"{loss['budget']:.3f}", cost=f"{loss['cost']:.0f}")
+            extra = {"then_evaluation": f"~{self.after_s:.0f} s"} if self.after_s else {}
+            self.bar.set_postfix(
+                task=f"{loss['task']:.3f}", budget=f"{loss['budget']:.3f}", cost=f"{loss['cost']:.0f}", **extra
+            )
             return
         done = epoch + 1
         if done % self.every and done != self.total:
             return
         elapsed = time.perf_counter() - self.t0
-        left = elapsed / max(done - self.start, 1) * (self.total - done)
+        left = elapsed / max(done - self.start, 1) * (self.total - done) + self.after_s
         val = f" validation {validation:.4g}" if validation is not None else ""
+        then = f", with ~{self.after_s:.0f} s of evaluation" if self.after_s else ""
         print(
             f"{self.name}: epoch {done}/{self.total} task {loss['task']:.4g} budget {loss['budget']:.3g}"
-            f" cost {loss['cost']:.0f}{val} ({elapsed:.0f} s, ~{left:.0f} s left)",
+            f" cost {loss['cost']:.0f}{val} ({elapsed:.0f} s, ~{left:.0f} s left{then})",
             file=self.stream,
             flush=True,
         )

@@ -240,16 +240,27 @@ def roc_curve(label: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 @paper_style
 def roc_and_scores(path: Path, scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
-    """Presence: ROC curves and score distributions with and without the object, per design
-    (``scores[name] = (labels, score)``)."""
-    fig, (roc, hist) = plt.subplots(1, 2, figsize=(10.5, 4.8))
+    """Presence: ROC curves of every design (left), and each design's score distributions with
+    and without the object as two filled histograms in its own small panel (right; one panel a
+    design, on a common score axis) (``scores[name] = (labels, score)``)."""
+    n = len(scores)
+    fig = plt.figure(figsize=(10.5, max(4.8, 1.9 * n + 1.2)))
+    grid = fig.add_gridspec(n, 2, width_ratios=(1.1, 1.0))
+    roc = fig.add_subplot(grid[:, 0])
     everything = np.concatenate([s for _, s in scores.values()])
-    bins = np.linspace(everything.min(), everything.max() + 1e-9, 30)
-    for name, (label, score) in scores.items():
-        (line,) = roc.plot(*roc_curve(label, score), drawstyle="steps-post", label=name)
+    bins = np.linspace(everything.min(), everything.max() + 1e-9, 30).tolist()
+    hists: list[Axes] = []
+    for k, (name, (label, score)) in enumerate(scores.items()):
+        roc.plot(*roc_curve(label, score), drawstyle="steps-post", label=name)
+        hist = fig.add_subplot(grid[k, 1], sharex=hists[0] if hists else None)
+        hists.append(hist)
         label = label.astype(bool)
-        hist.hist(score[label], bins=bins, histtype="step", color=line.get_color(), label=f"{name}: with object")
-        hist.hist(score[~label], bins=bins, histtype="step", ls="--", color=line.get_color(), label=f"{name}: without")
+        hist.hist(score[~label], bins=bins, color="tab:blue", alpha=0.55, label="without the object")
+        hist.hist(score[label], bins=bins, color="tab:orange", alpha=0.55, label="with the object")
+        hist.set_ylabel("test volumes (count)")
+        hist.set_title(name, loc="left")
+        if k < n - 1:
+            hist.xaxis.set_visible(False)  # the common score axis is labelled under the last panel
     roc.plot([0, 1], [0, 1], "k:", lw=1, label="chance")
     roc.set(
         xlabel=f"false-alarm rate {DIMENSIONLESS}",
@@ -257,6 +268,6 @@ def roc_and_scores(path: Path, scores: dict[str, tuple[np.ndarray, np.ndarray]])
         title="ROC (physical readout)",
     )
     roc.legend()
-    hist.set(xlabel=f"presence score {DIMENSIONLESS}", ylabel="test volumes (count)", title="Score distributions")
-    hist.legend()
+    hists[-1].set_xlabel(f"presence score {DIMENSIONLESS}")
+    hists[0].legend(loc="upper right")
     return save_figure(fig, path)

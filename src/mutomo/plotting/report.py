@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mutomo.optimise.metric_text import metric_label, round_to_error, value_text
+from mutomo.optimise.verdict import chance_lines
 from mutomo.plotting.figures import detector_views, loss_curves, parameter_trajectories
 from mutomo.plotting.style import PNG_DPI, svg_path
 
@@ -109,21 +111,28 @@ def _embed(number: int, figure: ReportFigure, run_dir: Path) -> str:
 
 
 def _fmt(value: list[float | None]) -> str:
+    """``[value, error]`` rounded to its error (the landscape report's tables)."""
     v, e = value
     if v is None:
         return "not reached"
-    return f"{v:.4g} &plusmn; {e:.2g}" if e is not None else f"{v:.4g}"
+    return html.escape(round_to_error(v, e))
 
 
 def _metric_table(entries: dict[str, dict[str, Any]], readouts: list[str]) -> str:
+    """Designs as rows, (readout, metric) as columns: headers with units, values rounded to their
+    error, a missing value said in words."""
     metrics = sorted({m for e in entries.values() for r in readouts for m in e.get(r, {})})
-    head = "".join(f"<th>{html.escape(r)}: {html.escape(m)}</th>" for r in readouts for m in metrics)
+    head = "".join(f"<th>{html.escape(r)}: {html.escape(metric_label(m))}</th>" for r in readouts for m in metrics)
     rows = ""
     for name, e in entries.items():
-        cells = "".join(f"<td>{_fmt(e[r][m]) if m in e.get(r, {}) else ''}</td>" for r in readouts for m in metrics)
+        cells = "".join(
+            f"<td>{html.escape(value_text(m, e[r][m])) if m in e.get(r, {}) else ''}</td>"
+            for r in readouts
+            for m in metrics
+        )
         cost = f"<td>{e['design']['cost']:.0f}</td>" if "design" in e else "<td></td>"
         rows += f"<tr><td>{html.escape(name)}</td>{cost}{cells}</tr>"
-    return f"<table><tr><th>design</th><th>cost</th>{head}</tr>{rows}</table>"
+    return f"<table><tr><th>design</th><th>cost (units of account)</th>{head}</tr>{rows}</table>"
 
 
 def _percent(value: list[float | None]) -> str:
@@ -193,8 +202,9 @@ TASK_FIGURES = {  # stem: heading, caption template (filled with _run_facts)
         "Presence on the {n_test} test volumes with the physical readout (hard panel edges, hits drawn with the "
         "panel efficiency, 2 hits a side; momentum: {momentum}; {muons} muons a volume), half of them holding the "
         "object. Left: ROC curve of each design (detection efficiency against false-alarm rate as the score "
-        "threshold falls). Right: distributions of the presence score (a smooth maximum of voxel z-scores) with "
-        "(solid) and without (dashed) the object.",
+        "threshold falls). Right: for each design, the distribution of the presence score (a smooth maximum of "
+        "voxel z-scores) over the test volumes with the object (orange) and without it (blue), filled, on a "
+        "common score axis: the further apart, the better the design separates them.",
     ),
 }
 
@@ -234,6 +244,17 @@ def write_report(
     train_s, total_s = timing.get("training_seconds", float("nan")), timing.get("total_seconds", float("nan"))
     task = evaluations["task"]
     oracle = " (an oracle: real detectors do not know it)" if task["momentum"] == "true" else ""
+    verdict = chance_lines(evaluations)
+    warning = (
+        '<div class=verdict style="border:2px solid #b00;padding:0.5em 1em;background:#fff4f4">'
+        + "".join(
+            f"<p><b>{html.escape(line)}</b></p>" if i == 0 else f"<p>{html.escape(line)}</p>"
+            for i, line in enumerate(verdict)
+        )
+        + "</div>"
+        if verdict
+        else ""
+    )
     body = f"""<!doctype html><html><head><meta charset="utf-8"><title>mutomo run report</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style>
 </head><body>
@@ -245,7 +266,8 @@ Training time: {train_s:.0f} s; whole run: {total_s:.0f} s.</p>
 test volume. <b>physical</b> readouts have hard panel edges, hits drawn with the panel efficiency and a trigger
 (<i>physical</i>: 2 hits a side; <i>physical_minK</i>: K; <i>physical_all</i>: every panel); <b>smooth</b> is the
 relaxation used in training.</p>
-<h2>Metrics on the test volumes (value &plusmn; statistical error)</h2>
+{warning}
+<h2>Metrics on the test volumes (value &plusmn; statistical error, rounded to two digits of the error)</h2>
 <div class=table>{_metric_table(entries, readouts)}</div>
 <h2>Paired differences (same volumes and muons)</h2>
 <div class=table>{_metric_table(evaluations["paired"], readouts)}</div>

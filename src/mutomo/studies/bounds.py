@@ -38,13 +38,13 @@ from typing import Any
 from mutomo.design.base import Design
 from mutomo.design.panels import DetectorDesign
 from mutomo.errors import ConfigError
-from mutomo.optimise.evaluate import DesignObservations, metrics_json, paired
+from mutomo.optimise.evaluate import REFERENCE_DESIGNS, DesignObservations, metrics_json, paired
 from mutomo.optimise.problem import Problem
 from mutomo.reco.momentum_options import measured_momentum
 from mutomo.tasks import Metric
 
-IDEAL, IDEAL_MOMENTUM = "ideal", "ideal_momentum"
-BOUNDS = (IDEAL, IDEAL_MOMENTUM)
+IDEAL, IDEAL_MOMENTUM = REFERENCE_DESIGNS
+BOUNDS = REFERENCE_DESIGNS
 DEFAULT_MOMENTUM_RESOLUTION = 0.1
 
 

@@ -587,7 +587,9 @@ def judge_front(
 def save_landscape(folder: Path, result: dict[str, Any]) -> list[Path]:
     """Write ``folder/landscape.json`` and, to start from or fine-tune, the design files
     ``folder/designs/best.json`` and ``designs/group_NN.json`` of every near-optimal distinct
-    design (its best member; read by ``mutomo evaluate`` and by ``design.start``)."""
+    design (its best member; read by ``mutomo evaluate`` and by ``design.start``), with the
+    problem they were made for when ``result`` holds it (``made_for``, see
+    :meth:`mutomo.optimise.Problem.made_for`)."""
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "landscape.json"]
     written[0].write_text(json.dumps(result, indent=1))
@@ -597,7 +599,8 @@ def save_landscape(folder: Path, result: dict[str, Any]) -> list[Path]:
     picks |= {f"group_{c['id']:02d}": c["representative"] for c in result["clusters"] if c["near_optimal"]}
     for name, index in picks.items():
         path = designs / f"{name}.json"
-        path.write_text(json.dumps(result["starts"][index]["design"], indent=1))
+        made_for = {"made_for": result["made_for"]} if "made_for" in result else {}
+        path.write_text(json.dumps({**result["starts"][index]["design"], **made_for}, indent=1))
         written.append(path)
     return written
 

@@ -25,22 +25,73 @@ from mutomo.errors import ConfigError
 from mutomo.sweep.plan import SweepPlan, Trial
 from mutomo.sweep.trial import run_trial
 
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+"""A gRPC client's first bytes (RFC 9113, 3.4): the connection preface and an empty SETTINGS frame."""
+
+
+def _answers_grpc(host: str, port: int, timeout_s: float) -> str | None:
+    """``None`` if a gRPC server (Ray's GCS or Ray Client server) answers at ``host:port``
+    within ``timeout_s``, else what went wrong: a gRPC server's first frame is SETTINGS (type
+    4). Ray itself waits tens of seconds, or minutes, on a port that accepts but never answers."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            sock.settimeout(timeout_s)
+            sock.sendall(HTTP2_PREFACE)
+            head = b""
+            while len(head) < 9:
+                chunk = sock.recv(9 - len(head))
+                if not chunk:
+                    return "it closed the connection without answering as Ray does"
+                head += chunk
+    except TimeoutError:
+        return f"no answer within {timeout_s:g} s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if head[3] != 4:
+        return "something answers, but not Ray (not gRPC)"
+    return None
+
 
 def check_address(address: str, timeout_s: float = 5.0) -> None:
-    """Refuse a cluster address that is malformed or that nothing answers on, before any trial
-    starts (``auto``: the cluster Ray finds itself, checked when connecting)."""
+    """Refuse, within ``timeout_s`` seconds or so, a cluster address that is malformed or at which
+    no Ray answers, before any trial starts (``auto``: the cluster Ray finds itself, checked when
+    connecting)."""
     if address == "auto":
         return
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"--address: {address!r} is not HOST:PORT, ray://HOST:PORT or auto")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as exc:
+    problem = _answers_grpc(host, int(port), timeout_s)
+    if problem is not None:
         raise ConfigError(
-            f"--address: nothing answers at {address} ({exc.strerror or exc}); start a cluster there with "
+            f"--address: nothing answers at {address} as a Ray cluster ({problem}); start a cluster there with "
             "`ray start --head`, or leave --address out to run on this machine"
-        ) from None
+        )
+
+
+AUTH_HELP = (
+    "if the cluster uses token authentication (what `ray start --head` turns on when a token exists), give this "
+    "machine the head's token: RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<token> (or the token in ~/.ray/auth_token; "
+    "`ray get-auth-token` on the head prints it)"
+)
+"""What to set to join a cluster that asks for a token, in one line."""
+
+
+def use_token_if_available() -> bool:
+    """Turn on Ray's token authentication for this process when ``RAY_AUTH_MODE`` is unset and a
+    token is available (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``), as
+    ``ray start`` does: ``ray.init(address=...)`` never does it itself, so that joining a cluster
+    that ``ray start --head`` started with token authentication fails with ``InvalidAuthToken``.
+    A client that sends a token also joins a cluster without authentication. Returns whether
+    token authentication is on. Uses Ray's own token loader (a private module of recent Ray, 2.60 here;
+    with an older Ray, nothing is done)."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # Ray before token authentication
+        return False
+    return bool(maybe_enable_token_auth_if_token_available(warn_if_disabled=False))
 
 
 def start_ray(address: str | None, workers: int | None) -> bool:
@@ -59,10 +110,13 @@ def start_ray(address: str | None, workers: int | None) -> bool:
         )
         return True
     check_address(address)
+    token = "this machine sends its token" if use_token_if_available() else "this machine has no token"
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ConfigError(f"--address: cannot join the Ray cluster at {address} ({exc})") from None
+        raise ConfigError(
+            f"--address: cannot join the Ray cluster at {address} ({exc}; {token}); {AUTH_HELP}"
+        ) from None
     return False
 
 

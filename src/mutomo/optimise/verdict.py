@@ -1,0 +1,135 @@
+"""Whether a run's question could be answered at all (issue 26): when every design's headline
+metric is at chance, the command line and the report say so plainly and what would help.
+
+At chance means, on the headline physical readout (the first trigger of ``evaluation.min_hits``):
+
+* presence: the AUC within :data:`SIGMAS` errors of 0.5 (a coin toss);
+* regression: the MSE within :data:`SIGMAS` errors of the no-information answer (the variance of
+  the truth over the test volumes: the MSE of always answering their mean), which
+  :func:`no_information` records in ``evaluations.json`` (``task.no_information``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from mutomo.optimise.evaluate import REFERENCE_DESIGNS, DesignObservations
+from mutomo.optimise.metric_text import round_to_error
+
+SIGMAS = 2.0
+"""How many errors from the chance value still count as chance."""
+HEADLINE = "physical"
+"""The name the headline readout has unless the first trigger of ``evaluation.min_hits`` is not
+2 hits a side (then ``physical_minK`` or ``physical_all``: the first physical readout)."""
+
+
+def headline(readouts: list[str]) -> str:
+    """The headline readout among ``readouts`` (``evaluations.json``'s order): the first physical one."""
+    return next((r for r in readouts if r.startswith("physical")), HEADLINE)
+
+
+def advice(task: dict[str, Any]) -> str:
+    """What would help a task at chance (``task``: the ``task`` record of ``evaluations.json``),
+    leaving out what it already does."""
+    kind = task.get("kind")
+    if kind == "regression":
+        return (
+            "a longer exposure (task.muons_per_volume or task.exposure_s: the error falls as 1/sqrt(muons)); "
+            "designs whose panels cover the scene (mutomo check warns of those that do not); more calibration "
+            "volumes (evaluation.calibration_volumes)"
+        )
+    tips = [
+        "a longer exposure (task.exposure_s: four times the exposure halves the scores' noise; the "
+        "exposure-to-goal metric says how far the goal is)"
+    ]
+    if task.get("reference") not in (None, "clean"):
+        tips.append(
+            'voxel scores against clean reference volumes (task.reference = "clean": a method that fits the background)'
+        )
+    inference, momentum = task.get("inference"), task.get("momentum")
+    if inference not in ("asr", "mlem"):
+        tips.append(
+            'a method that finds dense objects without true momenta (task.inference = "asr", or "mlem" with '
+            'task.momentum = "marginal": AUC 0.97-0.98 where PoCA gives 0.84 on the waste block, the methods table '
+            "of the README)"
+        )
+    elif inference == "mlem" and momentum != "marginal":
+        tips.append('task.momentum = "marginal" (ML/EM marginalising each muon\'s unknown momentum)')
+    tips.append("larger voxels (scene.voxel: more muons per voxel)")
+    return "; ".join(tips)
+
+
+ADVICE_KINDS = ("presence", "regression")
+"""Task kinds with a chance value (imaging has none)."""
+
+
+def no_information(kind: str, observations: DesignObservations) -> dict[str, list[float]]:
+    """The no-information answer's metrics (regression: ``{"mse": [variance of the truth over the
+    test volumes, its error]}``; none for other kinds, whose chance value is fixed)."""
+    if kind != "regression" or not observations.test:
+        return {}
+    truths = np.asarray(next(iter(observations.test.values())).truths, dtype=float)  # the same in every readout
+    n = len(truths)
+    if n < 2:
+        return {}
+    variance = float(truths.var(ddof=1))
+    return {"mse": [variance, variance * math.sqrt(2.0 / (n - 1))]}
+
+
+def _at_chance(kind: str, metrics: dict[str, Any], chance: dict[str, list[float]]) -> str | None:
+    """The metric and its distance from chance if at chance, else ``None``."""
+    if kind == "presence" and "auc" in metrics:
+        value, error = metrics["auc"]
+        if value is not None and error is not None and abs(value - 0.5) <= SIGMAS * error:
+            return f"AUC {round_to_error(value, error, '+-')}"
+    if kind == "regression" and "mse" in metrics and "mse" in chance:
+        value, error = metrics["mse"]
+        base, base_error = chance["mse"]
+        if value is not None and error is not None and value >= base - SIGMAS * math.hypot(error, base_error):
+            return f"MSE {round_to_error(value, error, '+-')} m²"
+    return None
+
+
+def chance_lines(evaluations: dict[str, Any]) -> list[str]:
+    """Plain sentences when every design of ``evaluations`` (``evaluations.json``) is at chance on
+    the headline readout; ``[]`` when at least one design does better (or the task has no
+    chance value: imaging)."""
+    task = evaluations.get("task", {})
+    kind = task.get("kind")
+    chance = task.get("no_information", {})
+    designs = evaluations.get("designs", {})
+    if kind not in ADVICE_KINDS or not designs:
+        return []
+    first = headline(list(evaluations.get("readouts", [HEADLINE])))
+    found = {
+        name: _at_chance(kind, entry.get(first, {}), chance)
+        for name, entry in designs.items()
+        if name not in REFERENCE_DESIGNS
+    }
+    if not found or any(v is None for v in found.values()):
+        return []
+    ideal = designs.get(REFERENCE_DESIGNS[0])
+    if ideal is None:
+        bound = ""
+    elif _at_chance(kind, ideal.get(first, {}), chance) is None:
+        bound = " The ideal detector of the region (cost ignored) does better: a better detector would help."
+    else:
+        bound = " So is the ideal detector of the region (cost ignored): no detector answers it like this."
+    if kind == "presence":
+        what = f"no better than a coin toss (AUC within {SIGMAS:g} errors of 0.5)"
+    else:
+        base, base_error = chance["mse"]
+        what = (
+            f"no better than answering the mean every time (MSE within {SIGMAS:g} errors of the no-information "
+            f"{round_to_error(base, base_error, '+-')} m²)"
+        )
+    exposure = task.get("exposure_s")
+    at = f" at {exposure:.3g} s of exposure" if isinstance(exposure, (int, float)) else ""
+    listed = "; ".join(f"{name}: {text}" for name, text in found.items())
+    return [
+        f"The question cannot be answered as posed{at}: every design is {what} ({listed}).{bound}",
+        f"What would help: {advice(task)}.",
+    ]
