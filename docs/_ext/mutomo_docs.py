@@ -391,15 +391,33 @@ def bounds(name: str) -> str:
         + " |",
         "|---|" + "---:|" * (len(metrics) + len(shared)),
     ]
+    lines[2] += "".join(f" ideal − design, paired: {BOUND_METRICS[m][0]} |" for m in metrics)
+    lines[3] += "---:|" * len(metrics)
     for design, entry in res["designs"].items():
         cells = [_measured(*entry[headline][m], scale=BOUND_METRICS[m][1]) for m in metrics]
+        to_ideal = res["paired"].get(f"ideal - {design}", {}).get(headline, {})
         share = res["shares"].get(design, {}).get(headline, {})
         fixed = {"start": "0 (by definition)", "ideal": "100 (by definition)"}
         cells += [
             fixed.get(design) or _measured(*share[m], scale=100.0) if m in share or design in fixed else ""
             for m in shared
         ]
+        cells += [_measured(*to_ideal[m], scale=BOUND_METRICS[m][1]) if m in to_ideal else "" for m in metrics]
         lines.append(f"| {design} | " + " | ".join(cells) + " |")
+    others = [r for r in res["readouts"] if r.startswith("physical") and r != headline]
+    if others and shared:
+        m = shared[0]
+        lines += [
+            "",
+            f"Share of the possible gain in {m} (%) under every trigger (hits a side: `physical` 2, "
+            "`physical_minK` K, `physical_all` every panel):",
+            "",
+            "| design | " + " | ".join(f"`{r}`" for r in [headline, *others]) + " |",
+            "|---|" + "---:|" * (1 + len(others)),
+        ]
+        for design, share in res["shares"].items():
+            cells = [_measured(*share[r][m], scale=100.0) if m in share.get(r, {}) else "" for r in [headline, *others]]
+            lines.append(f"| {design} | " + " | ".join(cells) + " |")
     momentum = res["paired"].get("ideal_momentum - ideal", {}).get(headline)
     if momentum:
         resolution = res["bounds"]["momentum_resolution"]
