@@ -434,6 +434,27 @@ def bounds(name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ideal_variants() -> str:
+    """The ladle's ideal detector against variants of it (``mutomo evaluate`` outputs in
+    benchmarks/results/bounds/ladle_ideal_variants/): which of its features the MSE depends on."""
+    lines = [
+        "| variant | MSE (10⁻³ m²) | the region's ideal detector (10⁻³ m²) | variant − ideal, paired (10⁻³ m²) "
+        "| file |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for path in sorted((RESULTS / "bounds" / "ladle_ideal_variants").glob("*.json")):
+        d = json.loads(path.read_text())
+        for key, diff in d["paired"].items():
+            variant, reference = key.split(" - ")
+            cells = [
+                _measured(*d["designs"][variant]["physical"]["mse"], scale=1e3),
+                _measured(*d["designs"][reference]["physical"]["mse"], scale=1e3),
+                _measured(*diff["physical"]["mse"], scale=1e3),
+            ]
+            lines.append(f"| `{variant}` | " + " | ".join(cells) + f" | {_source(path)} |")
+    return "\n".join(lines) + "\n"
+
+
 def lab_notes() -> str:
     """benchmarks/README.md, the dated lab notes, with its links made relative to docs/lab-notes.md
     (a Markdown results file, not a page of this site, is named instead of linked)."""
@@ -456,6 +477,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "results_tomopt_gpu.md": tomopt_side_by_side_gpu,
     "results_bounds_ladle_furnace.md": lambda: bounds("ladle_furnace"),
     "results_bounds_waste_block.md": lambda: bounds("waste_block"),
+    "results_ladle_ideal_variants.md": ideal_variants,
     "lab_notes.md": lab_notes,
 }
 

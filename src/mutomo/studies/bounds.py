@@ -5,9 +5,10 @@ through the same physical readout and the same inference (:mod:`mutomo.optimise.
 
 * ``ideal``: free panels as large as the region allows, covering it, at the best resolution and
   efficiency the region allows, cost ignored (:func:`ideal_design`). No detector the region
-  allows sees more muons or measures them better, so with this inference and exposure no
-  design should do better (up to the statistical error, and short of a design that gains by
-  *losing* muons, e.g. one that drops the ones a method mishandles).
+  allows sees more muons or measures them better, so with an inference that only gains from
+  more and better-measured muons no design does better (up to the statistical error). Not every
+  inference is one: the ladle furnace's fill statistic does better with the optimised design's
+  placement than with the ideal's (docs: results, ladle furnace), and a share above 100 % says so.
 * ``ideal_momentum``: the same detector with each muon's momentum measured to a relative
   resolution (:func:`~mutomo.reco.momentum_options.measured_momentum`; 10 % by default, a
   time-of-flight or spectrometer measurement): what measuring the momentum would add.
