@@ -173,16 +173,25 @@ def _records(benchmark: str) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) | {"_path": p} for p in sorted((RESULTS / benchmark).glob("*.json"))]
 
 
+def _record_header(rec: dict[str, Any], title: str = "") -> list[str]:
+    """A record's heading (its date) and provenance line (file, command, commit, machine, load)."""
+    gpus = ", ".join(rec["machine"].get("gpus", []))
+    load = rec.get("load_average_start")
+    return [
+        f"### {rec['date'][:16].replace('T', ' ')} UTC{title}",
+        "",
+        f"From {_source(rec['_path'])}: command `{rec['command']}`; commit `{(rec['git_commit'] or '?')[:10]}`"
+        f"{' (uncommitted changes)' if rec.get('git_dirty') else ''}; machine: {gpus + ', ' if gpus else ''}"
+        f"{_machine(rec['machine'])}{f'; load average {load[0]:.1f} at the start' if load else ''}.",
+        "",
+    ]
+
+
 def tomopt_side_by_side() -> str:
     lines = []
     for rec in _records("tomopt_side_by_side"):
         lines += [
-            f"### {rec['date'][:16].replace('T', ' ')} UTC",
-            "",
-            f"From {_source(rec['_path'])}: command `{rec['command']}`; commit `{(rec['git_commit'] or '?')[:10]}`"
-            f"{' (uncommitted changes)' if rec.get('git_dirty') else ''}; machine: {_machine(rec['machine'])}; "
-            f"load average {rec['load_average_start'][0]:.1f} at the start.",
-            "",
+            *_record_header(rec),
             "| muons | threads | kernels | mutomo muons/s | TomOpt muons/s | speed ratio | mutomo peak MiB "
             "| TomOpt peak MiB | memory ratio |",
             "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
@@ -201,12 +210,7 @@ def simulation_throughput() -> str:
     lines = []
     for rec in _records("simulation_throughput"):
         lines += [
-            f"### {rec['date'][:16].replace('T', ' ')} UTC",
-            "",
-            f"From {_source(rec['_path'])}: command `{rec['command']}`; commit `{(rec['git_commit'] or '?')[:10]}`"
-            f"{' (uncommitted changes)' if rec.get('git_dirty') else ''}; machine: {_machine(rec['machine'])}; "
-            f"load average {rec['load_average_start'][0]:.1f} at the start.",
-            "",
+            *_record_header(rec),
             "| muons | forward (muons/s) | forward + backward (muons/s) | peak memory (MiB) |",
             "|---:|---:|---:|---:|",
         ]
@@ -327,12 +331,7 @@ def tomopt_side_by_side_gpu() -> str:
         rows = rec["results"]["rows"]
         where = "a GPU" if rows and rows[0].get("device", "cpu") != "cpu" else "the CPU"
         lines += [
-            f"### {rec['date'][:16].replace('T', ' ')} UTC, mutomo on {where}",
-            "",
-            f"From {_source(rec['_path'])}: command `{rec['command']}`; commit `{(rec['git_commit'] or '?')[:10]}`"
-            f"{' with uncommitted changes' if rec.get('git_dirty') else ''}; machine: "
-            f"{', '.join(rec['machine'].get('gpus', []))}, {_machine(rec['machine'])}.",
-            "",
+            *_record_header(rec, f", mutomo on {where}"),
             "| muons | kernels | mutomo muons/s | TomOpt muons/s (CPU, 1 thread) | speed ratio | mutomo peak GPU MiB |",
             "|---:|---|---:|---:|---:|---:|",
         ]
