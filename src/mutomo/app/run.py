@@ -68,6 +68,10 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+TRAINED = ("optimised", "best_validated")
+"""The designs a run trains (the others are evaluated as they are)."""
+
+
 def observations_cached(
     run_dir: Path,
     name: str,
@@ -121,14 +125,15 @@ def write_evaluations(
     result["task"]["no_information"] = no_information(problem.task.kind, next(iter(observations.values())))
     for name, obs in observations.items():
         result["designs"][name] = {**metrics_json(summarise(problem, obs)), "design": designs[name].describe()}
-    for trained in ("optimised", "best_validated"):
+    for trained in TRAINED:
         if trained not in observations:
             continue
         for name, obs in observations.items():
-            if name not in ("optimised", "best_validated"):
+            if name not in TRAINED:
                 result["paired"][f"{trained} - {name}"] = metrics_json(paired(problem, observations[trained], obs))
     extra = bound_entries(problem, observations, "initial", bound_momentum_resolution)
-    result["paired"].update(extra.pop("paired"))
+    # "optimised - ideal" is already there: no "ideal - optimised" beside it
+    result["paired"].update({k: v for k, v in extra.pop("paired").items() if k.split(" - ")[1] not in TRAINED})
     if "shares" in extra:
         result.update(extra)
     result["readouts"] = list(next(iter(observations.values())).test)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mutomo.optimise.evaluate import REFERENCE_DESIGNS
 from mutomo.optimise.metric_text import metric_label, round_to_error, value_text
 from mutomo.optimise.verdict import chance_lines
 from mutomo.plotting.figures import detector_views, loss_curves, parameter_trajectories
@@ -130,7 +131,12 @@ def _metric_table(entries: dict[str, dict[str, Any]], readouts: list[str]) -> st
             for r in readouts
             for m in metrics
         )
-        cost = f"<td>{e['design']['cost']:.0f}</td>" if "design" in e else "<td></td>"
+        if "design" not in e:
+            cost = "<td></td>"
+        elif name in REFERENCE_DESIGNS:  # a bound: what money cannot buy, so its price is not the point
+            cost = f"<td>ignored ({e['design']['cost']:.2g})</td>"
+        else:
+            cost = f"<td>{e['design']['cost']:.0f}</td>"
         rows += f"<tr><td>{html.escape(name)}</td>{cost}{cells}</tr>"
     return f"<table><tr><th>design</th><th>cost (units of account)</th>{head}</tr>{rows}</table>"
 
