@@ -130,7 +130,7 @@ x0_muons = 2000
     }
     assert set(evaluations["shares"]) == {"human_acceptance", "optimised", "best_validated", "ideal_momentum"}
     assert "How far from the best possible" in (run / "report.html").read_text()
-    assert "of the gain in mse" in (run / "report.html").read_text()
+    assert "of the gain in MSE (m²)" in (run / "report.html").read_text()
     assert "ignored (" in (run / "report.html").read_text()  # the bounds' cost is not the point
     history = json.loads((run / "history.json").read_text())
     best = min((r for r in history if r["validation"] is not None), key=lambda r: r["validation"])

@@ -161,27 +161,30 @@ def bounds_section(evaluations: dict[str, Any]) -> str:
         return ""
     headline = next(r for r in evaluations["readouts"] if r.startswith("physical"))
     metrics = sorted({m for values in shares.values() for m in values.get(headline, {})})
-    head = "".join(f"<th>share of the possible gain in {html.escape(m)}</th>" for m in metrics)
+    head = "".join(f"<th>share of the possible gain in {html.escape(metric_label(m))}</th>" for m in metrics)
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td>"
         + "".join(f"<td>{_percent(values[headline][m])}</td>" for m in metrics)
         + "</tr>"
         for name, values in shares.items()
-        if name not in ("ideal", "ideal_momentum")
+        if name not in REFERENCE_DESIGNS[:1]
     )
     words = []
     for name in ("optimised", "best_validated"):
         if name in shares and metrics:
             m = metrics[0]
             words.append(
-                f"The {name} design reaches {_percent(shares[name][headline][m])} of the gain in {html.escape(m)} "
-                f"that any detector of the region could reach over the start with this inference and exposure."
+                f"The {name} design reaches {_percent(shares[name][headline][m])} of the gain in "
+                f"{html.escape(metric_label(m))} that the ideal detector reaches over the start with this inference "
+                "and exposure."
             )
     bounds = evaluations.get("bounds", {})
     momentum = evaluations["paired"].get("ideal_momentum - ideal", {}).get(headline)
     if momentum:
         resolution = bounds.get("momentum_resolution")
-        changes = "; ".join(f"{html.escape(m)} {_fmt(v)}" for m, v in momentum.items())
+        changes = "; ".join(
+            f"{html.escape(metric_label(m))} {html.escape(value_text(m, v))}" for m, v in momentum.items()
+        )
         words.append(
             f"Measuring each muon's momentum to {100 * resolution:.3g} % would change the ideal detector's metrics by: "
             f"{changes} (ideal_momentum &minus; ideal, paired)."
@@ -189,9 +192,11 @@ def bounds_section(evaluations: dict[str, Any]) -> str:
     return f"""<h2>How far from the best possible</h2>
 <p>Each design's share of the possible gain over the start ({html.escape(str(bounds.get("start", "initial")))}):
 (metric(design) &minus; metric(start)) / (metric(ideal) &minus; metric(start)), oriented so that 0 % is no better
-than the start and 100 % as good as the <i>ideal</i> detector: panels covering the whole allowed region at its
-best resolution and efficiency, cost ignored, seen through the same readout ({html.escape(headline)}) and
-inference. Errors from the paired differences (same volumes and muons). {" ".join(words)}</p>
+than the start and 100 % as good as the <i>ideal</i> detector: panels as large as the region allows, spread over
+its heights, at its best resolution and efficiency, cost ignored, seen through the same readout
+({html.escape(headline)}) and inference. Errors from the paired differences (same volumes and muons). A share
+above 100 % means a design beats the ideal detector: the inference gains from something other than more and
+better-measured muons (e.g. where the panels sit), and the ideal is no bound for it. {" ".join(words)}</p>
 <div class=table><table><tr><th>design</th>{head}</tr>{rows}</table></div>"""
 
 
