@@ -68,8 +68,8 @@ def ideal_design(problem: Problem, like: Design | None = None) -> DetectorDesign
     and, as far as it can, every muon a closer panel would catch), at the region's best resolution
     and efficiency. Its cost is ignored: it has no budget, and the evaluation says so.
 
-    For a hodoscope problem it is free panels, not modules: a looser bound than a tiling of
-    modules everywhere (the modules' resolution is their own), never a tighter one.
+    For a hodoscope problem it is free panels, not modules: finer and wider than a tiling of
+    modules everywhere (whose resolution is the modules' own).
 
     Raises :class:`~mutomo.errors.ConfigError` naming the region's field when the region is not
     finite (a bound needs a region to cover).
