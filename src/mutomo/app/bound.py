@@ -19,6 +19,7 @@ from mutomo.config.schema import RunConfig
 from mutomo.design.base import Design
 from mutomo.io.files import writable_file
 from mutomo.optimise.evaluate import DesignObservations, metrics_json, observe_design, summarise
+from mutomo.optimise.metric_text import metric_label, value_text
 from mutomo.optimise.problem import Problem
 from mutomo.studies.bounds import IDEAL, IDEAL_MOMENTUM, bound_entries
 
@@ -66,16 +67,11 @@ def share_lines(result: dict[str, Any]) -> list[str]:
     headline = next(r for r in result["readouts"] if r.startswith("physical"))
     lines = [f"share of the possible gain over the start ({headline}; 0 = the start, 1 = the ideal detector)"]
     for name, values in result.get("shares", {}).items():
-        text = "  ".join(
-            f"{m} {v:.3f} +- {e:.2g}" if v is not None and e is not None else f"{m} undefined"
-            for m, (v, e) in values.get(headline, {}).items()
-        )
+        text = "  ".join(f"{metric_label(m)} {value_text(m, ve, '+-')}" for m, ve in values.get(headline, {}).items())
         lines.append(f"  {name:28s} {text}")
     momentum = result.get("paired", {}).get(f"{IDEAL_MOMENTUM} - {IDEAL}", {}).get(headline)
     if momentum:
         resolution = result["bounds"].get("momentum_resolution")
-        text = "  ".join(
-            f"{m} {v:+.4g} +- {e:.2g}" for m, (v, e) in momentum.items() if v is not None and e is not None
-        )
+        text = "  ".join(f"{metric_label(m)} {value_text(m, ve, '+-')}" for m, ve in momentum.items())
         lines.append(f"measuring the momentum to {100 * resolution:.3g} % (ideal_momentum - ideal): {text}")
     return lines

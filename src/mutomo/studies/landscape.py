@@ -51,6 +51,7 @@ from mutomo.design.stacked import StackedDesign, copy_design
 from mutomo.errors import MutomoError
 from mutomo.optimise.evaluate import DesignObservations, EvaluationSettings, observe_design, paired, summarise
 from mutomo.optimise.loop import TrainingSettings, optimise
+from mutomo.optimise.metric_text import round_to_error
 from mutomo.optimise.problem import Problem
 from mutomo.studies.grouping import aligned_parameters, group_designs
 from mutomo.studies.starts import jittered_starts, random_starts
@@ -610,7 +611,8 @@ def _pm(pair: list[float | None], sign: bool = False) -> str:
     v, e = pair
     if v is None:
         return "n/a"
-    return f"{v:{'+' if sign else ''}.4g} +- {e:.2g}" if e is not None else f"{v:.4g}"
+    text = round_to_error(v, e, "+-")
+    return f"+{text}" if sign and v >= 0 else text
 
 
 def landscape_lines(result: dict[str, Any]) -> list[str]:
