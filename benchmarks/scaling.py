@@ -116,11 +116,10 @@ def main() -> None:
     render(rows, args)
 
 
-def render(rows: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
-    """The markdown table (exponents over the whole range and over the two largest sizes) and the plot."""
+def table(rows: dict[str, list[dict[str, float]]]) -> list[str]:
+    """The markdown table's lines: per axis its sizes, seconds, memory rise and the log-log exponents
+    over the whole range and over the two largest sizes (also the docs' scaling table)."""
     lines = [
-        f"# {platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, medians of {args.repeats}",
-        f"# command: python benchmarks/{Path(__file__).name} --repeats {args.repeats} --threads {args.threads}",
         "| axis | sizes | seconds | memory rise (MiB) | time exponent (all / top) | memory exponent (all / top) |",
         "|---|---|---|---|---:|---:|",
     ]
@@ -133,9 +132,19 @@ def render(rows: dict[str, list[dict[str, float]]], args: argparse.Namespace) ->
             f"{' / '.join(f'{m:.0f}' for m in mems)} | {slope(sizes, secs):.2f} / {top(sizes, secs):.2f} | "
             f"{slope(sizes, mems):.2f} / {top(sizes, mems):.2f} |"
         )
-    table = "\n".join(lines)
-    (args.out / "scaling.md").write_text(table + "\n")
-    print(table)
+    return lines
+
+
+def render(rows: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
+    """The markdown table (see :func:`table`) under the machine and command, and the plot."""
+    lines = [
+        f"# {platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, medians of {args.repeats}",
+        f"# command: python benchmarks/{Path(__file__).name} --repeats {args.repeats} --threads {args.threads}",
+        *table(rows),
+    ]
+    table_text = "\n".join(lines)
+    (args.out / "scaling.md").write_text(table_text + "\n")
+    print(table_text)
     plot(rows, args.out / "scaling.png")
 
 

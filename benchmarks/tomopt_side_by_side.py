@@ -206,7 +206,7 @@ def main() -> None:
             loads = []
             for r in range(args.repeats):
                 loads.append(load_average())
-                for kernels in args.kernels if r < args.repeats // in_process else []:
+                for kernels in args.kernels if args.device == "cpu" or r == 0 else []:
                     env = {**ALLOCATOR_ENV, "MUTOMO_COMPILE": "1" if kernels == "compiled" else "0"}
                     worker = ["--mutomo-worker", str(n), str(threads), str(in_process), "--device", args.device]
                     runs[kernels].append(_run([sys.executable, __file__, *worker], env))  # its CLI's allocator

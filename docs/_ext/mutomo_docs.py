@@ -25,6 +25,8 @@ from sphinx.application import Sphinx
 
 import mutomo
 from mutomo.config.reference import FieldRow, config_fields, value_forms
+from mutomo.optimise.metric_text import round_to_error
+from mutomo.optimise.verdict import headline as headline_readout
 
 DOCS = Path(__file__).resolve().parents[1]
 ROOT = DOCS.parent
@@ -232,19 +234,8 @@ def scaling() -> str:
         "the machine is not recorded in the file). Exponents are log-log slopes over all sizes and between "
         "the two largest.",
         "",
-        "| axis | sizes | seconds | memory rise (MiB) | time exponent (all / top) | memory exponent (all / top) |",
-        "|---|---|---|---|---:|---:|",
+        *script.table(data),
     ]
-    for axis, rows in data.items():
-        sizes = [r["size"] for r in rows]
-        secs = [r["seconds"] for r in rows]
-        mems = [r["memory_mib"] for r in rows]
-        lines.append(
-            f"| {script.AXES[axis][2]} | {' / '.join(f'{s:g}' for s in sizes)} | "
-            f"{' / '.join(f'{t:.3g}' for t in secs)} | {' / '.join(f'{m:.0f}' for m in mems)} | "
-            f"{script.slope(sizes, secs):.2f} / {script.top(sizes, secs):.2f} | "
-            f"{script.slope(sizes, mems):.2f} / {script.top(sizes, mems):.2f} |"
-        )
     return "\n".join(lines) + "\n"
 
 
@@ -351,13 +342,12 @@ def tomopt_side_by_side_gpu() -> str:
 
 
 def _measured(value: float | None, error: float | None, scale: float = 1.0) -> str:
-    """``value ± error`` rounded to two significant digits of the error."""
+    """``value ± error`` rounded to two significant digits of the error (exact values plainly)."""
     if value is None:
         return "undefined"
     if error is None or error != error or error <= 1e-9 * max(abs(value), 1e-300):
         return f"{scale * value:.4g}"  # exact, or no error known
-    digits = max(0, 1 - math.floor(math.log10(scale * error)))
-    return f"{scale * value:.{digits}f} ± {scale * error:.{digits}f}"
+    return round_to_error(scale * value, scale * error)
 
 
 BOUND_METRICS = {  # metric: (column heading, scale)
@@ -376,7 +366,7 @@ def bounds(name: str) -> str:
         return f"No bound recorded yet for `{name}` (`python benchmarks/bounds.py {name}`).\n"
     rec = json.loads(path.read_text())
     res = rec["results"]
-    headline = next(r for r in res["readouts"] if r.startswith("physical"))
+    headline = headline_readout(res["readouts"])
     metrics = [m for m in BOUND_METRICS if m in res["designs"]["start"][headline]]
     shared = [m for m in metrics if any(m in v.get(headline, {}) for v in res["shares"].values())]
     lines = [

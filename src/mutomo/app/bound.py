@@ -21,6 +21,7 @@ from mutomo.io.files import writable_file
 from mutomo.optimise.evaluate import DesignObservations, metrics_json, observe_design, summarise
 from mutomo.optimise.metric_text import metric_label, value_text
 from mutomo.optimise.problem import Problem
+from mutomo.optimise.verdict import headline as headline_readout
 from mutomo.studies.bounds import IDEAL, IDEAL_MOMENTUM, bound_entries
 
 START = "start"
@@ -64,7 +65,7 @@ def bound(config: RunConfig, designs: list[str], json_path: Path, progress: bool
 
 def share_lines(result: dict[str, Any]) -> list[str]:
     """The shares of the possible gain on the headline readout, one line per design."""
-    headline = next(r for r in result["readouts"] if r.startswith("physical"))
+    headline = headline_readout(result["readouts"])
     lines = [f"share of the possible gain over the start ({headline}; 0 = the start, 1 = the ideal detector)"]
     for name, values in result.get("shares", {}).items():
         text = "  ".join(f"{metric_label(m)} {value_text(m, ve, '+-')}" for m, ve in values.get(headline, {}).items())

@@ -17,6 +17,7 @@ from typing import Any
 from mutomo.optimise.evaluate import REFERENCE_DESIGNS
 from mutomo.optimise.metric_text import metric_label, round_to_error, value_text
 from mutomo.optimise.verdict import chance_lines
+from mutomo.optimise.verdict import headline as headline_readout
 from mutomo.plotting.figures import detector_views, loss_curves, parameter_trajectories
 from mutomo.plotting.style import PNG_DPI, svg_path
 
@@ -142,14 +143,11 @@ def _metric_table(entries: dict[str, dict[str, Any]], readouts: list[str]) -> st
 
 
 def _percent(value: list[float | None]) -> str:
-    """A share as a percentage with its error (``undefined`` when there is none)."""
+    """A share as a percentage rounded to its error (``undefined`` when there is none)."""
     v, e = value
     if v is None:
         return "undefined"
-    if e is None:
-        return f"{100 * v:.0f} %"
-    digits = 0 if 100 * e >= 1 else 1
-    return f"{100 * v:.{digits}f} &plusmn; {100 * e:.{digits}f} %"
+    return f"{html.escape(round_to_error(100 * v, None if e is None else 100 * e))} %"
 
 
 def bounds_section(evaluations: dict[str, Any]) -> str:
@@ -159,7 +157,7 @@ def bounds_section(evaluations: dict[str, Any]) -> str:
     shares = evaluations.get("shares")
     if not shares:
         return ""
-    headline = next(r for r in evaluations["readouts"] if r.startswith("physical"))
+    headline = headline_readout(evaluations["readouts"])
     metrics = sorted({m for values in shares.values() for m in values.get(headline, {})})
     head = "".join(f"<th>share of the possible gain in {html.escape(metric_label(m))}</th>" for m in metrics)
     rows = "".join(

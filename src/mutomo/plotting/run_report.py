@@ -21,6 +21,7 @@ from mutomo.errors import RunDirectoryError
 from mutomo.io.files import RERUN, read_json, writable_dir
 from mutomo.optimise.evaluate import DesignObservations
 from mutomo.optimise.problem import Problem
+from mutomo.optimise.verdict import headline as headline_readout
 from mutomo.plotting.figures import predicted_vs_true, roc_and_scores
 from mutomo.plotting.report import ReportFigure, write_report
 from mutomo.plotting.x0 import MAX_LAYERS, x0_slices
@@ -78,7 +79,7 @@ def run_observations(run_dir: Path, name: str) -> Any:
 
 def _headline(observations: Any) -> str:
     """The headline physical readout (the first trigger of ``evaluation.min_hits``)."""
-    return next(name for name in observations.test if name.startswith("physical"))
+    return headline_readout(list(observations.test))
 
 
 def task_figure(run_dir: Path, problem: Problem, designs: list[str]) -> Path | None:

@@ -45,7 +45,6 @@ from mutomo.reco.momentum_options import measured_momentum
 from mutomo.tasks import Metric
 
 IDEAL, IDEAL_MOMENTUM = REFERENCE_DESIGNS
-BOUNDS = REFERENCE_DESIGNS
 DEFAULT_MOMENTUM_RESOLUTION = 0.1
 
 
@@ -162,9 +161,9 @@ def bound_entries(
     design, and ``ideal_momentum - ideal``), ``shares`` (each design's share of the possible gain
     over ``start``, :func:`gain_shares`) and ``bounds`` (what they were); empty without ``ideal``."""
     out: dict[str, Any] = {"paired": {}}
-    for bound in (b for b in BOUNDS if b in observations):
+    for bound in (b for b in REFERENCE_DESIGNS if b in observations):
         for name, obs in observations.items():
-            if name not in BOUNDS or (bound == IDEAL_MOMENTUM and name == IDEAL):
+            if name not in REFERENCE_DESIGNS or (bound == IDEAL_MOMENTUM and name == IDEAL):
                 out["paired"][f"{bound} - {name}"] = metrics_json(paired(problem, observations[bound], obs))
     info: dict[str, Any] = {"start": start}
     if IDEAL in observations and start in observations:
