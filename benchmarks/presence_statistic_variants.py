@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from mutomo.tasks.metrics import efficiency_at_false_alarm, paired_auc_difference, roc_auc
-from mutomo.tasks.presence import reference_scores, split_outputs
+from mutomo.tasks.presence import reference_scores, split_presence
 
 VARIANTS = ("shipped", "none", "null", "null_or_own", "min_null_own", "null_allref")
 
@@ -68,8 +68,9 @@ def own_error(variant: str, maps: Tensor, sigma: Tensor, reference: Tensor) -> T
 def scores(test: np.ndarray, reference: np.ndarray, variant: str) -> np.ndarray:
     """Per-volume presence scores of the test outputs against the reference outputs: the
     presence task's :func:`reference_scores` with ``variant``'s own-error term."""
-    maps, sigma = split_outputs(torch.from_numpy(test.astype(np.float64)))
-    ref_maps = split_outputs(torch.from_numpy(reference.astype(np.float64)))[0]
+    blocks = split_presence(torch.from_numpy(test.astype(np.float64)))
+    maps, sigma = blocks.maps.score, blocks.maps.sigma
+    ref_maps = split_presence(torch.from_numpy(reference.astype(np.float64))).maps.score
     if not bool((sigma > 0).any()):  # ASR, BCA: no own error
         return reference_scores(maps, ref_maps).numpy()
     return reference_scores(maps, ref_maps, own_error(variant, maps, sigma, ref_maps)).numpy()

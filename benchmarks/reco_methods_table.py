@@ -99,7 +99,7 @@ from mutomo.reco.momentum_options import MOMENTUM_OPTIONS
 from mutomo.simulate import simulate
 from mutomo.tasks import Observations
 from mutomo.tasks.metrics import paired_auc_difference
-from mutomo.tasks.presence import Presence, voxel_outputs
+from mutomo.tasks.presence import Presence, presence_outputs
 
 
 def _load_unknown_momentum() -> Any:
@@ -230,7 +230,7 @@ def observe_cells(
                 data = by_momentum[p].measure(above, below, result, sample)  # Problem.observe's momenta
                 for m in methods_for(p, methods):
                     vmap = tasks[m].method(data, volume)
-                    cells.outputs.setdefault((m, p), []).append(voxel_outputs(vmap).double().numpy())
+                    cells.outputs.setdefault((m, p), []).append(presence_outputs(vmap, sample).double().numpy())
                     if cube is not None:
                         cells.judged.setdefault((m, p), []).append(judge(vmap, volume, cube))
             if progress:
@@ -300,7 +300,7 @@ def scene_table(
 ) -> dict[str, Any]:
     """Every cell of one scene, and the paired AUC differences to ``true``. ``keep``: filled with
     every cell's per-volume presence outputs (``"test/method/momentum"``, ``"references/..."``,
-    ``(volume, 2 voxel)``: maps and their errors) and ``"labels"``, for other statistics."""
+    ``(volume, 5 voxel)``: :func:`mutomo.tasks.presence.presence_outputs`) and ``"labels"``, for other statistics."""
     config = scene_config(scene, volumes, references, muons=muons)
     problem = build_problem(config)
     settings = evaluation_settings(config)

@@ -141,6 +141,16 @@ def reco_methods() -> str:
     )
 
 
+def presence_clutter() -> str:
+    """Every presence statistic x method on the clutter scenes (benchmarks/results/presence_clutter/)."""
+    out = []
+    for path in sorted((RESULTS / "presence_clutter").glob("*.json")):
+        data = json.loads(path.read_text())
+        table = _script("presence_clutter").markdown(data).replace("### ", "#### ")
+        out.append(f"From {_source(path)}:\n\n{table}\n")
+    return "\n".join(out)
+
+
 def moliere() -> str:
     path = RESULTS / "moliere_highz.json"
     data = json.loads(path.read_text())
@@ -456,6 +466,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "configuration.md": configuration,
     "api.md": api,
     "results_reco_methods.md": reco_methods,
+    "results_presence_clutter.md": presence_clutter,
     "results_moliere.md": moliere,
     "results_tomopt.md": tomopt_side_by_side,
     "results_throughput.md": simulation_throughput,

@@ -240,8 +240,19 @@ def test_task_losses_on_a_batch_of_volumes_have_finite_gradients(data, seed):
     truths = torch.tensor(rng.uniform(0.0, 1.0, size=4), dtype=D)
     pairs = torch.tensor([0.2, 0.2, 0.7, 0.7], dtype=D)
     vmap = PocaX0(extended=True)(sd, vol)
-    # The presence output with clean references: each volume's scores, then their errors.
-    maps = torch.cat([vmap.score.reshape(4, -1), score_sigma(vmap).reshape(4, -1)], -1)
+    # The presence output with clean references: each volume's scores, their errors, which voxels
+    # were measured, the true 1/X0 and the target voxels (presence_outputs).
+    truth = (1.0 / vol.x0).reshape(4, -1).to(D)
+    maps = torch.cat(
+        [
+            vmap.score.reshape(4, -1),
+            score_sigma(vmap).reshape(4, -1),
+            vmap.measured.reshape(4, -1).to(D),
+            truth,
+            0 * truth,
+        ],
+        -1,
+    )
     assert_finite("maps", maps)
     parts = {
         "calibrated_mse": Regression().loss(raw[:, None], truths),

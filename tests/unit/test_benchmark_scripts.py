@@ -148,3 +148,41 @@ def test_bounds_script_records_a_tiny_bound(tmp_path):
     assert record["results"]["configuration"] == "tiny"
     assert set(record["results"]["designs"]) == {"start", "ideal", "ideal_momentum"}
     assert "ideal_momentum" in record["results"]["shares"]
+
+
+def test_presence_clutter_script_collects_maps_and_scores_them_as_the_task_does(tmp_path):
+    """The clutter table on 4 + 4 + 4 volumes of 1500 muons: the reference maps it keeps are the
+    calibration outputs ``observe_design`` gives, and each statistic's scores are the presence
+    task's with that statistic."""
+    from mutomo.config import load_config
+    from mutomo.config.build import build_problem, evaluation_settings
+    from mutomo.optimise.evaluate import observe_design
+    from mutomo.tasks import Observations
+    from mutomo.tasks.presence import Presence
+
+    module = load("presence_clutter")
+    maps = tmp_path / "maps.npz"
+    config_path = Path(__file__).resolve().parents[2] / "configs" / "crate_clutter.toml"
+    common = ["--volumes", "4", "--references", "4", "--muons", "1500", "--methods", "asr", "poca"]
+    module.main(["collect", str(config_path), *common, "--train", "4", "--out", str(maps)])
+    out = tmp_path / "table"
+    module.main(["table", str(maps), "--out", str(out)])
+    results = json.loads(out.with_suffix(".json").read_text())
+    cells = results["scenes"]["crate_clutter"]["cells"]
+    assert set(cells) == {"asr/flux_mean", "poca/flux_mean"}
+    assert "| asr | flux_mean |" in out.with_suffix(".md").read_text()
+    config = load_config(config_path)
+    problem = build_problem(config)
+    from dataclasses import replace
+
+    problem = replace(problem, n_muons=1500)
+    settings = replace(evaluation_settings(config), n_volumes=4, calibration_volumes=4, exposure_factors=(1.0,))
+    observed = observe_design(problem.design("human_close", ()), problem, settings)
+    data = np.load(maps)
+    reference = observed.calibration["physical"].outputs
+    np.testing.assert_allclose(data["references/asr/flux_mean/score"], reference[:, : reference.shape[1] // 5])
+    test = observed.test["physical"]
+    for statistic in ("clean", "material"):
+        task = Presence("asr", statistic=statistic)
+        scores, _ = task.scores(Observations(test.outputs, test.truths), Observations(reference, np.zeros(4)))
+        np.testing.assert_allclose(scores, cells["asr/flux_mean"][statistic]["scores"], rtol=1e-5)

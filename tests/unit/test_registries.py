@@ -170,11 +170,11 @@ def _problem(kind: str, inference: str) -> Problem:
 TASK_CASES: dict[str, tuple[str, int, Callable[[torch.Tensor, int], bool]]] = {
     # the fill statistic (m)
     "regression": ("fill_statistic", 2000, lambda out, n: out.shape == (1,) and bool(torch.isfinite(out).all())),
-    # clean references: every voxel's score, then its standard deviation
+    # clean references: every voxel's score, its standard deviation, measured, true 1/X0, target
     "presence": (
         "asr",
         2000,
-        lambda out, n: out.shape == (2 * n,) and bool(torch.isfinite(out).all() and (out[n:] >= 0).all()),
+        lambda out, n: out.shape == (5 * n,) and bool(torch.isfinite(out).all() and (out[n:] >= 0).all()),
     ),
     # squared and absolute ln X0 error, contrast-to-noise
     "imaging": (

@@ -47,7 +47,7 @@ from mutomo.optimise.evaluate import TEST_STREAM, metrics_json, paired, summaris
 from mutomo.optimise.loop import TrainingSettings
 from mutomo.optimise.metric_text import metric_label, value_text
 from mutomo.optimise.problem import Problem
-from mutomo.optimise.verdict import chance_lines, no_information
+from mutomo.optimise.verdict import chance_lines, no_information, statistic_lines
 from mutomo.plotting.landscape import write_landscape_figures
 from mutomo.plotting.run_report import write_run_report
 from mutomo.reco.methods import VOXEL_METHODS
@@ -425,7 +425,7 @@ def _optimise(args: argparse.Namespace) -> None:
         _warn(before_run(config, build_problem(config)))
         evaluations = run(config, run_dir, resume=not args.fresh)
     _print_evaluations(evaluations)
-    _warn(chance_lines(evaluations))
+    _warn(chance_lines(evaluations) + statistic_lines(evaluations))
     if not args.no_report:
         print(f"report: {write_run_report(run_dir)}")
     print(f"run directory {run_dir}; {time.perf_counter() - start:.0f} s")
@@ -460,10 +460,11 @@ def _evaluate(args: argparse.Namespace) -> None:
         "momentum": problem.momentum.name,
         "exposure_s": problem.exposure_s,
         "reference": getattr(problem.task, "reference", None),
+        "statistic": getattr(problem.task, "statistic", None),
         "no_information": no_information(problem.task.kind, obs[0]),
     }
     _print_evaluations(result)
-    _warn(chance_lines(result))
+    _warn(chance_lines(result) + statistic_lines(result))
     args.json.write_text(json.dumps(result, indent=1))
     print(f"metrics written to {args.json}")
 

@@ -118,6 +118,7 @@ def write_evaluations(
             "muons_per_volume": problem.n_muons,
             "exposure_s": problem.exposure_s,
             "reference": getattr(problem.task, "reference", None),
+            "statistic": getattr(problem.task, "statistic", None),
         },
         "designs": {},
         "paired": {},

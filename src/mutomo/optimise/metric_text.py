@@ -16,6 +16,7 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "exposure_ratio": ("exposure ratio", ""),
     "abs_log_error": ("|ln X0 error|", ""),
     "cnr": ("CNR", ""),
+    "localisation": ("target ranked first", ""),
 }
 """Each metric's label and unit (empty: dimensionless)."""
 

@@ -1,5 +1,8 @@
 """Whether a run's question could be answered at all (issue 26): when every design's headline
-metric is at chance, the command line and the report say so plainly and what would help.
+metric is at chance, the command line and the report say so plainly and what would help. And,
+for presence, whether the statistic rather than the detector is the limit (issue 25): when a
+design's map puts the target first in most target volumes while its AUC stays well below that
+(:func:`statistic_lines`).
 
 At chance means, on the headline physical readout (the first trigger of ``evaluation.min_hits``):
 
@@ -132,4 +135,46 @@ def chance_lines(evaluations: dict[str, Any]) -> list[str]:
     return [
         f"The question cannot be answered as posed{at}: every design is {what} ({listed}).{bound}",
         f"What would help: {advice(task)}.",
+    ]
+
+
+#: Localisation (fraction of target volumes whose top-ranked voxel is the target's) above which a
+#: presence map is said to find the target.
+LOCALISES = 0.8
+
+
+def statistic_lines(evaluations: dict[str, Any]) -> list[str]:
+    """For presence: a sentence per design (bounds left out) whose map localises the target in at
+    least :data:`LOCALISES` of the target volumes while its AUC lies more than :data:`SIGMAS`
+    combined errors below that fraction, on the headline readout: the statistic that turns the
+    map into one number loses what the map shows. ``[]`` otherwise."""
+    task = evaluations.get("task", {})
+    if task.get("kind") != "presence":
+        return []
+    first = headline(list(evaluations.get("readouts", [HEADLINE])))
+    limited = []
+    for name, entry in evaluations.get("designs", {}).items():
+        metrics = entry.get(first, {})
+        if name in REFERENCE_DESIGNS or "localisation" not in metrics or "auc" not in metrics:
+            continue
+        (loc, loc_error), (auc, auc_error) = metrics["localisation"], metrics["auc"]
+        if None in (loc, loc_error, auc, auc_error) or loc < LOCALISES:
+            continue
+        if loc - auc > SIGMAS * math.hypot(loc_error, auc_error):
+            limited.append(
+                f"{name}: the target ranks first in {round_to_error(100 * loc, 100 * loc_error, '+-')} % of "
+                f"the target volumes, AUC {round_to_error(auc, auc_error, '+-')}"
+            )
+    if not limited:
+        return []
+    statistic = task.get("statistic") or "clean"
+    tip = (
+        ' Try task.statistic = "material" (each voxel against the densest material the clean references hold: '
+        "made for cluttered backgrounds)."
+        if statistic == "clean"
+        else ""
+    )
+    return [
+        f"The presence statistic ({statistic!r}), not the detector, is the limit: the maps find the target but "
+        f"the per-volume score does not separate it from clean volumes ({'; '.join(limited)}).{tip}"
     ]

@@ -16,7 +16,7 @@ from typing import Any
 
 from mutomo.optimise.evaluate import REFERENCE_DESIGNS
 from mutomo.optimise.metric_text import metric_label, round_to_error, value_text
-from mutomo.optimise.verdict import chance_lines
+from mutomo.optimise.verdict import chance_lines, statistic_lines
 from mutomo.optimise.verdict import headline as headline_readout
 from mutomo.plotting.figures import detector_views, loss_curves, parameter_trajectories
 from mutomo.plotting.style import PNG_DPI, svg_path
@@ -253,7 +253,7 @@ def write_report(
     train_s, total_s = timing.get("training_seconds", float("nan")), timing.get("total_seconds", float("nan"))
     task = evaluations["task"]
     oracle = " (an oracle: real detectors do not know it)" if task["momentum"] == "true" else ""
-    verdict = chance_lines(evaluations)
+    verdict = chance_lines(evaluations) + statistic_lines(evaluations)
     warning = (
         '<div class=verdict style="border:2px solid #b00;padding:0.5em 1em;background:#fff4f4">'
         + "".join(

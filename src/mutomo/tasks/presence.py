@@ -18,9 +18,17 @@ The per-volume score is a smooth maximum over voxels of a z-score of the voxel m
   (:func:`mutomo.tasks.statistics.presence_score`); ``"layer"``: the same per horizontal layer.
   No reference volumes needed.
 
+With clean references, ``statistic`` chooses how the voxel maps become one number per volume
+(:mod:`mutomo.tasks.presence_statistics`): ``"clean"`` (the z-score above), ``"material"``
+(standard deviations above the densest material the references' background holds, robust to
+clutter) or ``"learned"`` (a per-voxel classifier fitted on simulated volumes, evaluation only).
+
 Metrics: ROC AUC; detection efficiency at a false-alarm rate (1 % by default) at the task's
 exposure; and the exposure needed to reach a detection efficiency (95 % by default) at that
 false-alarm rate, from the exposure ladder of the evaluation (see :mod:`mutomo.tasks.metrics`).
+Beside them, localisation: the fraction of target volumes whose top-ranked voxel
+(:func:`mutomo.tasks.statistics.ranking_score`) is the target's. When localisation is high and
+the AUC low, the map finds the target and the statistic loses it.
 
 Training loss, threshold-free: one minus a smooth AUC over every (with, without) pair of the
 batch, ``mean sigmoid((s_without - s_with) / (T sigma_w))`` with ``sigma_w`` the pooled
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -52,7 +61,18 @@ from mutomo.tasks.metrics import (
     paired_auc_difference,
     roc_auc,
 )
-from mutomo.tasks.statistics import presence_score
+from mutomo.tasks.presence_statistics import (
+    PresenceMaps,
+    batch_material_scores,
+    localisation,
+    material_scores,
+)
+from mutomo.tasks.statistics import presence_score, ranking_score_of
+
+#: The statistics a presence task can be configured with (``task.statistic``;
+#: :mod:`mutomo.tasks.presence_statistics`). ``"learned"`` is measured by
+#: ``benchmarks/presence_clutter.py`` but needs training volumes the evaluation does not draw.
+TASK_STATISTICS = ("clean", "material")
 
 REFERENCES = ("clean", "volume", "layer")
 #: Floor of a voxel's reference standard deviation, as a fraction of the median over voxels:
@@ -99,6 +119,48 @@ def split_outputs(outputs: Tensor) -> tuple[Tensor, Tensor]:
     """``(maps, sigma)``, each ``(..., voxel)``, of outputs ``(..., 2 voxel)`` from :func:`voxel_outputs`."""
     half = outputs.shape[-1] // 2
     return outputs[..., :half], outputs[..., half:]
+
+
+#: Blocks of a presence task's per-volume output with clean references, each ``(voxel,)``.
+BLOCKS = ("score", "sigma", "measured", "inverse_x0", "target")
+
+
+@dataclass(frozen=True)
+class PresenceBlocks:
+    """A presence output split into its :data:`BLOCKS`, each ``(..., voxel)``.
+
+    Attributes:
+        maps: the map's scores, their errors and which voxels were measured.
+        inverse_x0: the volume's true 1/X0 (1/m) per voxel: read only from clean reference
+            volumes (the materials an operator knows its reference cargo holds), never from the
+            volume being scored.
+        target: 1 where a target object is (truth, for localisation after scoring).
+    """
+
+    maps: PresenceMaps
+    inverse_x0: Tensor
+    target: Tensor
+
+
+def presence_outputs(vmap: VoxelMap, sample: VolumeSample) -> Tensor:
+    """``(5 voxel,)``: the map's scores (0 where unmeasured), their standard deviations
+    (:func:`score_sigma`), 1 where measured, then the volume's true 1/X0 and 1 on its target
+    voxels (:data:`BLOCKS`)."""
+    score = vmap.score.reshape(-1)
+    truth = [(1.0 / sample.volume.x0).reshape(-1), sample.target_mask().reshape(-1)]
+    parts = [score, score_sigma(vmap).reshape(-1), vmap.measured.reshape(-1), *truth]
+    return torch.cat([p.to(score) for p in parts])
+
+
+def split_presence(outputs: Tensor) -> PresenceBlocks:
+    """:class:`PresenceBlocks` of outputs ``(..., 5 voxel)`` from :func:`presence_outputs`."""
+    if outputs.shape[-1] % len(BLOCKS):
+        raise MutomoError(
+            f"presence outputs of {outputs.shape[-1]} values are not {len(BLOCKS)} voxel maps: observations "
+            "written by an older mutomo (before issue 25); rerun the evaluation with --fresh"
+        )
+    score, sigma, measured, inverse_x0, target = outputs.chunk(len(BLOCKS), -1)
+    return PresenceBlocks(PresenceMaps(score, sigma, measured > 0.5), inverse_x0, target > 0.5)
 
 
 def _z_against(maps: Tensor, mean: Tensor, var: Tensor, sigma: Tensor | None = None) -> Tensor:
@@ -159,6 +221,7 @@ class Presence(TaskKind):
         false_alarm: false-alarm rate of the detection-efficiency metrics.
         goal: detection efficiency whose exposure is reported.
         reference: ``"clean"``, ``"volume"`` or ``"layer"`` (module docstring).
+        statistic: with clean references, ``"clean"`` or ``"material"`` (:data:`TASK_STATISTICS`).
     """
 
     kind = "presence"
@@ -169,20 +232,35 @@ class Presence(TaskKind):
         "efficiency_at_false_alarm": True,
         "exposure_to_goal_s": False,
         "exposure_ratio": False,
+        "localisation": True,
     }
 
     def __init__(
-        self, inference: str = "asr", false_alarm: float = 0.01, goal: float = 0.95, reference: str = "clean"
+        self,
+        inference: str = "asr",
+        false_alarm: float = 0.01,
+        goal: float = 0.95,
+        reference: str = "clean",
+        statistic: str = "clean",
     ) -> None:
         super().__init__(inference)
         if not 0 < false_alarm < 1 or not 0 < goal < 1:
             raise MutomoError(f"false_alarm and goal must be in (0, 1); got {false_alarm}, {goal}")
         if reference not in REFERENCES:
             raise MutomoError(f"presence reference must be one of {list(REFERENCES)}; got {reference!r}")
+        if statistic not in TASK_STATISTICS:
+            raise MutomoError(f"presence statistic must be one of {list(TASK_STATISTICS)}; got {statistic!r}")
+        if statistic != "clean" and reference != "clean":
+            raise MutomoError(
+                f"presence statistic {statistic!r} compares each voxel with clean reference volumes: "
+                f"it needs reference = 'clean', not {reference!r}"
+            )
+        self.statistic = statistic
         self.method = voxel_method(inference)
         self.false_alarm, self.goal, self.reference = false_alarm, goal, reference
-        # Clean references in a balanced batch: at least 3 volumes without the object.
-        self.min_batch = 6 if reference == "clean" else 2
+        # Clean references in a balanced batch: at least 3 volumes without the object (4 for the
+        # material statistic, each left out of its own references).
+        self.min_batch = (8 if statistic == "material" else 6) if reference == "clean" else 2
 
     @property
     def needs_calibration(self) -> bool:  # type: ignore[override]
@@ -190,15 +268,18 @@ class Presence(TaskKind):
         return self.reference == "clean"
 
     def output(self, data: ScatterData, sample: VolumeSample) -> Tensor:
-        """With clean references, the voxel map's scores (0 where unmeasured) then their
-        standard deviations (``(2 voxel,)``, :func:`voxel_outputs`); otherwise the ``(1,)``
-        presence score."""
+        """With clean references, the voxel maps of :func:`presence_outputs` (``(5 voxel,)``);
+        otherwise the presence score, then those maps (``(1 + 5 voxel,)``)."""
         vmap = self.method(data, sample.volume)
+        blocks = presence_outputs(vmap, sample)
         if self.reference == "clean":
-            return voxel_outputs(vmap)
+            return blocks
         if int(vmap.measured.sum()) < 3:  # too few measured voxels: no evidence either way
-            return vmap.score.sum()[None] * 0.0
-        return presence_score(vmap, per_layer=self.reference == "layer")[None]
+            return torch.cat([vmap.score.sum()[None] * 0.0, blocks])
+        return torch.cat([presence_score(vmap, per_layer=self.reference == "layer")[None], blocks])
+
+    def _blocks(self, outputs: Tensor) -> PresenceBlocks:
+        return split_presence(outputs if self.reference == "clean" else outputs[..., 1:])
 
     def truth(self, sample: VolumeSample) -> float:
         return float(sample.present)
@@ -206,8 +287,11 @@ class Presence(TaskKind):
     def loss(self, outputs: Tensor, truths: Tensor) -> Tensor:
         labels = truths.to(outputs)
         if self.reference == "clean":
-            maps, sigma = split_outputs(outputs)
-            scores = batch_reference_scores(maps, labels, sigma)
+            blocks = self._blocks(outputs)
+            if self.statistic == "material":
+                scores = batch_material_scores(blocks.maps, blocks.inverse_x0, labels)
+            else:
+                scores = batch_reference_scores(blocks.maps.score, labels, blocks.maps.sigma)
         else:
             scores = outputs[:, 0]
         return soft_auc_loss(scores, labels)
@@ -223,8 +307,10 @@ class Presence(TaskKind):
             raise MutomoError("presence with clean references needs the calibration (reference) volumes")
 
         def score(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
-            maps, sigma = split_outputs(torch.from_numpy(outputs))
-            return reference_scores(maps, split_outputs(torch.from_numpy(reference))[0], sigma).numpy()
+            test, refs = split_presence(torch.from_numpy(outputs)), split_presence(torch.from_numpy(reference))
+            if self.statistic == "material":
+                return material_scores(test.maps, refs.maps, refs.inverse_x0).numpy()
+            return reference_scores(test.maps.score, refs.maps.score, test.maps.sigma).numpy()
 
         base = score(test.outputs, calibration.outputs)
         return base, {t: score(v, calibration.ladder[t]) for t, v in test.ladder.items()}
@@ -248,7 +334,16 @@ class Presence(TaskKind):
         }
         if ladder:
             out["exposure_to_goal_s"] = bootstrap_metric(self._exposure(ladder, labels), labels)
+        out["localisation"] = self.localisation(test)
         return out
+
+    def localisation(self, test: Observations) -> Metric:
+        """Fraction of the target volumes whose top-ranked measured voxel
+        (:func:`mutomo.tasks.statistics.ranking_score_of`) is a target voxel, binomial error."""
+        blocks = self._blocks(torch.from_numpy(test.outputs))
+        rank = ranking_score_of(blocks.maps.score, blocks.maps.sigma, blocks.maps.measured)
+        value, error = localisation(rank, blocks.target, torch.from_numpy(test.truths > 0.5))
+        return Metric(value, error)
 
     def paired(
         self,

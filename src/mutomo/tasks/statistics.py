@@ -149,23 +149,44 @@ def ranking_score(vmap: VoxelMap) -> Tensor:
 
     Maps without an X0 error (ASR, BCA) keep their raw score: they report nothing to shrink by.
     Not differentiable in a useful sense (a ranking); used to judge localisation."""
-    measured = vmap.measured
-    if vmap.x0 is None or vmap.uncertainty is None:
-        return torch.where(measured, vmap.score, torch.full_like(vmap.score, -math.inf))
     shape = vmap.score.shape
-    flat_measured = measured.reshape(*shape[:-3], -1)
+    if vmap.x0 is None or vmap.uncertainty is None:
+        return torch.where(vmap.measured, vmap.score, torch.full_like(vmap.score, -math.inf))
+    measured = vmap.measured
     safe_x0 = torch.where(measured, vmap.x0, torch.ones_like(vmap.x0))
-    y = torch.where(measured, -torch.log(safe_x0), torch.zeros_like(safe_x0)).reshape(flat_measured.shape)
-    sigma2 = torch.where(measured, (vmap.uncertainty / safe_x0) ** 2, torch.zeros_like(safe_x0))
-    sigma2 = sigma2.reshape(flat_measured.shape)
+    relative = torch.where(measured, vmap.uncertainty / safe_x0, torch.zeros_like(safe_x0))
+    flat = (*shape[:-3], -1)
+    score = _shrunk_order(
+        torch.where(measured, -torch.log(safe_x0), torch.zeros_like(safe_x0)).reshape(flat),
+        (relative**2).reshape(flat),
+        measured.reshape(flat),
+    )
+    return score.reshape(shape)
+
+
+def ranking_score_of(score: Tensor, sigma: Tensor, measured: Tensor) -> Tensor:
+    """:func:`ranking_score` of flattened maps ``(..., voxel)``: scores ``1 / X0`` with their
+    standard deviations ``sigma`` (:func:`mutomo.tasks.presence.score_sigma`, so ``sigma(ln X0)
+    = sigma / score``). Maps whose measured voxels all have ``sigma = 0`` (ASR, BCA) keep their
+    raw score."""
+    if not bool((sigma[measured] > 0).any()):
+        return torch.where(measured, score, torch.full_like(score, -math.inf))
+    positive = measured & (score > 0)
+    safe = torch.where(positive, score, torch.ones_like(score))
+    y = torch.where(positive, torch.log(safe), torch.zeros_like(safe))
+    return _shrunk_order(y, torch.where(positive, (sigma / safe) ** 2, torch.zeros_like(safe)), positive)
+
+
+def _shrunk_order(y: Tensor, sigma2: Tensor, measured: Tensor) -> Tensor:
+    """``(y - m) / (tau^2 + sigma^2)`` over the last axis (see :func:`ranking_score`); ``-inf``
+    where unmeasured."""
     nan = torch.full_like(y, math.nan)
-    centre = torch.where(flat_measured, y, nan).nanmedian(-1, keepdim=True).values
-    mad = torch.where(flat_measured, (y - centre).abs(), nan).nanmedian(-1, keepdim=True).values
-    noise = torch.where(flat_measured, sigma2, nan).nanmedian(-1, keepdim=True).values
+    centre = torch.where(measured, y, nan).nanmedian(-1, keepdim=True).values
+    mad = torch.where(measured, (y - centre).abs(), nan).nanmedian(-1, keepdim=True).values
+    noise = torch.where(measured, sigma2, nan).nanmedian(-1, keepdim=True).values
     tau2 = ((MAD_TO_SIGMA * mad) ** 2 - noise).clamp(min=0.0)
     denominator = (tau2 + sigma2).clamp(min=1e-300)
-    score = torch.where(flat_measured, (y - centre) / denominator, torch.full_like(y, -math.inf))
-    return score.reshape(shape)
+    return torch.where(measured, (y - centre) / denominator, torch.full_like(y, -math.inf))
 
 
 def presence_score(vmap: VoxelMap, temperature: float = 1.0, per_layer: bool = False) -> Tensor:

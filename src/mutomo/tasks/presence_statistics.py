@@ -1,0 +1,345 @@
+"""Presence statistics: from a volume's voxel map to one number, "how likely is a target here?".
+
+Every statistic reads the same per-volume maps (:class:`PresenceMaps`: each voxel's score, its
+own standard deviation and whether it was measured) and, where it needs them, the maps of clean
+reference volumes (drawn without the target, seen by the same detector at the same exposure) and
+the materials those volumes truly hold. All are differentiable in the maps (the learned one in
+its features too), so each can be a training loss.
+
+* ``clean`` (the original): each voxel's z-score against its own mean and standard deviation
+  over the clean references, the voxel's own error in quadrature, then a smooth maximum
+  (:func:`mutomo.tasks.presence.reference_scores`). Right for a fixed background (the waste
+  block's concrete). In clutter every voxel of the references is sometimes dense, so the spreads
+  are wide where the references drew a dense voxel and floored where they did not, and a clean
+  volume's steel voxel in one of the latter outscores the target.
+* ``material``: each voxel's evidence of a material denser than anything the background holds.
+  The reference volumes fix, per voxel, the typical level ``m_v`` (the median over references:
+  the majority material, whatever the clutter's minority draws) and the noise ``tau_v`` of
+  ``ln(s / m_v)`` there (1.4826 x the median absolute deviation over references); the known
+  materials of the reference voxels fix, pooled over every voxel, where the densest background
+  material sits: ``g = median of s / m_v`` over the reference voxels made of it (the material of
+  smallest X0 that fills at least :data:`DENSEST_MIN_FRACTION` of the reference voxels). A voxel
+  scores ``u_v = (ln(s_v / m_v) - ln g) / sqrt(tau_v^2 + sigma_v^2)`` with ``sigma_v`` its own
+  error of ``ln s`` (X0 methods): standard deviations above the densest known background
+  material, then the smooth maximum. Scores that can be zero or negative (BCA's ``-median ln
+  m``) use differences instead of logarithms: ``(s_v - m_v - d) / tau_v`` with ``d`` the
+  pooled median excess of the densest material. With a uniform background the densest material
+  is the background and ``u`` is a robust z-score.
+* ``learned``: a per-voxel logistic classifier (:class:`VoxelClassifier`) on the material score
+  and its neighbourhood (the voxel's ``u``, the largest and the mean ``u`` of its 6 neighbours,
+  its noise ``ln tau_v`` and own error), trained on simulated volumes of the scene with the
+  target's voxels as labels and evaluated on other volumes; the volume score is the smooth
+  maximum of the voxel logits.
+
+Sources: median/MAD robust location and scale with the Gaussian-consistent factor 1.4826
+(Rousseeuw & Croux, JASA 88 (1993) 1273); the per-voxel log-ratio to a clean reference is how
+the muon-transmission and scattering-density images of cargo are compared against known-clean
+scans (Schultz et al., IEEE TNS 54 (2007) 1018, "statistical reconstruction ... for cargo").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mutomo.errors import MutomoError
+from mutomo.reco.maps import VoxelMap
+from mutomo.tasks.statistics import MAD_TO_SIGMA
+
+#: Registered presence statistics (``task.statistic``).
+STATISTICS = ("clean", "material", "learned")
+#: The densest background material must fill at least this fraction of the reference voxels to
+#: set the level a target has to exceed (fewer voxels give no stable median).
+DENSEST_MIN_FRACTION = 0.01
+#: Score of a voxel without a measurement (or that no reference measured): far below any
+#: evidence, with no gradient, so that a smooth maximum ignores it.
+UNMEASURED = -30.0
+#: Noise floor as a fraction of the median noise over voxels (as ``presence.SIGMA_FLOOR``).
+NOISE_FLOOR = 0.25
+
+
+@dataclass(frozen=True)
+class PresenceMaps:
+    """Flattened voxel maps of a set of volumes.
+
+    Attributes:
+        score: ``(..., voxel)`` the method's scores (0 where unmeasured).
+        sigma: ``(..., voxel)`` their own standard deviations (0 where the method reports none).
+        measured: ``(..., voxel)`` bool.
+    """
+
+    score: Tensor
+    sigma: Tensor
+    measured: Tensor
+
+    @classmethod
+    def of(cls, vmap: VoxelMap) -> PresenceMaps:
+        """One volume's map, flattened (``sigma``: :func:`mutomo.tasks.presence.score_sigma`)."""
+        from mutomo.tasks.presence import score_sigma
+
+        return cls(vmap.score.reshape(-1), score_sigma(vmap).reshape(-1), vmap.measured.reshape(-1))
+
+
+def smooth_max(z: Tensor, temperature: float = 1.0) -> Tensor:
+    """``T log mean exp(z / T)`` over the last axis."""
+    n = z.shape[-1]
+    return temperature * (torch.logsumexp(z / temperature, -1) - math.log(n))
+
+
+def _nanmedian(x: Tensor, mask: Tensor, dim: int) -> Tensor:
+    return torch.where(mask, x, torch.full_like(x, math.nan)).nanmedian(dim).values
+
+
+@dataclass(frozen=True)
+class MaterialReference:
+    """What the clean references fix for the material score (module docstring).
+
+    Attributes:
+        level: ``(voxel,)`` typical score ``m_v`` (median over references).
+        noise: ``(voxel,)`` spread ``tau_v`` (of ``ln(s / m_v)``, or of ``s - m_v`` if ``log`` is false).
+        offset: where the densest background material sits (``ln g`` or ``d``).
+        log: whether scores are compared as logarithms.
+        known: ``(voxel,)`` bool, voxels that enough references measured.
+        densest_inverse_x0: 1/X0 (1/m) of the densest background material.
+    """
+
+    level: Tensor
+    noise: Tensor
+    offset: Tensor
+    log: bool
+    known: Tensor
+    densest_inverse_x0: float
+
+    def excess(self, score: Tensor) -> Tensor:
+        """``ln(s / m_v)`` or ``s - m_v`` (where known and measured; 0 elsewhere)."""
+        if self.log:
+            safe = torch.where(score > 0, score, self.level)
+            return torch.log(safe / self.level)
+        return score - self.level
+
+
+def material_reference(references: PresenceMaps, reference_inverse_x0: Tensor) -> MaterialReference:
+    """Fit :class:`MaterialReference` on clean reference maps ``(reference, voxel)`` whose voxels
+    truly hold materials of ``reference_inverse_x0`` ``(reference, voxel)`` (1/m)."""
+    if references.score.shape[0] < 3:
+        raise MutomoError("the material presence statistic needs at least 3 clean reference volumes")
+    if reference_inverse_x0.shape != references.score.shape:
+        raise MutomoError(
+            f"reference materials {tuple(reference_inverse_x0.shape)} do not match the reference maps "
+            f"{tuple(references.score.shape)}"
+        )
+    with torch.no_grad():
+        score, measured = references.score.double(), references.measured
+        n_measured = measured.sum(0)
+        known = n_measured >= 3
+        positive = bool((score[measured] > 0).all())
+        level = _nanmedian(score, measured, 0)
+        level = torch.where(known & (level > 0 if positive else known), level, torch.ones_like(level))
+        if positive:
+            excess = torch.log(torch.where(measured & (score > 0), score, level.expand_as(score)) / level)
+        else:
+            excess = score - level
+        centre = _nanmedian(excess, measured, 0)
+        noise = MAD_TO_SIGMA * _nanmedian((excess - centre).abs(), measured, 0)
+        typical = noise[known].median() if bool(known.any()) else torch.tensor(1.0, dtype=score.dtype)
+        floor = torch.clamp(NOISE_FLOOR * typical, min=1e-12)
+        noise = torch.where(known, torch.maximum(noise, floor), torch.ones_like(noise))
+        # The densest material the references hold in enough voxels.
+        inv = reference_inverse_x0.double()
+        values, counts = torch.unique(inv[measured], return_counts=True)
+        enough = counts >= max(1, math.ceil(DENSEST_MIN_FRACTION * int(measured.sum())))
+        densest = float(values[enough].max()) if bool(enough.any()) else float(values.max())
+        chosen = measured & known[None, :] & torch.isclose(inv, torch.tensor(densest, dtype=inv.dtype))
+        offset = excess[chosen].median()
+    return MaterialReference(level.to(references.score), noise.to(references.score), offset, positive, known, densest)
+
+
+def material_voxel_scores(maps: PresenceMaps, reference: MaterialReference) -> Tensor:
+    """``(..., voxel)`` standard deviations above the densest background material (module docstring)."""
+    level = reference.level
+    score = maps.score
+    if reference.log:
+        safe = torch.where(maps.measured & (score > 0), score, level.expand_as(score))
+        excess = torch.log(safe / level)
+        own = torch.where(maps.measured & (score > 0), maps.sigma / safe, torch.zeros_like(score))
+    else:
+        excess = score - level
+        own = maps.sigma
+    u = (excess - reference.offset.to(score)) / torch.sqrt(reference.noise**2 + own**2)
+    usable = maps.measured & reference.known
+    return torch.where(usable, u, torch.full_like(u, UNMEASURED))
+
+
+def material_scores(maps: PresenceMaps, references: PresenceMaps, reference_inverse_x0: Tensor) -> Tensor:
+    """Presence scores ``(volume,)``: smooth maximum of :func:`material_voxel_scores`."""
+    return smooth_max(material_voxel_scores(maps, material_reference(references, reference_inverse_x0)))
+
+
+def _rows(maps: PresenceMaps, rows: Tensor) -> PresenceMaps:
+    return PresenceMaps(maps.score[rows], maps.sigma[rows], maps.measured[rows])
+
+
+def batch_material_scores(maps: PresenceMaps, inverse_x0: Tensor, labels: Tensor) -> Tensor:
+    """Material scores ``(volume,)`` of a training batch, its volumes without the target as the
+    references (each of those left out of its own); needs at least 4 of them. The references'
+    levels and noise carry no gradient: the gradient flows through each volume's own map."""
+    clean = labels <= 0.5
+    index = clean.nonzero().squeeze(-1)
+    if index.numel() < 4:
+        raise MutomoError("a presence batch with the material statistic needs at least 4 volumes without the target")
+    shared = material_reference(_rows(maps, index), inverse_x0[index])
+    scores = smooth_max(material_voxel_scores(maps, shared))
+    out = []
+    for i in range(scores.shape[0]):
+        if bool(clean[i]):
+            others = index[index != i]
+            own = material_reference(_rows(maps, others), inverse_x0[others])
+            one = PresenceMaps(maps.score[i : i + 1], maps.sigma[i : i + 1], maps.measured[i : i + 1])
+            out.append(smooth_max(material_voxel_scores(one, own))[0])
+        else:
+            out.append(scores[i])
+    return torch.stack(out)
+
+
+# ---------------------------------------------------------------------------------- learned
+def _neighbours(u: Tensor, shape: tuple[int, int, int]) -> tuple[Tensor, Tensor]:
+    """Largest and mean ``u`` of each voxel's 6 face neighbours inside the grid, ``(..., voxel)``."""
+    grid = u.reshape(*u.shape[:-1], *shape)
+    padded = torch.nn.functional.pad(grid, (1, 1, 1, 1, 1, 1), value=math.nan)
+    nx, ny, nz = shape
+    shifts = [
+        padded[..., 2:, 1:-1, 1:-1],
+        padded[..., :-2, 1:-1, 1:-1],
+        padded[..., 1:-1, 2:, 1:-1],
+        padded[..., 1:-1, :-2, 1:-1],
+        padded[..., 1:-1, 1:-1, 2:],
+        padded[..., 1:-1, 1:-1, :-2],
+    ]
+    stack = torch.stack(shifts, -1)  # (..., nx, ny, nz, 6)
+    inside = ~torch.isnan(stack)
+    low = torch.full_like(stack, UNMEASURED)
+    largest = torch.where(inside, stack, low).amax(-1)
+    mean = torch.where(inside, stack, torch.zeros_like(stack)).sum(-1) / inside.sum(-1).clamp(min=1)
+    flat = (*u.shape[:-1], nx * ny * nz)
+    return largest.reshape(flat), mean.reshape(flat)
+
+
+def voxel_features(maps: PresenceMaps, reference: MaterialReference, shape: tuple[int, int, int]) -> Tensor:
+    """``(..., voxel, 5)`` features of :class:`VoxelClassifier`: ``u``, the largest and the mean
+    neighbour ``u``, ``ln tau_v`` and the voxel's own relative error."""
+    u = material_voxel_scores(maps, reference)
+    clipped = u.clamp(min=-10.0)  # unmeasured voxels carry no gradient and no extreme feature
+    largest, mean = _neighbours(clipped, shape)
+    own = torch.where(
+        maps.measured & (maps.score > 0), maps.sigma / maps.score.abs().clamp(min=1e-30), torch.zeros_like(u)
+    )
+    noise = torch.log(reference.noise).expand_as(u)
+    return torch.stack([clipped, largest, mean, noise, own], -1)
+
+
+class VoxelClassifier(torch.nn.Module):
+    """Logistic regression of "this voxel is the target's" on :func:`voxel_features` (5
+    weights and a bias, features standardised on the training set): small enough that a few
+    hundred simulated volumes fit it without overfitting, and its weights can be read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(5, 1, dtype=torch.float64)
+        self.mean: Tensor
+        self.scale: Tensor
+        self.register_buffer("mean", torch.zeros(5, dtype=torch.float64))
+        self.register_buffer("scale", torch.ones(5, dtype=torch.float64))
+
+    def forward(self, features: Tensor) -> Tensor:
+        """Voxel logits ``(..., voxel)``."""
+        x = (features.double() - self.mean) / self.scale
+        return self.linear(x).squeeze(-1)
+
+    def fit(self, features: Tensor, target: Tensor, measured: Tensor, steps: int = 200) -> dict[str, float]:
+        """Fit on ``features (volume, voxel, 5)`` with labels ``target (volume, voxel)`` over the
+        ``measured`` voxels (class-balanced logistic loss, L-BFGS); returns the final loss."""
+        x = features.detach().double()[measured]
+        y = target[measured].double()
+        if int(y.sum()) == 0:
+            raise MutomoError("the learned presence statistic needs training volumes with a measured target voxel")
+        self.mean.copy_(x.mean(0))
+        self.scale.copy_(x.std(0).clamp(min=1e-6))
+        pos_weight = (y.numel() - y.sum()) / y.sum()
+        optimiser = torch.optim.LBFGS(self.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
+
+        def closure() -> Tensor:
+            optimiser.zero_grad()
+            logits = self.forward(x)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
+            loss = loss + 1e-3 * (self.linear.weight**2).sum()
+            loss.backward()
+            return loss
+
+        final = optimiser.step(closure)
+        return {"loss": float(final.detach())}
+
+
+def learned_scores(
+    maps: PresenceMaps, reference: MaterialReference, model: VoxelClassifier, shape: tuple[int, int, int]
+) -> Tensor:
+    """Presence scores ``(volume,)``: smooth maximum of the classifier's voxel logits."""
+    logits = model(voxel_features(maps, reference, shape))
+    logits = torch.where(maps.measured & reference.known, logits, torch.full_like(logits, UNMEASURED))
+    return smooth_max(logits)
+
+
+# ---------------------------------------------------------------------------------- dispatch
+def statistic_scores(
+    name: str,
+    test: PresenceMaps,
+    references: PresenceMaps,
+    *,
+    reference_inverse_x0: Tensor | None = None,
+    shape: tuple[int, int, int] | None = None,
+    train: PresenceMaps | None = None,
+    train_target: Tensor | None = None,
+    train_present: Tensor | None = None,
+) -> Tensor:
+    """Presence scores ``(volume,)`` of ``test`` by the statistic ``name`` (:data:`STATISTICS`).
+
+    Raises:
+        ValueError: if the statistic needs an input that was not given (reference materials for
+            ``material``; training maps, targets and the grid shape for ``learned``).
+    """
+    from mutomo.tasks.presence import reference_scores
+
+    if name == "clean":
+        return reference_scores(test.score, references.score, test.sigma)
+    if reference_inverse_x0 is None:
+        raise ValueError(f"the {name!r} statistic needs the reference volumes' materials")
+    reference = material_reference(references, reference_inverse_x0)
+    if name == "material":
+        return smooth_max(material_voxel_scores(test, reference))
+    if name == "learned":
+        if train is None or train_target is None or shape is None:
+            raise ValueError("the 'learned' statistic needs training maps, their target voxels and the grid shape")
+        model = VoxelClassifier()
+        model.fit(voxel_features(train, reference, shape), train_target.bool(), train.measured & reference.known)
+        with torch.no_grad():
+            return learned_scores(test, reference, model, shape)
+    raise MutomoError(f"unknown presence statistic {name!r}; allowed {list(STATISTICS)}")
+
+
+def localisation(rank: Tensor, target: Tensor, present: Tensor) -> tuple[float, float]:
+    """Fraction of target volumes whose highest-ranked voxel (``rank (volume, voxel)``, ``-inf``
+    where unmeasured) is one of its target voxels (``target (volume, voxel)`` bool), with its
+    binomial standard error (at 0 or 1, that of half a count from the edge); ``(nan, nan)``
+    without target volumes."""
+    chosen = present.bool()
+    n = int(chosen.sum())
+    if n == 0:
+        return (math.nan, math.nan)
+    top = rank[chosen].argmax(-1)
+    hit = target[chosen].bool().gather(-1, top[:, None]).squeeze(-1).double()
+    p = float(hit.mean())
+    # Binomial error; at 0 or 1 that of half a count from the edge (not a zero error).
+    q = min(max(p, 0.5 / n), 1 - 0.5 / n)
+    return (p, math.sqrt(q * (1 - q) / n))
