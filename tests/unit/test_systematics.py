@@ -260,3 +260,18 @@ def test_a_run_writes_the_systematics_into_evaluations_and_the_report(tmp_path):
     assert saved["systematics"]["envelope"] == record["envelope"]
     html = write_run_report(tmp_path / "run").read_text()
     assert "Does the win survive what we do not know?" in html and "exposure_up" in html
+
+
+def test_mutomo_check_lists_the_variations_and_the_robust_training(tmp_path, capsys):
+    from mutomo.app.cli import main
+
+    config = tmp_path / "robust.toml"
+    config.write_text(
+        'extends = "ladle_furnace"\n[training]\nsystematics = ["misalignment"]\n'
+        '[evaluation.systematics]\nvariations = ["fixed_momentum", "exposure_down"]\n'
+    )
+    assert main(["check", str(config), "--no-timing", "--no-figure"]) == 0
+    out = capsys.readouterr().out
+    assert "systematic variations (2): every design evaluated again under each" in out
+    assert "fixed_momentum: every muon at 5 GeV/c; exposure_down: muon rate -10 %" in out
+    assert "robust training: each epoch in a world drawn from nominal, misalignment" in out
