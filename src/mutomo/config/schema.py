@@ -341,7 +341,7 @@ VARIATION_NAMES = (ALL, *VARIATIONS)
 
 
 def _variations(v: list[str]) -> list[str]:
-    variation_names(v, "variations")  # refuses an unknown or repeated name
+    variation_names(v, "systematic variations")  # refuses an unknown or repeated name
     return v
 
 

@@ -176,7 +176,9 @@ class Problem:
     ) -> list[Tensor]:
         """Simulate ``n_muons`` through ``detector`` and the volume once, read the hits out in each
         of ``readouts`` and return the task's ``(observable,)`` outputs for each (the smooth ones
-        differentiable in the detector's parameters)."""
+        differentiable in the detector's parameters). In the world of :attr:`variation`: the
+        detector as built, the muons of its sky, scattering and rate; the hits read back as the
+        design (``detector``) says."""
         world = self.variation
         built = world.as_built.build(detector)  # the detector as built: the design unless a variation says
         sky = world.sky if world.sky is not None else self.source
