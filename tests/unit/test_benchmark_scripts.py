@@ -148,3 +148,30 @@ def test_bounds_script_records_a_tiny_bound(tmp_path):
     assert record["results"]["configuration"] == "tiny"
     assert set(record["results"]["designs"]) == {"start", "ideal", "ideal_momentum"}
     assert "ideal_momentum" in record["results"]["shares"]
+
+
+def test_systematics_ladle_script_runs_on_a_tiny_input(tmp_path):
+    """Robust against nominal training (issue 30) at a toy size: both trained, both and the start
+    judged under the variation, the verdicts written."""
+    module = load("systematics_ladle")
+    out = module.main(
+        [
+            "--epochs",
+            "2",
+            "--volumes",
+            "4",
+            "--muons",
+            "100",
+            "--variations",
+            "tail_off",
+            "--out",
+            str(tmp_path / "r.json"),
+        ]
+    )
+    assert set(out["designs"]) == {"nominal", "robust", "human_acceptance"}
+    assert set(out["systematics"]["envelope"]) == {
+        "robust - nominal",
+        "robust - human_acceptance",
+        "nominal - human_acceptance",
+    }
+    assert len(out["verdicts"]) == 3 and json.loads((tmp_path / "r.json").read_text())["verdicts"] == out["verdicts"]
