@@ -275,3 +275,12 @@ def test_mutomo_check_lists_the_variations_and_the_robust_training(tmp_path, cap
     assert "systematic variations (2): every design evaluated again under each" in out
     assert "fixed_momentum: every muon at 5 GeV/c; exposure_down: muon rate -10 %" in out
     assert "robust training: each epoch in a world drawn from nominal, misalignment" in out
+
+
+def test_mutomo_tasks_lists_every_variation(capsys):
+    from mutomo.app.cli import main
+
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    assert "systematic variations (evaluation.systematics.variations, training.systematics" in out
+    assert all(f"    {name}: " in out for name in VARIATIONS)

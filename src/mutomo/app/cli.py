@@ -54,6 +54,7 @@ from mutomo.optimise.evaluate import (
 from mutomo.optimise.loop import TrainingSettings
 from mutomo.optimise.metric_text import metric_label, value_text
 from mutomo.optimise.problem import Problem
+from mutomo.optimise.systematics import VARIATIONS
 from mutomo.optimise.verdict import chance_lines, no_information, systematics_envelope, systematics_lines
 from mutomo.plotting.landscape import write_landscape_figures
 from mutomo.plotting.run_report import write_run_report
@@ -122,6 +123,9 @@ def _list_tasks() -> None:
     for option in MOMENTUM_OPTIONS.values():
         print(f"    {option.name}: {option.summary}")
     print(f"design kinds: {', '.join(DESIGN_KINDS)}; gradient-free methods (sweep.methods): {', '.join(METHODS)}")
+    print("systematic variations (evaluation.systematics.variations, training.systematics; 'all': every one):")
+    for variation in VARIATIONS.values():
+        print(f"    {variation.name}: {variation.summary}")
 
 
 def _budget_and_designs(config: RunConfig) -> str:
