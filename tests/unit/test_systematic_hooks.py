@@ -173,3 +173,30 @@ def test_bad_hook_values_are_refused_naming_the_field():
         FixedMomentumSource(FixedSource(PLANE, 5.0), 0.0)
     with pytest.raises(MutomoError, match="index_shift"):
         TiltedFlux(GCCLY15Flux(), float("nan"))
+
+
+def test_the_built_detector_keeps_the_gradients_of_the_design():
+    """float64 gradcheck: the hits the reconstruction reads from a misaligned, worse detector are
+    differentiable in the design's panel positions, resolution and efficiency (factors and shifts
+    are constants)."""
+    built_as = AsBuilt(resolution_factor=1.2, efficiency_factor=0.8, misalignment=0.003, seed=1)
+    muons = FixedSource(PLANE, 5.0, theta=0.3, phi=0.4).sample(
+        20, torch.Generator().manual_seed(0), dtype=torch.float64
+    )
+    noise = torch.randn(2, 20, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def recorded(centre: torch.Tensor, resolution: torch.Tensor, efficiency: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # Plain tensors (not nn.Parameter, which would cut them from the graph) register as buffers that carry it.
+        panels = [
+            DetectorPanel(centre[i], (1.0, 1.0), resolution[i : i + 1], efficiency[i : i + 1], dtype=torch.float64)
+            for i in range(2)
+        ]
+        design = Detector(panels, [DetectorPanel((0.5, 0.5, 0.1), (1.0, 1.0), dtype=torch.float64)] * 2)
+        built = built_as.build(design)
+        hits = built_as.recorded(built.hits(muons, "above", noise), design, built, "above")
+        return hits.xy, hits.weight, hits.z
+
+    centre = torch.tensor([[0.5, 0.5, 1.9], [0.45, 0.55, 1.6]], dtype=torch.float64, requires_grad=True)
+    resolution = torch.tensor([1e-3, 2e-3], dtype=torch.float64, requires_grad=True)
+    efficiency = torch.tensor([0.9, 0.8], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(recorded, (centre, resolution, efficiency))

@@ -96,6 +96,8 @@ class AsBuilt:
                     p["span"][..., i, :],
                     resolution[..., i : i + 1],
                     efficiency[..., i : i + 1],
+                    device=centre.device,
+                    dtype=centre.dtype,
                     validate=False,  # the design's values were checked; the factors above
                 )
                 for i in range(n)
