@@ -258,6 +258,9 @@ def test_a_run_writes_the_systematics_into_evaluations_and_the_report(tmp_path):
     assert (tmp_path / "run" / "observations" / "systematics" / "tail_off" / "optimised.npz").exists()
     saved = json.loads((tmp_path / "run" / "evaluations.json").read_text())
     assert saved["systematics"]["envelope"] == record["envelope"]
+    timing = json.loads((tmp_path / "run" / "timing.json").read_text())
+    assert timing["systematics_seconds"] > 0
+    assert timing["total_seconds"] >= timing["training_seconds"] + timing["systematics_seconds"]
     html = write_run_report(tmp_path / "run").read_text()
     assert "Does the win survive what we do not know?" in html and "exposure_up" in html
 

@@ -264,16 +264,23 @@ def best_validated(history: History, problem: Problem) -> Design | None:
 def write_timing(run_dir: Path, history: History, designs: list[str], seconds: float) -> dict[str, Any]:
     """``timing.json``: seconds of the whole run, whatever the number of resumes: training (the
     sum of every epoch's time, kept in the history across resumes), evaluation (each design's,
-    recorded when it was observed) and this invocation's wall time."""
+    recorded when it was observed), the evaluations under systematic variations, and this
+    invocation's wall time."""
     evaluation = {}
     for name in designs:
         record = run_dir / "observations" / f"{name}.json"
         evaluation[name] = json.loads(record.read_text()).get("seconds", 0.0) if record.exists() else 0.0
     training = sum(r.seconds for r in history.records)
+    # Every design's evaluation under each systematic variation (observations/systematics/VARIATION/NAME.json).
+    systematics = sum(
+        float(json.loads(record.read_text()).get("seconds", 0.0))
+        for record in sorted((run_dir / "observations" / "systematics").glob("*/*.json"))
+    )
     timing = {
         "training_seconds": training,
         "evaluation_seconds": evaluation,
-        "total_seconds": training + sum(evaluation.values()),
+        "systematics_seconds": systematics,
+        "total_seconds": training + sum(evaluation.values()) + systematics,
         "epochs": len(history.records),
         "last_invocation_seconds": seconds,
     }
