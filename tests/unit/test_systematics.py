@@ -159,6 +159,8 @@ def test_a_comparison_reads_wins_under_all_variations_or_names_those_it_does_not
     (line,) = systematics_lines(mixed)
     assert "under 1 of 3 variations" in line
     assert "not under fixed_momentum (1.0 standard errors), index_up (-2.0 standard errors)" in line
+    tie = _evaluations({"tail_off": [-1.9e-3, 0.3e-3], "exposure_up": [0.0, 0.0]})
+    assert "not under exposure_up (undefined: no error)" in systematics_lines(tie)[0]
     loses = _evaluations({"tail_off": [0.1e-3, 0.3e-3]})
     (line,) = systematics_lines(loses)
     assert line.startswith("optimised does not win against human by > 3 standard errors under any of the 1 variations")

@@ -202,7 +202,9 @@ def systematics_lines(evaluations: dict[str, Any]) -> list[str]:
             lines.append(f"{a} wins against {b} under all {n} variations (by > {WIN_SIGMAS:g} standard errors){span}.")
             continue
         where = ", ".join(
-            f"{name} ({'undefined' if e['sigmas'][name] is None else format(e['sigmas'][name], '.1f')} standard errors)"
+            f"{name} (undefined: no error)"
+            if e["sigmas"][name] is None
+            else f"{name} ({e['sigmas'][name]:.1f} standard errors)"
             for name in e["not"]
         )
         if e["wins"]:
