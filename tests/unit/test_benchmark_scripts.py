@@ -186,3 +186,30 @@ def test_presence_clutter_script_collects_maps_and_scores_them_as_the_task_does(
         task = Presence("asr", statistic=statistic)
         scores, _ = task.scores(Observations(test.outputs, test.truths), Observations(reference, np.zeros(4)))
         np.testing.assert_allclose(scores, cells["asr/flux_mean"][statistic]["scores"], rtol=1e-5)
+
+
+def test_systematics_ladle_script_runs_on_a_tiny_input(tmp_path):
+    """Robust against nominal training (issue 30) at a toy size: both trained, both and the start
+    judged under the variation, the verdicts written."""
+    module = load("systematics_ladle")
+    out = module.main(
+        [
+            "--epochs",
+            "2",
+            "--volumes",
+            "4",
+            "--muons",
+            "100",
+            "--variations",
+            "tail_off",
+            "--out",
+            str(tmp_path / "r.json"),
+        ]
+    )
+    assert set(out["designs"]) == {"nominal", "robust", "human_acceptance"}
+    assert set(out["systematics"]["envelope"]) == {
+        "robust - nominal",
+        "robust - human_acceptance",
+        "nominal - human_acceptance",
+    }
+    assert len(out["verdicts"]) == 3 and json.loads((tmp_path / "r.json").read_text())["verdicts"] == out["verdicts"]

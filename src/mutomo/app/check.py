@@ -54,7 +54,8 @@ def estimate_run(
     observation of one test volume in every readout, and scale them to the run: every epoch's
     volumes, the validations (forward only, counted as half a training volume), and each
     evaluated design's test and calibration volumes (the initial and optimised designs, the
-    ``evaluation.compare`` designs and, with validations, the best validated one)."""
+    ``evaluation.compare`` designs and, with validations, the best validated one), once nominally
+    and once under each systematic variation (simulation dominates either way)."""
     n = max(problem.task.min_batch + problem.task.min_batch % 2, 4)  # the training batch: even, >= 4
     start = time.perf_counter()
     parts = training_batch_loss(design, problem, replace(training, volumes_per_epoch=n), 0, problem.task.loss)
@@ -81,7 +82,8 @@ def estimate_run(
     )
     designs = 2 + n_compare + (1 if training.validation_volumes else 0)
     volumes = evaluation.n_volumes + (evaluation.calibration_volumes if problem.task.needs_calibration else 0)
-    return RunEstimate(train_s, per_test * volumes * designs, per_train, per_test, designs)
+    worlds = 1 + len(evaluation.systematics)
+    return RunEstimate(train_s, per_test * volumes * designs * worlds, per_train, per_test, designs)
 
 
 def _duration(seconds: float) -> str:
@@ -151,7 +153,7 @@ def check(
                 f"training.volumes_per_epoch must be >= {problem.task.min_batch} for this {problem.task.kind} task; "
                 f"got {training.volumes_per_epoch}"
             )
-        evaluation = evaluation_settings(config)
+        evaluation = evaluation_settings(config, problem)
         evaluation.check_triggers({config.design.start: design, **comparisons})
         warnings = before_run(config, problem)
         if figure is not None:
@@ -213,6 +215,16 @@ def check(
         + f" volumes; triggers (hits a side): {triggers}, the first the headline"
     )
     say(f"  headline error: {headline_error(config, problem, evaluation)}")
+    if evaluation.systematics:
+        say(
+            f"  systematic variations ({len(evaluation.systematics)}): every design evaluated again under each, on "
+            f"the same volumes and muons: {'; '.join(f'{v.name}: {v.summary}' for v in evaluation.systematics)}"
+        )
+    if training.systematics:
+        say(
+            f"  robust training: each epoch in a world drawn from nominal, "
+            f"{', '.join(v.name for v in training.systematics)}"
+        )
     if timing:
         est = estimate_run(problem, design, training, evaluation, len(comparisons))
         say(

@@ -43,11 +43,25 @@ from mutomo.errors import (
 )
 from mutomo.io.files import RERUN, read_json, writable_dir, writable_file
 from mutomo.io.gdml import PANEL_MATERIAL, require_pyg4ometry, write_gdml
-from mutomo.optimise.evaluate import TEST_STREAM, metrics_json, paired, summarise
+from mutomo.optimise.evaluate import (
+    TEST_STREAM,
+    metrics_json,
+    observe_variation,
+    paired,
+    summarise,
+    systematics_json,
+)
 from mutomo.optimise.loop import TrainingSettings
 from mutomo.optimise.metric_text import metric_label, value_text
 from mutomo.optimise.problem import Problem
-from mutomo.optimise.verdict import chance_lines, no_information, statistic_lines
+from mutomo.optimise.systematics import VARIATIONS
+from mutomo.optimise.verdict import (
+    chance_lines,
+    no_information,
+    statistic_lines,
+    systematics_envelope,
+    systematics_lines,
+)
 from mutomo.plotting.landscape import write_landscape_figures
 from mutomo.plotting.run_report import write_run_report
 from mutomo.reco.methods import VOXEL_METHODS
@@ -75,6 +89,22 @@ def _print_evaluations(evaluations: dict) -> None:
                 metrics = entry.get(readout, {})
                 text = "  ".join(f"{metric_label(m)} {value_text(m, ve, '+-')}" for m, ve in metrics.items())
                 print(f"  {name:28s} {readout:15s} {text}")
+    _print_systematics(evaluations)
+
+
+def _print_systematics(evaluations: dict) -> None:
+    """The paired differences under each systematic variation, then the verdict of each comparison."""
+    record = evaluations.get("systematics")
+    if not record or not record.get("variations"):
+        return
+    metric = record["metric"]
+    print(f"paired difference under each systematic variation ({record['readout']}, {metric_label(metric)})")
+    for variation, entry in record["variations"].items():
+        for pair, metrics in entry["paired"].items():
+            value = value_text(metric, metrics.get(metric, [None, None]), "+-")
+            print(f"  {variation:16s} {pair:34s} {value}   ({entry['summary']})")
+    for line in systematics_lines(evaluations):
+        print(line)
 
 
 def _list_tasks() -> None:
@@ -99,6 +129,9 @@ def _list_tasks() -> None:
     for option in MOMENTUM_OPTIONS.values():
         print(f"    {option.name}: {option.summary}")
     print(f"design kinds: {', '.join(DESIGN_KINDS)}; gradient-free methods (sweep.methods): {', '.join(METHODS)}")
+    print("systematic variations (evaluation.systematics.variations, training.systematics; 'all': every one):")
+    for variation in VARIATIONS.values():
+        print(f"    {variation.name}: {variation.summary}")
 
 
 def _budget_and_designs(config: RunConfig) -> str:
@@ -438,12 +471,13 @@ def _evaluate(args: argparse.Namespace) -> None:
         problem = build_problem(config)
         design = problem.design(args.design, (), None, what="design")
         others = {k: d for k, d in comparison_designs(config, problem, None).items() if k != args.design}
-        evaluation_settings(config).check_triggers({args.design: design, **others})
+        settings = evaluation_settings(config, problem)
+        settings.check_triggers({args.design: design, **others})
     writable_file(args.json, "--json")
     names, designs = [args.design, *others], [design, *others.values()]
     # The configuration's evaluation.compare designs on the same volumes and muons: paired differences.
-    obs = observe_designs(designs, problem, evaluation_settings(config))
-    result = {
+    obs = observe_designs(designs, problem, settings)
+    result: dict[str, Any] = {
         "readouts": list(obs[0].test),
         "designs": {
             name: {**metrics_json(summarise(problem, o)), "design": d.describe()}
@@ -463,6 +497,15 @@ def _evaluate(args: argparse.Namespace) -> None:
         "statistic": getattr(problem.task, "statistic", None),
         "no_information": no_information(problem.task.kind, obs[0]),
     }
+    if settings.systematics:  # every design again under each variation, on the same volumes and muons
+        under = {
+            v.name: {name: observe_variation(d, problem, settings, v) for name, d in zip(names, designs, strict=True)}
+            for v in settings.systematics
+        }
+        pairs = [(args.design, name) for name in names[1:]]
+        record = systematics_json(problem, settings, under, pairs)
+        result["systematics"] = record
+        record["envelope"] = systematics_envelope(result)
     _print_evaluations(result)
     _warn(chance_lines(result) + statistic_lines(result))
     args.json.write_text(json.dumps(result, indent=1))

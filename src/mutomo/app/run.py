@@ -21,7 +21,17 @@ uninterrupted run.
      "paired": {"optimised - NAME": {"smooth": {METRIC: [difference, error]}, "physical": {...}},
                 "ideal - NAME": {...}, "ideal_momentum - ideal": {...}},
      "shares": {NAME: {"physical": {METRIC: [share, error]}, ...}},
-     "bounds": {"start": "initial", "ideal": "...", "momentum_resolution": 0.1}}
+     "bounds": {"start": "initial", "ideal": "...", "momentum_resolution": 0.1},
+     "systematics": {"readout": "physical", "metric": "mse", "higher_is_better": false,
+                     "variations": {VARIATION: {"summary": "...", "designs": {NAME: {METRIC: [value, error]}},
+                                                "paired": {"optimised - NAME": {METRIC: [difference, error]}}}},
+                     "envelope": {"optimised - NAME": {"nominal": [difference, error], "low": ..., "high": ...,
+                                                        "sigmas": {VARIATION: ...}, "wins": [...], "not": [...]}}}}
+
+``systematics`` is there when ``evaluation.systematics.variations`` names any: every design but the
+reference detectors observed again under each variation (``observations/systematics/VARIATION/``),
+on the same volumes and muons, in the headline readout; the envelope and the verdict are
+:func:`mutomo.optimise.verdict.systematics_envelope`'s.
 
 ``ideal`` and ``ideal_momentum`` (``evaluation.bounds``) are the reference detectors of
 :mod:`mutomo.studies.bounds`; a share is a design's share of the possible gain over the start.
@@ -51,16 +61,20 @@ from mutomo.design.base import Design
 from mutomo.design.describe import design_from_description
 from mutomo.io.files import PathLike, writable_dir
 from mutomo.optimise.evaluate import (
+    REFERENCE_DESIGNS,
     DesignObservations,
     EvaluationSettings,
     metrics_json,
     observe_design,
+    observe_variation,
     paired,
     summarise,
+    systematics_json,
 )
 from mutomo.optimise.loop import History, optimise
 from mutomo.optimise.problem import Problem
-from mutomo.optimise.verdict import no_information
+from mutomo.optimise.systematics import Variation
+from mutomo.optimise.verdict import no_information, systematics_envelope
 from mutomo.studies.bounds import bound_entries
 
 
@@ -79,19 +93,29 @@ def observations_cached(
     problem: Problem,
     settings: EvaluationSettings,
     say: Callable[[str], None] | None = None,
+    variation: Variation | None = None,
 ) -> DesignObservations:
     """``design``'s observations, read from ``observations/NAME.npz`` if computed before (with
     ``NAME.json`` holding the design and the seconds it took); ``say`` reports the evaluation's
-    start and end (a minute or more of work on a large evaluation)."""
-    path = run_dir / "observations" / f"{name}.npz"
+    start and end (a minute or more of work on a large evaluation). With ``variation``, its
+    observations under that systematic variation (``observations/systematics/VARIATION/NAME.npz``)."""
+    folder = run_dir / "observations"
+    if variation is not None:
+        folder = folder / "systematics" / variation.name
+    path = folder / f"{name}.npz"
     if path.exists():
         return DesignObservations.load(path)
     start = time.perf_counter()
     if say is not None:
         calibration = settings.calibration_volumes if problem.task.needs_calibration else 0
         plus = f" + {calibration} calibration" if calibration else ""
-        say(f"evaluating {name} on {settings.n_volumes} test{plus} volumes x {problem.n_muons:,} muons ...")
-    obs = observe_design(design, problem, settings)
+        under = "" if variation is None else f" under {variation.name} ({variation.summary})"
+        say(f"evaluating {name}{under} on {settings.n_volumes} test{plus} volumes x {problem.n_muons:,} muons ...")
+    obs = (
+        observe_design(design, problem, settings)
+        if variation is None
+        else observe_variation(design, problem, settings, variation)
+    )
     if say is not None:
         say(f"evaluated {name} in {time.perf_counter() - start:.0f} s")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,9 +131,13 @@ def write_evaluations(
     designs: dict[str, Design],
     observations: dict[str, DesignObservations],
     bound_momentum_resolution: float | None = None,
+    settings: EvaluationSettings | None = None,
+    systematics: dict[str, dict[str, DesignObservations]] | None = None,
 ) -> dict[str, Any]:
     """Metrics of every design, the optimised design's and the bounds' paired differences and
-    each design's share of the possible gain, as ``evaluations.json`` (see the module docstring)."""
+    each design's share of the possible gain, as ``evaluations.json`` (see the module docstring);
+    with ``systematics`` (by variation of ``settings.systematics``, each design's observations),
+    the metrics and paired differences under each variation and their envelope."""
     result: dict[str, Any] = {
         "task": {
             "kind": problem.task.kind,
@@ -138,6 +166,16 @@ def write_evaluations(
     if "shares" in extra:
         result.update(extra)
     result["readouts"] = list(next(iter(observations.values())).test)
+    if settings is not None and systematics:
+        pairs = [
+            (trained, name)
+            for trained in TRAINED
+            if trained in observations
+            for name in observations
+            if name not in TRAINED and name not in REFERENCE_DESIGNS
+        ]
+        result["systematics"] = systematics_json(problem, settings, systematics, pairs)
+        result["systematics"]["envelope"] = systematics_envelope(result)
     (run_dir / "evaluations.json").write_text(json.dumps(result, indent=1))
     return result
 
@@ -155,7 +193,7 @@ def run(
             f"training.volumes_per_epoch must be >= {problem.task.min_batch} for this {problem.task.kind} task; "
             f"got {training.volumes_per_epoch}"
         )
-    settings = evaluation_settings(config)
+    settings = evaluation_settings(config, problem)
     settings.check_triggers({config.design.start: design, **comparisons})  # before the run folder is written
     run_dir = writable_dir(run_dir if run_dir is not None else config.output.directory, "run directory")
     saved = run_dir / "config.json"
@@ -191,8 +229,16 @@ def run(
         (run_dir / "design_best.json").write_text(problem.design_json(best))
         designs["best_validated"] = best
         observations["best_validated"] = observations_cached(run_dir, "best_validated", best, problem, settings, say)
+    systematics = {
+        v.name: {
+            name: observations_cached(run_dir, name, d, problem, settings, say, v)
+            for name, d in designs.items()
+            if name not in REFERENCE_DESIGNS
+        }
+        for v in settings.systematics
+    }
     evaluations = write_evaluations(
-        run_dir, problem, designs, observations, config.evaluation.bound_momentum_resolution
+        run_dir, problem, designs, observations, config.evaluation.bound_momentum_resolution, settings, systematics
     )
     write_timing(run_dir, history, list(designs), time.perf_counter() - start)
     return evaluations
@@ -219,16 +265,23 @@ def best_validated(history: History, problem: Problem) -> Design | None:
 def write_timing(run_dir: Path, history: History, designs: list[str], seconds: float) -> dict[str, Any]:
     """``timing.json``: seconds of the whole run, whatever the number of resumes: training (the
     sum of every epoch's time, kept in the history across resumes), evaluation (each design's,
-    recorded when it was observed) and this invocation's wall time."""
+    recorded when it was observed), the evaluations under systematic variations, and this
+    invocation's wall time."""
     evaluation = {}
     for name in designs:
         record = run_dir / "observations" / f"{name}.json"
         evaluation[name] = json.loads(record.read_text()).get("seconds", 0.0) if record.exists() else 0.0
     training = sum(r.seconds for r in history.records)
+    # Every design's evaluation under each systematic variation (observations/systematics/VARIATION/NAME.json).
+    systematics = sum(
+        float(json.loads(record.read_text()).get("seconds", 0.0))
+        for record in sorted((run_dir / "observations" / "systematics").glob("*/*.json"))
+    )
     timing = {
         "training_seconds": training,
         "evaluation_seconds": evaluation,
-        "total_seconds": training + sum(evaluation.values()),
+        "systematics_seconds": systematics,
+        "total_seconds": training + sum(evaluation.values()) + systematics,
         "epochs": len(history.records),
         "last_invocation_seconds": seconds,
     }

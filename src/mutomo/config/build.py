@@ -27,6 +27,7 @@ from mutomo.muons.generation import muon_count
 from mutomo.optimise.evaluate import EvaluationSettings
 from mutomo.optimise.loop import TrainingSettings
 from mutomo.optimise.problem import Problem
+from mutomo.optimise.systematics import SystematicSizes, Variation, build_variations
 from mutomo.reco.momentum_options import MOMENTUM_OPTIONS
 from mutomo.scenes import Scene
 from mutomo.studies.bounds import IDEAL, IDEAL_MOMENTUM, ideal_design, momentum_problem
@@ -230,8 +231,38 @@ def bound_designs(config: RunConfig, problem: Problem, like: Design | None) -> d
     return {name: (ideal, variants[name]) for name in names}
 
 
-def evaluation_settings(config: RunConfig) -> EvaluationSettings:
-    """The physical evaluation's settings of ``config`` (``[evaluation]``)."""
+def systematic_sizes(config: RunConfig) -> SystematicSizes:
+    """The sizes of the systematic variations (``[evaluation.systematics]``)."""
+    s = config.evaluation.systematics
+    return SystematicSizes(
+        core_width=s.core_width,
+        index_shift=s.index_shift,
+        fixed_momentum=s.fixed_momentum,
+        flux_model=s.flux_model,
+        resolution_factor=s.resolution_factor,
+        efficiency_factor=s.efficiency_factor,
+        misalignment=s.misalignment,
+        misalignment_seed=s.misalignment_seed,
+        exposure=s.exposure,
+    )
+
+
+def variations(config: RunConfig, names: Sequence[str], problem: Problem | None, where: str) -> tuple[Variation, ...]:
+    """The systematic variations ``names`` of ``config`` around ``problem``'s muon source (built
+    from ``config`` when ``None``); ``where`` names the field in errors."""
+    if not names:
+        return ()
+    problem = problem if problem is not None else build_problem(config)
+    try:
+        return build_variations(names, systematic_sizes(config), problem.source, where)
+    except MutomoError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def evaluation_settings(config: RunConfig, problem: Problem | None = None) -> EvaluationSettings:
+    """The physical evaluation's settings of ``config`` (``[evaluation]``), with the systematic
+    variations of ``evaluation.systematics`` around ``problem``'s source (built from ``config``
+    when ``None`` and variations are named)."""
     e = config.evaluation
     return EvaluationSettings(
         n_volumes=e.n_volumes,
@@ -240,6 +271,7 @@ def evaluation_settings(config: RunConfig) -> EvaluationSettings:
         min_hits=tuple(None if k == "all" else k for k in e.min_hits),
         exposure_factors=tuple(e.exposure_factors),
         smoothness=config.training.smoothness[1],
+        systematics=variations(config, e.systematics.variations, problem, "evaluation.systematics.variations"),
     )
 
 
@@ -267,6 +299,7 @@ def settings_from(config: RunConfig, problem: Problem) -> TrainingSettings:
         smoothness=t.smoothness,
         sampled_hits=t.hits == "sampled",
         budget=None if config.design.fixed_budget else config.design.budget,
+        systematics=variations(config, t.systematics, problem, "training.systematics"),
     )
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from mutomo.errors import ConfigError, MutomoError
 from mutomo.materials import get_material, known_materials
+from mutomo.optimise.systematics import ALL, OTHER_FLUX_MODELS, VARIATIONS, variation_names
 from mutomo.reco.methods import VOXEL_METHODS
 from mutomo.reco.momentum_options import MOMENTUM_OPTIONS
 from mutomo.scenes.spec import MaterialSpec, SceneSpec
@@ -315,6 +316,17 @@ class TrainingConfig(Strict):
     optimisers: dict[Group, Literal["adam", "sgd", "rmsprop"]] = Field(
         {}, description="optimiser of a parameter group (default adam)"
     )
+    systematics: list[str] = Field(
+        [],
+        description="robust training: each epoch draws one of the nominal world and these variations (names as in "
+        "evaluation.systematics.variations, whose sizes they take; 'all': every one), so that the design cannot "
+        "exploit one model (none by default)",
+    )
+
+    @field_validator("systematics")
+    @classmethod
+    def _known_variations(cls, v: list[str]) -> list[str]:
+        return _variations(v)
 
     @field_validator("volumes_per_epoch")
     @classmethod
@@ -331,6 +343,61 @@ class TrainingConfig(Strict):
 
 
 MinHits = Annotated[int, Field(ge=2, le=64)] | Literal["all"]  # a straight-line fit needs two hits a side
+
+
+VARIATION_NAMES = (ALL, *VARIATIONS)
+"""What ``evaluation.systematics.variations`` and ``training.systematics`` may name."""
+
+
+def _variations(v: list[str]) -> list[str]:
+    variation_names(v, "systematic variations")  # refuses an unknown or repeated name
+    return v
+
+
+class SystematicsConfig(Strict):
+    """Systematic variations every design is also evaluated under (mutomo.optimise.systematics;
+    docs: systematics), and how large each is."""
+
+    variations: list[str] = Field(
+        [],
+        description="variations every design is evaluated under, on the same volumes and muons (none by default; "
+        f"'all': every one): {'; '.join(f'{k.name}: {k.summary}' for k in VARIATIONS.values())}",
+    )
+    core_width: float = Field(0.04, gt=0, lt=1, description="relative change of the scattering core's width")
+    index_shift: float = Field(0.1, gt=0, le=2, description="change of the momentum spectrum's spectral index")
+    fixed_momentum: float = Field(5.0, gt=0, le=1000, description="momentum of every muon in fixed_momentum (GeV/c)")
+    flux_model: str = Field(
+        "Reyna06",
+        description=f"the other flux model of flux_model: one of {list(OTHER_FLUX_MODELS)} (Reyna 2006, "
+        "arXiv:hep-ph/0604145)",
+    )
+    resolution_factor: float = Field(
+        1.2, gt=0, le=100, description="detector_worse: built resolution / the design's (1.2: 20 % worse)"
+    )
+    efficiency_factor: float = Field(
+        0.8,
+        gt=0,
+        le=2,
+        description="detector_worse: built efficiency / the design's (0.8: 20 % worse); a built efficiency "
+        "above 1 (this x region.efficiency's maximum) is refused",
+    )
+    misalignment: float = Field(
+        0.003, ge=0, le=0.1, description="misalignment: standard deviation of each panel's shift in x, y and z (m)"
+    )
+    misalignment_seed: int = Field(0, ge=0, description="misalignment: seeds the panels' shifts")
+    exposure: float = Field(0.1, gt=0, lt=1, description="exposure_up/down: relative change of the muon rate")
+
+    @field_validator("variations")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        return _variations(v)
+
+    @field_validator("flux_model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        if v not in OTHER_FLUX_MODELS:
+            raise MutomoError(f"unknown flux model {v!r}; allowed {list(OTHER_FLUX_MODELS)}")
+        return v
 
 
 class EvaluationConfig(Strict):
@@ -355,6 +422,10 @@ class EvaluationConfig(Strict):
         le=1,
         description="relative momentum resolution (sigma_p / p) of the 'ideal_momentum' bound, e.g. 0.1 for a "
         "time-of-flight measurement to 10 %",
+    )
+    systematics: SystematicsConfig = Field(
+        SystematicsConfig(),
+        description="systematic variations every design is also evaluated under, and their sizes",
     )
 
 
@@ -451,6 +522,7 @@ class RunConfig(Strict):
                 "task: a regression task needs a scene with a fill height (a layer with target = true, or a "
                 "clutter background with fill_height)"
             )
+        self._check_systematics()
         uses_modules = [name for name, d in self.designs.items() if d.modules is not None]
         if uses_modules and self.hodoscope is None:
             raise MutomoError(f"designs {uses_modules} place modules: describe the module in a [hodoscope] table")
@@ -462,6 +534,22 @@ class RunConfig(Strict):
                 f"({', '.join(known_materials())})"
             )
         return self
+
+    def _check_systematics(self) -> None:
+        """A mis-specified efficiency above 1 is refused, naming the field."""
+        s = self.evaluation.systematics
+        named = [*variation_names(s.variations, "variations"), *variation_names(self.training.systematics, "")]
+        uses = "detector_worse" in named
+        efficiencies = [self.region.efficiency[1]]
+        if self.hodoscope is not None:
+            efficiencies.append(self.hodoscope.efficiency)
+        worst = max(efficiencies)
+        if uses and s.efficiency_factor * worst > 1:
+            raise MutomoError(
+                f"evaluation.systematics.efficiency_factor = {s.efficiency_factor} makes a panel of efficiency "
+                f"{worst} (region.efficiency's maximum or the hodoscope's) {s.efficiency_factor * worst:.4g} > 1; "
+                f"give at most {1 / worst:.4g}"
+            )
 
 
 def _builtin(name: str) -> bool:

@@ -42,13 +42,25 @@ class FluxModel(Protocol):
         ...
 
 
-class GCCLY15Flux:
-    """GCCLY15 sea-level flux (Guan et al. 2015) through ``mulder.Reference("GCCLY15")``."""
+class MulderFlux:
+    """A sea-level flux model of the maintained ``mulder`` package (``mulder.Reference(name)``).
 
-    def __init__(self) -> None:
+    mulder 0.3 provides ``"GCCLY15"`` (Guan et al. 2015, arXiv:1509.06176, the default of
+    mutomo) and ``"Gaisser90"`` (T. K. Gaisser, *Cosmic Rays and Particle Physics*, Cambridge
+    University Press 1990, as in the PDG Review, "Cosmic rays", eq. 30.4), valid only above
+    ~100/cos(theta) GeV: tabulated from 0.1 GeV/c it diverges (mean momentum 0.3 GeV/c, a rate
+    300 times GCCLY15's), so the systematic variation ``flux_model`` uses :class:`Reyna06Flux`.
+    """
+
+    MODELS = ("GCCLY15", "Gaisser90")
+
+    def __init__(self, name: str = "GCCLY15") -> None:
+        if name not in self.MODELS:
+            raise MutomoError(f"unknown flux model {name!r}; mulder provides {list(self.MODELS)}")
         import mulder  # local import: heavy extension module, only needed when tabulating
 
-        self._reference = mulder.Reference("GCCLY15")
+        self.name = name
+        self._reference = mulder.Reference(name)
 
     def flux(
         self,
@@ -64,6 +76,85 @@ class GCCLY15Flux:
         per_kinetic = np.asarray(self._reference.flux(energy=kinetic, elevation=elevation, **kwargs))
         # dN/dp = dN/dT * dT/dp with dT/dp = p / E = beta.
         return per_kinetic * p / energy
+
+
+class GCCLY15Flux(MulderFlux):
+    """GCCLY15 sea-level flux (Guan et al. 2015) through ``mulder.Reference("GCCLY15")``."""
+
+    def __init__(self) -> None:
+        super().__init__("GCCLY15")
+
+
+MU_PLUS_OVER_MINUS = 1.27
+"""Charge ratio of sea-level muons, mu+/mu- (PDG Review, "Cosmic rays", sec. 30.3.1: 1.25-1.30 below ~100 GeV)."""
+
+REYNA06 = (0.00253, 0.2455, 1.288, -0.2555, 0.0209)
+"""Reyna's coefficients c1..c5 (c1 in cm^-2 s^-1 sr^-1 (GeV/c)^-1): the fit of Bugaev et al. (Phys.
+Rev. D 58 (1998) 054001) to the vertical spectrum, as given by D. Reyna, arXiv:hep-ph/0604145."""
+
+
+class Reyna06Flux:
+    """Reyna's parameterisation of the sea-level muon momentum spectrum at every zenith angle
+    (D. Reyna, "A simple parameterization of the cosmic-ray muon momentum spectra at the surface
+    as a function of zenith angle", arXiv:hep-ph/0604145, 2006):
+
+    ``flux(p, theta) = cos^3(theta) I_V(p cos(theta))``,
+    ``I_V(z) = c1 z^-(c2 + c3 y + c4 y^2 + c5 y^3)``, ``y = log10(z / (GeV/c))``,
+
+    fitted for 1-2000 GeV/c (below 1 GeV/c it is an extrapolation that falls faster than
+    GCCLY15). The charges are split by the ratio :data:`MU_PLUS_OVER_MINUS`. A second, independent
+    parameterisation beside GCCLY15 for the systematic variation ``flux_model``
+    (:mod:`mutomo.optimise.systematics`): within 45 % of GCCLY15 between 1 and 100 GeV/c up to 60 deg.
+    """
+
+    def flux(
+        self,
+        momentum: NDArray[np.float64],
+        cos_theta: NDArray[np.float64],
+        charge: int | None = None,
+    ) -> NDArray[np.float64]:
+        p, c = np.broadcast_arrays(np.asarray(momentum, dtype=float), np.asarray(cos_theta, dtype=float))
+        c = np.clip(c, 1e-6, 1.0)
+        c1, c2, c3, c4, c5 = REYNA06
+        z = p * c
+        y = np.log10(z)
+        total = 1e4 * c1 * c**3 * z ** -(c2 + y * (c3 + y * (c4 + y * c5)))  # cm^-2 -> m^-2
+        if charge is None:
+            return total
+        plus = MU_PLUS_OVER_MINUS / (1.0 + MU_PLUS_OVER_MINUS)
+        return total * (plus if charge > 0 else 1.0 - plus)
+
+
+class TiltedFlux:
+    """A flux model whose momentum spectrum is tilted by ``index_shift`` in its spectral index:
+    ``flux(p, theta) (p / pivot)^-index_shift``.
+
+    For a power law ``dN/dp ~ p^-gamma`` this changes ``gamma`` into ``gamma + index_shift`` (a
+    positive shift softens the spectrum: fewer muons at high momentum, relative to ``pivot``).
+    Used as a systematic variation of the spectrum's shape (:mod:`mutomo.optimise.systematics`);
+    the muon count of a volume is fixed by the caller, so the normalisation does not matter there.
+
+    Args:
+        model: the flux model tilted.
+        index_shift: change of the spectral index (dimensionless).
+        pivot: momentum (GeV/c) at which the flux is unchanged.
+    """
+
+    def __init__(self, model: FluxModel, index_shift: float, pivot: float = 1.0) -> None:
+        if not math.isfinite(index_shift):
+            raise MutomoError(f"TiltedFlux.index_shift must be finite; got {index_shift}")
+        if not pivot > 0:
+            raise MutomoError(f"TiltedFlux.pivot must be > 0 GeV/c; got {pivot}")
+        self.model, self.index_shift, self.pivot = model, float(index_shift), float(pivot)
+
+    def flux(
+        self,
+        momentum: NDArray[np.float64],
+        cos_theta: NDArray[np.float64],
+        charge: int | None = None,
+    ) -> NDArray[np.float64]:
+        p = np.asarray(momentum, dtype=float)
+        return self.model.flux(p, cos_theta, charge) * (p / self.pivot) ** -self.index_shift
 
 
 class TabulatedFlux:

@@ -168,6 +168,38 @@ class FixedSource:
         return MuonBatch.create(position, direction, self.momentum * full, charge=self.charge * full)
 
 
+class FixedMomentumSource:
+    """Another source's muons, each given one momentum: the directions, positions and charges
+    of ``source`` (the same draws), the momentum ``momentum`` for every muon.
+
+    TomOpt's convention (Strong et al., Mach. Learn.: Sci. Technol. 5 035002, 2024) is muons of
+    a fixed 5 GeV/c with the sky's directions; :mod:`mutomo.optimise.systematics` uses this to
+    ask how a design fares when the spectrum is that instead of the flux model's.
+
+    Example:
+        >>> plane = GenerationPlane(z=2.0, x_range=(0.0, 1.0), y_range=(0.0, 1.0))
+        >>> source = FixedMomentumSource(FluxSource(plane, TabulatedFlux(momentum_range=(0.5, 500.0))), 5.0)
+        >>> float(source.sample(10, torch.Generator().manual_seed(0)).momentum.max())
+        5.0
+    """
+
+    def __init__(self, source: MuonSource, momentum: float) -> None:
+        if not (math.isfinite(momentum) and momentum > 0):
+            raise MutomoError(f"FixedMomentumSource.momentum must be finite and > 0 GeV/c; got {momentum}")
+        self.source, self.momentum = source, float(momentum)
+        self.plane = source.plane
+
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> MuonBatch:
+        muons = self.source.sample(n, generator, dtype=dtype, device=device)
+        return muons.replace(momentum=torch.full_like(muons.momentum, self.momentum))
+
+
 def exposure_time(n_muons: int, source: FluxSource) -> float:
     """Seconds of sky exposure that ``n_muons`` through ``source.plane`` represent."""
     _check_n(n_muons)

@@ -16,12 +16,19 @@ and readout; for presence with clean references those volumes are drawn without 
 serve as the references. For presence, the headline physical readout is repeated at the
 exposures ``exposure_factors`` x the task's to measure the exposure needed to reach the goal
 (references included).
+
+Under each systematic variation of ``systematics`` (:mod:`mutomo.optimise.systematics`) every
+design is observed again, on the same test and calibration volumes and muon keys, in the
+headline physical readout alone (:func:`observe_variation`); :func:`systematics_json` gives the
+metrics and paired differences under each, for ``evaluations.json``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +36,7 @@ import torch
 from mutomo.design.base import Design
 from mutomo.errors import ConfigError, MutomoError
 from mutomo.optimise.problem import SMOOTH, Problem, Readout, key_generator
+from mutomo.optimise.systematics import Variation
 from mutomo.tasks import Metric, Observations
 
 TEST_STREAM, CALIBRATION_STREAM = 2, 3
@@ -49,6 +57,8 @@ class EvaluationSettings:
             first is the headline ``physical``.
         exposure_factors: presence: exposures (x the task's) for the exposure-to-goal metric.
         smoothness: panel-edge width (m) of the smooth readout.
+        systematics: the systematic variations every design is also observed under (headline
+            readout only; none by default).
     """
 
     n_volumes: int = 96
@@ -57,6 +67,7 @@ class EvaluationSettings:
     min_hits: tuple[int | None, ...] = (2,)
     exposure_factors: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
     smoothness: float = 0.005
+    systematics: tuple[Variation, ...] = ()
 
     def __post_init__(self) -> None:
         if self.n_volumes < 4 or self.calibration_volumes < 2:
@@ -67,6 +78,11 @@ class EvaluationSettings:
     @property
     def readouts(self) -> list[Readout]:
         return [SMOOTH, *(Readout(physical=True, min_hits=k) for k in self.min_hits)]
+
+    @property
+    def headline(self) -> Readout:
+        """The headline physical readout (the first trigger of :attr:`min_hits`)."""
+        return Readout(physical=True, min_hits=self.min_hits[0])
 
     def check_triggers(self, designs: dict[str, Design]) -> None:
         """Refuse, before anything is simulated, a design with fewer panels on a side than a
@@ -136,12 +152,14 @@ def _observe_set(
     n: int,
     ladder: bool,
     clean: bool = False,
+    readouts: Sequence[Readout] | None = None,
 ) -> dict[str, Observations]:
-    readouts = settings.readouts
+    readouts = list(readouts) if readouts is not None else settings.readouts
     outputs: dict[str, list[np.ndarray]] = {r.name: [] for r in readouts}
     ladder_outputs: dict[float, list[np.ndarray]] = {}
     truths = []
     factors = sorted(set(settings.exposure_factors) | {1.0}) if ladder else []
+    head = next(i for i, r in enumerate(readouts) if r.physical)  # the ladder's readout
     detector = design.detector()
     with torch.no_grad():
         for i in range(n):
@@ -161,7 +179,7 @@ def _observe_set(
             for k, f in enumerate(factors):
                 seconds = problem.exposure_s * f
                 if f == 1.0:
-                    value = values[1]
+                    value = values[head]
                 else:
                     n_muons = max(10, round(problem.n_muons * f))
                     (value,) = problem.observe(
@@ -169,14 +187,14 @@ def _observe_set(
                         sample,
                         n_muons,
                         key_generator((*key, 2, k)),
-                        readouts[1:2],
+                        readouts[head : head + 1],
                         readout_generator=key_generator((*key, 3, k)),
                     )
                 ladder_outputs.setdefault(seconds, []).append(value.double().cpu().numpy())
     t = np.array(truths, dtype=float)
     result = {name: Observations(np.stack(v), t) for name, v in outputs.items()}
     if ladder:
-        result[readouts[1].name].ladder = {s: np.stack(v) for s, v in ladder_outputs.items()}
+        result[readouts[head].name].ladder = {s: np.stack(v) for s, v in ladder_outputs.items()}
     return result
 
 
@@ -195,6 +213,33 @@ def observe_design(design: Design, problem: Problem, settings: EvaluationSetting
                 design, problem, settings, CALIBRATION_STREAM, settings.calibration_volumes, presence, clean=presence
             )
             if problem.task.needs_calibration
+            else {}
+        )
+    finally:
+        design.smoothness = saved
+    return DesignObservations(test, calibration)
+
+
+def observe_variation(
+    design: Design, problem: Problem, settings: EvaluationSettings, variation: Variation
+) -> DesignObservations:
+    """Observe ``design`` in the world of ``variation`` (:meth:`Problem.under`) on the test volumes
+    and muon keys of :func:`observe_design` (and its calibration volumes, which the operator
+    records in the same world), in the headline physical readout alone, without the exposure
+    ladder."""
+    settings.check_triggers({"the design": design})
+    varied = problem.under(variation)
+    presence = varied.task.kind == "presence"
+    readouts = [settings.headline]
+    saved = design.smoothness
+    design.smoothness = settings.smoothness
+    try:
+        test = _observe_set(design, varied, settings, TEST_STREAM, settings.n_volumes, False, readouts=readouts)
+        calibration = (
+            _observe_set(
+                design, varied, settings, CALIBRATION_STREAM, settings.calibration_volumes, False, presence, readouts
+            )
+            if varied.task.needs_calibration
             else {}
         )
     finally:
@@ -226,3 +271,41 @@ def evaluate(
 def metrics_json(metrics: dict[str, dict[str, Metric]]) -> dict[str, dict[str, list[float | None]]]:
     """``{readout: {metric: [value, error]}}`` for JSON."""
     return {mode: {k: m.as_list() for k, m in values.items()} for mode, values in metrics.items()}
+
+
+def headline_metric(problem: Problem) -> tuple[str, bool]:
+    """The task's headline metric (the first of ``higher_is_better``) and whether higher is better."""
+    name, higher = next(iter(problem.task.higher_is_better.items()))
+    return name, higher
+
+
+def systematics_json(
+    problem: Problem,
+    settings: EvaluationSettings,
+    observations: dict[str, dict[str, DesignObservations]],
+    pairs: Sequence[tuple[str, str]],
+) -> dict[str, Any]:
+    """The metrics of every design and the paired differences ``a - b`` of ``pairs`` under each
+    variation of ``settings.systematics``, for ``evaluations.json``: ``{"readout", "metric",
+    "higher_is_better", "variations": {NAME: {"summary", "designs": {DESIGN: {METRIC: [value,
+    error]}}, "paired": {"A - B": {METRIC: [difference, error]}}}}}``.
+
+    Args:
+        observations: by variation name, each design's :func:`observe_variation`.
+        pairs: the designs compared, ``(a, b)``.
+    """
+    metric, higher = headline_metric(problem)
+    readout = settings.headline.name
+    out: dict[str, Any] = {"readout": readout, "metric": metric, "higher_is_better": higher, "variations": {}}
+    for variation in settings.systematics:
+        obs = observations[variation.name]
+        out["variations"][variation.name] = {
+            "summary": variation.summary,
+            "designs": {name: metrics_json(summarise(problem, o))[readout] for name, o in obs.items()},
+            "paired": {
+                f"{a} - {b}": metrics_json(paired(problem, obs[a], obs[b]))[readout]
+                for a, b in pairs
+                if a in obs and b in obs
+            },
+        }
+    return out

@@ -12,7 +12,11 @@ For each epoch :func:`optimise`
    (:class:`~mutomo.optimise.loss.LossBreakdown`), back-propagates and steps every parameter
    group's optimiser, then projects the design back into its bounds. A step whose gradients are
    not finite is skipped (and recorded), so NaN or inf never reaches a parameter;
-4. evaluates the loss on fixed validation volumes (every ``validate_every`` epochs);
+   With ``systematics`` (robust training, domain randomisation), the epoch is simulated in a
+   world drawn uniformly from the nominal one and those variations
+   (:func:`epoch_variation`, :mod:`mutomo.optimise.systematics`), so that the design cannot
+   exploit one model;
+4. evaluates the loss on fixed validation volumes (always in the nominal world) (every ``validate_every`` epochs);
 5. records the epoch in the :class:`History` and writes a checkpoint (design, optimisers,
    history), so that a killed run resumes from its last completed epoch and ends exactly where
    an uninterrupted run would.
@@ -43,8 +47,11 @@ from mutomo.optimise.checkpoint import load_latest, save_checkpoint
 from mutomo.optimise.loss import LossBreakdown, budget_penalty
 from mutomo.optimise.problem import SAMPLED, SMOOTH, Problem, Readout, key_generator
 from mutomo.optimise.progress import Progress
+from mutomo.optimise.systematics import NOMINAL, Variation
 
 TRAINING_STREAM, VALIDATION_STREAM = 0, 1
+VARIATION_STREAM = 4
+"""Key stream of the draws of each epoch's world in robust training."""
 
 OptimiserFactory = Callable[[Iterable[nn.Parameter], float], torch.optim.Optimizer]
 
@@ -86,6 +93,8 @@ class TrainingSettings:
             epoch, i.e. common random numbers: a deterministic objective, for tests and debugging).
         sampled_hits: train on hits kept or lost by Bernoulli draws of the efficiency
             (:func:`~mutomo.detector.readout.sampled_readout`) instead of their probabilities.
+        systematics: robust training: each epoch is simulated in a world drawn from the nominal
+            one and these variations (:func:`epoch_variation`); none by default.
     """
 
     epochs: int = 100
@@ -106,6 +115,7 @@ class TrainingSettings:
     budget: float | None = None
     resample: bool = True
     sampled_hits: bool = False
+    systematics: tuple[Variation, ...] = ()
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -140,6 +150,7 @@ class EpochRecord:
     skipped_step: bool
     seconds: float
     design: dict[str, Any]
+    variation: str = NOMINAL.name
 
 
 @dataclass
@@ -253,6 +264,18 @@ def batch_loss(
     return LossBreakdown(task=parts.task.sum(), budget=parts.budget.sum(), cost=parts.cost.sum())
 
 
+def epoch_variation(settings: TrainingSettings, epoch: int) -> Variation:
+    """The world of ``epoch``'s training batch: the nominal one without ``settings.systematics``,
+    else one drawn uniformly from the nominal one and those variations by a generator keyed by
+    the seed and the epoch (so a resumed run draws the same)."""
+    if not settings.systematics:
+        return NOMINAL
+    worlds = (NOMINAL, *settings.systematics)
+    draw = epoch if settings.resample else 0
+    generator = key_generator((settings.seed, VARIATION_STREAM, draw))
+    return worlds[int(torch.randint(len(worlds), (1,), generator=generator))]
+
+
 def training_batch_loss(
     design: Design,
     problem: Problem,
@@ -263,11 +286,12 @@ def training_batch_loss(
 ) -> LossBreakdown:
     """The loss of the training batch of ``epoch`` (the same volumes and muons for every design
     and every method: the gradient loop and the gradient-free baselines call this one), read out
-    by ``readout`` (see :func:`batch_losses`)."""
+    by ``readout`` (see :func:`batch_losses`), in the world of :func:`epoch_variation`."""
     draw = epoch if settings.resample else 0
+    variation = epoch_variation(settings, epoch)
     return batch_loss(
         design,
-        problem,
+        problem if variation is NOMINAL else problem.under(variation),
         (settings.seed, TRAINING_STREAM, draw),
         settings.volumes_per_epoch,
         settings.muons_per_volume,
@@ -377,6 +401,7 @@ def optimise(
             skipped_step=not finite,
             seconds=time.perf_counter() - t0,
             design=design.describe(),
+            variation=epoch_variation(settings, epoch).name,
         )
         history.records.append(record)
         report.epoch(epoch, record.loss, validation)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -27,6 +27,7 @@ from mutomo.detector.readout import physical_readout, sampled_readout
 from mutomo.errors import ConfigError, DesignFileError
 from mutomo.muons import FluxSource
 from mutomo.muons.generation import exposure_time, muon_count
+from mutomo.optimise.systematics import NOMINAL, Variation
 from mutomo.reco import MomentumPrior, ScatterData, measure
 from mutomo.reco.momentum_options import MomentumContext, MomentumOption
 from mutomo.scenes import Scene, VolumeSample
@@ -84,6 +85,9 @@ class Problem:
         step_length: propagation step (m).
         hodoscope: the built module that designs with ``modules`` place, if any.
         keep_out: boxes no module may enter: the scene's box and the region's ``keep_out``.
+        variation: the world the muons are simulated in (:mod:`mutomo.optimise.systematics`):
+            nominal unless :meth:`under` gave another; what the reconstruction assumes (the
+            source's flux, the design's panels, the exposure) is nominal whatever it is.
     """
 
     name: str
@@ -98,6 +102,12 @@ class Problem:
     step_length: float = 0.05
     hodoscope: HodoscopeModule | None = None
     keep_out: tuple[Box, ...] = ()
+    variation: Variation = NOMINAL
+
+    def under(self, variation: Variation) -> Problem:
+        """This problem in the world of ``variation`` (a systematic variation): the same volumes,
+        task, designs and assumptions, the muons simulated as ``variation`` says."""
+        return replace(self, variation=variation)
 
     @property
     def made_for(self) -> dict[str, str]:
@@ -166,18 +176,34 @@ class Problem:
     ) -> list[Tensor]:
         """Simulate ``n_muons`` through ``detector`` and the volume once, read the hits out in each
         of ``readouts`` and return the task's ``(observable,)`` outputs for each (the smooth ones
-        differentiable in the detector's parameters)."""
-        result = simulate(detector, sample.volume, self.source, n_muons, generator, step_length=self.step_length)
+        differentiable in the detector's parameters). In the world of :attr:`variation`: the
+        detector as built, the muons of its sky, scattering and rate; the hits read back as the
+        design (``detector``) says."""
+        world = self.variation
+        built = world.as_built.build(detector)  # the detector as built: the design unless a variation says
+        sky = world.sky if world.sky is not None else self.source
+        result = simulate(
+            built,
+            sample.volume,
+            sky,
+            world.muons(n_muons),
+            generator,
+            step_length=self.step_length,
+            scatter_params=world.scatter,
+        )
         outputs = []
         for readout in readouts:
             above, below = result.hits_above, result.hits_below
             gen = readout_generator if readout_generator is not None else generator
             if readout.physical:
-                above = physical_readout(above, detector, "above", result.muons_in.weight, gen, readout.min_hits)
-                below = physical_readout(below, detector, "below", result.muons_out.weight, gen, readout.min_hits)
+                above = physical_readout(above, built, "above", result.muons_in.weight, gen, readout.min_hits)
+                below = physical_readout(below, built, "below", result.muons_out.weight, gen, readout.min_hits)
             elif readout.sampled:
-                above = sampled_readout(above, detector, "above", gen)
-                below = sampled_readout(below, detector, "below", gen)
+                above = sampled_readout(above, built, "above", gen)
+                below = sampled_readout(below, built, "below", gen)
+            # The reconstruction reads the hits believing the design (positions, heights, resolutions).
+            above = world.as_built.recorded(above, detector, built, "above")
+            below = world.as_built.recorded(below, detector, built, "below")
             outputs.append(self.task.output(self.measure(above, below, result, sample), sample))
         return outputs
 

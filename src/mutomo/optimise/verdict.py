@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from mutomo.optimise.evaluate import REFERENCE_DESIGNS, DesignObservations
-from mutomo.optimise.metric_text import round_to_error
+from mutomo.optimise.metric_text import metric_label, round_to_error
 
 SIGMAS = 2.0
 """How many errors from the chance value still count as chance."""
@@ -178,3 +178,88 @@ def statistic_lines(evaluations: dict[str, Any]) -> list[str]:
         f"The presence statistic ({statistic!r}), not the detector, is the limit: the maps find the target but "
         f"the per-volume score does not separate it from clean volumes ({'; '.join(limited)}).{tip}"
     ]
+
+
+WIN_SIGMAS = 3.0
+"""A design wins a comparison under a variation when its paired difference on the headline metric
+is in its favour by more than this many standard errors (issue 30's criterion)."""
+
+
+def _in_favour(difference: list[float | None], higher_is_better: bool) -> float | None:
+    """The paired difference ``[value, error]`` in standard errors in the first design's favour
+    (``None`` if undefined)."""
+    value, error = difference
+    if value is None or error is None or not error > 0:
+        return None
+    return (value if higher_is_better else -value) / error
+
+
+def systematics_envelope(evaluations: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per comparison ``"A - B"`` under the systematic variations of ``evaluations``
+    (``evaluations.json``, its ``systematics`` record): the nominal paired difference of the
+    headline metric, its lowest and highest value over the nominal and every variation (the
+    envelope), and the variations under which A wins by more than :data:`WIN_SIGMAS` standard
+    errors and those under which it does not (with their standard errors in A's favour)."""
+    record = evaluations.get("systematics")
+    if not record or not record.get("variations"):
+        return {}
+    metric, higher, readout = record["metric"], bool(record["higher_is_better"]), record["readout"]
+    variations = record["variations"]
+    pairs = dict.fromkeys(p for v in variations.values() for p in v.get("paired", {}))
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        nominal = evaluations.get("paired", {}).get(pair, {}).get(readout, {}).get(metric, [None, None])
+        under = {name: v["paired"][pair][metric] for name, v in variations.items() if pair in v.get("paired", {})}
+        values = [d[0] for d in (nominal, *under.values()) if d[0] is not None]
+        sigmas = {name: _in_favour(d, higher) for name, d in under.items()}
+        out[pair] = {
+            "nominal": nominal,
+            "low": min(values) if values else None,
+            "high": max(values) if values else None,
+            "sigmas": sigmas,
+            "wins": [n for n, s in sigmas.items() if s is not None and s > WIN_SIGMAS],
+            "not": [n for n, s in sigmas.items() if s is None or s <= WIN_SIGMAS],
+        }
+    return out
+
+
+def systematics_lines(evaluations: dict[str, Any]) -> list[str]:
+    """One sentence per comparison under the systematic variations: ``"optimised - human wins under
+    all 11 variations (by more than 3 standard errors; ...)"`` or which variations it does not
+    win under and by how many standard errors it leads there."""
+    envelope = systematics_envelope(evaluations)
+    if not envelope:
+        return []
+    record = evaluations["systematics"]
+    metric = record["metric"]
+    lines = []
+    for pair, e in envelope.items():
+        a, _, b = pair.partition(" - ")
+        n = len(e["sigmas"])
+        low, high = e["low"], e["high"]
+        span = (
+            f"; the difference in {metric_label(metric)} spans {low:.3g} to {high:.3g} over the nominal and every "
+            "variation"
+            if low is not None and high is not None
+            else ""
+        )
+        if not e["not"]:
+            lines.append(f"{a} wins against {b} under all {n} variations (by > {WIN_SIGMAS:g} standard errors){span}.")
+            continue
+        where = ", ".join(
+            f"{name} (undefined: no error)"
+            if e["sigmas"][name] is None
+            else f"{name} ({e['sigmas'][name]:.1f} standard errors)"
+            for name in e["not"]
+        )
+        if e["wins"]:
+            lines.append(
+                f"{a} wins against {b} under {len(e['wins'])} of {n} variations (by > {WIN_SIGMAS:g} standard "
+                f"errors); not under {where}{span}."
+            )
+        else:
+            lines.append(
+                f"{a} does not win against {b} by > {WIN_SIGMAS:g} standard errors under any of the {n} variations "
+                f"(standard errors in its favour: {where}){span}."
+            )
+    return lines

@@ -16,7 +16,7 @@ from typing import Any
 
 from mutomo.optimise.evaluate import REFERENCE_DESIGNS
 from mutomo.optimise.metric_text import metric_label, round_to_error, value_text
-from mutomo.optimise.verdict import chance_lines, statistic_lines
+from mutomo.optimise.verdict import WIN_SIGMAS, chance_lines, statistic_lines, systematics_envelope, systematics_lines
 from mutomo.optimise.verdict import headline as headline_readout
 from mutomo.plotting.figures import detector_views, loss_curves, parameter_trajectories
 from mutomo.plotting.style import PNG_DPI, svg_path
@@ -198,6 +198,43 @@ better-measured muons (e.g. where the panels sit), and the ideal is no bound for
 <div class=table><table><tr><th>design</th>{head}</tr>{rows}</table></div>"""
 
 
+def systematics_section(evaluations: dict[str, Any]) -> str:
+    """The report's "does the win survive what we do not know" section: each comparison's paired
+    difference of the headline metric under the nominal model and every systematic variation
+    (same volumes and muons), with its significance, the envelope and the verdict in words.
+    Empty without systematic variations."""
+    record = evaluations.get("systematics")
+    envelope = systematics_envelope(evaluations)
+    if not record or not envelope:
+        return ""
+    metric, readout = record["metric"], record["readout"]
+    label = html.escape(metric_label(metric))
+    variations = record["variations"]
+    tables = []
+    for pair, e in envelope.items():
+        rows = [("nominal", "the model as it is", e["nominal"], None)]
+        rows += [(name, variations[name]["summary"], variations[name]["paired"][pair][metric], e["sigmas"][name])
+                 for name in e["sigmas"]]  # fmt: skip
+        body = "".join(
+            f"<tr><td>{html.escape(name)}</td><td>{html.escape(summary)}</td>"
+            f"<td>{html.escape(value_text(metric, difference))}</td>"
+            f"<td>{'' if sigma is None else f'{sigma:.1f}'}</td></tr>"
+            for name, summary, difference, sigma in rows
+        )
+        tables.append(
+            f"<h3>{html.escape(pair)}</h3><div class=table><table><tr><th>variation</th><th>what differs</th>"
+            f"<th>paired difference in {label}</th><th>standard errors in the first design's favour</th></tr>"
+            f"{body}</table></div>"
+        )
+    words = " ".join(html.escape(line) for line in systematics_lines(evaluations))
+    return f"""<h2>Does the win survive what we do not know?</h2>
+<p>Every design observed again under each systematic variation (the world differing from the model in the
+simulation only: the reconstruction still assumes the nominal flux, panel positions and resolutions), on the
+same test volumes and muons, in the {html.escape(readout)} readout. A design wins under a variation when its paired
+difference is in its favour by more than {WIN_SIGMAS:g} standard errors. {words}</p>
+{"".join(tables)}"""
+
+
 TASK_FIGURES = {  # stem: heading, caption template (filled with _run_facts)
     "predicted_vs_true": (
         "Fill height: answer against truth",
@@ -281,6 +318,7 @@ relaxation used in training.</p>
 <h2>Paired differences (same volumes and muons)</h2>
 <div class=table>{_metric_table(evaluations["paired"], readouts)}</div>
 {bounds_section(evaluations)}
+{systematics_section(evaluations)}
 <h2>Figures</h2>
 <p>Each figure is embedded as PNG; the SVG link beside its caption gives the vector version for print.</p>
 {"".join(_embed(i + 1, f, run_dir) for i, f in enumerate(figures))}

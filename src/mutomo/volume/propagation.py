@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -124,7 +125,7 @@ def propagate_volume(
     x0_acc = muons.path_x0
     tables = volume.range_tables
     transform = volume.cell_transform()
-    constants = (params.tail_cut, params.max_angle, params.form_factor_scale)
+    constants = dataclasses.astuple(params)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (volume.x0, muons.position, muons.direction))
     enter, scatter = _kernels(scattering and energy_loss and not grad)
     for iz in reversed(range(volume.shape[2])):
@@ -221,7 +222,7 @@ def _step_scatter(
     randoms: tuple[Tensor, Tensor] | None,
     stopped: Tensor,
     dz: float,
-    constants: tuple[float, float, float],
+    constants: tuple[Any, ...],
     energy_loss: bool,
 ) -> tuple[Tensor, Tensor, Components, Tensor, Tensor, Tensor, StateTuple]:
     """Second half of a step, pure: scatter (when ``randoms``, :func:`draw_scatter_blocks`' normals

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mutomo.errors import MutomoError
 from mutomo.units import HIGHLAND_E0, HIGHLAND_LOG_COEFF
 
 # Number of random numbers a scattering step consumes per muon.
@@ -70,11 +71,24 @@ class ScatterParameters:
             ``sqrt(2 e / 1.167) = 2.158`` follows from Molière's B (module docstring).
         max_angle: Largest projected angle kept after a step (rad); guards tan() near pi/2.
         form_factor_scale: ``12 / (<r^2>/R^2) = 20`` for a uniformly charged sphere.
+        core_scale: factor on the width of the Gaussian core (angle and displacement); 1 is the
+            model. A systematic variation (:mod:`mutomo.optimise.systematics`): the world's
+            scattering wider or narrower than the model's, by what the model's offset from
+            Geant4 allows.
+        single_scatter: draw the single-scattering tail; ``False`` leaves the Gaussian core alone
+            (a systematic variation: the tail's share of the angles removed). The random numbers
+            are drawn either way, so the muons stay the same.
     """
 
     tail_cut: float = MOLIERE_TAIL_CUT
     max_angle: float = 1.2
     form_factor_scale: float = 20.0
+    core_scale: float = 1.0
+    single_scatter: bool = True
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.core_scale) and self.core_scale > 0):
+            raise MutomoError(f"ScatterParameters.core_scale must be a finite number > 0; got {self.core_scale}")
 
 
 DEFAULT_SCATTER = ScatterParameters()
@@ -275,6 +289,8 @@ def scatter_step(
     overlap = state.chi_c2 * 0.5 * (torch.log(ratio) - (nuclear_loss - state.nuclear_loss))
     var_old = state.core_var
     core_sigma = torch.sqrt((var_new - var_old - overlap).clamp(min=0.0))
+    if params.core_scale != 1.0:
+        core_sigma = core_sigma * params.core_scale
 
     z_angle_x, z_angle_y, z_disp_x, z_disp_y, u_hard, u_phi, u_accept = randoms.unbind(0)
 
@@ -286,6 +302,8 @@ def scatter_step(
     hard_angle = torch.sqrt(hard2)
     form_factor = (1.0 + hard2 * inv_nuclear2) ** -4
     hard_angle = torch.where(is_hard & (u_accept < form_factor), hard_angle, torch.zeros_like(hard_angle))
+    if not params.single_scatter:
+        hard_angle = torch.zeros_like(hard_angle)
     phi = (2 * math.pi) * u_phi
 
     theta_x = (core_sigma * z_angle_x + hard_angle * torch.cos(phi)).clamp(-params.max_angle, params.max_angle)
