@@ -186,6 +186,8 @@ def test_presence_clutter_script_collects_maps_and_scores_them_as_the_task_does(
         task = Presence("asr", statistic=statistic)
         scores, _ = task.scores(Observations(test.outputs, test.truths), Observations(reference, np.zeros(4)))
         np.testing.assert_allclose(scores, cells["asr/flux_mean"][statistic]["scores"], rtol=1e-5)
+        metrics = task.metrics(Observations(test.outputs, test.truths), Observations(reference, np.zeros(4)))
+        assert metrics["localisation"].value == cells["asr/flux_mean"]["localisation"][0]
 
 
 def test_systematics_ladle_script_runs_on_a_tiny_input(tmp_path):

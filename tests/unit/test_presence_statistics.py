@@ -196,3 +196,57 @@ def test_ranking_score_of_flat_maps_is_the_ranking_score_of_the_map():
     vmap = VoxelMap("poca", score, torch.ones_like(x0), measured, torch.where(measured, x0, 0 * x0), unc)
     flat = ranking_score_of(score.reshape(2, -1), score_sigma(vmap).reshape(2, -1), measured.reshape(2, -1))
     assert torch.allclose(flat, ranking_score(vmap).reshape(2, -1))
+
+
+def test_a_short_training_with_the_material_statistic_moves_the_design_with_finite_gradients():
+    """The material statistic as the training loss (each batch's clean volumes its references,
+    left out of their own): a few epochs on the clutter crate, every step finite."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from mutomo.config.build import build_problem, settings_from
+    from mutomo.config.schema import load_config
+    from mutomo.optimise.loop import optimise
+
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "crate_clutter.toml")
+    config = config.model_copy(update={"task": config.task.model_copy(update={"statistic": "material"})})
+    problem = build_problem(config)
+    assert problem.task.statistic == "material" and problem.task.min_batch == 8
+    settings = replace(
+        settings_from(config, problem),
+        epochs=3,
+        volumes_per_epoch=8,
+        muons_per_volume=3000,
+        validation_volumes=0,
+        warmup_epochs=1,
+    )
+    design = problem.design("poor", ("xy", "z", "size"), None)
+    before = {k: v.detach().clone() for k, v in design.state_dict().items()}
+    history = optimise(design, problem, settings, progress=False)
+    assert not any(r.skipped_step for r in history.records)
+    assert all(math.isfinite(r.loss["total"]) for r in history.records)
+    after = design.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_the_verdict_says_when_the_statistic_not_the_detector_is_the_limit():
+    from mutomo.optimise.verdict import statistic_lines
+
+    def evaluations(loc, auc, statistic="clean"):
+        metrics = {"auc": [auc, 0.04], "localisation": [loc, 0.02]}
+        return {
+            "task": {"kind": "presence", "statistic": statistic},
+            "readouts": ["smooth", "physical"],
+            "designs": {"wide": {"physical": metrics}, "ideal": {"physical": metrics}},
+        }
+
+    (line,) = statistic_lines(evaluations(1.0, 0.63))
+    assert "statistic ('clean'), not the detector, is the limit" in line
+    assert "wide: the target ranks first in 100.0 +- 2.0 % of the target volumes, AUC 0.630 +- 0.040" in line
+    assert "ideal:" not in line  # the bounds are not designs
+    assert 'task.statistic = "material"' in line
+    assert 'task.statistic = "material"' not in statistic_lines(evaluations(1.0, 0.63, "material"))[0]
+    assert statistic_lines(evaluations(1.0, 0.97)) == []  # the AUC keeps what the map shows
+    assert statistic_lines(evaluations(0.5, 0.55)) == []  # the map does not find the target either
+    regression = evaluations(1.0, 0.6) | {"task": {"kind": "regression"}}
+    assert statistic_lines(regression) == []
