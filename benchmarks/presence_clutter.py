@@ -16,9 +16,9 @@ Two steps, so that statistics can be compared without simulating again:
 ``table maps.npz [maps2.npz ...] --out STEM``
     Every statistic of :data:`mutomo.tasks.presence.STATISTICS` on every cell: ROC AUC with
     DeLong's error, detection efficiency at 1 % false alarm (bootstrap error), the paired AUC
-    difference to the shipped statistic (DeLong, same volumes), and localisation: the fraction
-    of target volumes whose highest-ranked measured voxel (``ranking_score``: empirical-Bayes
-    shrunk for X0 maps, raw for ASR/BCA) is a target voxel (binomial error). Writes
+    difference to the ``clean`` statistic (DeLong, same volumes), and localisation: the fraction
+    of target volumes whose highest-scoring measured voxel of the map is a target voxel (as
+    :meth:`mutomo.tasks.presence.Presence.localisation`; binomial error). Writes
     ``STEM.json`` and ``STEM.md``.
 
 Usage::
@@ -32,6 +32,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 import platform
@@ -54,7 +55,6 @@ from mutomo.reco.momentum_options import MOMENTUM_OPTIONS
 from mutomo.simulate import simulate
 from mutomo.tasks.metrics import efficiency_at_false_alarm, paired_auc_difference, roc_auc
 from mutomo.tasks.presence_statistics import STATISTICS, PresenceMaps, localisation, statistic_scores
-from mutomo.tasks.statistics import ranking_score
 
 TRAIN_STREAM = 5
 SETS = ("test", "references", "train")
@@ -104,9 +104,6 @@ def collect(args: argparse.Namespace) -> None:
                         arrays.setdefault(f"{name}/{m}/{p}/score", []).append(maps.score.numpy())
                         arrays.setdefault(f"{name}/{m}/{p}/sigma", []).append(maps.sigma.numpy())
                         arrays.setdefault(f"{name}/{m}/{p}/measured", []).append(maps.measured.numpy())
-                        arrays.setdefault(f"{name}/{m}/{p}/rank", []).append(
-                            ranking_score(vmap).reshape(-1).double().numpy()
-                        )
                 if args.progress:
                     print(f"{name} {i + 1}/{n}: {time.time() - start:.0f} s", flush=True)
     out = {k: np.stack(v) for k, v in arrays.items()}
@@ -120,6 +117,7 @@ def collect(args: argparse.Namespace) -> None:
                 "n_muons": problem.n_muons,
                 "exposure_s": problem.exposure_s,
                 "seconds": time.time() - start,
+                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 "command": "python benchmarks/presence_clutter.py " + " ".join(args.argv),
                 "machine": {"platform": platform.platform(), "torch": torch.__version__},
             }
@@ -169,7 +167,8 @@ def scene_results(path: Path) -> dict[str, Any]:
         }
         if f"train/{cell}/score" in data:
             extra |= {"train": _maps(data, "train", cell), "train_target": torch.from_numpy(data["train/target"])}
-        rank = torch.from_numpy(data[f"test/{cell}/rank"])
+        maps = _maps(data, "test", cell)
+        rank = torch.where(maps.measured, maps.score, torch.full_like(maps.score, -math.inf))
         loc = localisation(rank, torch.from_numpy(data["test/target"]), torch.from_numpy(labels))
         row: dict[str, Any] = {"localisation": list(loc)}
         scores: dict[str, np.ndarray] = {}
@@ -202,8 +201,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"(learned), {meta['n_muons']:,} muons ({meta['exposure_s']:.0f} s)",
             "",
             "Each statistic: AUC ± DeLong error, eff: detection efficiency at 1 % false alarm, Δ: AUC difference "
-            "to `clean` paired on the same volumes (DeLong); loc: fraction of target volumes whose top-ranked voxel "
-            "is the target's (binomial error). Collected by `" + meta["command"] + "`.",
+            "to `clean` paired on the same volumes (DeLong); loc: fraction of target volumes whose highest-scoring "
+            "voxel is the target's (binomial error). Collected by `" + meta["command"] + "`.",
             "",
             "| method | momentum | loc | " + " | ".join(STATISTICS) + " |",
             "|---|---|---:|" + "---:|" * len(STATISTICS),
@@ -222,13 +221,14 @@ def markdown(results: dict[str, Any]) -> str:
                 parts.append(text)
             lines.append(f"| {method} | {momentum} | {_pm(row['localisation'], 2)} | " + " | ".join(parts) + " |")
         lines.append("")
-    lines.append(f"Command: `{results['command']}`.")
+    lines.append(f"Scored {results.get('date', '?')[:10]} by `{results['command']}`.")
     return "\n".join(lines) + "\n"
 
 
 def table(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "command": "python benchmarks/presence_clutter.py " + " ".join(args.argv),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "scenes": {},
     }
     for path in args.maps:

@@ -171,7 +171,9 @@ def test_presence_clutter_script_collects_maps_and_scores_them_as_the_task_does(
     cells = results["scenes"]["crate_clutter"]["cells"]
     assert set(cells) == {"asr/flux_mean", "poca/flux_mean"}
     assert "| asr | flux_mean |" in out.with_suffix(".md").read_text()
-    config = load_config(config_path)
+    config = load_config(config_path)  # the collected cell: ASR with the flux mean
+    task = config.task.model_copy(update={"inference": "asr", "momentum": "flux_mean", "statistic": "clean"})
+    config = config.model_copy(update={"task": task})
     problem = build_problem(config)
     from dataclasses import replace
 

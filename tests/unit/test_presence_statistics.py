@@ -26,7 +26,6 @@ from mutomo.tasks.presence_statistics import (
     statistic_scores,
     voxel_features,
 )
-from mutomo.tasks.statistics import ranking_score, ranking_score_of
 
 D = torch.float64
 SHAPE = (6, 5, 4)
@@ -182,20 +181,6 @@ def test_localisation_counts_target_volumes_whose_top_voxel_is_the_target():
     assert value == pytest.approx(2 / 3)
     assert error == pytest.approx(math.sqrt(2 / 9 / 3))
     assert math.isnan(localisation(rank, target, torch.zeros(4, dtype=torch.bool))[0])
-
-
-def test_ranking_score_of_flat_maps_is_the_ranking_score_of_the_map():
-    from mutomo.reco.maps import VoxelMap
-    from mutomo.tasks.presence import score_sigma
-
-    rng = np.random.default_rng(7)
-    x0 = torch.tensor(rng.uniform(0.01, 0.2, (2, 3, 4, 5)), dtype=D)
-    unc = x0 * torch.tensor(rng.uniform(0.1, 0.6, x0.shape), dtype=D)
-    measured = torch.tensor(rng.random(x0.shape) > 0.2)
-    score = torch.where(measured, 1 / x0, torch.zeros_like(x0))
-    vmap = VoxelMap("poca", score, torch.ones_like(x0), measured, torch.where(measured, x0, 0 * x0), unc)
-    flat = ranking_score_of(score.reshape(2, -1), score_sigma(vmap).reshape(2, -1), measured.reshape(2, -1))
-    assert torch.allclose(flat, ranking_score(vmap).reshape(2, -1))
 
 
 def test_a_short_training_with_the_material_statistic_moves_the_design_with_finite_gradients():

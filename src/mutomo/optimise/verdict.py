@@ -138,7 +138,7 @@ def chance_lines(evaluations: dict[str, Any]) -> list[str]:
     ]
 
 
-#: Localisation (fraction of target volumes whose top-ranked voxel is the target's) above which a
+#: Localisation (fraction of target volumes whose highest-scoring voxel of the map is the target's) above which a
 #: presence map is said to find the target.
 LOCALISES = 0.8
 

@@ -26,8 +26,8 @@ clutter) or ``"learned"`` (a per-voxel classifier fitted on simulated volumes, e
 Metrics: ROC AUC; detection efficiency at a false-alarm rate (1 % by default) at the task's
 exposure; and the exposure needed to reach a detection efficiency (95 % by default) at that
 false-alarm rate, from the exposure ladder of the evaluation (see :mod:`mutomo.tasks.metrics`).
-Beside them, localisation: the fraction of target volumes whose top-ranked voxel
-(:func:`mutomo.tasks.statistics.ranking_score`) is the target's. When localisation is high and
+Beside them, localisation: the fraction of target volumes whose highest-scoring measured voxel
+of the map is the target's. When localisation is high and
 the AUC low, the map finds the target and the statistic loses it.
 
 Training loss, threshold-free: one minus a smooth AUC over every (with, without) pair of the
@@ -67,7 +67,7 @@ from mutomo.tasks.presence_statistics import (
     localisation,
     material_scores,
 )
-from mutomo.tasks.statistics import presence_score, ranking_score_of
+from mutomo.tasks.statistics import presence_score
 
 #: The statistics a presence task can be configured with (``task.statistic``;
 #: :mod:`mutomo.tasks.presence_statistics`). ``"learned"`` is measured by
@@ -338,10 +338,11 @@ class Presence(TaskKind):
         return out
 
     def localisation(self, test: Observations) -> Metric:
-        """Fraction of the target volumes whose top-ranked measured voxel
-        (:func:`mutomo.tasks.statistics.ranking_score_of`) is a target voxel, binomial error."""
+        """Fraction of the target volumes whose highest-scoring measured voxel of the map is a
+        target voxel (the map's own order, before any statistic), binomial error."""
         blocks = self._blocks(torch.from_numpy(test.outputs))
-        rank = ranking_score_of(blocks.maps.score, blocks.maps.sigma, blocks.maps.measured)
+        maps = blocks.maps
+        rank = torch.where(maps.measured, maps.score, torch.full_like(maps.score, -math.inf))
         value, error = localisation(rank, blocks.target, torch.from_numpy(test.truths > 0.5))
         return Metric(value, error)
 

@@ -164,19 +164,6 @@ def ranking_score(vmap: VoxelMap) -> Tensor:
     return score.reshape(shape)
 
 
-def ranking_score_of(score: Tensor, sigma: Tensor, measured: Tensor) -> Tensor:
-    """:func:`ranking_score` of flattened maps ``(..., voxel)``: scores ``1 / X0`` with their
-    standard deviations ``sigma`` (:func:`mutomo.tasks.presence.score_sigma`, so ``sigma(ln X0)
-    = sigma / score``). Maps whose measured voxels all have ``sigma = 0`` (ASR, BCA) keep their
-    raw score."""
-    if not bool((sigma[measured] > 0).any()):
-        return torch.where(measured, score, torch.full_like(score, -math.inf))
-    positive = measured & (score > 0)
-    safe = torch.where(positive, score, torch.ones_like(score))
-    y = torch.where(positive, torch.log(safe), torch.zeros_like(safe))
-    return _shrunk_order(y, torch.where(positive, (sigma / safe) ** 2, torch.zeros_like(safe)), positive)
-
-
 def _shrunk_order(y: Tensor, sigma2: Tensor, measured: Tensor) -> Tensor:
     """``(y - m) / (tau^2 + sigma^2)`` over the last axis (see :func:`ranking_score`); ``-inf``
     where unmeasured."""
