@@ -15,7 +15,7 @@ Two steps, so that statistics can be compared without simulating again:
 
 ``table maps.npz [maps2.npz ...] --out STEM``
     Every statistic of :data:`mutomo.tasks.presence.STATISTICS` on every cell: ROC AUC with
-    DeLong's error, detection efficiency at 1 % false alarm (bootstrap error), the paired AUC
+    DeLong's error, detection efficiency at 1 % false alarm (stratified bootstrap error), the paired AUC
     difference to the ``clean`` statistic (DeLong, same volumes), and localisation: the fraction
     of target volumes whose highest-scoring measured voxel of the map is a target voxel (as
     :meth:`mutomo.tasks.presence.Presence.localisation`; binomial error). Writes
@@ -53,7 +53,7 @@ from mutomo.optimise.problem import key_generator
 from mutomo.reco.methods import VOXEL_METHODS, voxel_method
 from mutomo.reco.momentum_options import MOMENTUM_OPTIONS
 from mutomo.simulate import simulate
-from mutomo.tasks.metrics import efficiency_at_false_alarm, paired_auc_difference, roc_auc
+from mutomo.tasks.metrics import bootstrap_metric, efficiency_at_false_alarm, paired_auc_difference, roc_auc
 from mutomo.tasks.presence_statistics import STATISTICS, PresenceMaps, localisation, statistic_scores
 
 TRAIN_STREAM = 5
@@ -181,7 +181,9 @@ def scene_results(path: Path) -> dict[str, Any]:
             scores[name] = s
             row[name] = {
                 "auc": roc_auc(s, labels).as_list(),
-                "efficiency_at_false_alarm": efficiency_at_false_alarm(s, labels, 0.01),
+                "efficiency_at_false_alarm": bootstrap_metric(
+                    lambda idx, s=s: efficiency_at_false_alarm(s[idx], labels[idx], 0.01), labels
+                ).as_list(),
                 "scores": s.tolist(),
             }
             if name != "clean":
@@ -215,7 +217,7 @@ def markdown(results: dict[str, Any]) -> str:
                 if "auc" not in c:
                     parts.append("n/a")
                     continue
-                text = f"{_pm(c['auc'])}, eff {c['efficiency_at_false_alarm']:.2f}"
+                text = f"{_pm(c['auc'])}, eff {_pm(c['efficiency_at_false_alarm'], 2)}"
                 if "delta_auc_vs_clean" in c:
                     text += f", Δ {_pm(c['delta_auc_vs_clean'])}"
                 parts.append(text)

@@ -146,7 +146,7 @@ def presence_clutter() -> str:
     out = []
     for path in sorted((RESULTS / "presence_clutter").glob("*.json")):
         data = json.loads(path.read_text())
-        table = _script("presence_clutter").markdown(data).replace("### ", "#### ")
+        table = _script("presence_clutter").markdown(data)
         out.append(f"From {_source(path)}:\n\n{table}\n")
     return "\n".join(out)
 
