@@ -156,7 +156,7 @@ plt.show()
 #
 # .. code-block:: bash
 #
-#     mutomo sweep configs/waste_block_sweep.toml --address HEAD_IP:6379 --output /shared/runs/waste_block_sweep
+#     mutomo sweep configs/waste_block_sweep.toml --address HEAD_IP:6379 --output /shared/wb_sweep
 #
 # Each trial is one Ray task of one CPU (torch with one thread), so the cluster runs as many trials
 # at once as it has CPUs; ``--workers`` applies only to a local Ray. ``--address auto`` joins the
@@ -173,5 +173,5 @@ plt.show()
 #     ray stop                                           # on every machine
 #
 # A near-optimal design of a sweep is a design file: judge it on held-out volumes before trusting
-# it, e.g. ``mutomo evaluate /shared/runs/waste_block_sweep/designs/best.json --config
+# it, e.g. ``mutomo evaluate /shared/wb_sweep/designs/best.json --config
 # configs/waste_block_holdout.toml``.
