@@ -22,6 +22,8 @@ PAGES = {
     # name: (page, height in pixels to keep; None: the whole page)
     "docs_landing_page.png": ("index.html", None),
     "docs_tutorial_own_scene.png": ("tutorials/tutorial_1_own_scene.html", None),
+    "docs_tutorial_hodoscopes.png": ("tutorials/tutorial_6_hodoscopes.html", None),
+    "docs_tutorial_sweep_on_ray.png": ("tutorials/tutorial_7_sweep_on_ray.html", None),
     "docs_configuration_reference.png": ("reference/configuration.html", 2200),
 }
 
