@@ -64,8 +64,11 @@ from mutomo.tasks.metrics import (
 from mutomo.tasks.presence_statistics import (
     PresenceMaps,
     batch_material_scores,
+    batch_reference_scores,
     localisation,
     material_scores,
+    reference_scores,
+    score_sigma,
 )
 from mutomo.tasks.statistics import presence_score
 
@@ -75,9 +78,6 @@ from mutomo.tasks.statistics import presence_score
 TASK_STATISTICS = ("clean", "material")
 
 REFERENCES = ("clean", "volume", "layer")
-#: Floor of a voxel's reference standard deviation, as a fraction of the median over voxels:
-#: a voxel that happens to vary little across a few reference volumes must not dominate.
-SIGMA_FLOOR = 0.25
 
 
 def soft_auc_loss(scores: Tensor, labels: Tensor, temperature: float = 1.0) -> Tensor:
@@ -90,23 +90,6 @@ def soft_auc_loss(scores: Tensor, labels: Tensor, temperature: float = 1.0) -> T
         return 0.5 + 0.0 * scores.sum()
     spread = torch.sqrt(0.5 * (pos.var(unbiased=False) + neg.var(unbiased=False)) + 1e-12)
     return torch.sigmoid((neg[None, :] - pos[:, None]) / (temperature * spread)).mean()
-
-
-def smooth_max(z: Tensor, temperature: float = 1.0) -> Tensor:
-    """``T log mean exp(z / T)`` over the last axis."""
-    n = z.shape[-1]
-    return temperature * (torch.logsumexp(z / temperature, -1) - math.log(n))
-
-
-def score_sigma(vmap: VoxelMap) -> Tensor:
-    """Standard deviation of a map's score, for scores ``1 / X0`` with an X0 uncertainty:
-    ``sigma(1 / X0) = sigma(ln X0) / X0 = uncertainty / X0^2``; 0 where unmeasured or where the
-    method reports no uncertainty (ASR, BCA)."""
-    if vmap.x0 is None or vmap.uncertainty is None:
-        return torch.zeros_like(vmap.score)
-    safe_x0 = torch.where(vmap.measured, vmap.x0, torch.ones_like(vmap.x0))
-    safe_err = torch.where(vmap.measured, vmap.uncertainty, torch.zeros_like(vmap.uncertainty))
-    return torch.where(vmap.measured, vmap.score * safe_err / safe_x0, torch.zeros_like(vmap.score))
 
 
 def voxel_outputs(vmap: VoxelMap) -> Tensor:
@@ -161,56 +144,6 @@ def split_presence(outputs: Tensor) -> PresenceBlocks:
         )
     score, sigma, measured, inverse_x0, target = outputs.chunk(len(BLOCKS), -1)
     return PresenceBlocks(PresenceMaps(score, sigma, measured > 0.5), inverse_x0, target > 0.5)
-
-
-def _z_against(maps: Tensor, mean: Tensor, var: Tensor, sigma: Tensor | None = None) -> Tensor:
-    """Per-voxel z-scores of ``maps (..., voxel)`` against a reference mean and variance, with
-    the maps' own standard deviations ``sigma`` (same shape, optional) added in quadrature."""
-    # The floor is set without gradient and the variance clamped to it before the square root:
-    # a voxel no reference measured (variance 0) then has a finite z and a zero gradient, instead
-    # of sqrt's infinite slope at 0.
-    with torch.no_grad():
-        typical = var.clamp(min=0.0).sqrt().median(-1, keepdim=True).values
-        # References that measured nothing (all zero) leave only this: a scale from every map, so
-        # that z stays finite (a map's size over a millionth of the largest score).
-        scale = torch.maximum(mean.abs().amax(), maps.abs().amax())
-        tiny = 1e-6 * scale + 1e-12
-        floor = torch.maximum(SIGMA_FLOOR * typical, tiny)
-    total = torch.maximum(var, floor**2)
-    if sigma is not None:
-        total = total + sigma**2
-    return (maps - mean) / torch.sqrt(total)
-
-
-def reference_scores(maps: Tensor, reference: Tensor, sigma: Tensor | None = None) -> Tensor:
-    """Presence scores ``(volume,)`` of voxel maps ``(volume, voxel)`` against the per-voxel mean
-    and standard deviation of clean reference maps ``(reference, voxel)``; ``sigma`` ``(volume,
-    voxel)``: the maps' own standard deviations, added to the reference's in quadrature."""
-    if reference.shape[0] < 2:
-        raise MutomoError("presence with clean references needs at least 2 reference volumes")
-    mean = reference.mean(0)
-    var = reference.var(0, unbiased=True)
-    return smooth_max(_z_against(maps, mean, var, sigma))
-
-
-def batch_reference_scores(maps: Tensor, labels: Tensor, sigma: Tensor | None = None) -> Tensor:
-    """Scores of a training batch, its volumes without the object as the reference; each of
-    those is left out of its own reference. Needs at least 3 volumes without the object.
-    ``sigma``: as in :func:`reference_scores`."""
-    clean = labels <= 0.5
-    n = int(clean.sum())
-    if n < 3:
-        raise MutomoError("a presence batch with clean references needs at least 3 volumes without the object")
-    ref = maps[clean]
-    s1, s2 = ref.sum(0), (ref**2).sum(0)
-    mean_all = s1 / n
-    var_all = (s2 - n * mean_all**2) / (n - 1)
-    # Leave-one-out moments for a clean volume: remove its own map from the sums.
-    mean_loo = (s1 - maps) / (n - 1)
-    var_loo = (s2 - maps**2 - (n - 1) * mean_loo**2) / (n - 2)
-    mean = torch.where(clean[:, None], mean_loo, mean_all)
-    var = torch.where(clean[:, None], var_loo, var_all)
-    return smooth_max(_z_against(maps, mean, var, sigma))
 
 
 class Presence(TaskKind):

@@ -8,7 +8,7 @@ its features too), so each can be a training loss.
 
 * ``clean`` (the original): each voxel's z-score against its own mean and standard deviation
   over the clean references, the voxel's own error in quadrature, then a smooth maximum
-  (:func:`mutomo.tasks.presence.reference_scores`). Right for a fixed background (the waste
+  (:func:`reference_scores`). Right for a fixed background (the waste
   block's concrete). In clutter every voxel of the references is sometimes dense, so the spreads
   are wide where the references drew a dense voxel and floored where they did not, and a clean
   volume's steel voxel in one of the latter outscores the target.
@@ -58,7 +58,7 @@ DENSEST_MIN_FRACTION = 0.01
 #: Score of a voxel without a measurement (or that no reference measured): far below any
 #: evidence, with no gradient, so that a smooth maximum ignores it.
 UNMEASURED = -30.0
-#: Noise floor as a fraction of the median noise over voxels (as ``presence.SIGMA_FLOOR``).
+#: Noise floor as a fraction of the median noise over voxels (as :data:`SIGMA_FLOOR`).
 NOISE_FLOOR = 0.25
 #: Weight of the pooled (median over voxels) noise in each voxel's moderated noise, as many
 #: references' worth as the voxel's own: ``tau_v^2 <- (tau_v^2 + w tau_pooled^2) / (1 + w)``.
@@ -77,6 +77,72 @@ NOISE_PRIOR_WEIGHT = 1.0
 MATERIAL_TEMPERATURE = 0.2
 
 
+#: Floor of a voxel's reference standard deviation, as a fraction of the median over voxels:
+#: a voxel that happens to vary little across a few reference volumes must not dominate.
+SIGMA_FLOOR = 0.25
+
+
+def score_sigma(vmap: VoxelMap) -> Tensor:
+    """Standard deviation of a map's score, for scores ``1 / X0`` with an X0 uncertainty:
+    ``sigma(1 / X0) = sigma(ln X0) / X0 = uncertainty / X0^2``; 0 where unmeasured or where the
+    method reports no uncertainty (ASR, BCA)."""
+    if vmap.x0 is None or vmap.uncertainty is None:
+        return torch.zeros_like(vmap.score)
+    safe_x0 = torch.where(vmap.measured, vmap.x0, torch.ones_like(vmap.x0))
+    safe_err = torch.where(vmap.measured, vmap.uncertainty, torch.zeros_like(vmap.uncertainty))
+    return torch.where(vmap.measured, vmap.score * safe_err / safe_x0, torch.zeros_like(vmap.score))
+
+
+def _z_against(maps: Tensor, mean: Tensor, var: Tensor, sigma: Tensor | None = None) -> Tensor:
+    """Per-voxel z-scores of ``maps (..., voxel)`` against a reference mean and variance, with
+    the maps' own standard deviations ``sigma`` (same shape, optional) added in quadrature."""
+    # The floor is set without gradient and the variance clamped to it before the square root:
+    # a voxel no reference measured (variance 0) then has a finite z and a zero gradient, instead
+    # of sqrt's infinite slope at 0.
+    with torch.no_grad():
+        typical = var.clamp(min=0.0).sqrt().median(-1, keepdim=True).values
+        # References that measured nothing (all zero) leave only this: a scale from every map, so
+        # that z stays finite (a map's size over a millionth of the largest score).
+        scale = torch.maximum(mean.abs().amax(), maps.abs().amax())
+        tiny = 1e-6 * scale + 1e-12
+        floor = torch.maximum(SIGMA_FLOOR * typical, tiny)
+    total = torch.maximum(var, floor**2)
+    if sigma is not None:
+        total = total + sigma**2
+    return (maps - mean) / torch.sqrt(total)
+
+
+def reference_scores(maps: Tensor, reference: Tensor, sigma: Tensor | None = None) -> Tensor:
+    """Presence scores ``(volume,)`` of voxel maps ``(volume, voxel)`` against the per-voxel mean
+    and standard deviation of clean reference maps ``(reference, voxel)``; ``sigma`` ``(volume,
+    voxel)``: the maps' own standard deviations, added to the reference's in quadrature."""
+    if reference.shape[0] < 2:
+        raise MutomoError("presence with clean references needs at least 2 reference volumes")
+    mean = reference.mean(0)
+    var = reference.var(0, unbiased=True)
+    return smooth_max(_z_against(maps, mean, var, sigma))
+
+
+def batch_reference_scores(maps: Tensor, labels: Tensor, sigma: Tensor | None = None) -> Tensor:
+    """Scores of a training batch, its volumes without the object as the reference; each of
+    those is left out of its own reference. Needs at least 3 volumes without the object.
+    ``sigma``: as in :func:`reference_scores`."""
+    clean = labels <= 0.5
+    n = int(clean.sum())
+    if n < 3:
+        raise MutomoError("a presence batch with clean references needs at least 3 volumes without the object")
+    ref = maps[clean]
+    s1, s2 = ref.sum(0), (ref**2).sum(0)
+    mean_all = s1 / n
+    var_all = (s2 - n * mean_all**2) / (n - 1)
+    # Leave-one-out moments for a clean volume: remove its own map from the sums.
+    mean_loo = (s1 - maps) / (n - 1)
+    var_loo = (s2 - maps**2 - (n - 1) * mean_loo**2) / (n - 2)
+    mean = torch.where(clean[:, None], mean_loo, mean_all)
+    var = torch.where(clean[:, None], var_loo, var_all)
+    return smooth_max(_z_against(maps, mean, var, sigma))
+
+
 @dataclass(frozen=True)
 class PresenceMaps:
     """Flattened voxel maps of a set of volumes.
@@ -93,9 +159,7 @@ class PresenceMaps:
 
     @classmethod
     def of(cls, vmap: VoxelMap) -> PresenceMaps:
-        """One volume's map, flattened (``sigma``: :func:`mutomo.tasks.presence.score_sigma`)."""
-        from mutomo.tasks.presence import score_sigma
-
+        """One volume's map, flattened (``sigma``: :func:`score_sigma`)."""
         return cls(vmap.score.reshape(-1), score_sigma(vmap).reshape(-1), vmap.measured.reshape(-1))
 
 
@@ -329,8 +393,6 @@ def statistic_scores(
         ValueError: if the statistic needs an input that was not given (reference materials for
             ``material``; training maps, targets and the grid shape for ``learned``).
     """
-    from mutomo.tasks.presence import reference_scores
-
     if name == "clean":
         return reference_scores(test.score, references.score, test.sigma)
     if reference_inverse_x0 is None:
