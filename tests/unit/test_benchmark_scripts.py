@@ -193,27 +193,19 @@ def test_presence_clutter_script_collects_maps_and_scores_them_as_the_task_does(
 
 
 def test_systematics_ladle_script_runs_on_a_tiny_input(tmp_path):
-    """Robust against nominal training (issue 30) at a toy size: both trained, both and the start
-    judged under the variation, the verdicts written."""
+    """Designs under systematic variations (issue 30) at a toy size: the nominal and robust designs
+    trained and saved, read back as design files beside both human designs, judged under the
+    variation against the better human design and against each other, the verdicts written."""
     module = load("systematics_ladle")
-    out = module.main(
-        [
-            "--epochs",
-            "2",
-            "--volumes",
-            "4",
-            "--muons",
-            "100",
-            "--variations",
-            "tail_off",
-            "--out",
-            str(tmp_path / "r.json"),
-        ]
-    )
-    assert set(out["designs"]) == {"nominal", "robust", "human_acceptance"}
-    assert set(out["systematics"]["envelope"]) == {
-        "robust - nominal",
-        "robust - human_acceptance",
-        "nominal - human_acceptance",
-    }
-    assert len(out["verdicts"]) == 3 and json.loads((tmp_path / "r.json").read_text())["verdicts"] == out["verdicts"]
+    toy = ["--epochs", "2", "--volumes", "4", "--muons", "100", "--variations", "tail_off"]
+    trained = module.main([*toy, "--train", "nominal", "robust", "--save", str(tmp_path), "--no-evaluation"])
+    assert set(trained["training"]) == {"nominal", "robust"}
+    assert trained["training"]["robust"]["worlds"] and set(trained["training"]["nominal"]["worlds"]) == {"nominal"}
+    files = [f"--design={n}={tmp_path / f'design_{n}.json'}" for n in ("nominal", "robust")]
+    out = module.main([*toy, *files, "--out", str(tmp_path / "r.json")])
+    assert set(out["designs"]) == {"nominal", "robust", "human_acceptance", "human_resolution"}
+    human = out["better_human"]
+    assert set(out["systematics"]["envelope"]) == {f"nominal - {human}", f"robust - {human}", "robust - nominal"}
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert record["benchmark"] == "systematics_ladle" and record["results"]["verdicts"] == out["verdicts"]
+    assert len(out["verdicts"]) == 3
