@@ -235,3 +235,101 @@ def test_the_verdict_says_when_the_statistic_not_the_detector_is_the_limit():
     assert statistic_lines(evaluations(0.5, 0.55)) == []  # the map does not find the target either
     regression = evaluations(1.0, 0.6) | {"task": {"kind": "regression"}}
     assert statistic_lines(regression) == []
+
+
+# ---------------------------------------------------------------------------------- learned, as a task statistic
+def _observations(rng: np.random.Generator, n: int):
+    """Presence observations (the task's 5 voxel blocks) of ``n`` clutter volumes, the even ones
+    holding the target, as :meth:`Problem.sample` draws a balanced set."""
+    from mutomo.tasks.base import Observations
+
+    a, inv_a, ta = _clutter(rng, n // 2, target=True)
+    b, inv_b, tb = _clutter(rng, n - n // 2, target=False)
+    order = np.argsort(np.r_[np.arange(0, n, 2)[: n // 2], np.arange(1, n, 2)[: n - n // 2]])
+    blocks = [
+        torch.cat(p)[order]
+        for p in ((a.score, b.score), (a.sigma, b.sigma), (a.measured, b.measured), (inv_a, inv_b), (ta, tb))
+    ]
+    outputs = torch.cat([x.double() for x in blocks], -1).numpy()
+    truths = np.r_[np.ones(n // 2), np.zeros(n - n // 2)][order]
+    return Observations(outputs, truths)
+
+
+def test_the_learned_statistic_is_a_task_statistic_fitted_on_the_calibration_target_volumes():
+    """``task.statistic = "learned"``: the calibration volumes are drawn balanced (not clean), the
+    classifier is fitted on those holding the target, its features against the clean ones, and
+    the test volumes are only scored; without calibration target volumes it is refused."""
+    from mutomo.tasks.base import Observations
+    from mutomo.tasks.presence import Presence
+
+    with pytest.raises(MutomoError, match="grid"):
+        Presence("asr", statistic="learned")
+    task = Presence("asr", statistic="learned", grid=SHAPE)
+    assert not task.clean_calibration and task.min_batch == 8 and task.module is task.classifier
+    assert Presence("asr", statistic="material").clean_calibration
+    rng = np.random.default_rng(8)
+    calibration, test = _observations(rng, 48), _observations(rng, 120)
+    metrics = task.metrics(test, calibration)
+    # The raw map's order puts a high-level voxel's steel above a low-level voxel's tungsten in
+    # some volumes (localisation < 1); the classifier, reading each voxel against its level, does not.
+    assert metrics["auc"].value > 0.95 > metrics["localisation"].value
+    clean = calibration.truths < 0.5
+    clean_only = Observations(calibration.outputs[clean], calibration.truths[clean])
+    with pytest.raises(MutomoError, match="calibration_volumes"):
+        task.metrics(test, clean_only)
+
+
+def test_co_training_gradients_reach_the_maps_through_the_auc_and_the_classifier_through_both():
+    from mutomo.tasks.presence_statistics import batch_learned_loss
+
+    rng = np.random.default_rng(9)
+    a, inv_a, ta = _clutter(rng, 6, target=True)
+    b, inv_b, tb = _clutter(rng, 6, target=False)
+    score = torch.cat([a.score, b.score]).requires_grad_(True)
+    maps = PresenceMaps(score, torch.cat([a.sigma, b.sigma]), torch.cat([a.measured, b.measured]))
+    labels = torch.cat([torch.ones(6), torch.zeros(6)]).to(D)
+    model = VoxelClassifier()
+    scores, voxel = batch_learned_loss(maps, torch.cat([inv_a, inv_b]), labels, torch.cat([ta, tb]), model, SHAPE)
+    assert bool(model.ready) and scores.shape == (12,) and bool(torch.isfinite(scores).all())
+    (map_grad,) = torch.autograd.grad(voxel, score, retain_graph=True, allow_unused=True)
+    assert map_grad is None  # the voxel labels teach the classifier, not the detector
+    (scores[:6].mean() - scores[6:].mean() + voxel).backward()
+    assert score.grad is not None and bool(torch.isfinite(score.grad).all()) and float(score.grad.abs().sum()) > 0
+    assert model.linear.weight.grad is not None and float(model.linear.weight.grad.abs().sum()) > 0
+
+
+def test_a_short_co_training_with_the_learned_statistic_moves_the_design_and_the_classifier(tmp_path):
+    """The learned statistic trained beside the detector: a few epochs on the clutter crate move
+    both, every step finite, and the checkpoint holds the classifier for a resumed run."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from mutomo.config.build import build_problem, settings_from
+    from mutomo.config.schema import load_config
+    from mutomo.optimise.checkpoint import load_latest
+    from mutomo.optimise.loop import optimise
+
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "crate_clutter.toml")
+    config = config.model_copy(update={"task": config.task.model_copy(update={"statistic": "learned"})})
+    problem = build_problem(config)
+    assert problem.task.statistic == "learned" and problem.task.grid == (12, 8, 8)
+    settings = replace(
+        settings_from(config, problem),
+        epochs=3,
+        volumes_per_epoch=8,
+        muons_per_volume=3000,
+        validation_volumes=0,
+        warmup_epochs=1,
+    )
+    design = problem.design("poor", ("xy", "z", "size"), None)
+    before = {k: v.detach().clone() for k, v in design.state_dict().items()}
+    history = optimise(design, problem, settings, progress=False, run_dir=tmp_path)
+    assert not any(r.skipped_step for r in history.records)
+    assert all(math.isfinite(r.loss["total"]) for r in history.records)
+    after = design.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    classifier = problem.task.module
+    assert classifier is not None and bool(classifier.ready)
+    assert float(classifier.linear.weight.abs().sum()) > 0
+    state = load_latest(tmp_path)
+    assert state is not None and torch.equal(state["inference"]["linear.weight"], classifier.linear.weight.detach())

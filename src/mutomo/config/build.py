@@ -141,7 +141,8 @@ def build_problem(config: RunConfig) -> Problem:
     if t.kind == "regression" and t.loss is not None:
         options["loss"] = t.loss
     if t.kind == "presence":
-        options.update(false_alarm=t.false_alarm, goal=t.goal, reference=t.reference, statistic=t.statistic)
+        grid = scene.sample((0,)).volume.shape
+        options.update(false_alarm=t.false_alarm, goal=t.goal, reference=t.reference, statistic=t.statistic, grid=grid)
     task = TASK_KINDS[t.kind](**options)
     mu = config.muons
     plane = (

@@ -67,14 +67,18 @@ class TaskConfig(Strict):
         "'volume': robust z-scores against the median and spread of the volume's own voxels; 'layer': the same per "
         "horizontal layer (no reference volumes; for a uniform background)",
     )
-    statistic: Literal["clean", "material"] = Field(
+    statistic: Literal["clean", "material", "learned"] = Field(
         "clean",
         description="presence with clean references: how the voxel maps become one number per volume. 'clean' "
         "(default): each voxel's z-score against its mean and spread over the references, then a smooth maximum; "
         "for a fixed background (the waste block). 'material': each voxel's standard deviations above the densest "
         "material the references' background holds (their median level and robust spread per voxel, the densest "
         "material's level from the references' known materials), then a smooth maximum; for cluttered cargo, "
-        "whose references are never alike. With 'material', training.volumes_per_epoch must be >= 8",
+        "whose references are never alike. 'learned': a per-voxel logistic classifier on each voxel's material score, "
+        "its neighbours' and its noise, trained beside the detector during optimisation (co-training) and, for "
+        "an evaluation, fitted afresh on each design's calibration volumes, which are then drawn half with the "
+        "target (the classifier's training voxels) and half clean (the references); for clutter where the target "
+        "spans or shadows several voxels. With 'material' or 'learned', training.volumes_per_epoch must be >= 8",
     )
     step_length: float = Field(0.05, gt=0, le=1.0, description="propagation step (m)")
 

@@ -208,9 +208,16 @@ def observe_design(design: Design, problem: Problem, settings: EvaluationSetting
     try:
         test = _observe_set(design, problem, settings, TEST_STREAM, settings.n_volumes, ladder=presence)
         calibration = (
-            # For presence the calibration volumes are the clean references, at every exposure.
+            # For presence the calibration volumes are the clean references (balanced for a learned
+            # statistic, whose target volumes train it), at every exposure.
             _observe_set(
-                design, problem, settings, CALIBRATION_STREAM, settings.calibration_volumes, presence, clean=presence
+                design,
+                problem,
+                settings,
+                CALIBRATION_STREAM,
+                settings.calibration_volumes,
+                presence,
+                clean=presence and problem.task.clean_calibration,
             )
             if problem.task.needs_calibration
             else {}
@@ -237,7 +244,14 @@ def observe_variation(
         test = _observe_set(design, varied, settings, TEST_STREAM, settings.n_volumes, False, readouts=readouts)
         calibration = (
             _observe_set(
-                design, varied, settings, CALIBRATION_STREAM, settings.calibration_volumes, False, presence, readouts
+                design,
+                varied,
+                settings,
+                CALIBRATION_STREAM,
+                settings.calibration_volumes,
+                False,
+                presence and varied.task.clean_calibration,
+                readouts,
             )
             if varied.task.needs_calibration
             else {}

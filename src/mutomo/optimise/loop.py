@@ -10,7 +10,9 @@ For each epoch :func:`optimise`
    the same way, so any epoch is reproducible on its own;
 3. simulates, reconstructs and infers each volume (the smooth readout), computes the loss
    (:class:`~mutomo.optimise.loss.LossBreakdown`), back-propagates and steps every parameter
-   group's optimiser, then projects the design back into its bounds. A step whose gradients are
+   group's optimiser (and, for a task with a learned inference such as ``task.statistic =
+   "learned"``, that inference's: co-training, :data:`INFERENCE_GROUP`), then projects the
+   design back into its bounds. A step whose gradients are
    not finite is skipped (and recorded), so NaN or inf never reaches a parameter;
    With ``systematics`` (robust training, domain randomisation), the epoch is simulated in a
    world drawn uniformly from the nominal one and those variations
@@ -66,6 +68,14 @@ OPTIMISERS: dict[str, OptimiserFactory] = {
     "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),
     "rmsprop": lambda params, lr: torch.optim.RMSprop(params, lr=lr),
 }
+
+#: The optimiser group of a task's trainable inference (:attr:`TaskKind.module`, e.g. the learned
+#: presence statistic), trained by Adam beside the design's groups (co-training), with the same
+#: warm-up and annealing.
+INFERENCE_GROUP = "inference"
+#: Its Adam step: the classifier's features are standardised, so weights of order 1 are reached
+#: in ~100 steps (the ladle's 300 epochs leave it time to follow the moving panels).
+INFERENCE_LEARNING_RATE = 0.01
 
 
 @dataclass(frozen=True)
@@ -344,11 +354,18 @@ def optimise(
     for g in design.trainable:
         factory = optimiser if optimiser is not None else OPTIMISERS[settings.optimisers.get(g, "adam")]
         optimisers[g] = factory(groups[g], base_lr[g])
+    module = problem.task.module  # a learned inference, trained beside the detector (co-training)
+    if module is not None and loss is None:
+        groups[INFERENCE_GROUP] = list(module.parameters())
+        base_lr[INFERENCE_GROUP] = INFERENCE_LEARNING_RATE
+        optimisers[INFERENCE_GROUP] = adam(groups[INFERENCE_GROUP], INFERENCE_LEARNING_RATE)
     history = History()
     start = 0
     state = load_latest(run_dir) if resume and run_dir is not None else None
     if state is not None:
         design.load_state_dict(state["design"])
+        if INFERENCE_GROUP in optimisers and module is not None and "inference" in state:
+            module.load_state_dict(state["inference"])
         for g, o in optimisers.items():
             o.load_state_dict(state["optimisers"][g])
         history = History.from_json(state["history"])
@@ -412,6 +429,7 @@ def optimise(
                     "epoch": epoch,
                     "design": design.state_dict(),
                     "optimisers": {k: o.state_dict() for k, o in optimisers.items()},
+                    **({"inference": module.state_dict()} if INFERENCE_GROUP in optimisers and module else {}),
                     "history": history.to_json(),
                 },
             )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from mutomo.errors import MutomoError
@@ -58,6 +59,9 @@ class TaskKind(ABC):
     #: Whether :meth:`output` takes a detector with design axes (several designs in one pass)
     #: and returns ``(*design, observable)``; otherwise designs are observed one at a time.
     design_batches: ClassVar[bool] = False
+    #: Trainable parts of the inference (a learned statistic), trained beside the detector by
+    #: :func:`mutomo.optimise.loop.optimise` (co-training); ``None`` for most tasks.
+    module: torch.nn.Module | None = None
 
     def __init__(self, inference: str) -> None:
         if inference not in self.inferences:
@@ -65,6 +69,12 @@ class TaskKind(ABC):
                 f"task {self.kind!r}: inference must be one of {list(self.inferences)}; got {inference!r}"
             )
         self.inference = inference
+
+    @property
+    def clean_calibration(self) -> bool:
+        """Whether the calibration volumes are drawn without the target (clean references);
+        otherwise they are drawn balanced, like the test volumes."""
+        return False
 
     @property
     def needs_pairs(self) -> bool:

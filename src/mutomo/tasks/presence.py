@@ -63,9 +63,14 @@ from mutomo.tasks.metrics import (
 )
 from mutomo.tasks.presence_statistics import (
     PresenceMaps,
+    VoxelClassifier,
+    batch_learned_loss,
     batch_material_scores,
     batch_reference_scores,
+    fitted_classifier,
+    learned_scores,
     localisation,
+    material_reference,
     material_scores,
     reference_scores,
     score_sigma,
@@ -73,9 +78,8 @@ from mutomo.tasks.presence_statistics import (
 from mutomo.tasks.statistics import presence_score
 
 #: The statistics a presence task can be configured with (``task.statistic``;
-#: :mod:`mutomo.tasks.presence_statistics`). ``"learned"`` is measured by
-#: ``benchmarks/presence_clutter.py`` but needs training volumes the evaluation does not draw.
-TASK_STATISTICS = ("clean", "material")
+#: :mod:`mutomo.tasks.presence_statistics`).
+TASK_STATISTICS = ("clean", "material", "learned")
 
 REFERENCES = ("clean", "volume", "layer")
 
@@ -154,7 +158,13 @@ class Presence(TaskKind):
         false_alarm: false-alarm rate of the detection-efficiency metrics.
         goal: detection efficiency whose exposure is reported.
         reference: ``"clean"``, ``"volume"`` or ``"layer"`` (module docstring).
-        statistic: with clean references, ``"clean"`` or ``"material"`` (:data:`TASK_STATISTICS`).
+        statistic: with clean references, ``"clean"``, ``"material"`` or ``"learned"``
+            (:data:`TASK_STATISTICS`). ``"learned"``: a :class:`VoxelClassifier` trained beside
+            the detector during optimisation (co-training, :attr:`module`), and for an
+            evaluation fitted afresh on the design's own calibration volumes (drawn balanced: the
+            clean ones are the references, the target ones the training voxels), never on the
+            test volumes.
+        grid: the voxel grid's shape ``(nx, ny, nz)`` (the learned statistic's neighbourhoods).
     """
 
     kind = "presence"
@@ -175,6 +185,7 @@ class Presence(TaskKind):
         goal: float = 0.95,
         reference: str = "clean",
         statistic: str = "clean",
+        grid: tuple[int, int, int] | None = None,
     ) -> None:
         super().__init__(inference)
         if not 0 < false_alarm < 1 or not 0 < goal < 1:
@@ -188,17 +199,28 @@ class Presence(TaskKind):
                 f"presence statistic {statistic!r} compares each voxel with clean reference volumes: "
                 f"it needs reference = 'clean', not {reference!r}"
             )
+        if statistic == "learned" and grid is None:
+            raise MutomoError("the learned presence statistic needs the voxel grid's shape (grid)")
         self.statistic = statistic
+        self.grid = grid
+        self.classifier = VoxelClassifier() if statistic == "learned" else None
+        self.module = self.classifier
         self.method = voxel_method(inference)
         self.false_alarm, self.goal, self.reference = false_alarm, goal, reference
         # Clean references in a balanced batch: at least 3 volumes without the object (4 for the
         # material statistic, each left out of its own references).
-        self.min_batch = (8 if statistic == "material" else 6) if reference == "clean" else 2
+        self.min_batch = (6 if statistic == "clean" else 8) if reference == "clean" else 2
 
     @property
     def needs_calibration(self) -> bool:  # type: ignore[override]
         """Clean reference volumes are the calibration volumes."""
         return self.reference == "clean"
+
+    @property
+    def clean_calibration(self) -> bool:
+        """The calibration volumes are the clean references, except for the learned statistic,
+        whose calibration is drawn balanced (its target volumes train the classifier)."""
+        return self.reference == "clean" and self.statistic != "learned"
 
     def output(self, data: ScatterData, sample: VolumeSample) -> Tensor:
         """With clean references, the voxel maps of :func:`presence_outputs` (``(5 voxel,)``);
@@ -221,6 +243,12 @@ class Presence(TaskKind):
         labels = truths.to(outputs)
         if self.reference == "clean":
             blocks = self._blocks(outputs)
+            if self.statistic == "learned":
+                assert self.classifier is not None and self.grid is not None
+                scores, voxel = batch_learned_loss(
+                    blocks.maps, blocks.inverse_x0, labels, blocks.target, self.classifier, self.grid
+                )
+                return soft_auc_loss(scores, labels) + voxel.to(scores)
             if self.statistic == "material":
                 scores = batch_material_scores(blocks.maps, blocks.inverse_x0, labels)
             else:
@@ -239,14 +267,36 @@ class Presence(TaskKind):
         if calibration is None:
             raise MutomoError("presence with clean references needs the calibration (reference) volumes")
 
+        present = calibration.truths > 0.5
+
         def score(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
             test, refs = split_presence(torch.from_numpy(outputs)), split_presence(torch.from_numpy(reference))
+            if self.statistic == "learned":
+                return self._learned(test, refs, present).numpy()
             if self.statistic == "material":
                 return material_scores(test.maps, refs.maps, refs.inverse_x0).numpy()
             return reference_scores(test.maps.score, refs.maps.score, test.maps.sigma).numpy()
 
         base = score(test.outputs, calibration.outputs)
         return base, {t: score(v, calibration.ladder[t]) for t, v in test.ladder.items()}
+
+    def _learned(self, test: PresenceBlocks, calibration: PresenceBlocks, present: np.ndarray) -> Tensor:
+        """Learned scores of ``test``: the classifier fitted on the calibration volumes holding
+        the target (their voxel labels), its features against the clean ones."""
+        assert self.grid is not None
+        clean, held = torch.from_numpy(~present), torch.from_numpy(present)
+        if int(clean.sum()) < 3 or int(held.sum()) < 1:
+            raise MutomoError(
+                "the learned presence statistic needs calibration volumes with and without the target: at least 3 "
+                f"clean and 1 with it; got {int(clean.sum())} and {int(held.sum())} "
+                "(raise evaluation.calibration_volumes)"
+            )
+        maps = calibration.maps
+        rows = [PresenceMaps(maps.score[m], maps.sigma[m], maps.measured[m]) for m in (clean, held)]
+        reference = material_reference(rows[0], calibration.inverse_x0[clean])
+        model = fitted_classifier(rows[1], calibration.target[held], reference, self.grid)
+        with torch.no_grad():
+            return learned_scores(test.maps, reference, model, self.grid)
 
     def _efficiency(self, scores: np.ndarray, labels: np.ndarray) -> Callable[[np.ndarray], float]:
         return lambda idx: efficiency_at_false_alarm(scores[idx], labels[idx], self.false_alarm)

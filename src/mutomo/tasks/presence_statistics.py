@@ -41,6 +41,7 @@ scans (Schultz et al., IEEE TNS 54 (2007) 1018, "statistical reconstruction ... 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -266,26 +267,39 @@ def _rows(maps: PresenceMaps, rows: Tensor) -> PresenceMaps:
     return PresenceMaps(maps.score[rows], maps.sigma[rows], maps.measured[rows])
 
 
-def batch_material_scores(maps: PresenceMaps, inverse_x0: Tensor, labels: Tensor) -> Tensor:
-    """Material scores ``(volume,)`` of a training batch, its volumes without the target as the
-    references (each of those left out of its own); needs at least 4 of them. The references'
+def _batch_scores(
+    maps: PresenceMaps,
+    inverse_x0: Tensor,
+    labels: Tensor,
+    voxel_scores: Callable[[PresenceMaps, MaterialReference], Tensor],
+) -> Tensor:
+    """Scores ``(volume,)`` of a training batch by ``voxel_scores`` (maps and the material
+    reference to voxel scores, then a volume's score), its volumes without the target as the
+    references, each of those left out of its own; needs at least 4 of them. The references'
     levels and noise carry no gradient: the gradient flows through each volume's own map."""
     clean = labels <= 0.5
     index = clean.nonzero().squeeze(-1)
     if index.numel() < 4:
-        raise MutomoError("a presence batch with the material statistic needs at least 4 volumes without the target")
-    shared = material_reference(_rows(maps, index), inverse_x0[index])
-    scores = smooth_max(material_voxel_scores(maps, shared), MATERIAL_TEMPERATURE)
+        raise MutomoError("a presence batch with this statistic needs at least 4 volumes without the target")
+    scores = voxel_scores(maps, material_reference(_rows(maps, index), inverse_x0[index]))
     out = []
     for i in range(scores.shape[0]):
         if bool(clean[i]):
             others = index[index != i]
             own = material_reference(_rows(maps, others), inverse_x0[others])
-            one = PresenceMaps(maps.score[i : i + 1], maps.sigma[i : i + 1], maps.measured[i : i + 1])
-            out.append(smooth_max(material_voxel_scores(one, own), MATERIAL_TEMPERATURE)[0])
+            out.append(voxel_scores(_rows(maps, torch.tensor([i])), own)[0])
         else:
             out.append(scores[i])
     return torch.stack(out)
+
+
+def _material_volume_scores(maps: PresenceMaps, reference: MaterialReference) -> Tensor:
+    return smooth_max(material_voxel_scores(maps, reference), MATERIAL_TEMPERATURE)
+
+
+def batch_material_scores(maps: PresenceMaps, inverse_x0: Tensor, labels: Tensor) -> Tensor:
+    """Material scores ``(volume,)`` of a training batch (:func:`_batch_scores`)."""
+    return _batch_scores(maps, inverse_x0, labels, _material_volume_scores)
 
 
 # ---------------------------------------------------------------------------------- learned
@@ -326,39 +340,56 @@ def voxel_features(maps: PresenceMaps, reference: MaterialReference, shape: tupl
 
 class VoxelClassifier(torch.nn.Module):
     """Logistic regression of "this voxel is the target's" on :func:`voxel_features` (5
-    weights and a bias, features standardised on the training set): small enough that a few
-    hundred simulated volumes fit it without overfitting, and its weights can be read."""
+    weights and a bias, features standardised on the first data it sees): small enough that a
+    few dozen simulated volumes fit it without overfitting, and its weights can be read. It is
+    fitted once (:meth:`fit`, L-BFGS) for an evaluation, or trained step by step beside the
+    detector (:meth:`voxel_loss`, co-training)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.linear = torch.nn.Linear(5, 1, dtype=torch.float64)
         self.mean: Tensor
         self.scale: Tensor
+        self.ready: Tensor
         self.register_buffer("mean", torch.zeros(5, dtype=torch.float64))
         self.register_buffer("scale", torch.ones(5, dtype=torch.float64))
+        self.register_buffer("ready", torch.tensor(False))
 
     def forward(self, features: Tensor) -> Tensor:
         """Voxel logits ``(..., voxel)``."""
         x = (features.double() - self.mean) / self.scale
         return self.linear(x).squeeze(-1)
 
-    def fit(self, features: Tensor, target: Tensor, measured: Tensor, steps: int = 200) -> dict[str, float]:
-        """Fit on ``features (volume, voxel, 5)`` with labels ``target (volume, voxel)`` over the
-        ``measured`` voxels (class-balanced logistic loss, L-BFGS); returns the final loss."""
-        x = features.detach().double()[measured]
+    def standardise_(self, features: Tensor, measured: Tensor) -> None:
+        """Fix the features' standardisation from ``features (volume, voxel, 5)`` over the
+        ``measured`` voxels (without gradient)."""
+        with torch.no_grad():
+            x = features.detach().double()[measured]
+            self.mean.copy_(x.mean(0))
+            self.scale.copy_(x.std(0).clamp(min=1e-6) if x.shape[0] > 1 else torch.ones_like(self.scale))
+            self.ready.fill_(True)
+
+    def voxel_loss(self, features: Tensor, target: Tensor, measured: Tensor) -> Tensor:
+        """Class-balanced logistic loss of the voxel labels ``target (volume, voxel)`` over the
+        ``measured`` voxels, with a small L2 penalty on the weights."""
+        x = features.double()[measured]
         y = target[measured].double()
         if int(y.sum()) == 0:
             raise MutomoError("the learned presence statistic needs training volumes with a measured target voxel")
-        self.mean.copy_(x.mean(0))
-        self.scale.copy_(x.std(0).clamp(min=1e-6))
         pos_weight = (y.numel() - y.sum()) / y.sum()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(self.forward(x), y, pos_weight=pos_weight)
+        return loss + 1e-3 * (self.linear.weight**2).sum()
+
+    def fit(self, features: Tensor, target: Tensor, measured: Tensor, steps: int = 200) -> dict[str, float]:
+        """Fit on ``features (volume, voxel, 5)`` with labels ``target (volume, voxel)`` over the
+        ``measured`` voxels (:meth:`voxel_loss`, L-BFGS); returns the final loss."""
+        features = features.detach()
+        self.standardise_(features, measured)
         optimiser = torch.optim.LBFGS(self.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
 
         def closure() -> Tensor:
             optimiser.zero_grad()
-            logits = self.forward(x)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
-            loss = loss + 1e-3 * (self.linear.weight**2).sum()
+            loss = self.voxel_loss(features, target, measured)
             loss.backward()
             return loss
 
@@ -372,7 +403,49 @@ def learned_scores(
     """Presence scores ``(volume,)``: smooth maximum of the classifier's voxel logits."""
     logits = model(voxel_features(maps, reference, shape))
     logits = torch.where(maps.measured & reference.known, logits, torch.full_like(logits, UNMEASURED))
-    return smooth_max(logits)
+    return smooth_max(logits).to(maps.score.dtype)
+
+
+def fitted_classifier(
+    train: PresenceMaps, train_target: Tensor, reference: MaterialReference, shape: tuple[int, int, int]
+) -> VoxelClassifier:
+    """A :class:`VoxelClassifier` fitted on the training maps ``(volume, voxel)`` with their
+    target voxels ``train_target`` as labels, features against ``reference``."""
+    model = VoxelClassifier()
+    model.fit(voxel_features(train, reference, shape), train_target.bool(), train.measured & reference.known)
+    return model
+
+
+def batch_learned_loss(
+    maps: PresenceMaps,
+    inverse_x0: Tensor,
+    labels: Tensor,
+    target: Tensor,
+    model: VoxelClassifier,
+    shape: tuple[int, int, int],
+) -> tuple[Tensor, Tensor]:
+    """Co-training on one batch: ``(scores, voxel_loss)``. ``scores (volume,)`` are the learned
+    statistic's volume scores (:func:`_batch_scores`, the batch's clean volumes as references),
+    differentiable in the maps and in the classifier; ``voxel_loss`` is the classifier's loss on
+    the target volumes' voxel labels, on detached features (it teaches the classifier, not the
+    detector). The classifier's standardisation is fixed on the first batch it sees."""
+    clean = labels <= 0.5
+    index = clean.nonzero().squeeze(-1)
+    if index.numel() < 4:
+        raise MutomoError("a presence batch with the learned statistic needs at least 4 volumes without the target")
+    shared = material_reference(_rows(maps, index), inverse_x0[index])
+    features = voxel_features(maps, shared, shape)
+    usable = maps.measured & shared.known
+    if not bool(model.ready):
+        model.standardise_(features, usable)
+    scores = _batch_scores(maps, inverse_x0, labels, lambda m, r: learned_scores(m, r, model, shape))
+    with_target = ~clean
+    voxel = (
+        model.voxel_loss(features.detach()[with_target], target[with_target], usable[with_target])
+        if bool((target[with_target] & usable[with_target]).any())
+        else torch.zeros((), dtype=torch.float64)
+    )
+    return scores, voxel
 
 
 # ---------------------------------------------------------------------------------- dispatch
@@ -403,8 +476,7 @@ def statistic_scores(
     if name == "learned":
         if train is None or train_target is None or shape is None:
             raise ValueError("the 'learned' statistic needs training maps, their target voxels and the grid shape")
-        model = VoxelClassifier()
-        model.fit(voxel_features(train, reference, shape), train_target.bool(), train.measured & reference.known)
+        model = fitted_classifier(train, train_target, reference, shape)
         with torch.no_grad():
             return learned_scores(test, reference, model, shape)
     raise MutomoError(f"unknown presence statistic {name!r}; allowed {list(STATISTICS)}")
