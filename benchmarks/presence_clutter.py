@@ -55,7 +55,15 @@ from mutomo.reco.methods import VOXEL_METHODS, voxel_method
 from mutomo.reco.momentum_options import MOMENTUM_OPTIONS
 from mutomo.simulate import simulate
 from mutomo.tasks.metrics import bootstrap_metric, efficiency_at_false_alarm, paired_auc_difference, roc_auc
-from mutomo.tasks.presence_statistics import STATISTICS, PresenceMaps, localisation, statistic_scores
+from mutomo.tasks.presence_statistics import (
+    STATISTICS,
+    PresenceMaps,
+    fitted_classifier,
+    learned_scores,
+    localisation,
+    material_reference,
+    statistic_scores,
+)
 
 TRAIN_STREAM = 5
 SETS = ("test", "references", "train")
@@ -192,8 +200,26 @@ def scene_results(path: Path) -> dict[str, Any]:
             }
             if name != "clean":
                 row[name]["delta_auc_vs_clean"] = paired_auc_difference(s, scores["clean"], labels).as_list()
+        if "train" in extra and "auc" in row.get("learned", {}):
+            row["learned"] |= _learned_overfit(refs, extra, data["train/present"].astype(bool))
         scene["cells"][cell] = row
     return scene
+
+
+def _learned_overfit(refs: PresenceMaps, extra: dict[str, Any], train_labels: np.ndarray) -> dict[str, Any]:
+    """The learned statistic's overfitting check and cost: its AUC on its own training volumes
+    (against the held-out test AUC), its fitted parameter count and the seconds of one fit."""
+    reference = material_reference(refs, extra["reference_inverse_x0"])
+    start = time.perf_counter()
+    model = fitted_classifier(extra["train"], extra["train_target"], reference, extra["shape"])
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        on_train = learned_scores(extra["train"], reference, model, extra["shape"]).numpy()
+    return {
+        "train_auc": roc_auc(on_train, train_labels).as_list(),
+        "fit_seconds": seconds,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -208,7 +234,9 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "Each statistic: AUC ± DeLong error, eff: detection efficiency at 1 % false alarm, Δ: AUC difference "
             "to `clean` paired on the same volumes (DeLong); loc: fraction of target volumes whose highest-scoring "
-            "voxel is the target's (binomial error). Collected by `" + meta["command"] + "`.",
+            "voxel is the target's (binomial error); for `learned` (a 6-parameter logistic classifier, fitted on the "
+            "training volumes and scored on the test volumes) also its AUC on its own training volumes, the "
+            "overfitting check. Collected by `" + meta["command"] + "`.",
             "",
             "| method | momentum | loc | " + " | ".join(STATISTICS) + " |",
             "|---|---|---:|" + "---:|" * len(STATISTICS),
@@ -224,6 +252,8 @@ def markdown(results: dict[str, Any]) -> str:
                 text = f"{_pm(c['auc'])}, eff {_pm(c['efficiency_at_false_alarm'], 2)}"
                 if "delta_auc_vs_clean" in c:
                     text += f", Δ {_pm(c['delta_auc_vs_clean'])}"
+                if "train_auc" in c:
+                    text += f", on its training volumes {_pm(c['train_auc'])}"
                 parts.append(text)
             lines.append(f"| {method} | {momentum} | {_pm(row['localisation'], 2)} | " + " | ".join(parts) + " |")
         lines.append("")
