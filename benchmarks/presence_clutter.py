@@ -261,6 +261,20 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _merged(scene: dict[str, Any], more: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``scene`` with the cells of ``more``, a second collection of the same scene (other methods
+    or momenta on the same design, volumes and muons, so the volumes and muons are the same)."""
+    same = ("design", "n_muons")
+    if any(scene["meta"][k] != more["meta"][k] for k in same) or scene["test_volumes"] != more["test_volumes"]:
+        raise SystemExit(
+            f"{path}: a second collection of {scene['meta']['scene']!r} must have the same design, muons and test "
+            f"volumes ({[scene['meta'][k] for k in same]}, {scene['test_volumes']}); got "
+            f"{[more['meta'][k] for k in same]}, {more['test_volumes']}"
+        )
+    meta = {**scene["meta"], "command": scene["meta"]["command"] + "` and `" + more["meta"]["command"]}
+    return {**scene, "meta": meta, "cells": {**scene["cells"], **more["cells"]}}
+
+
 def table(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "command": "python benchmarks/presence_clutter.py " + " ".join(args.argv),
@@ -269,7 +283,8 @@ def table(args: argparse.Namespace) -> dict[str, Any]:
     }
     for path in args.maps:
         scene = scene_results(path)
-        results["scenes"][scene["meta"]["scene"]] = scene
+        name = scene["meta"]["scene"]
+        results["scenes"][name] = _merged(results["scenes"][name], scene, path) if name in results["scenes"] else scene
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
     text = markdown(results)

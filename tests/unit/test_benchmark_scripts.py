@@ -165,11 +165,15 @@ def test_presence_clutter_script_collects_maps_and_scores_them_as_the_task_does(
     config_path = Path(__file__).resolve().parents[2] / "configs" / "crate_clutter.toml"
     common = ["--volumes", "4", "--references", "4", "--muons", "1500", "--methods", "asr", "poca"]
     module.main(["collect", str(config_path), *common, "--train", "4", "--out", str(maps)])
+    more = tmp_path / "posterior.npz"  # a second collection of the same scene, merged into its table
+    posterior = ["--methods", "asr", "--momenta", "posterior", "--out", str(more)]
+    module.main(["collect", str(config_path), *common[:6], *posterior])
     out = tmp_path / "table"
-    module.main(["table", str(maps), "--out", str(out)])
+    module.main(["table", str(maps), str(more), "--out", str(out)])
     results = json.loads(out.with_suffix(".json").read_text())
     cells = results["scenes"]["crate_clutter"]["cells"]
-    assert set(cells) == {"asr/flux_mean", "poca/flux_mean"}
+    assert set(cells) == {"asr/flux_mean", "poca/flux_mean", "asr/posterior"}
+    assert "` and `" in results["scenes"]["crate_clutter"]["meta"]["command"]
     assert "| asr | flux_mean |" in out.with_suffix(".md").read_text()
     config = load_config(config_path)  # the collected cell: ASR with the flux mean
     task = config.task.model_copy(update={"inference": "asr", "momentum": "flux_mean", "statistic": "clean"})
