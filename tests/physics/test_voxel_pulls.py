@@ -153,12 +153,12 @@ def test_a_voxel_with_a_handful_of_muons_cannot_drive_the_presence_score():
     muon of one voxel deflected 1.7x more, i.e. X0 / 3) still stands out."""
     from dataclasses import replace
 
-    from mutomo.tasks.presence import reference_scores, split_outputs, voxel_outputs
+    from mutomo.tasks.presence_statistics import PresenceMaps, reference_scores
 
     bench = load()
     volume = bench.block("iron", 0.3, layers=1)
     method = PocaX0(extended=False)
-    refs = torch.stack([voxel_outputs(method(bench.simulate_and_measure(volume, 60000, s), volume)) for s in range(8)])
+    refs = [PresenceMaps.of(method(bench.simulate_and_measure(volume, 60000, s), volume)) for s in range(8)]
     data = bench.simulate_and_measure(volume, 60000, seed=50)
     voxel = (5, 5, 0)
     poca = poca_within_height(data.scatters.poca, data.incoming, data.outgoing, volume)  # as PocaX0 assigns
@@ -173,18 +173,17 @@ def test_a_voxel_with_a_handful_of_muons_cannot_drive_the_presence_score():
     scale = torch.where(in_voxel, 1.7, 1.0)[:, None]
     sc = data.scatters
     hot = replace(data, scatters=replace(sc, theta=sc.theta * scale[:, 0], theta_xy=sc.theta_xy * scale))
-    clean = torch.stack([voxel_outputs(method(data, volume))])
+    clean = PresenceMaps.of(method(data, volume))
     outputs = {
         "clean": clean,
-        "starved": voxel_outputs(method(starved, volume))[None],
-        "hot": voxel_outputs(method(hot, volume))[None],
+        "starved": PresenceMaps.of(method(starved, volume)),
+        "hot": PresenceMaps.of(method(hot, volume)),
     }
-    ref_maps = split_outputs(refs)[0]
+    ref_maps = torch.stack([r.score for r in refs])
     assert 5 <= float(method(starved, volume).count[voxel]) < 10
 
-    def score(outputs, own_error=True):
-        maps, sigma = split_outputs(outputs)
-        return float(reference_scores(maps, ref_maps, sigma if own_error else None))
+    def score(maps, own_error=True):
+        return float(reference_scores(maps.score[None], ref_maps, maps.sigma[None] if own_error else None))
 
     # Without the voxel's own error, the starved voxel dominates (the behaviour before issue 13).
     assert score(outputs["starved"], own_error=False) > score(clean, own_error=False) + 2.0

@@ -96,18 +96,6 @@ def soft_auc_loss(scores: Tensor, labels: Tensor, temperature: float = 1.0) -> T
     return torch.sigmoid((neg[None, :] - pos[:, None]) / (temperature * spread)).mean()
 
 
-def voxel_outputs(vmap: VoxelMap) -> Tensor:
-    """``(2 voxel,)``: the map's scores (0 where unmeasured), then their standard deviations
-    (:func:`score_sigma`), flattened: the per-volume output of presence with clean references."""
-    return torch.cat([vmap.score.reshape(-1), score_sigma(vmap).reshape(-1)])
-
-
-def split_outputs(outputs: Tensor) -> tuple[Tensor, Tensor]:
-    """``(maps, sigma)``, each ``(..., voxel)``, of outputs ``(..., 2 voxel)`` from :func:`voxel_outputs`."""
-    half = outputs.shape[-1] // 2
-    return outputs[..., :half], outputs[..., half:]
-
-
 #: Blocks of a presence task's per-volume output with clean references, each ``(voxel,)``.
 BLOCKS = ("score", "sigma", "measured", "inverse_x0", "target")
 
