@@ -433,9 +433,20 @@ def bounds(name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _panels(entry: dict[str, Any]) -> str:
+    """A design's panel widths (its description's ``span``), e.g. ``panels 0.42–1.2 m``."""
+    span = entry.get("design", {}).get("span")
+    if span is None:
+        return ""
+    spans = span if isinstance(span, list) else [span]
+    low, high = min(spans), max(spans)
+    return f" (panels {low:.2g} m)" if abs(high - low) < 1e-6 else f" (panels {low:.2g}–{high:.2g} m)"
+
+
 def ideal_variants() -> str:
-    """The ladle's ideal detector against variants of it (``mutomo evaluate`` outputs in
-    benchmarks/results/bounds/ladle_ideal_variants/): which of its features the MSE depends on."""
+    """The ladle's ideal detector against variants of it (benchmarks/results/bounds/ladle_ideal_variants/:
+    ``mutomo evaluate`` outputs, whose pairs are ``variant - reference``, and ``benchmarks/bounds.py``
+    records, whose pairs are ``ideal - design``): which of its features the MSE depends on."""
     lines = [
         "| variant | MSE (10⁻³ m²) | the region's ideal detector (10⁻³ m²) | variant − ideal, paired (10⁻³ m²) "
         "| file |",
@@ -443,14 +454,85 @@ def ideal_variants() -> str:
     ]
     for path in sorted((RESULTS / "bounds" / "ladle_ideal_variants").glob("*.json")):
         d = json.loads(path.read_text())
-        for key, diff in d["paired"].items():
-            variant, reference = key.split(" - ")
+        rows = []
+        if "results" in d:  # a bound record: "ideal - X" for each X of its command's --design
+            words = d["command"].split()
+            named = {w.split("=")[0] for a, w in zip(words, words[1:], strict=False) if a == "--design"}
+            d = d["results"]
+            for key, diff in d["paired"].items():
+                first, variant = key.split(" - ")
+                if first == "ideal" and variant in named:
+                    value, error = diff["physical"]["mse"]
+                    rows.append((variant, "ideal", [-value, error]))
+        else:
+            for key, diff in d["paired"].items():
+                variant, reference = key.split(" - ")
+                rows.append((variant, reference, diff["physical"]["mse"]))
+        for variant, reference, mse in rows:
             cells = [
                 _measured(*d["designs"][variant]["physical"]["mse"], scale=1e3),
                 _measured(*d["designs"][reference]["physical"]["mse"], scale=1e3),
-                _measured(*diff["physical"]["mse"], scale=1e3),
+                _measured(*mse, scale=1e3),
             ]
-            lines.append(f"| `{variant}` | " + " | ".join(cells) + f" | {_source(path)} |")
+            label = f"`{variant}`{_panels(d['designs'][variant])}"
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {_source(path)} |")
+    return "\n".join(lines) + "\n"
+
+
+def systematics_ladle(path: Path | None = None) -> str:
+    """The ladle designs under every systematic variation (benchmarks/results/systematics_ladle.json,
+    written by benchmarks/systematics_ladle.py): each comparison's paired difference in the
+    nominal world and under each variation, with the standard errors in the first design's
+    favour, then the verdicts."""
+    path = path or RESULTS / "systematics_ladle.json"
+    if not path.exists():
+        return "No systematics record yet (`python benchmarks/systematics_ladle.py`).\n"
+    rec = json.loads(path.read_text())
+    if "results" not in rec:  # the first run (issue 30's smoke run) wrote no provenance record
+        return f"{_source(path)} holds no provenance record (rerun `python benchmarks/systematics_ladle.py`).\n"
+    res = rec["results"]
+    record = res["systematics"]
+    metric, readout, higher = record["metric"], record["readout"], record["higher_is_better"]
+    scale = BOUND_METRICS[metric][1] if metric in BOUND_METRICS else 1.0
+    unit = BOUND_METRICS[metric][0] if metric in BOUND_METRICS else metric
+    pairs = list(record["envelope"])
+    worlds = {"nominal": {"summary": "the nominal world", "paired": {p: res["paired"][p][readout] for p in pairs}}}
+    worlds |= record["variations"]
+
+    def cell(diff: list[float | None] | None) -> str:
+        if not diff:
+            return ""
+        value, error = diff
+        if value is None or not error or error != error:
+            return _measured(value, error, scale)
+        sigmas = (value if higher else -value) / error
+        text = f"{_measured(value, error, scale)} ({sigmas:+.1f} σ)"
+        return f"**{text}**" if sigmas > 3 else text
+
+    lines = [
+        f"From {_source(path)}: command `{rec['command']}`; {rec['date'][:10]}; commit "
+        f"`{(rec['git_commit'] or '?')[:10]}`; machine: {_machine(rec['machine'])}. "
+        f"{res['set_up']['volumes']} test volumes, the same volumes and muons for every design and world; readout "
+        f"`{readout}`. Each cell: the paired difference A − B in {unit} and, in brackets, the standard errors in "
+        f"A's favour (a win by more than 3 is bold). The better human design is `{res['better_human']}`.",
+        "",
+        "| world | " + " | ".join(f"`{p}`" for p in pairs) + " |",
+        "|---|" + "---:|" * len(pairs),
+    ]
+    for name, world in worlds.items():
+        cells = [cell(world["paired"].get(p, {}).get(metric)) for p in pairs]
+        lines.append(f"| {name}: {world['summary']} | " + " | ".join(cells) + " |")
+    designs = res["designs"]
+    lines += [
+        "",
+        "Each design's nominal "
+        + unit
+        + ": "
+        + "; ".join(f"`{d}` {_measured(*e[readout][metric], scale=scale)}" for d, e in designs.items())
+        + ".",
+        "",
+        *[f"- {v}" for v in res["verdicts"]],
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -478,6 +560,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "results_bounds_ladle_furnace.md": lambda: bounds("ladle_furnace"),
     "results_bounds_waste_block.md": lambda: bounds("waste_block"),
     "results_ladle_ideal_variants.md": ideal_variants,
+    "results_systematics_ladle.md": systematics_ladle,
     "lab_notes.md": lab_notes,
 }
 
