@@ -536,6 +536,33 @@ def systematics_ladle(path: Path | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def waste_operating_point() -> str:
+    """The waste block's detection against exposure for ``human_close`` with ML/EM marginalising
+    over the momentum, every statistic (benchmarks/results/presence_clutter/: the 600 s cell of
+    crate_and_waste.json and the waste_mlem_marginal_*.json collections)."""
+    folder = RESULTS / "presence_clutter"
+    rows = []
+    for path in [folder / "crate_and_waste.json", *sorted(folder.glob("waste_mlem_marginal_*.json"))]:
+        if not path.exists():
+            continue
+        scene = json.loads(path.read_text())["scenes"].get("waste_block")
+        cell = scene and scene["cells"].get("mlem/marginal")
+        if cell:
+            rows.append((scene["meta"], cell, path))
+    lines = [
+        "| exposure (s) | muons | statistic | AUC | detection at 1 % false alarm | target ranked first | file |",
+        "|---:|---:|---|---:|---:|---:|---|",
+    ]
+    for meta, cell, path in sorted(rows, key=lambda r: r[0]["exposure_s"]):
+        for statistic in ("clean", "material"):
+            c = cell[statistic]
+            lines.append(
+                f"| {meta['exposure_s']:.0f} | {meta['n_muons']:,} | `{statistic}` | {_measured(*c['auc'])} | "
+                f"{_measured(*c['efficiency_at_false_alarm'])} | {_measured(*cell['localisation'])} | {_source(path)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def lab_notes() -> str:
     """benchmarks/README.md, the dated lab notes, with its links made relative to docs/lab-notes.md
     (a Markdown results file, not a page of this site, is named instead of linked)."""
@@ -561,6 +588,8 @@ PAGES: dict[str, Callable[[], str]] = {
     "results_bounds_waste_block.md": lambda: bounds("waste_block"),
     "results_ladle_ideal_variants.md": ideal_variants,
     "results_systematics_ladle.md": systematics_ladle,
+    "results_waste_operating_point.md": waste_operating_point,
+    "results_bounds_waste_block_marginal.md": lambda: bounds("waste_block_marginal"),
     "lab_notes.md": lab_notes,
 }
 
