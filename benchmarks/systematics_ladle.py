@@ -48,7 +48,12 @@ def _base(args: argparse.Namespace) -> dict[str, Any]:
     """The configuration as a dictionary, with the evaluation of this study (no bounds, >= 2 hits)."""
     base: dict[str, Any] = load_config(args.config).model_dump(mode="json", exclude_unset=True)
     base.pop("name", None)
-    base["training"] = {**base.get("training", {}), "epochs": args.epochs, "validation_volumes": 0}
+    base["training"] = {
+        **base.get("training", {}),
+        "epochs": args.epochs,
+        "validation_volumes": 0,
+        "systematics_weighting": args.weighting,
+    }
     base["evaluation"] = {
         **base.get("evaluation", {}),
         "n_volumes": args.volumes,
@@ -90,6 +95,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--volumes", type=int, default=960, help="test volumes (half as many calibration volumes)")
     parser.add_argument("--muons", type=int, default=None, help="muons per volume (default the configuration's)")
     parser.add_argument("--variations", nargs="+", default=["all"], help="the variations (default all)")
+    parser.add_argument(
+        "--weighting", default="uniform", choices=["uniform", "normalised"], help="robust training's world weighting"
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON record to write")
     args = parser.parse_args(argv)
     load_at_start = load_average()

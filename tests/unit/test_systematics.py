@@ -210,6 +210,59 @@ def test_a_short_robust_training_moves_the_design_with_finite_gradients():
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
+def test_normalised_weighting_counts_each_world_by_its_relative_improvement():
+    """Closed form: a world whose loss is ten times another's gets the same objective (1 at its
+    first visit), and the same relative gradient; each world's scale is then a running mean."""
+    from mutomo.optimise.loop import WORLD_SCALE_DECAY, _weighted
+
+    variations = build_variations(["misalignment"], SystematicSizes(), FluxSource(PLANE, TabulatedFlux()))
+    settings = TrainingSettings(epochs=40, systematics=variations, systematics_weighting="normalised")
+    worlds = [epoch_variation(settings, e).name for e in range(40)]
+    first = {w: worlds.index(w) for w in ("nominal", "misalignment")}
+    scales: dict[str, float] = {}
+    for world, epoch in first.items():
+        x = torch.tensor(2.0, requires_grad=True)
+        size = 10.0 if world == "misalignment" else 1.0
+        objective = _weighted(size * x**2, settings, epoch, scales)
+        objective.backward()
+        assert float(objective.detach()) == pytest.approx(1.0) and float(x.grad) == pytest.approx(1.0)  # d(x²/4)/dx
+    assert scales == {"nominal": pytest.approx(4.0), "misalignment": pytest.approx(40.0)}
+    later = next(e for e, w in enumerate(worlds) if w == "nominal" and e > first["nominal"])
+    _weighted(torch.tensor(2.0), settings, later, scales)
+    assert scales["nominal"] == pytest.approx((1 - WORLD_SCALE_DECAY) * 4.0 + WORLD_SCALE_DECAY * 2.0)
+    uniform = replace(settings, systematics_weighting="uniform")
+    assert float(_weighted(torch.tensor(7.0), uniform, 0, {})) == 7.0
+    with pytest.raises(MutomoError, match="systematics_weighting"):
+        TrainingSettings(systematics_weighting="by_hand")
+    with pytest.raises(ConfigError, match="systematics_weighting"):
+        parse_config({"extends": "ladle_furnace", "training": {"systematics_weighting": "by_hand"}})
+
+
+def test_a_normalised_robust_training_keeps_its_world_scales_across_a_resume(tmp_path):
+    config = parse_config(
+        {
+            "extends": "ladle_furnace",
+            "training": {"systematics": ["misalignment"], "systematics_weighting": "normalised", "seed": 3},
+        }
+    )
+    problem = build_problem(config)
+    settings = replace(
+        settings_from(config, problem), epochs=4, volumes_per_epoch=4, muons_per_volume=200, validation_volumes=0
+    )
+    assert settings.systematics_weighting == "normalised"
+    whole = problem.design("poor", ("xy", "z", "size"), 6000.0)
+    optimise(whole, problem, settings, progress=False)
+    halves = problem.design("poor", ("xy", "z", "size"), 6000.0)
+    optimise(halves, problem, settings, progress=False, run_dir=tmp_path, stopping=lambda h: len(h.records) >= 2)
+    from mutomo.optimise.checkpoint import load_latest
+
+    state = load_latest(tmp_path)
+    assert state is not None and state["world_scales"]
+    optimise(halves, problem, settings, progress=False, run_dir=tmp_path, resume=True)
+    for k, v in whole.state_dict().items():
+        assert torch.allclose(v, halves.state_dict()[k]), k
+
+
 # ----------------------------------------------------------------------------- the commands
 
 TINY = {

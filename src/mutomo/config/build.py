@@ -301,6 +301,7 @@ def settings_from(config: RunConfig, problem: Problem) -> TrainingSettings:
         sampled_hits=t.hits == "sampled",
         budget=None if config.design.fixed_budget else config.design.budget,
         systematics=variations(config, t.systematics, problem, "training.systematics"),
+        systematics_weighting=t.systematics_weighting,
     )
 
 

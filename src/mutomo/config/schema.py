@@ -326,6 +326,12 @@ class TrainingConfig(Strict):
         "evaluation.systematics.variations, whose sizes they take; 'all': every one), so that the design cannot "
         "exploit one model (none by default)",
     )
+    systematics_weighting: Literal["uniform", "normalised"] = Field(
+        "uniform",
+        description="robust training: how each world's loss enters the step. 'uniform' (default): as it is, so a "
+        "world whose loss is ten times the others' (e.g. a large misalignment) steers the design; 'normalised': "
+        "divided by a running mean of that world's own loss, so every world counts by its relative improvement",
+    )
 
     @field_validator("systematics")
     @classmethod

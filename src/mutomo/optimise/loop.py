@@ -69,6 +69,12 @@ OPTIMISERS: dict[str, OptimiserFactory] = {
     "rmsprop": lambda params, lr: torch.optim.RMSprop(params, lr=lr),
 }
 
+#: How robust training weighs the worlds (:attr:`TrainingSettings.systematics_weighting`).
+WEIGHTINGS = ("uniform", "normalised")
+#: Weight of the newest epoch in each world's running mean loss (normalised weighting): about the
+#: last 1/0.2 = 5 visits to that world, so the scale follows the loss as the design improves.
+WORLD_SCALE_DECAY = 0.2
+
 #: The optimiser group of a task's trainable inference (:attr:`TaskKind.module`, e.g. the learned
 #: presence statistic), trained by Adam beside the design's groups (co-training), with the same
 #: warm-up and annealing.
@@ -105,6 +111,9 @@ class TrainingSettings:
             (:func:`~mutomo.detector.readout.sampled_readout`) instead of their probabilities.
         systematics: robust training: each epoch is simulated in a world drawn from the nominal
             one and these variations (:func:`epoch_variation`); none by default.
+        systematics_weighting: ``"uniform"`` (each world's loss as it is) or ``"normalised"``
+            (each divided by a running mean of that world's own loss, :data:`WORLD_SCALE_DECAY`):
+            without it, a world whose loss is ten times the others' dominates the gradient.
     """
 
     epochs: int = 100
@@ -126,8 +135,13 @@ class TrainingSettings:
     resample: bool = True
     sampled_hits: bool = False
     systematics: tuple[Variation, ...] = ()
+    systematics_weighting: str = "uniform"
 
     def __post_init__(self) -> None:
+        if self.systematics_weighting not in WEIGHTINGS:
+            raise MutomoError(
+                f"systematics_weighting must be one of {list(WEIGHTINGS)}; got {self.systematics_weighting!r}"
+            )
         if self.epochs < 1:
             raise MutomoError(f"epochs must be >= 1; got {self.epochs}")
         if self.volumes_per_epoch < 4 or self.volumes_per_epoch % 2:
@@ -274,6 +288,21 @@ def batch_loss(
     return LossBreakdown(task=parts.task.sum(), budget=parts.budget.sum(), cost=parts.cost.sum())
 
 
+def _weighted(total: torch.Tensor, settings: TrainingSettings, epoch: int, scales: dict[str, float]) -> torch.Tensor:
+    """The epoch's objective: its loss, or with normalised robust training the loss divided by
+    the running mean of its world's losses (updated here, :data:`WORLD_SCALE_DECAY`), so that
+    each world counts by its relative improvement."""
+    if not settings.systematics or settings.systematics_weighting != "normalised":
+        return total
+    world = epoch_variation(settings, epoch).name
+    value = abs(float(total.detach()))
+    if not math.isfinite(value):
+        return total  # a non-finite loss: the step is skipped below
+    old = scales.get(world)
+    scales[world] = value if old is None else (1 - WORLD_SCALE_DECAY) * old + WORLD_SCALE_DECAY * value
+    return total / max(scales[world], 1e-12)
+
+
 def epoch_variation(settings: TrainingSettings, epoch: int) -> Variation:
     """The world of ``epoch``'s training batch: the nominal one without ``settings.systematics``,
     else one drawn uniformly from the nominal one and those variations by a generator keyed by
@@ -360,6 +389,7 @@ def optimise(
         base_lr[INFERENCE_GROUP] = INFERENCE_LEARNING_RATE
         optimisers[INFERENCE_GROUP] = adam(groups[INFERENCE_GROUP], INFERENCE_LEARNING_RATE)
     history = History()
+    world_scales: dict[str, float] = {}  # running mean loss per world (normalised weighting)
     start = 0
     state = load_latest(run_dir) if resume and run_dir is not None else None
     if state is not None:
@@ -369,6 +399,7 @@ def optimise(
         for g, o in optimisers.items():
             o.load_state_dict(state["optimisers"][g])
         history = History.from_json(state["history"])
+        world_scales.update(state.get("world_scales", {}))
         start = state["epoch"] + 1
     s0, s1 = settings.smoothness
     report = Progress(problem.name, start, settings.epochs, enabled=progress, after_s=evaluation_after_s)
@@ -387,8 +418,9 @@ def optimise(
         parts = training_batch_loss(design, problem, settings, epoch, loss_fn)
         for o in optimisers.values():
             o.zero_grad()
-        if parts.total.requires_grad:  # else no muon of the batch saw the trainable panels: no gradient
-            parts.total.backward()
+        objective = _weighted(parts.total, settings, epoch, world_scales)
+        if objective.requires_grad:  # else no muon of the batch saw the trainable panels: no gradient
+            objective.backward()
         grads = [p.grad for g in optimisers for p in groups[g] if p.grad is not None]
         finite = all(bool(torch.isfinite(gr).all()) for gr in grads) and math.isfinite(float(parts.total.detach()))
         if finite:
@@ -429,6 +461,7 @@ def optimise(
                     "epoch": epoch,
                     "design": design.state_dict(),
                     "optimisers": {k: o.state_dict() for k, o in optimisers.items()},
+                    "world_scales": dict(world_scales),
                     **({"inference": module.state_dict()} if INFERENCE_GROUP in optimisers and module else {}),
                     "history": history.to_json(),
                 },
