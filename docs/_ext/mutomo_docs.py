@@ -586,6 +586,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "results_tomopt_gpu.md": tomopt_side_by_side_gpu,
     "results_bounds_ladle_furnace.md": lambda: bounds("ladle_furnace"),
     "results_bounds_waste_block.md": lambda: bounds("waste_block"),
+    "results_bounds_ladle_full_freedom.md": lambda: bounds("ladle_full_freedom"),
     "results_ladle_ideal_variants.md": ideal_variants,
     "results_systematics_ladle.md": systematics_ladle,
     "results_waste_operating_point.md": waste_operating_point,
