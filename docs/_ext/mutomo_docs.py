@@ -418,6 +418,21 @@ def bounds(name: str) -> str:
         for design, share in res["shares"].items():
             cells = [_measured(*share[r][m], scale=100.0) if m in share.get(r, {}) else "" for r in [headline, *others]]
             lines.append(f"| {design} | " + " | ".join(cells) + " |")
+    exposures = {d: e[headline].get("exposure_to_goal_s") for d, e in res["designs"].items()}
+    if any(v and v[0] is not None for v in exposures.values()):
+        lines += [
+            "",
+            "Exposure to the task's detection goal at its false-alarm rate, interpolated on the exposure ladder "
+            "('not reached': not by the longest exposure tried), and the ideal detector's exposure over the "
+            "design's (paired on the same volumes; below 1: the ideal needs less):",
+            "",
+            "| design | exposure to the goal (s) | ideal / design, paired |",
+            "|---|---:|---:|",
+        ]
+        for design, value in exposures.items():
+            ratio = res["paired"].get(f"ideal - {design}", {}).get(headline, {}).get("exposure_ratio")
+            reached = _measured(*value) if value and value[0] is not None else "not reached"
+            lines.append(f"| {design} | {reached} | {_measured(*ratio) if ratio and ratio[0] else ''} |")
     momentum = res["paired"].get("ideal_momentum - ideal", {}).get(headline)
     if momentum:
         resolution = res["bounds"]["momentum_resolution"]
