@@ -181,14 +181,14 @@ def scene_results(path: Path) -> dict[str, Any]:
         }
         if f"train/{cell}/score" in data:
             extra |= {"train": _maps(data, "train", cell), "train_target": torch.from_numpy(data["train/target"])}
-        maps = _maps(data, "test", cell)
-        rank = torch.where(maps.measured, maps.score, torch.full_like(maps.score, -math.inf))
+        rank = torch.where(test.measured, test.score, torch.full_like(test.score, -math.inf))
         loc = localisation(rank, torch.from_numpy(data["test/target"]), torch.from_numpy(labels))
         row: dict[str, Any] = {"localisation": list(loc)}
         scores: dict[str, np.ndarray] = {}
+        train_labels = data["train/present"].astype(bool) if "train" in extra else None
         for name in STATISTICS:
             try:
-                s = statistic_scores(name, test, refs, **extra).numpy()
+                s, check = _scores(name, test, refs, extra, train_labels)
             except ValueError as exc:  # a statistic that needs what this file lacks (training volumes)
                 row[name] = {"missing": str(exc)}
                 continue
@@ -197,29 +197,35 @@ def scene_results(path: Path) -> dict[str, Any]:
                 "auc": roc_auc(s, labels).as_list(),
                 "efficiency_at_false_alarm": bootstrap_metric(partial(_efficiency, s, labels), labels).as_list(),
                 "scores": s.tolist(),
+                **check,
             }
             if name != "clean":
                 row[name]["delta_auc_vs_clean"] = paired_auc_difference(s, scores["clean"], labels).as_list()
-        if "train" in extra and "auc" in row.get("learned", {}):
-            row["learned"] |= _learned_overfit(refs, extra, data["train/present"].astype(bool))
         scene["cells"][cell] = row
     return scene
 
 
-def _learned_overfit(refs: PresenceMaps, extra: dict[str, Any], train_labels: np.ndarray) -> dict[str, Any]:
-    """The learned statistic's overfitting check and cost: its AUC on its own training volumes
-    (against the held-out test AUC), its fitted parameter count and the seconds of one fit."""
+def _scores(
+    name: str, test: PresenceMaps, refs: PresenceMaps, extra: dict[str, Any], train_labels: np.ndarray | None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The statistic ``name``'s scores of the test volumes and, for the learned one fitted on
+    training volumes, its overfitting check and cost from the same fit: its AUC on its own
+    training volumes (against the held-out test AUC), its parameter count and the seconds of the fit."""
+    if name != "learned" or train_labels is None:
+        return statistic_scores(name, test, refs, **extra).numpy(), {}
     reference = material_reference(refs, extra["reference_inverse_x0"])
     start = time.perf_counter()
     model = fitted_classifier(extra["train"], extra["train_target"], reference, extra["shape"])
     seconds = time.perf_counter() - start
     with torch.no_grad():
+        on_test = learned_scores(test, reference, model, extra["shape"]).numpy()
         on_train = learned_scores(extra["train"], reference, model, extra["shape"]).numpy()
-    return {
+    check = {
         "train_auc": roc_auc(on_train, train_labels).as_list(),
         "fit_seconds": seconds,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    return on_test, check
 
 
 def markdown(results: dict[str, Any]) -> str:

@@ -183,9 +183,9 @@ def test_localisation_counts_target_volumes_whose_top_voxel_is_the_target():
     assert math.isnan(localisation(rank, target, torch.zeros(4, dtype=torch.bool))[0])
 
 
-def test_a_short_training_with_the_material_statistic_moves_the_design_with_finite_gradients():
-    """The material statistic as the training loss (each batch's clean volumes its references,
-    left out of their own): a few epochs on the clutter crate, every step finite."""
+def _short_crate_training(statistic: str, run_dir=None):
+    """3 epochs of 8 volumes x 3000 muons on the clutter crate with ``statistic`` as the training
+    loss, from ``poor``: the problem, and whether the design moved with every step finite."""
     from dataclasses import replace
     from pathlib import Path
 
@@ -194,9 +194,8 @@ def test_a_short_training_with_the_material_statistic_moves_the_design_with_fini
     from mutomo.optimise.loop import optimise
 
     config = load_config(Path(__file__).resolve().parents[2] / "configs" / "crate_clutter.toml")
-    config = config.model_copy(update={"task": config.task.model_copy(update={"statistic": "material"})})
+    config = config.model_copy(update={"task": config.task.model_copy(update={"statistic": statistic})})
     problem = build_problem(config)
-    assert problem.task.statistic == "material" and problem.task.min_batch == 8
     settings = replace(
         settings_from(config, problem),
         epochs=3,
@@ -207,11 +206,19 @@ def test_a_short_training_with_the_material_statistic_moves_the_design_with_fini
     )
     design = problem.design("poor", ("xy", "z", "size"), None)
     before = {k: v.detach().clone() for k, v in design.state_dict().items()}
-    history = optimise(design, problem, settings, progress=False)
+    history = optimise(design, problem, settings, progress=False, run_dir=run_dir)
     assert not any(r.skipped_step for r in history.records)
     assert all(math.isfinite(r.loss["total"]) for r in history.records)
     after = design.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
+    return problem
+
+
+def test_a_short_training_with_the_material_statistic_moves_the_design_with_finite_gradients():
+    """The material statistic as the training loss (each batch's clean volumes its references,
+    left out of their own): a few epochs on the clutter crate, every step finite."""
+    problem = _short_crate_training("material")
+    assert problem.task.statistic == "material" and problem.task.min_batch == 8
 
 
 def test_the_verdict_says_when_the_statistic_not_the_detector_is_the_limit():
@@ -301,33 +308,10 @@ def test_co_training_gradients_reach_the_maps_through_the_auc_and_the_classifier
 def test_a_short_co_training_with_the_learned_statistic_moves_the_design_and_the_classifier(tmp_path):
     """The learned statistic trained beside the detector: a few epochs on the clutter crate move
     both, every step finite, and the checkpoint holds the classifier for a resumed run."""
-    from dataclasses import replace
-    from pathlib import Path
-
-    from mutomo.config.build import build_problem, settings_from
-    from mutomo.config.schema import load_config
     from mutomo.optimise.checkpoint import load_latest
-    from mutomo.optimise.loop import optimise
 
-    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "crate_clutter.toml")
-    config = config.model_copy(update={"task": config.task.model_copy(update={"statistic": "learned"})})
-    problem = build_problem(config)
+    problem = _short_crate_training("learned", run_dir=tmp_path)
     assert problem.task.statistic == "learned" and problem.task.grid == (12, 8, 8)
-    settings = replace(
-        settings_from(config, problem),
-        epochs=3,
-        volumes_per_epoch=8,
-        muons_per_volume=3000,
-        validation_volumes=0,
-        warmup_epochs=1,
-    )
-    design = problem.design("poor", ("xy", "z", "size"), None)
-    before = {k: v.detach().clone() for k, v in design.state_dict().items()}
-    history = optimise(design, problem, settings, progress=False, run_dir=tmp_path)
-    assert not any(r.skipped_step for r in history.records)
-    assert all(math.isfinite(r.loss["total"]) for r in history.records)
-    after = design.state_dict()
-    assert any(not torch.equal(before[k], after[k]) for k in before)
     classifier = problem.task.module
     assert classifier is not None and bool(classifier.ready)
     assert float(classifier.linear.weight.abs().sum()) > 0

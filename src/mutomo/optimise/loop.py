@@ -288,13 +288,12 @@ def batch_loss(
     return LossBreakdown(task=parts.task.sum(), budget=parts.budget.sum(), cost=parts.cost.sum())
 
 
-def _weighted(total: torch.Tensor, settings: TrainingSettings, epoch: int, scales: dict[str, float]) -> torch.Tensor:
+def _weighted(total: torch.Tensor, settings: TrainingSettings, world: str, scales: dict[str, float]) -> torch.Tensor:
     """The epoch's objective: its loss, or with normalised robust training the loss divided by
-    the running mean of its world's losses (updated here, :data:`WORLD_SCALE_DECAY`), so that
-    each world counts by its relative improvement."""
+    the running mean of the losses in its ``world`` (updated here, :data:`WORLD_SCALE_DECAY`), so
+    that each world counts by its relative improvement."""
     if not settings.systematics or settings.systematics_weighting != "normalised":
         return total
-    world = epoch_variation(settings, epoch).name
     value = abs(float(total.detach()))
     if not math.isfinite(value):
         return total  # a non-finite loss: the step is skipped below
@@ -418,7 +417,8 @@ def optimise(
         parts = training_batch_loss(design, problem, settings, epoch, loss_fn)
         for o in optimisers.values():
             o.zero_grad()
-        objective = _weighted(parts.total, settings, epoch, world_scales)
+        world = epoch_variation(settings, epoch).name  # the world training_batch_loss simulated
+        objective = _weighted(parts.total, settings, world, world_scales)
         if objective.requires_grad:  # else no muon of the batch saw the trainable panels: no gradient
             objective.backward()
         grads = [p.grad for g in optimisers for p in groups[g] if p.grad is not None]
@@ -450,7 +450,7 @@ def optimise(
             skipped_step=not finite,
             seconds=time.perf_counter() - t0,
             design=design.describe(),
-            variation=epoch_variation(settings, epoch).name,
+            variation=world,
         )
         history.records.append(record)
         report.epoch(epoch, record.loss, validation)

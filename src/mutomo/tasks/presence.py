@@ -280,9 +280,8 @@ class Presence(TaskKind):
                 "(raise evaluation.calibration_volumes)"
             )
         maps = calibration.maps
-        rows = [PresenceMaps(maps.score[m], maps.sigma[m], maps.measured[m]) for m in (clean, held)]
-        reference = material_reference(rows[0], calibration.inverse_x0[clean])
-        model = fitted_classifier(rows[1], calibration.target[held], reference, self.grid)
+        reference = material_reference(maps.rows(clean), calibration.inverse_x0[clean])
+        model = fitted_classifier(maps.rows(held), calibration.target[held], reference, self.grid)
         with torch.no_grad():
             return learned_scores(test.maps, reference, model, self.grid)
 

@@ -163,6 +163,10 @@ class PresenceMaps:
         """One volume's map, flattened (``sigma``: :func:`score_sigma`)."""
         return cls(vmap.score.reshape(-1), score_sigma(vmap).reshape(-1), vmap.measured.reshape(-1))
 
+    def rows(self, index: Tensor) -> PresenceMaps:
+        """The maps of the volumes ``index`` (integer indices or a boolean mask)."""
+        return PresenceMaps(self.score[index], self.sigma[index], self.measured[index])
+
 
 def smooth_max(z: Tensor, temperature: float = 1.0) -> Tensor:
     """``T log mean exp(z / T)`` over the last axis."""
@@ -263,33 +267,33 @@ def material_scores(maps: PresenceMaps, references: PresenceMaps, reference_inve
     return smooth_max(u, MATERIAL_TEMPERATURE)
 
 
-def _rows(maps: PresenceMaps, rows: Tensor) -> PresenceMaps:
-    return PresenceMaps(maps.score[rows], maps.sigma[rows], maps.measured[rows])
+def _batch_reference(maps: PresenceMaps, inverse_x0: Tensor, labels: Tensor) -> tuple[Tensor, MaterialReference]:
+    """A training batch's volumes without the target (their indices) and the material reference
+    they fix together; needs at least 4 of them (each is later left out of its own)."""
+    index = (labels <= 0.5).nonzero().squeeze(-1)
+    if index.numel() < 4:
+        raise MutomoError(
+            "a presence batch with the material or learned statistic needs at least 4 volumes without the target"
+        )
+    return index, material_reference(maps.rows(index), inverse_x0[index])
 
 
-def _batch_scores(
+def _leave_one_out(
     maps: PresenceMaps,
     inverse_x0: Tensor,
-    labels: Tensor,
-    voxel_scores: Callable[[PresenceMaps, MaterialReference], Tensor],
+    index: Tensor,
+    scores: Tensor,
+    volume_scores: Callable[[PresenceMaps, MaterialReference], Tensor],
 ) -> Tensor:
-    """Scores ``(volume,)`` of a training batch by ``voxel_scores`` (maps and the material
-    reference to voxel scores, then a volume's score), its volumes without the target as the
-    references, each of those left out of its own; needs at least 4 of them. The references'
-    levels and noise carry no gradient: the gradient flows through each volume's own map."""
-    clean = labels <= 0.5
-    index = clean.nonzero().squeeze(-1)
-    if index.numel() < 4:
-        raise MutomoError("a presence batch with this statistic needs at least 4 volumes without the target")
-    scores = voxel_scores(maps, material_reference(_rows(maps, index), inverse_x0[index]))
-    out = []
-    for i in range(scores.shape[0]):
-        if bool(clean[i]):
-            others = index[index != i]
-            own = material_reference(_rows(maps, others), inverse_x0[others])
-            out.append(voxel_scores(_rows(maps, torch.tensor([i])), own)[0])
-        else:
-            out.append(scores[i])
+    """``scores (volume,)`` of a batch against its shared reference, with each clean volume
+    (``index``) scored instead by ``volume_scores`` against the reference of the other clean
+    volumes. The references' levels and noise carry no gradient: the gradient flows through each
+    volume's own map."""
+    out = list(scores.unbind(0))
+    for i in index.tolist():
+        others = index[index != i]
+        own = material_reference(maps.rows(others), inverse_x0[others])
+        out[i] = volume_scores(maps.rows(torch.tensor([i])), own)[0]
     return torch.stack(out)
 
 
@@ -298,8 +302,10 @@ def _material_volume_scores(maps: PresenceMaps, reference: MaterialReference) ->
 
 
 def batch_material_scores(maps: PresenceMaps, inverse_x0: Tensor, labels: Tensor) -> Tensor:
-    """Material scores ``(volume,)`` of a training batch (:func:`_batch_scores`)."""
-    return _batch_scores(maps, inverse_x0, labels, _material_volume_scores)
+    """Material scores ``(volume,)`` of a training batch, its volumes without the target as the
+    references, each of those left out of its own (:func:`_leave_one_out`)."""
+    index, shared = _batch_reference(maps, inverse_x0, labels)
+    return _leave_one_out(maps, inverse_x0, index, _material_volume_scores(maps, shared), _material_volume_scores)
 
 
 # ---------------------------------------------------------------------------------- learned
@@ -401,9 +407,14 @@ def learned_scores(
     maps: PresenceMaps, reference: MaterialReference, model: VoxelClassifier, shape: tuple[int, int, int]
 ) -> Tensor:
     """Presence scores ``(volume,)``: smooth maximum of the classifier's voxel logits."""
-    logits = model(voxel_features(maps, reference, shape))
-    logits = torch.where(maps.measured & reference.known, logits, torch.full_like(logits, UNMEASURED))
-    return smooth_max(logits).to(maps.score.dtype)
+    return _logit_scores(model, voxel_features(maps, reference, shape), maps.measured & reference.known)
+
+
+def _logit_scores(model: VoxelClassifier, features: Tensor, usable: Tensor) -> Tensor:
+    """Smooth maximum of the classifier's logits over the ``usable`` voxels, in the features' dtype."""
+    logits = model(features)
+    logits = torch.where(usable, logits, torch.full_like(logits, UNMEASURED))
+    return smooth_max(logits).to(features.dtype)
 
 
 def fitted_classifier(
@@ -425,21 +436,19 @@ def batch_learned_loss(
     shape: tuple[int, int, int],
 ) -> tuple[Tensor, Tensor]:
     """Co-training on one batch: ``(scores, voxel_loss)``. ``scores (volume,)`` are the learned
-    statistic's volume scores (:func:`_batch_scores`, the batch's clean volumes as references),
+    statistic's volume scores (the batch's clean volumes as references, :func:`_leave_one_out`),
     differentiable in the maps and in the classifier; ``voxel_loss`` is the classifier's loss on
     the target volumes' voxel labels, on detached features (it teaches the classifier, not the
     detector). The classifier's standardisation is fixed on the first batch it sees."""
-    clean = labels <= 0.5
-    index = clean.nonzero().squeeze(-1)
-    if index.numel() < 4:
-        raise MutomoError("a presence batch with the learned statistic needs at least 4 volumes without the target")
-    shared = material_reference(_rows(maps, index), inverse_x0[index])
+    index, shared = _batch_reference(maps, inverse_x0, labels)
     features = voxel_features(maps, shared, shape)
     usable = maps.measured & shared.known
     if not bool(model.ready):
         model.standardise_(features, usable)
-    scores = _batch_scores(maps, inverse_x0, labels, lambda m, r: learned_scores(m, r, model, shape))
-    with_target = ~clean
+    scores = _leave_one_out(
+        maps, inverse_x0, index, _logit_scores(model, features, usable), lambda m, r: learned_scores(m, r, model, shape)
+    )
+    with_target = labels > 0.5
     voxel = (
         model.voxel_loss(features.detach()[with_target], target[with_target], usable[with_target])
         if bool((target[with_target] & usable[with_target]).any())
