@@ -170,3 +170,30 @@ def test_mutomo_bound_on_a_configuration(tmp_path, capsys):
 def test_bound_refuses_an_unknown_design_naming_the_option(tmp_path):
     with pytest.raises(ConfigError, match="--design"):
         bound(_tiny(), ["no_such_design"], tmp_path / "b.json", progress=False)
+
+
+def test_a_repeated_bound_with_a_cache_observes_only_the_new_design(tmp_path, monkeypatch):
+    """``--cache``: the second bound of the same configuration reads back what the first observed,
+    observes only the design added since, and gives the same numbers for the designs both saw; a
+    folder holding another configuration's work is refused."""
+    cache = tmp_path / "cache"
+    first = bound(_tiny(bounds=["ideal"]), [], tmp_path / "a.json", progress=False, cache=cache)
+    observed: list[str] = []
+    real = bound.__globals__["observations_cached"]
+
+    def counting(folder, name, *args, **kwargs):
+        if not (folder / "observations" / f"{name}.npz").exists():
+            observed.append(name)
+        return real(folder, name, *args, **kwargs)
+
+    monkeypatch.setitem(bound.__globals__, "observations_cached", counting)
+    second = bound(_tiny(bounds=["ideal"]), ["human_acceptance"], tmp_path / "b.json", progress=False, cache=cache)
+    assert observed == [] and set(second["designs"]) == set(first["designs"])  # human_acceptance is compared
+    later = tmp_path / "later.json"
+    later.write_text(build_problem(_tiny()).design("poor").to_json())
+    third = bound(_tiny(bounds=["ideal"]), [f"later={later}"], tmp_path / "c.json", progress=False, cache=cache)
+    assert observed == ["later"]
+    for name, values in first["designs"].items():
+        assert third["designs"][name]["physical"] == values["physical"]
+    with pytest.raises(ConfigError, match="different configuration"):
+        bound(_tiny(bounds=["ideal"], n_volumes=9), [], tmp_path / "d.json", progress=False, cache=cache)

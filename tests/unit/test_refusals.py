@@ -47,7 +47,12 @@ def tripwire(monkeypatch):
     def refuse(*args, **kwargs):
         raise TripwireError("bad input reached the simulation")
 
-    for module in ("mutomo.app.run", "mutomo.optimise.evaluate", "mutomo.studies.landscape"):
+    for module in (
+        "mutomo.app.observations",
+        "mutomo.app.bound",
+        "mutomo.optimise.evaluate",
+        "mutomo.studies.landscape",
+    ):
         monkeypatch.setattr(sys.modules[module], "observe_design", refuse)
     monkeypatch.setattr(sys.modules["mutomo.app.run"], "optimise", refuse)
 

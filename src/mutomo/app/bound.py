@@ -14,10 +14,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mutomo.app.observations import claim_folder, observations_cached
 from mutomo.config.build import bound_designs, build_design, build_problem, comparison_designs, evaluation_settings
 from mutomo.config.schema import RunConfig
 from mutomo.design.base import Design
-from mutomo.io.files import writable_file
+from mutomo.io.files import writable_dir, writable_file
 from mutomo.optimise.evaluate import DesignObservations, metrics_json, observe_design, summarise
 from mutomo.optimise.metric_text import metric_label, value_text
 from mutomo.optimise.problem import Problem
@@ -27,11 +28,18 @@ from mutomo.studies.bounds import IDEAL, IDEAL_MOMENTUM, bound_entries
 START = "start"
 
 
-def bound(config: RunConfig, designs: list[str], json_path: Path, progress: bool = True) -> dict[str, Any]:
+def bound(
+    config: RunConfig, designs: list[str], json_path: Path, progress: bool = True, cache: Path | None = None
+) -> dict[str, Any]:
     """Evaluate the start, the compared designs, ``designs`` (names, files, or ``LABEL=FILE``) and
     the bounds of ``config`` (both bounds when ``evaluation.bounds`` is empty); write and return the
-    result (module docstring)."""
+    result (module docstring). With ``cache``, every design's observations are kept in that folder
+    (:mod:`mutomo.app.observations`) and a repeated bound of the same configuration observes only
+    the designs it has not seen, e.g. a design trained since, on the same volumes and muons."""
     writable_file(json_path, "--json")
+    if cache is not None:
+        cache = writable_dir(cache, "--cache")
+        claim_folder(cache, config, "give another --cache")
     if not config.evaluation.bounds:
         config = config.model_copy(
             update={"evaluation": config.evaluation.model_copy(update={"bounds": [IDEAL, IDEAL_MOMENTUM]})}
@@ -50,7 +58,11 @@ def bound(config: RunConfig, designs: list[str], json_path: Path, progress: bool
     for i, (name, (design, where)) in enumerate(named.items()):
         if progress:
             print(f"observing {name} ({i + 1} of {len(named)}) on {settings.n_volumes} test volumes", flush=True)
-        observations[name] = observe_design(design, where, settings)
+        observations[name] = (
+            observe_design(design, where, settings)
+            if cache is None
+            else observations_cached(cache, name, design, where, settings)
+        )
     result: dict[str, Any] = {
         "readouts": list(observations[START].test),
         "designs": {

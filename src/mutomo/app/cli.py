@@ -244,6 +244,13 @@ def _parser() -> argparse.ArgumentParser:
         "design_final.json, or LABEL=FILE to give it a name); repeatable",
     )
     bnd.add_argument("--json", type=Path, default=Path("bound.json"), help="where to write the result")
+    bnd.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="folder keeping every design's observations; a repeated bound of the same configuration "
+        "observes only the designs it has not seen (e.g. one trained since)",
+    )
     rep = sub.add_parser("report", help="(re)write the figures and report.html of a run directory", epilog=EXIT_CODES)
     rep.add_argument("run_dir", type=Path, help="a run directory written by `mutomo optimise`")
     exp = sub.add_parser(
@@ -515,7 +522,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _bound(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     with naming_the_source(args.config):
-        result = bound(config, args.design, args.json)
+        result = bound(config, args.design, args.json, cache=args.cache)
     _print_evaluations(result)
     print("\n".join(share_lines(result)))
     print(f"written to {args.json}")

@@ -44,10 +44,10 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mutomo.app.observations import claim_folder, observations_cached
 from mutomo.config.build import (
     bound_designs,
     build_design,
@@ -65,15 +65,12 @@ from mutomo.optimise.evaluate import (
     DesignObservations,
     EvaluationSettings,
     metrics_json,
-    observe_design,
-    observe_variation,
     paired,
     summarise,
     systematics_json,
 )
 from mutomo.optimise.loop import History, optimise
 from mutomo.optimise.problem import Problem
-from mutomo.optimise.systematics import Variation
 from mutomo.optimise.verdict import no_information, systematics_envelope
 from mutomo.studies.bounds import bound_entries
 
@@ -84,45 +81,6 @@ def _say(line: str) -> None:
 
 TRAINED = ("optimised", "best_validated")
 """The designs a run trains (the others are evaluated as they are)."""
-
-
-def observations_cached(
-    run_dir: Path,
-    name: str,
-    design: Design,
-    problem: Problem,
-    settings: EvaluationSettings,
-    say: Callable[[str], None] | None = None,
-    variation: Variation | None = None,
-) -> DesignObservations:
-    """``design``'s observations, read from ``observations/NAME.npz`` if computed before (with
-    ``NAME.json`` holding the design and the seconds it took); ``say`` reports the evaluation's
-    start and end (a minute or more of work on a large evaluation). With ``variation``, its
-    observations under that systematic variation (``observations/systematics/VARIATION/NAME.npz``)."""
-    folder = run_dir / "observations"
-    if variation is not None:
-        folder = folder / "systematics" / variation.name
-    path = folder / f"{name}.npz"
-    if path.exists():
-        return DesignObservations.load(path)
-    start = time.perf_counter()
-    if say is not None:
-        calibration = settings.calibration_volumes if problem.task.needs_calibration else 0
-        plus = f" + {calibration} calibration" if calibration else ""
-        under = "" if variation is None else f" under {variation.name} ({variation.summary})"
-        say(f"evaluating {name}{under} on {settings.n_volumes} test{plus} volumes x {problem.n_muons:,} muons ...")
-    obs = (
-        observe_design(design, problem, settings)
-        if variation is None
-        else observe_variation(design, problem, settings, variation)
-    )
-    if say is not None:
-        say(f"evaluated {name} in {time.perf_counter() - start:.0f} s")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"design": design.describe(), "seconds": time.perf_counter() - start}
-    path.with_suffix(".json").write_text(json.dumps(record, indent=1))
-    obs.save(path)
-    return obs
 
 
 def write_evaluations(
@@ -196,17 +154,12 @@ def run(
     settings = evaluation_settings(config, problem)
     settings.check_triggers({config.design.start: design, **comparisons})  # before the run folder is written
     run_dir = writable_dir(run_dir if run_dir is not None else config.output.directory, "run directory")
-    saved = run_dir / "config.json"
     if not resume:
         for stale in ("evaluations.json", "timing.json", "history.json", "design_best.json", "design_final.json"):
             (run_dir / stale).unlink(missing_ok=True)
         for folder in ("observations", "checkpoints"):
             shutil.rmtree(run_dir / folder, ignore_errors=True)
-    elif saved.exists() and json.loads(saved.read_text()) != json.loads(config.model_dump_json()):
-        raise ConfigError(
-            f"{run_dir} holds a run with a different configuration; start it afresh (--fresh) or use another --output"
-        )
-    saved.write_text(config.model_dump_json(indent=2))
+    claim_folder(run_dir, config, "start it afresh (--fresh) or use another --output")
     (run_dir / "design_initial.json").write_text(problem.design_json(design))
     start = time.perf_counter()
     designs = {"initial": design_from_description(design.describe(), problem.cost_model), **comparisons}
