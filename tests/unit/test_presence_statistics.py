@@ -317,3 +317,16 @@ def test_a_short_co_training_with_the_learned_statistic_moves_the_design_and_the
     assert float(classifier.linear.weight.abs().sum()) > 0
     state = load_latest(tmp_path)
     assert state is not None and torch.equal(state["inference"]["linear.weight"], classifier.linear.weight.detach())
+
+
+def test_references_with_no_measured_voxel_give_no_evidence_instead_of_failing():
+    """A detector that sees nothing of the volume (e.g. a few seconds of muons, modules far
+    off): every voxel scores UNMEASURED and every volume the same, at chance."""
+    rng = np.random.default_rng(4)
+    refs, inv, _ = _clutter(rng, 6, target=False)
+    blind = PresenceMaps(refs.score, refs.sigma, torch.zeros_like(refs.measured))
+    reference = material_reference(blind, inv)
+    assert not bool(reference.known.any()) and math.isnan(reference.densest_inverse_x0)
+    hot, _, _ = _clutter(rng, 2, target=True)
+    u = material_voxel_scores(PresenceMaps(hot.score, hot.sigma, torch.zeros_like(hot.measured)), reference)
+    assert bool((u == UNMEASURED).all())

@@ -171,6 +171,29 @@ CONFIG_CASES = [
         'extends = "lorry_uranium"\n[designs.poor]\nmodules = []\n',
         r"designs\.poor\.modules",
     ),
+    (
+        "portal_module_too_big.toml",
+        'extends = "border_portal"\n[hodoscope]\nsize = [8.0, 1.5, 0.3]\npanel_heights = [0.0, 0.15, 0.3]\n',
+        r"module 0 \(above\) is 8 m along x, larger than the allowed region's 7 m",
+    ),
+    (
+        "portal_too_many_modules.toml",
+        'extends = "border_portal"\n[designs.poor]\nmodules = [[0.3, 1.25, 4.05], [1.8, 1.25, 4.05], [3.3, 1.25, 4.05], '
+        "[4.8, 1.25, 4.05], [5.8, 1.25, 4.05], [1.0, 1.25, -0.2]]\n",
+        r"design\.start 'poor' \(designs\.poor\): .*modules 3 and 4 overlap",
+    ),
+    ("portal_scan_time.toml", 'extends = "border_portal"\n[task]\nexposure_s = 0\n', r"task\.exposure_s"),
+    (
+        "portal_target_outside.toml",
+        'extends = "border_portal"\n[[scene.objects]]\nname = "cube"\nmaterial = "uranium"\nsize = [0.1, 0.1, 0.1]\n'
+        "low = { min = [0.1, 0.1, 0.1], max = [6.1, 2.3, 2.4] }\n",
+        r"objects\[0\] \(cube\) can reach outside the scene on axis x",
+    ),
+    (
+        "below_fill_without_fill.toml",
+        BASE + "[[scene.objects]]\nmaterial='lead'\nsize=[0.1,0.1,0.1]\nlow=[0.1,0.1,0.1]\nbelow_fill=true\n",
+        r"objects\[0\] \(lead\)\.below_fill needs a fill height",
+    ),
     ("momentum.toml", BASE + "[muons]\nmomentum_range = [10.0, 1.0]\n", r"muons\.momentum_range"),
     (
         "marginal.toml",

@@ -141,12 +141,14 @@ class _Layout:
     region: DesignBounds
     keep_out: list[Box] = field(default_factory=list)
 
+    def sides(self, k: int) -> list[tuple[float, float]]:
+        """The region module ``k``'s box must stay within, on x, y and z (m)."""
+        b = self.region
+        return [b.x, b.y, b.z_above if self.above[k] else b.z_below]
+
     def limits(self, k: int) -> list[tuple[float, float]]:
         """Allowed range of module ``k``'s centre on x, y and z."""
-        hx, hy, hz = (float(v) for v in self.half[k])
-        b = self.region
-        zr = b.z_above if self.above[k] else b.z_below
-        return [(b.x[0] + hx, b.x[1] - hx), (b.y[0] + hy, b.y[1] - hy), (zr[0] + hz, zr[1] - hz)]
+        return [(lo + float(h), hi - float(h)) for (lo, hi), h in zip(self.sides(k), self.half[k], strict=True)]
 
     def clamp_(self, centres: np.ndarray) -> None:
         for k in range(centres.shape[0]):
@@ -307,6 +309,13 @@ class HodoscopeDesign(_Design):
             side = "above" if layout.above[k] else "below"
             for axis, (lo, hi) in enumerate(layout.limits(k)):
                 v = float(c[k, axis])
+                if hi < lo - 1e-6:  # the module does not fit the region on this axis wherever it is put
+                    width = 2 * float(layout.half[k][axis])
+                    region = layout.sides(k)[axis]
+                    raise MutomoError(
+                        f"module {k} ({side}) is {width:.6g} m along {'xyz'[axis]}, larger than the allowed region's "
+                        f"{region[1] - region[0]:.6g} m ([{region[0]:.6g}, {region[1]:.6g}] m)"
+                    )
                 if not lo - 1e-6 <= v <= hi + 1e-6:
                     raise MutomoError(
                         f"module {k} ({side}): centre {'xyz'[axis]} = {v:.6g} m puts its box outside the allowed "

@@ -10,7 +10,10 @@ reported is what the voxels hold:
 * a layer of thickness ``t`` covers ``max(1, round(t / dz))`` voxel layers (clipped at the top);
 * a clutter fill height ``h`` fills the ``round(h / dz)`` lowest layers;
 * an object of size ``s`` covers ``max(1, round(s / d))`` voxels per axis, starting at the voxel
-  edge nearest its drawn lower corner (moved inwards if it would stick out).
+  edge nearest its drawn lower corner (moved inwards if it would stick out);
+* an object ``below_fill`` has its drawn height mapped linearly from its range ``[z_min, z_max]``
+  onto ``[z_min, min(z_max, fill - size)]``: uniform under the fill, and the same draws as
+  without the option (the fill is drawn first).
 
 Objects are painted in the order listed, over the background and over earlier objects.
 """
@@ -28,7 +31,17 @@ from torch import Tensor
 from mutomo.errors import MutomoError
 from mutomo.materials import Material, get_material
 from mutomo.muons.generation import GenerationPlane
-from mutomo.scenes.spec import Choice, ObjectSpec, Scalar, SceneSpec, Uniform, UniformVec, Vector, scalar_bounds
+from mutomo.scenes.spec import (
+    Choice,
+    ObjectSpec,
+    Scalar,
+    SceneSpec,
+    Uniform,
+    UniformVec,
+    Vector,
+    scalar_bounds,
+    vector_bounds,
+)
 from mutomo.volume.grid import PassiveVolume
 
 Vec3 = tuple[float, float, float]
@@ -249,8 +262,13 @@ class Scene:
                 fill = self.z_low + n_fill * dz
         return index, fill
 
-    def _place(self, obj: ObjectSpec, rng: np.random.Generator) -> PlacedObject:
+    def _place(self, obj: ObjectSpec, rng: np.random.Generator, fill: float | None = None) -> PlacedObject:
         size, low = _draw_vector(obj.size, rng), _draw_vector(obj.low, rng)
+        if obj.below_fill and fill is not None:  # the drawn height mapped onto the part of its range under the fill
+            (_, _, z_min), (_, _, z_max) = vector_bounds(obj.low)
+            room = min(z_max, fill - self.z_low - size[2])
+            if z_max > z_min:
+                low = (low[0], low[1], z_min + (low[2] - z_min) * (max(room, z_min) - z_min) / (z_max - z_min))
         lo_idx, hi_idx = [], []
         for axis in range(3):
             v, n_axis = self.voxel_size[axis], self.shape[axis]
@@ -316,7 +334,7 @@ class Scene:
                 keep = bool(u < obj.probability) and allowed
             else:
                 keep = decision
-            position = self._place(obj, rng)  # drawn whether painted or not: keys stay aligned
+            position = self._place(obj, rng, fill)  # drawn whether painted or not: keys stay aligned
             if keep:
                 (a, b, c), (d, e, f) = position.index_low, position.index_high
                 index[a:d, b:e, c:f] = self._material(obj.material)

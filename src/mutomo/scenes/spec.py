@@ -175,6 +175,11 @@ class ObjectSpec(Strict):
     when: Literal["always", "target_present", "target_absent"] = Field(
         "always", description="other objects: always, only with a target, or only without one"
     )
+    below_fill: bool = Field(
+        False,
+        description="the object lies wholly under the drawn fill height (clutter or a target layer): its "
+        "height is drawn over the part of its range that fits beneath it, e.g. contraband under the goods",
+    )
 
     @model_validator(mode="after")
     def _positive(self) -> ObjectSpec:
@@ -224,7 +229,35 @@ class SceneSpec(Strict):
             lo, hi = scalar_bounds(self.background.fill_height)
             if lo < 0 or hi > self.size[2] + 1e-9:
                 raise MutomoError(f"background.fill_height must lie in [0, {self.size[2]}] m; got [{lo}, {hi}]")
+        for i, obj in enumerate(self.objects):
+            if obj.below_fill:
+                self._fits_below_fill(i, obj)
         return self
+
+    def _fits_below_fill(self, i: int, obj: ObjectSpec) -> None:
+        """``objects[i].below_fill``: a fill height exists and its lowest value leaves room for the
+        object above its lowest position."""
+        b = self.background
+        if b.clutter is not None and b.fill_height is not None:
+            lowest_fill = scalar_bounds(b.fill_height)[0]
+        elif b.layers is not None and any(layer.target for layer in b.layers):
+            lowest_fill = 0.0
+            for layer in b.layers:
+                lowest_fill += scalar_bounds(layer.thickness)[0]
+                if layer.target:
+                    break
+        else:
+            raise MutomoError(
+                f"objects[{i}] ({obj.name or obj.material}).below_fill needs a fill height: a clutter background "
+                "with fill_height, or a target layer"
+            )
+        top = vector_bounds(obj.low)[0][2] + vector_bounds(obj.size)[1][2]
+        if top > lowest_fill + 1e-9:
+            raise MutomoError(
+                f"objects[{i}] ({obj.name or obj.material}).below_fill: the fill can be as low as {lowest_fill:.6g} m, "
+                f"under the object's lowest top ({top:.6g} m: low z {vector_bounds(obj.low)[0][2]:.6g} m plus size "
+                f"up to {vector_bounds(obj.size)[1][2]:.6g} m)"
+            )
 
     @property
     def voxel_size(self) -> Vec3:

@@ -188,7 +188,7 @@ class MaterialReference:
         offset: where the densest background material sits (``ln g`` or ``d``).
         log: whether scores are compared as logarithms.
         known: ``(voxel,)`` bool, voxels that enough references measured.
-        densest_inverse_x0: 1/X0 (1/m) of the densest background material.
+        densest_inverse_x0: 1/X0 (1/m) of the densest background material (NaN if no voxel was measured).
     """
 
     level: Tensor
@@ -235,13 +235,14 @@ def material_reference(references: PresenceMaps, reference_inverse_x0: Tensor) -
         noise = torch.sqrt((noise**2 + NOISE_PRIOR_WEIGHT * typical**2) / (1 + NOISE_PRIOR_WEIGHT))
         floor = torch.clamp(NOISE_FLOOR * typical, min=1e-12)
         noise = torch.where(known, torch.maximum(noise, floor), torch.ones_like(noise))
-        # The densest material the references hold in enough voxels.
+        # The densest material the references hold in enough voxels. No voxel measured at all (a
+        # detector that sees nothing of the volume): nothing is known, every voxel scores UNMEASURED.
         inv = reference_inverse_x0.double()
         values, counts = torch.unique(inv[measured], return_counts=True)
         enough = counts >= max(1, math.ceil(DENSEST_MIN_FRACTION * int(measured.sum())))
-        densest = float(values[enough].max()) if bool(enough.any()) else float(values.max())
+        densest = math.nan if values.numel() == 0 else float(values[enough].max() if enough.any() else values.max())
         chosen = measured & known[None, :] & torch.isclose(inv, torch.tensor(densest, dtype=inv.dtype))
-        offset = excess[chosen].median()
+        offset = excess[chosen].median() if bool(chosen.any()) else torch.zeros((), dtype=score.dtype)
     return MaterialReference(level.to(references.score), noise.to(references.score), offset, positive, known, densest)
 
 
