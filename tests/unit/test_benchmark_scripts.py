@@ -213,3 +213,22 @@ def test_systematics_ladle_script_runs_on_a_tiny_input(tmp_path):
     record = json.loads((tmp_path / "r.json").read_text())
     assert record["benchmark"] == "systematics_ladle" and record["results"]["verdicts"] == out["verdicts"]
     assert len(out["verdicts"]) == 3
+
+
+def test_border_portal_operating_point_script_runs_on_a_tiny_input(tmp_path):
+    """Two module counts at a few seconds of scan: every cell sees the same cargos (the same labels),
+    reports AUC and detection with errors and counts the muons in the cube's voxel; the record
+    names its command."""
+    module = load("border_portal")
+    out = tmp_path / "op.json"
+    argv = ["operating-point", "border_portal", "--modules", "2", "3", "--exposures", "4", "--volumes", "8"]
+    result = module.main([*argv, "--references", "4", "--out", str(out)])
+    cells = result["cells"]
+    assert set(cells) == {"K=2 4 s", "K=3 4 s"} and cells["K=2 4 s"]["labels"] == cells["K=3 4 s"]["labels"]
+    for cell in cells.values():
+        assert 0 <= cell["auc"][0] <= 1 and 0 <= cell["detection_at_1pc_false_alarm"][0] <= 1
+        assert cell["muons_in_cube_voxel"][0] >= 0 and cell["generated_muons_per_cargo"] > 0
+        assert cell["reconstructed_muons_per_cargo"] <= cell["generated_muons_per_cargo"]
+    record = json.loads(out.read_text())
+    assert record["command"].startswith("python benchmarks/border_portal.py operating-point border_portal")
+    assert record["results"]["statistic"] == "material"
