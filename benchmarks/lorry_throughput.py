@@ -6,8 +6,8 @@ generated over the scene, propagated through the cargo, hits read out (smooth), 
 ASR map, presence output; then the backward pass to the module positions. Each size runs in a
 fresh process so that its peak resident memory (``ru_maxrss``) is its own.
 
-Run: ``PYTHONPATH=src python benchmarks/lorry_throughput.py [--muons 100000 1000000]``;
-results in benchmarks/README.md.
+Run: ``PYTHONPATH=src python benchmarks/lorry_throughput.py [--muons 100000 1000000] [--config border_portal
+--modules 6]``; results in benchmarks/README.md (any built-in hodoscope benchmark with ``--config``).
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def one(n_muons: int) -> dict[str, float]:
+def one(n_muons: int, config: str = "lorry_uranium", modules: int = 8) -> dict[str, float]:
     import torch
 
     from mutomo.config.build import load_benchmark
     from mutomo.optimise.problem import SMOOTH, key_generator
     from mutomo.studies.starts import tiled_for
 
-    problem = load_benchmark("lorry_uranium")
-    design = tiled_for(problem, 8)
+    problem = load_benchmark(config)
+    design = tiled_for(problem, modules)
     design.module_xy.requires_grad_(True)
     design.module_z.requires_grad_(True)
     sample = problem.sample((0, 9, 0), index=0)
@@ -60,15 +60,19 @@ def one(n_muons: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--muons", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--config", default="lorry_uranium", help="built-in benchmark (e.g. border_portal)")
+    parser.add_argument("--modules", type=int, default=8, help="modules in all, tiled (half above, half below)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(args.one)))
+        print(json.dumps(one(args.one, args.config, args.modules)))
         return
+    print(f"{args.config}, {args.modules} modules tiled")
     print("| muons | forward (s) | backward (s) | muons/s fwd | muons/s fwd+bwd | peak RSS (MiB) | threads |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.muons:
-        run = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True)
+        command = [sys.executable, __file__, "--one", str(n), "--config", args.config, "--modules", str(args.modules)]
+        run = subprocess.run(command, capture_output=True, text=True)
         if run.returncode != 0:
             print(f"| {n:,} | failed: {run.stderr.strip().splitlines()[-1:]} |")
             continue

@@ -578,6 +578,38 @@ def waste_operating_point() -> str:
     return "\n".join(lines) + "\n"
 
 
+def border_portal_operating_point() -> str:
+    """The border portal's tiled placement against scan time and modules a side
+    (benchmarks/results/border_portal/operating_point_*.json, ``benchmarks/border_portal.py``)."""
+    paths = sorted((RESULTS / "border_portal").glob("operating_point_*.json"))
+    if not paths:
+        return "No operating point recorded yet (`python benchmarks/border_portal.py operating-point border_portal`).\n"
+    lines = []
+    for path in paths:
+        rec = json.loads(path.read_text())
+        res = rec["results"]
+        lines += [
+            f"From {_source(path)}: command `{rec['command']}`; {rec['date'][:10]}; commit "
+            f"`{(rec['git_commit'] or '?')[:10]}`; machine: {_machine(rec['machine'])}; load average "
+            f"{rec['load_average_start']} at the start. Inference `{res['inference']}`, momentum `{res['momentum']}`, "
+            f"statistic `{res['statistic']}`, at least {res['trigger_hits']} hits a side.",
+            "",
+            "| modules a side | scan (s) | muons generated | muons reconstructed | muons in the cube's voxel "
+            "(mean, range) | test cargos (with uranium) | AUC | detection at 1 % false alarm |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for cell in sorted(res["cells"].values(), key=lambda c: (c["modules_a_side"], c["scan_s"])):
+            low, high = cell["muons_in_cube_voxel_range"]
+            lines.append(
+                f"| {cell['modules_a_side']} | {cell['scan_s']:g} | {cell['generated_muons_per_cargo']:,} | "
+                f"{cell['reconstructed_muons_per_cargo']:,.0f} | {_measured(*cell['muons_in_cube_voxel'])} "
+                f"({low:.0f}–{high:.0f}) | {cell['test_volumes']} ({cell['with_target']}) | "
+                f"{_measured(*cell['auc'])} | {_measured(*cell['detection_at_1pc_false_alarm'])} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def lab_notes() -> str:
     """benchmarks/README.md, the dated lab notes, with its links made relative to docs/lab-notes.md
     (a Markdown results file, not a page of this site, is named instead of linked)."""
@@ -606,6 +638,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "results_systematics_ladle.md": systematics_ladle,
     "results_waste_operating_point.md": waste_operating_point,
     "results_bounds_waste_block_marginal.md": lambda: bounds("waste_block_marginal"),
+    "results_border_portal_operating_point.md": border_portal_operating_point,
     "lab_notes.md": lab_notes,
 }
 
