@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -235,3 +236,18 @@ def test_a_short_lorry_optimisation_from_the_builtin_configuration(tmp_path):
 
     report = write_run_report(tmp_path / "run")  # the headline readout here is physical_min3
     assert "presence" in report.read_text().lower() and (tmp_path / "run" / "figures" / "presence.svg").exists()
+
+
+def test_tiled_rows_too_close_for_wide_modules_spread_over_the_region_instead():
+    """Eight 1.5 m modules a side over the portal's 2.5 m wide container: two rows 1.25 m apart would
+    overlap, so they go to the ends of the frame's allowed range (touching, 1.5 m apart); the
+    lorry's single row keeps the footprint rule."""
+    from mutomo.config.build import load_benchmark
+    from mutomo.studies.starts import tiled_for
+
+    design = tiled_for(load_benchmark("border_portal"), 16)
+    centres = design.centres.detach().numpy()
+    assert design._layout.overlaps(centres) == []
+    assert sorted(set(np.round(centres[:, 1], 6).tolist())) == pytest.approx([0.5, 2.0])
+    lorry = tiled_for(load_benchmark("lorry_uranium"), 8).centres.detach().numpy()
+    assert lorry[:4, 0].tolist() == pytest.approx([0.5, 1.5, 2.5, 3.5]) and np.allclose(lorry[:, 1], 1.2)

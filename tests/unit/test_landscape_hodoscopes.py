@@ -158,7 +158,7 @@ def test_tiled_placement_is_the_lorry_human_design_and_refuses_what_does_not_fit
     assert eight.above == [True] * 4 + [False] * 4 and valid(eight)
     with pytest.raises(MutomoError, match=">= 2"):
         tiled_placement(lorry.bounds, lorry.scene.box, lorry.hodoscope, 1)
-    wide = HodoscopeModule(size=(3.0, 3.0, 0.3), panel_heights=(0.0, 0.3))
+    wide = HodoscopeModule(size=(4.0, 4.0, 0.3), panel_heights=(0.0, 0.3))  # two do not fit the 6 m region
     with pytest.raises(MutomoError, match="tiled placement of 4 modules does not fit"):
         tiled_placement(lorry.bounds, lorry.scene.box, wide, 4, keep_out=lorry.keep_out)
 

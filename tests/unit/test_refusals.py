@@ -178,8 +178,8 @@ CONFIG_CASES = [
     ),
     (
         "portal_too_many_modules.toml",
-        'extends = "border_portal"\n[designs.poor]\nmodules = [[0.3, 1.25, 4.05], [1.8, 1.25, 4.05], [3.3, 1.25, 4.05], '
-        "[4.8, 1.25, 4.05], [5.8, 1.25, 4.05], [1.0, 1.25, -0.2]]\n",
+        'extends = "border_portal"\n[designs.poor]\nmodules = [[0.3, 1.25, 4.05], [1.8, 1.25, 4.05], '
+        "[3.3, 1.25, 4.05], [4.8, 1.25, 4.05], [5.8, 1.25, 4.05], [1.0, 1.25, -0.2]]\n",
         r"design\.start 'poor' \(designs\.poor\): .*modules 3 and 4 overlap",
     ),
     ("portal_scan_time.toml", 'extends = "border_portal"\n[task]\nexposure_s = 0\n', r"task\.exposure_s"),

@@ -453,6 +453,18 @@ class HodoscopeDesign(_Design):
         )
 
 
+def _spread(n: int, footprint: tuple[float, float], region: tuple[float, float], size: float) -> list[float]:
+    """``n`` centres evenly over the scene's ``footprint`` (the middles of ``n`` equal parts);
+    where that pitch is narrower than the module (``size``), evenly over the region's allowed
+    centre range instead (its ends included), so that a wide module's rows touch instead of
+    overlapping when the region has the room."""
+    lo, hi = footprint
+    if n == 1 or (hi - lo) / n >= size - 1e-9:
+        return [lo + (i + 0.5) * (hi - lo) / n for i in range(n)]
+    first, last = region[0] + size / 2, region[1] - size / 2
+    return [first + i * (last - first) / (n - 1) for i in range(n)]
+
+
 def tiled_placement(
     region: DesignBounds,
     scene_box: Box,
@@ -465,7 +477,8 @@ def tiled_placement(
     """The human tiling of ``k`` (>= 2) modules around a scene: ``ceil(k/2)`` above it, as low
     as the region allows (the box's bottom on ``region.z_above``'s lower end), and ``k // 2``
     below it, as high as allowed; on each side spread evenly over the scene's footprint (its
-    ``(x0, x1, y0, y1, z0, z1)`` box, m), up to four along x, then further rows along y.
+    ``(x0, x1, y0, y1, z0, z1)`` box, m), up to four along x, then further rows along y (rows or
+    columns that the footprint cannot hold without overlap spread over the region instead).
 
     ``keep_out`` and ``design`` (e.g. ``trainable``, ``cost_model``, ``free``) go to
     :class:`HodoscopeDesign` (default: nothing trainable). Raises :class:`MutomoError` when the
@@ -487,9 +500,10 @@ def tiled_placement(
     for n, z in ((math.ceil(k / 2), z_above), (k // 2, z_below)):
         columns = min(n, 4)
         rows = math.ceil(n / columns)
+        xs = _spread(columns, (x0, x1), region.x, module.size[0])
+        ys = _spread(rows, (y0, y1), region.y, module.size[1])
         for i in range(n):
-            c, r = i % columns, i // columns
-            centres.append([x0 + (c + 0.5) * (x1 - x0) / columns, y0 + (r + 0.5) * (y1 - y0) / rows, z])
+            centres.append([xs[i % columns], ys[i // columns], z])
     design.setdefault("trainable", ())
     try:
         return HodoscopeDesign(module, centres, region, keep_out=keep_out, **design)
