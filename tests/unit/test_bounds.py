@@ -197,3 +197,18 @@ def test_a_repeated_bound_with_a_cache_observes_only_the_new_design(tmp_path, mo
         assert third["designs"][name]["physical"] == values["physical"]
     with pytest.raises(ConfigError, match="different configuration"):
         bound(_tiny(bounds=["ideal"], n_volumes=9), [], tmp_path / "d.json", progress=False, cache=cache)
+
+
+def test_a_folder_saved_before_a_field_was_added_is_the_same_configuration(tmp_path):
+    """A configuration saved by an earlier version, without a field added since at its default,
+    still claims its folder (cached work is reused across such upgrades); a changed value does not."""
+    from mutomo.app.observations import claim_folder
+
+    config = parse_config({"extends": "waste_block"})
+    saved = json.loads(config.model_dump_json())
+    for obj in saved["scene"]["objects"]:
+        del obj["below_fill"]  # as written before scene objects had the option
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    claim_folder(tmp_path, config, "remedy")
+    with pytest.raises(ConfigError, match="different configuration; remedy"):
+        claim_folder(tmp_path, parse_config({"extends": "waste_block", "task": {"exposure_s": 300}}), "remedy")

@@ -10,9 +10,11 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 from mutomo.config.schema import ConfigError, RunConfig
 from mutomo.design.base import Design
+from mutomo.errors import MutomoError
 from mutomo.optimise.evaluate import DesignObservations, EvaluationSettings, observe_design, observe_variation
 from mutomo.optimise.problem import Problem
 from mutomo.optimise.systematics import Variation
@@ -22,9 +24,18 @@ def claim_folder(folder: Path, config: RunConfig, remedy: str) -> None:
     """Write ``config`` as ``folder/config.json``, refusing (with ``remedy``) a folder that holds
     the work of a different configuration."""
     saved = folder / "config.json"
-    if saved.exists() and json.loads(saved.read_text()) != json.loads(config.model_dump_json()):
+    if saved.exists() and _as_now(saved) != json.loads(config.model_dump_json()):
         raise ConfigError(f"{folder} holds the work of a different configuration; {remedy}")
     saved.write_text(config.model_dump_json(indent=2))
+
+
+def _as_now(saved: Path) -> dict[str, Any] | None:
+    """The configuration saved in ``saved`` as this version's schema reads it (a field added since,
+    at its default, is the same configuration), or ``None`` if it no longer reads."""
+    try:
+        return cast(dict[str, Any], json.loads(RunConfig.model_validate_json(saved.read_text()).model_dump_json()))
+    except (ValueError, MutomoError):
+        return None
 
 
 def observations_cached(
