@@ -70,9 +70,12 @@ def _observe(problem: Any, settings: Any, design: Any, stream: int, n: int, clea
             vmap = method(data, sample.volume)
             maps = PresenceMaps.of(vmap)
             mask = sample.target_mask().reshape(-1)
-            score.append(maps.score), sigma.append(maps.sigma), measured.append(maps.measured)
+            score.append(maps.score)
+            sigma.append(maps.sigma)
+            measured.append(maps.measured)
             inverse_x0.append((1.0 / sample.volume.x0).reshape(-1).double())
-            target.append(mask), present.append(bool(sample.present))
+            target.append(mask)
+            present.append(bool(sample.present))
             weight = vmap.weight.reshape(-1)
             in_target.append(float(weight[mask].mean()) if bool(mask.any()) else float("nan"))
             muons.append(float(data.weight.sum()))
@@ -99,7 +102,7 @@ def _cell(problem: Any, settings: Any, design: Any, args: argparse.Namespace, la
     test = _observe(problem, settings, design, TEST_STREAM, args.volumes, False, say("test"))
     refs = _observe(problem, settings, design, CALIBRATION_STREAM, args.references, True, say("references"))
     scores = statistic_scores(
-        problem.task.statistic,
+        args.statistic,
         test["maps"],
         refs["maps"],
         reference_inverse_x0=refs["inverse_x0"],
@@ -128,6 +131,7 @@ def operating_point(args: argparse.Namespace) -> dict[str, Any]:
     config = load_config(args.config)
     problem = build_problem(config)
     settings = evaluation_settings(config)
+    args.statistic = config.task.statistic
     cells: dict[str, Any] = {}
     for k in args.modules:
         design = tiled_for(problem, 2 * k)
@@ -146,7 +150,7 @@ def operating_point(args: argparse.Namespace) -> dict[str, Any]:
         "configuration": config.name,
         "inference": problem.task.inference,
         "momentum": config.task.momentum,
-        "statistic": problem.task.statistic,
+        "statistic": config.task.statistic,
         "trigger_hits": settings.min_hits[0],
         "cells": cells,
     }
