@@ -36,11 +36,9 @@ import torch
 from mutomo.benchrecord import load_average, new_record
 from mutomo.config import load_config
 from mutomo.config.build import build_problem, evaluation_settings
-from mutomo.detector.readout import physical_readout
 from mutomo.optimise.evaluate import CALIBRATION_STREAM, TEST_STREAM
 from mutomo.optimise.problem import key_generator
 from mutomo.reco.methods import voxel_method
-from mutomo.simulate import simulate
 from mutomo.studies.starts import tiled_for
 from mutomo.tasks.metrics import bootstrap_metric, efficiency_at_false_alarm, roc_auc
 from mutomo.tasks.presence_statistics import PresenceMaps, statistic_scores
@@ -50,7 +48,9 @@ FALSE_ALARM = 0.01
 
 
 def _observe(problem: Any, settings: Any, design: Any, stream: int, n: int, clean: bool, say: Any) -> dict[str, Any]:
-    """Maps, truth and muon counts of ``n`` volumes of ``stream`` seen by ``design``."""
+    """Maps, truth and muon counts of ``n`` volumes of ``stream`` seen by ``design``, measured as
+    the evaluation measures them (:meth:`~mutomo.optimise.problem.Problem.measured`, its keys and
+    its headline physical readout)."""
     detector = design.detector()
     method = voxel_method(problem.task.inference)
     score, sigma, measured, inverse_x0, target, present, in_target, muons = [], [], [], [], [], [], [], []
@@ -58,15 +58,10 @@ def _observe(problem: Any, settings: Any, design: Any, stream: int, n: int, clea
         for i in range(n):
             key = (settings.seed, stream, i)
             sample = problem.sample(key, index=i, clean=clean)
-            result = simulate(
-                detector, sample.volume, problem.source, problem.n_muons, key_generator((*key, 0)),
-                step_length=problem.step_length,
+            (data,) = problem.measured(
+                detector, sample, problem.n_muons, key_generator((*key, 0)), (settings.headline,),
+                readout_generator=key_generator((*key, 1)),
             )  # fmt: skip
-            gen = key_generator((*key, 1))
-            trigger = settings.min_hits[0]
-            above = physical_readout(result.hits_above, detector, "above", result.muons_in.weight, gen, trigger)
-            below = physical_readout(result.hits_below, detector, "below", result.muons_out.weight, gen, trigger)
-            data = problem.measure(above, below, result, sample)
             vmap = method(data, sample.volume)
             maps = PresenceMaps.of(vmap)
             mask = sample.target_mask().reshape(-1)
@@ -91,7 +86,9 @@ def _observe(problem: Any, settings: Any, design: Any, stream: int, n: int, clea
     }
 
 
-def _cell(problem: Any, settings: Any, design: Any, args: argparse.Namespace, label: str) -> dict[str, Any]:
+def _cell(
+    problem: Any, settings: Any, design: Any, statistic: str, args: argparse.Namespace, label: str
+) -> dict[str, Any]:
     start = time.time()
 
     def say(part: str) -> Any:
@@ -102,7 +99,7 @@ def _cell(problem: Any, settings: Any, design: Any, args: argparse.Namespace, la
     test = _observe(problem, settings, design, TEST_STREAM, args.volumes, False, say("test"))
     refs = _observe(problem, settings, design, CALIBRATION_STREAM, args.references, True, say("references"))
     scores = statistic_scores(
-        args.statistic,
+        statistic,
         test["maps"],
         refs["maps"],
         reference_inverse_x0=refs["inverse_x0"],
@@ -131,15 +128,15 @@ def operating_point(args: argparse.Namespace) -> dict[str, Any]:
     config = load_config(args.config)
     problem = build_problem(config)
     settings = evaluation_settings(config)
-    args.statistic = config.task.statistic
     cells: dict[str, Any] = {}
     for k in args.modules:
         design = tiled_for(problem, 2 * k)
         for seconds in args.exposures:
             at = replace(problem, n_muons=max(10, round(problem.n_muons * seconds / problem.exposure_s)))
             label = f"K={k} {seconds:g} s"
-            cells[label] = {"modules_a_side": k, "scan_s": seconds, **_cell(at, settings, design, args, label)}
-            row = cells[label]
+            cell = _cell(at, settings, design, config.task.statistic, args, label)
+            row = {"modules_a_side": k, "scan_s": seconds, **cell}
+            cells[label] = row
             print(
                 f"{label}: AUC {row['auc'][0]:.3f} +- {row['auc'][1]:.3f}, detection at 1 % false alarm "
                 f"{row['detection_at_1pc_false_alarm'][0]:.3f} +- {row['detection_at_1pc_false_alarm'][1]:.3f}, "
@@ -151,7 +148,7 @@ def operating_point(args: argparse.Namespace) -> dict[str, Any]:
         "inference": problem.task.inference,
         "momentum": config.task.momentum,
         "statistic": config.task.statistic,
-        "trigger_hits": settings.min_hits[0],
+        "trigger_hits": settings.headline.min_hits,
         "cells": cells,
     }
 

@@ -586,13 +586,12 @@ def border_portal_operating_point() -> str:
         return "No operating point recorded yet (`python benchmarks/border_portal.py operating-point border_portal`).\n"
     lines = []
     for path in paths:
-        rec = json.loads(path.read_text())
+        rec = json.loads(path.read_text()) | {"_path": path}
         res = rec["results"]
         lines += [
-            f"From {_source(path)}: command `{rec['command']}`; {rec['date'][:10]}; commit "
-            f"`{(rec['git_commit'] or '?')[:10]}`; machine: {_machine(rec['machine'])}; load average "
-            f"{rec['load_average_start']} at the start. Inference `{res['inference']}`, momentum `{res['momentum']}`, "
-            f"statistic `{res['statistic']}`, at least {res['trigger_hits']} hits a side.",
+            *_record_header(rec),
+            f"Inference `{res['inference']}`, momentum `{res['momentum']}`, statistic `{res['statistic']}`, at least "
+            f"{res['trigger_hits']} hits a side.",
             "",
             "| modules a side | scan (s) | muons generated | muons reconstructed | muons in the cube's voxel "
             "(mean, range) | test cargos (with uranium) | AUC | detection at 1 % false alarm |",

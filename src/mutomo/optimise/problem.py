@@ -179,6 +179,20 @@ class Problem:
         differentiable in the detector's parameters). In the world of :attr:`variation`: the
         detector as built, the muons of its sky, scattering and rate; the hits read back as the
         design (``detector``) says."""
+        measured = self.measured(detector, sample, n_muons, generator, readouts, readout_generator)
+        return [self.task.output(data, sample) for data in measured]
+
+    def measured(
+        self,
+        detector: Detector,
+        sample: VolumeSample,
+        n_muons: int,
+        generator: torch.Generator,
+        readouts: Sequence[Readout] = (SMOOTH,),
+        readout_generator: torch.Generator | None = None,
+    ) -> list[ScatterData]:
+        """What :meth:`observe` hands the task for each of ``readouts``: the fitted tracks with
+        their momenta (:meth:`measure`), for a reconstruction of one's own (e.g. voxel maps)."""
         world = self.variation
         built = world.as_built.build(detector)  # the detector as built: the design unless a variation says
         sky = world.sky if world.sky is not None else self.source
@@ -204,7 +218,7 @@ class Problem:
             # The reconstruction reads the hits believing the design (positions, heights, resolutions).
             above = world.as_built.recorded(above, detector, built, "above")
             below = world.as_built.recorded(below, detector, built, "below")
-            outputs.append(self.task.output(self.measure(above, below, result, sample), sample))
+            outputs.append(self.measure(above, below, result, sample))
         return outputs
 
     def design(
