@@ -33,6 +33,7 @@ from mutomo import runtime
 from mutomo.detector import Detector
 from mutomo.muons import FluxSource
 from mutomo.reco import compute_scatters, extended_poca, measure, poca_within_height
+from mutomo.reco.voxelise import tail_share
 from mutomo.reco.x0 import PocaX0
 from mutomo.studies.reference_geometries import detector, source, volume
 from mutomo.volume import PassiveVolume, propagate_straight, propagate_volume
@@ -100,7 +101,7 @@ def _stage_times(det: Detector, vol: PassiveVolume, src: FluxSource, n: int, see
     poca = time.process_time() - start
     start = time.process_time()
     points = poca_within_height(scatters.poca, data.incoming, data.outgoing, vol)
-    extended_poca(points, scatters.poca_covariance, data.weight, vol).sparse()
+    extended_poca(points, scatters.poca_covariance, data.weight, vol).sparse(tail_share(points.dtype))
     spread = time.process_time() - start
     return {
         "generation": out["generation"],

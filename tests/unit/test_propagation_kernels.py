@@ -9,7 +9,7 @@ import torch
 
 from mutomo import runtime
 from mutomo.muons import FluxSource, GenerationPlane, TabulatedFlux
-from mutomo.volume import PassiveVolume, propagate_volume
+from mutomo.volume import PassiveVolume, propagate_volume, scattering
 from mutomo.volume import propagation as propagation_module
 
 
@@ -109,3 +109,37 @@ def test_compiled_kernels_agree_with_the_plain_ones(dtype):
         & ((fused.momentum - plain.momentum).abs() < tol * plain.momentum)
     )
     assert float(close[alive].to(dtype).mean()) > 0.999
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hard_scatters_of_a_few_muons_are_those_of_every_muon(dtype):
+    """The plain kernels evaluate the single scatters only for the muons that have one in the step
+    (~1 %): the same angles and the same gradients as evaluating every muon."""
+    n = 20_000
+    gen = torch.Generator().manual_seed(5)
+    u_hard, u_phi, u_accept = torch.rand(3, n, generator=gen, dtype=dtype)
+    d_chi2 = (torch.rand(n, generator=gen, dtype=dtype) * 1e-6).requires_grad_()
+    cut2 = (torch.rand(n, generator=gen, dtype=dtype) * 2e-5 + 1e-6).requires_grad_()
+    inv_nuclear2 = torch.rand(n, generator=gen, dtype=dtype) * 1e5  # enters only the acceptance test
+    inputs = (u_hard, u_phi, u_accept, d_chi2, cut2, inv_nuclear2)
+    every = scattering.hard_scatters(*inputs)
+    few = scattering._hard_scatters_of_few(*inputs)
+    assert 0 < int((every[0] != 0).sum()) < 0.2 * n
+    weights = torch.randn(2, n, generator=gen, dtype=dtype)
+    grads = []
+    for out in (every, few):
+        assert all(torch.equal(a, b) for a, b in zip(out, every, strict=True))
+        grads.append(torch.autograd.grad((weights[0] * out[0] + weights[1] * out[1]).sum(), (d_chi2, cut2)))
+    for a, b in zip(*grads, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_plain_propagation_with_hard_scatters_of_a_few_muons_is_unchanged(monkeypatch):
+    """The whole propagation with the single scatters of a few muons gives, bit for bit, what
+    evaluating them for every muon gives."""
+    volume, muons = _volume(), _muons()
+    few = propagate_volume(muons, volume, generator=torch.Generator().manual_seed(6))
+    monkeypatch.setattr(scattering, "_hard_scatters_of_few", scattering.hard_scatters)
+    every = propagate_volume(muons, volume, generator=torch.Generator().manual_seed(6))
+    for name in ("position", "direction", "momentum", "weight", "path_x0"):
+        assert torch.equal(getattr(few, name), getattr(every, name)), name

@@ -73,7 +73,14 @@ from mutomo.errors import MutomoError
 from mutomo.reco.maps import ScatterData, VoxelMap
 from mutomo.reco.poca import Scatters
 from mutomo.reco.track_fit import Tracks
-from mutomo.reco.voxelise import VoxelWeights, extended_poca, poca_voxel_weights, poca_within_height, scatter_sum
+from mutomo.reco.voxelise import (
+    VoxelWeights,
+    extended_poca,
+    poca_voxel_weights,
+    poca_within_height,
+    scatter_sum,
+    tail_share,
+)
 from mutomo.units import HIGHLAND_E0, HIGHLAND_LOG_COEFF, MUON_MASS
 from mutomo.volume.grid import PassiveVolume
 from mutomo.volume.scattering import highland_inverse
@@ -262,8 +269,10 @@ class HighlandX0Inferrer:
         for _ in range(self.truncation_passes):
             s2 = gather(sigma2.clamp(min=SIGMA2_FLOOR), idx)  # (mu, W)
             total_var = s2[..., None] + m2[:, None, :]  # (mu, W, 2)
-            keep = (u2[:, None, :] < CORE_K**2 * total_var).to(w.dtype)
-            big_w = (w / (s2 + m_bar) ** 2)[..., None] * keep  # (mu, W, 2)
+            keep = u2[:, None, :] < CORE_K**2 * total_var
+            # where, not a product with a float mask: the same values and gradient, and autograd
+            # keeps a bool mask instead of a float one (memory at 1e5 muons).
+            big_w = torch.where(keep, (w / (s2 + m_bar) ** 2)[..., None], 0.0)  # (mu, W, 2)
             big_w = _peak_scaled(big_w, idx, size)
             num = scatter_sum(idx, (big_w * est).sum(-1), size)
             den = scatter_sum(idx, big_w.sum(-1), size)
@@ -338,7 +347,8 @@ class PocaX0:
         sc = data.scatters
         poca = poca_within_height(sc.poca, data.incoming, data.outgoing, volume)
         if self.extended:
-            voxels = extended_poca(poca, sc.poca_covariance, data.weight, volume, self.half_width).sparse()
+            window = extended_poca(poca, sc.poca_covariance, data.weight, volume, self.half_width)
+            voxels = window.sparse(tail_share(poca.dtype))  # the floor's far tails dropped
         else:
             voxels = poca_voxel_weights(poca, data.weight, volume)
         voxels = voxels.per_batch(data.batch, data.batch_shape, math.prod(volume.shape))

@@ -128,6 +128,7 @@ def propagate_volume(
     constants = dataclasses.astuple(params)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (volume.x0, muons.position, muons.direction))
     enter, scatter = _kernels(scattering and energy_loss and not grad)
+    compiled = enter is not _step_enter  # the plain kernels evaluate the rare hard scatters on their own
     for iz in reversed(range(volume.shape[2])):
         table, materials = volume.layer_properties(iz)
         columns = table.T.contiguous()  # (4, cells): one gather per step fetches all four
@@ -148,7 +149,7 @@ def propagate_volume(
                 kinetic_after, stopped = kinetic, torch.zeros_like(weight, dtype=torch.bool)
             x, y, direction, momentum, weight, x0_acc, state_tuple = scatter(
                 x, y, direction, momentum, kinetic_after, weight, x0_acc, _state_tuple(state), ds, slope_x, slope_y,
-                props, randoms, stopped, dz, constants, energy_loss,
+                props, randoms, stopped, dz, constants, energy_loss, not compiled,
             )  # fmt: skip
             state = ScatterState(*state_tuple)
             kinetic = kinetic_after
@@ -224,10 +225,12 @@ def _step_scatter(
     dz: float,
     constants: tuple[Any, ...],
     energy_loss: bool,
+    hard_subset: bool = False,
 ) -> tuple[Tensor, Tensor, Components, Tensor, Tensor, Tensor, StateTuple]:
     """Second half of a step, pure: scatter (when ``randoms``, :func:`draw_scatter_blocks`' normals
     and uniforms, are given), move, and weight out the muons that stopped or turned
-    (near-)horizontal; returns ``x, y, direction, momentum, weight, path_x0, state``."""
+    (near-)horizontal; returns ``x, y, direction, momentum, weight, path_x0, state``.
+    ``hard_subset``: :func:`~mutomo.volume.scattering.scatter_step`'s, for the plain kernels."""
     x0, tail_x0, screening_p2, nuclear_p = props.unbind(0)
     momentum_after = torch.sqrt(kinetic_after * (kinetic_after + 2 * MUON_MASS)) if energy_loss else momentum
     new_x, new_y = x + dz * slope_x, y + dz * slope_y
@@ -239,8 +242,9 @@ def _step_scatter(
         params = ScatterParameters(*constants)
         before = ScatterState(*state)
         new_direction, (disp_x, disp_y), scattered = scatter_step(
-            direction, p_mid, beta, before, ds, x0, tail_x0, screening_p2, nuclear_p, rows_of(*randoms), params
-        )
+            direction, p_mid, beta, before, ds, x0, tail_x0, screening_p2, nuclear_p, rows_of(*randoms), params,
+            hard_subset,
+        )  # fmt: skip
         new_state = _state_tuple(scattered)
         new_x, new_y = new_x + disp_x, new_y + disp_y
     # Stopped or (near-)horizontal muons get weight 0; they keep moving with finite values.

@@ -250,6 +250,7 @@ def scatter_step(
     nuclear_p: Tensor,
     randoms: Tensor,
     params: ScatterParameters = DEFAULT_SCATTER,
+    hard_subset: bool = False,
 ) -> tuple[Components, tuple[Tensor, Tensor], ScatterState]:
     """Scatter muons over one step; pure function.
 
@@ -267,6 +268,9 @@ def scatter_step(
         nuclear_p: ``(mu,)`` ``hbar c / R_nucleus`` of the material (GeV).
         randoms: ``(7, mu)``: four rows of standard normals, then three of uniforms in [0, 1).
         params: model constants.
+        hard_subset: evaluate the single scatters only for the muons that have one in this step
+            (~1 %; :func:`hard_scatters` on them, the same numbers): faster op by op, but a
+            data-dependent selection that a compiled kernel would break on.
 
     Returns:
         ``(new_direction (dx, dy, dz), displacement (x, y), new_state)``, each component
@@ -294,20 +298,13 @@ def scatter_step(
 
     z_angle_x, z_angle_y, z_disp_x, z_disp_y, u_hard, u_phi, u_accept = randoms.unbind(0)
 
-    # Hard single scatters: Poisson mean d_chi2 / cut^2 (<< 1 per step; at most one is drawn).
-    mean_hard = (d_chi2 / cut2_new.clamp(min=1e-300)).clamp(max=1.0)
-    is_hard = u_hard < mean_hard
-    v = (u_hard / mean_hard.clamp(min=1e-300)).clamp(min=1e-12, max=1.0)
-    hard2 = cut2_new / v
-    hard_angle = torch.sqrt(hard2)
-    form_factor = (1.0 + hard2 * inv_nuclear2) ** -4
-    hard_angle = torch.where(is_hard & (u_accept < form_factor), hard_angle, torch.zeros_like(hard_angle))
+    hard = (u_hard, u_phi, u_accept, d_chi2, cut2_new, inv_nuclear2)
+    hard_x, hard_y = _hard_scatters_of_few(*hard) if hard_subset else hard_scatters(*hard)
     if not params.single_scatter:
-        hard_angle = torch.zeros_like(hard_angle)
-    phi = (2 * math.pi) * u_phi
+        hard_x, hard_y = torch.zeros_like(hard_x), torch.zeros_like(hard_y)
 
-    theta_x = (core_sigma * z_angle_x + hard_angle * torch.cos(phi)).clamp(-params.max_angle, params.max_angle)
-    theta_y = (core_sigma * z_angle_y + hard_angle * torch.sin(phi)).clamp(-params.max_angle, params.max_angle)
+    theta_x = (core_sigma * z_angle_x + hard_x).clamp(-params.max_angle, params.max_angle)
+    theta_y = (core_sigma * z_angle_y + hard_y).clamp(-params.max_angle, params.max_angle)
 
     e1, e2 = perpendicular_basis(*direction)
     tan_x, tan_y = torch.tan(theta_x), torch.tan(theta_y)
@@ -322,6 +319,44 @@ def scatter_step(
     disp_2 = step_length * (core_sigma * z_disp_y / math.sqrt(12.0) + 0.5 * theta_y)
     displacement = (disp_1 * e1[0] + disp_2 * e2[0], disp_2 * e2[1])
     return new_direction, displacement, new_state
+
+
+def hard_scatters(
+    u_hard: Tensor, u_phi: Tensor, u_accept: Tensor, d_chi2: Tensor, cut2: Tensor, inv_nuclear2: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The single scatters of a step, projected: ``(theta_x, theta_y)`` of the hard scatter each
+    muon has (0 for most), each ``(mu,)``.
+
+    Their number is Poisson with mean ``d chi_c^2 / cut^2`` (<< 1 per step, so at most one is
+    drawn: where ``u_hard`` falls below the mean), the angle follows ``P(> theta) = (cut /
+    theta)^2`` (``u_hard`` rescaled to the unit interval is the draw), thinned by the nuclear
+    form factor ``(1 + theta^2 / (s theta_N^2))^-4`` (accepted where ``u_accept`` is below it),
+    at azimuth ``2 pi u_phi`` (module docstring).
+    """
+    mean_hard = (d_chi2 / cut2.clamp(min=1e-300)).clamp(max=1.0)
+    is_hard = u_hard < mean_hard
+    v = (u_hard / mean_hard.clamp(min=1e-300)).clamp(min=1e-12, max=1.0)
+    hard2 = cut2 / v
+    hard_angle = torch.sqrt(hard2)
+    form_factor = (1.0 + hard2 * inv_nuclear2) ** -4
+    hard_angle = torch.where(is_hard & (u_accept < form_factor), hard_angle, torch.zeros_like(hard_angle))
+    phi = (2 * math.pi) * u_phi
+    return hard_angle * torch.cos(phi), hard_angle * torch.sin(phi)
+
+
+def _hard_scatters_of_few(
+    u_hard: Tensor, u_phi: Tensor, u_accept: Tensor, d_chi2: Tensor, cut2: Tensor, inv_nuclear2: Tensor
+) -> tuple[Tensor, Tensor]:
+    """:func:`hard_scatters` evaluated only where a muon has a hard scatter (``u_hard`` below the
+    Poisson mean, ~1 % of the muons in a step), 0 elsewhere: the same values (up to the sign of
+    a zero) at a fifth of the cost of the plain step's ~20 full-length operations."""
+    few = torch.nonzero(u_hard < (d_chi2 / cut2.clamp(min=1e-300)).clamp(max=1.0)).squeeze(1)
+    zero = torch.zeros_like(d_chi2)
+    if few.numel() == 0:
+        return zero, zero
+    picked = (t.index_select(0, few) for t in (u_hard, u_phi, u_accept, d_chi2, cut2, inv_nuclear2))
+    hard_x, hard_y = hard_scatters(*picked)
+    return zero.index_put((few,), hard_x), zero.index_put((few,), hard_y)
 
 
 def draw_scatter_randoms(
