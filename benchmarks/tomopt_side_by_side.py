@@ -277,6 +277,7 @@ def main() -> None:
         "tomopt_batch": args.tomopt_batch,
         "kernels": args.kernels,
         "device": args.device,
+        "mutomo_warmup": args.warmup,
     }
     record = new_record("tomopt_side_by_side", Path(__file__), {"settings": settings, "rows": rows}, load_at_start)
     if args.json is not None:
