@@ -42,7 +42,7 @@ It downloads TomOpt, so it never runs in ``make test``; the test suite imports i
 mutomo half on a tiny input.
 
 Usage: python benchmarks/tomopt_side_by_side.py [--muons 10000 100000] [--threads 1 2] [--repeats 3]
-    [--kernels plain compiled] [--warmup full|small] [--pin-cpu N] [--json PATH]
+    [--kernels plain compiled] [--warmup full|small] [--json PATH]
 """
 
 from __future__ import annotations
@@ -156,10 +156,8 @@ def torch_and_device(device: str) -> str:
     return f"torch {torch.__version__}, mutomo on {torch.cuda.get_device_name(device)} (TomOpt on the CPU)"
 
 
-def _run(cmd: list[str], env: dict[str, str] | None = None, cpu: int | None = None) -> dict[str, float]:
-    """Run one tool's step in a fresh process (pinned to CPU ``cpu`` if given) and read its JSON line."""
-    pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
-    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, preexec_fn=pin)
+def _run(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if out.returncode != 0:
         tail = out.stderr.strip().splitlines()[-1:] or [f"exit status {out.returncode} (out of memory?)"]
         return {"error": tail[0]}  # type: ignore[dict-item]
@@ -197,13 +195,6 @@ def main() -> None:
         help="mutomo's untimed warm-up step: on as many muons as the timed one (the steady state of a "
         "training loop; default) or on 1,000 (every CPU record before 2026-12-07)",
     )
-    parser.add_argument(
-        "--pin-cpu",
-        type=int,
-        help="run every step of both tools on this one CPU (with --threads 1): on the project's 2-core VM one "
-        "virtual CPU is intermittently ~1.5x slower than the other, so unpinned single-process timings are "
-        "bimodal (benchmarks/README.md, 2026-12-07)",
-    )
     parser.add_argument("--mutomo-worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mutomo_worker:
@@ -236,12 +227,10 @@ def main() -> None:
                     env = {**ALLOCATOR_ENV, "MUTOMO_COMPILE": "1" if kernels == "compiled" else "0"}
                     worker = ["--mutomo-worker", str(n), str(threads), str(in_process), "--device", args.device]
                     worker += ["--warmup", args.warmup]
-                    runs[kernels].append(
-                        _run([sys.executable, __file__, *worker], env, args.pin_cpu)
-                    )  # its CLI's allocator
+                    runs[kernels].append(_run([sys.executable, __file__, *worker], env))  # its CLI's allocator
                 if with_tomopt and r < args.tomopt_repeats:
                     step = [str(python), "-c", TOMOPT_STEP, str(n), str(threads), str(args.tomopt_batch)]
-                    runs["tomopt"].append(_run(step, cpu=args.pin_cpu))
+                    runs["tomopt"].append(_run(step))
             loads.append(load_average())
             med, cpu, gpu = {}, {}, {}
             for tool, results in runs.items():
@@ -289,7 +278,6 @@ def main() -> None:
         "kernels": args.kernels,
         "device": args.device,
         "mutomo_warmup": args.warmup,
-        "pinned_cpu": args.pin_cpu,
     }
     record = new_record("tomopt_side_by_side", Path(__file__), {"settings": settings, "rows": rows}, load_at_start)
     if args.json is not None:
