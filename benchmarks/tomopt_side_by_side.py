@@ -119,10 +119,12 @@ def mutomo_step(n: int, threads: int, device: str = "cpu", repeats: int = 1, war
     ``warmup = "full"``: the warm-up step has the timed steps' ``n`` muons, so the timed step is
     the steady state of a training loop (the heap, or the GPU's caching allocator, already holds a
     step's memory; with compiled kernels the compiled shapes are those of the timed steps). On the
-    CPU a first step at a new size pays the growth of the heap to it, page by page: 0.36 s instead
-    of 0.22 s at 1e4 muons, ~1.6 s instead of ~1.35 s at 1e5 (2026-12-07). TomOpt needs no such
-    warm-up: it steps in batches of ``--tomopt-batch`` muons, and its one warm-up batch is
-    already its steady state. ``"small"``: 1,000 muons, as every CPU record before 2026-12-07."""
+    CPU a first step at a new size pays the growth of the heap to it, page by page: at 1e5 muons
+    the first step after a 1,000-muon warm-up was the slowest of its process in 10 processes of 10
+    (1.33-2.23 s against 1.19-1.82 s for the next two, 2026-12-06/07); at 1e4 no difference shows
+    under the machine's own spread. TomOpt needs no such warm-up: it steps in batches of
+    ``--tomopt-batch`` muons, and its one warm-up batch is already its steady state. ``"small"``:
+    1,000 muons, as every CPU record before 2026-12-07."""
     import torch
 
     torch.set_num_threads(threads)
