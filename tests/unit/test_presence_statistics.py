@@ -168,7 +168,7 @@ def test_learned_statistic_fits_on_training_volumes_and_holds_on_other_volumes()
         on_held = roc_auc(learned_scores(held, reference, model, SHAPE).numpy(), held_labels)
     assert on_held.value > 0.95
     assert on_train.value - on_held.value < 3 * math.hypot(on_train.error, on_held.error) + 0.02  # no overfit
-    assert float(model.linear.weight[0, 0]) > 0  # higher material score, more likely the target
+    assert float(model.linear.weight[0, 0].detach()) > 0  # higher material score, more likely the target
     with pytest.raises(MutomoError, match="measured target voxel"):
         VoxelClassifier().fit(voxel_features(train, reference, SHAPE), torch.zeros_like(train_target), train.measured)
 
