@@ -106,6 +106,15 @@ def _cell(
         shape=problem.scene.shape,
     ).numpy()
     labels = test["present"]
+    if args.save_maps is not None:  # every map and its truth, for statistics tried offline
+        args.save_maps.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, Any] = {}
+        for part, obs in (("test", test), ("reference", refs)):
+            maps = obs["maps"]
+            arrays |= {f"{part}_score": maps.score.float().numpy(), f"{part}_sigma": maps.sigma.float().numpy()}
+            arrays |= {f"{part}_measured": maps.measured.numpy(), f"{part}_present": obs["present"]}
+            arrays |= {f"{part}_inverse_x0": obs["inverse_x0"].float().numpy(), f"{part}_target": obs["target"].numpy()}
+        np.savez_compressed(args.save_maps / f"{label.replace('=', '').replace(' ', '_')}.npz", **arrays)
     detection = bootstrap_metric(lambda idx: efficiency_at_false_alarm(scores[idx], labels[idx], FALSE_ALARM), labels)
     with_cube = test["in_target"][labels]
     return {
@@ -164,6 +173,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     op.add_argument("--references", type=int, default=24, help="clean reference cargos")
     op.add_argument("--out", type=Path, default=None, help="record path (default benchmarks/results/border_portal/)")
     op.add_argument("--progress", action="store_true")
+    op.add_argument(
+        "--save-maps",
+        type=Path,
+        default=None,
+        help="folder for every cell's maps and truth (npz), to try statistics on",
+    )
     args = parser.parse_args(argv)
     load_at_start = load_average()
     result = operating_point(args)

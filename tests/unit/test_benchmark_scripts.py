@@ -218,12 +218,15 @@ def test_systematics_ladle_script_runs_on_a_tiny_input(tmp_path):
 def test_border_portal_operating_point_script_runs_on_a_tiny_input(tmp_path):
     """Two module counts at a few seconds of scan: every cell sees the same cargos (the same labels),
     reports AUC and detection with errors and counts the muons in the cube's voxel; the record
-    names its command."""
+    names its command; ``--save-maps`` keeps every cell's maps and truth."""
     module = load("border_portal")
     out = tmp_path / "op.json"
     argv = ["operating-point", "border_portal", "--modules", "2", "3", "--exposures", "4", "--volumes", "8"]
-    result = module.main([*argv, "--references", "4", "--out", str(out)])
+    result = module.main([*argv, "--references", "4", "--out", str(out), "--save-maps", str(tmp_path / "maps")])
     cells = result["cells"]
+    saved = np.load(tmp_path / "maps" / "K2_4_s.npz")  # the maps a statistic can be tried on offline
+    assert saved["test_score"].shape == saved["test_target"].shape and saved["test_score"].shape[0] == 8
+    assert saved["reference_inverse_x0"].shape[0] == 4 and not saved["reference_present"].any()
     assert set(cells) == {"K=2 4 s", "K=3 4 s"} and cells["K=2 4 s"]["labels"] == cells["K=3 4 s"]["labels"]
     for cell in cells.values():
         assert 0 <= cell["auc"][0] <= 1 and 0 <= cell["detection_at_1pc_false_alarm"][0] <= 1
