@@ -314,7 +314,7 @@ def test_a_short_co_training_with_the_learned_statistic_moves_the_design_and_the
     assert problem.task.statistic == "learned" and problem.task.grid == (12, 8, 8)
     classifier = problem.task.module
     assert classifier is not None and bool(classifier.ready)
-    assert float(classifier.linear.weight.abs().sum()) > 0
+    assert float(classifier.linear.weight.detach().abs().sum()) > 0
     state = load_latest(tmp_path)
     assert state is not None and torch.equal(state["inference"]["linear.weight"], classifier.linear.weight.detach())
 
