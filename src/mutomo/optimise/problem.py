@@ -205,7 +205,7 @@ class Problem:
             step_length=self.step_length,
             scatter_params=world.scatter,
         )
-        outputs = []
+        measured = []
         for readout in readouts:
             above, below = result.hits_above, result.hits_below
             gen = readout_generator if readout_generator is not None else generator
@@ -218,8 +218,8 @@ class Problem:
             # The reconstruction reads the hits believing the design (positions, heights, resolutions).
             above = world.as_built.recorded(above, detector, built, "above")
             below = world.as_built.recorded(below, detector, built, "below")
-            outputs.append(self.measure(above, below, result, sample))
-        return outputs
+            measured.append(self.measure(above, below, result, sample))
+        return measured
 
     def design(
         self,

@@ -220,8 +220,8 @@ class VoxelWeights:
         float rounding wherever a muon's substantive share reaches the voxel.
         """
         if min_share > 0:
-            total = self.weight.detach().sum(-1, keepdim=True)
-            keep = torch.nonzero(self.weight.detach() > min_share * total)
+            weight = self.weight.detach()
+            keep = torch.nonzero(weight > min_share * weight.sum(-1, keepdim=True))
         else:
             keep = torch.nonzero(self.weight != 0)
         rows, slots = keep[:, 0], keep[:, 1]

@@ -333,7 +333,7 @@ def hard_scatters(
     form factor ``(1 + theta^2 / (s theta_N^2))^-4`` (accepted where ``u_accept`` is below it),
     at azimuth ``2 pi u_phi`` (module docstring).
     """
-    mean_hard = (d_chi2 / cut2.clamp(min=1e-300)).clamp(max=1.0)
+    mean_hard = _hard_mean(d_chi2, cut2)
     is_hard = u_hard < mean_hard
     v = (u_hard / mean_hard.clamp(min=1e-300)).clamp(min=1e-12, max=1.0)
     hard2 = cut2 / v
@@ -344,13 +344,18 @@ def hard_scatters(
     return hard_angle * torch.cos(phi), hard_angle * torch.sin(phi)
 
 
+def _hard_mean(d_chi2: Tensor, cut2: Tensor) -> Tensor:
+    """Poisson mean of a step's single scatters above the cut, ``d chi_c^2 / cut^2``, at most 1."""
+    return (d_chi2 / cut2.clamp(min=1e-300)).clamp(max=1.0)
+
+
 def _hard_scatters_of_few(
     u_hard: Tensor, u_phi: Tensor, u_accept: Tensor, d_chi2: Tensor, cut2: Tensor, inv_nuclear2: Tensor
 ) -> tuple[Tensor, Tensor]:
     """:func:`hard_scatters` evaluated only where a muon has a hard scatter (``u_hard`` below the
     Poisson mean, ~1 % of the muons in a step), 0 elsewhere: the same values (up to the sign of
     a zero) at a fifth of the cost of the plain step's ~20 full-length operations."""
-    few = torch.nonzero(u_hard < (d_chi2 / cut2.clamp(min=1e-300)).clamp(max=1.0)).squeeze(1)
+    few = torch.nonzero(u_hard < _hard_mean(d_chi2, cut2)).squeeze(1)
     zero = torch.zeros_like(d_chi2)
     if few.numel() == 0:
         return zero, zero
