@@ -49,13 +49,15 @@ _compiled_kernels: bool | None = None
 
 
 def set_compiled_kernels(enabled: bool | None) -> None:
-    """Switch the compiled (``torch.compile``, fused) propagation kernels on or off for this
-    process; ``None`` goes back to the environment variable ``MUTOMO_COMPILE`` (``1``: on).
+    """Switch the compiled (fused) propagation kernels on or off for this process; ``None`` goes
+    back to the environment variable ``MUTOMO_COMPILE`` (``1``: on).
 
     Off by default: the plain kernels give the reference results, bit for bit; the compiled ones
-    agree at float rounding, cost a compilation on first use in each process (seconds; cached on
-    disk by torch), and need a C++ compiler. They fall back to the plain kernels, with a
-    warning, when compiling fails (benchmarks/README.md, "Issue 32")."""
+    agree at float rounding. On the CPU they are compiled ahead of time, in another process, and
+    cached on disk (:mod:`mutomo.volume.aot`: about a minute once per machine, torch version and
+    kernel source; a C++ compiler is needed); on a GPU by ``torch.compile`` on first use in each
+    process. They fall back to the plain kernels, with a warning, when compiling fails
+    (benchmarks/README.md, "Issue 32")."""
     global _compiled_kernels
     _compiled_kernels = enabled
 

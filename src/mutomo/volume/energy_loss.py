@@ -81,7 +81,7 @@ def pumas_csda_range(material: str | Material, kinetic: float | np.ndarray) -> n
     return np.exp(np.interp(np.log(kinetic), np.log(t), np.log(csda)))
 
 
-def _uniform_interp(table: Tensor, index: Tensor, x: Tensor, x0: float, dx: float) -> Tensor:
+def _uniform_interp(table: Tensor, index: Tensor, x: Tensor, x0: float | Tensor, dx: float | Tensor) -> Tensor:
     """Linear interpolation of ``table[index, :]`` (rows on a uniform grid x0 + k dx) at ``x``."""
     n = table.shape[1]
     pos = ((x - x0) / dx).clamp(0.0, n - 1.000001)
@@ -188,7 +188,7 @@ class RangeTables(torch.nn.Module):
 
 
 def _stopping_power(
-    log_stopping_power: Tensor, kinetic: Tensor, material: Tensor, log_t0: float, dlog_t: float
+    log_stopping_power: Tensor, kinetic: Tensor, material: Tensor, log_t0: float | Tensor, dlog_t: float | Tensor
 ) -> Tensor:
     """Stopping power (GeV/m) from the ``(materials, grid)`` table of its logarithm; pure."""
     log_t = torch.log(kinetic.clamp(min=T_MIN))
@@ -196,7 +196,12 @@ def _stopping_power(
 
 
 def rk2_step(
-    log_stopping_power: Tensor, kinetic: Tensor, material: Tensor, step_length: Tensor, log_t0: float, dlog_t: float
+    log_stopping_power: Tensor,
+    kinetic: Tensor,
+    material: Tensor,
+    step_length: Tensor,
+    log_t0: float | Tensor,
+    dlog_t: float | Tensor,
 ) -> tuple[Tensor, Tensor]:
     """Second-order Runge-Kutta energy loss over ``step_length`` (m), pure (no branch on the data,
     so it fuses and compiles): ``(first, rk2)``, the first-order loss ``ds S(T)`` (GeV) and the

@@ -296,12 +296,22 @@ class PassiveVolume(nn.Module):
 
 
 def padded_cell(
-    x: Tensor, y: Tensor, scale_x: float, shift_x: float, scale_y: float, shift_y: float, nx: int, ny: int
+    x: Tensor,
+    y: Tensor,
+    scale_x: float | Tensor,
+    shift_x: float | Tensor,
+    scale_y: float | Tensor,
+    shift_y: float | Tensor,
+    nx: int | Tensor,
+    ny: int | Tensor,
 ) -> Tensor:
     """:meth:`PassiveVolume.flat_voxel_index` as a pure function of :meth:`PassiveVolume.cell_transform`'s
-    numbers (so that the stepping loop can fuse or compile it)."""
-    ix = x.mul(scale_x).add_(shift_x).floor_().clamp_(0, nx + 1).long()
-    iy = y.mul(scale_y).add_(shift_y).floor_().clamp_(0, ny + 1).long()
+    numbers (so that the stepping loop can fuse or compile it; 0-dim tensors in place of the
+    numbers for a kernel compiled ahead of time, :mod:`mutomo.volume.aot`)."""
+    # torch's stubs type clamp_'s bounds as both numbers or both tensors; a number and a 0-dim
+    # tensor (a compiled kernel's nx, ny) work as well.
+    ix = x.mul(scale_x).add_(shift_x).floor_().clamp_(0, nx + 1).long()  # type: ignore[arg-type]
+    iy = y.mul(scale_y).add_(shift_y).floor_().clamp_(0, ny + 1).long()  # type: ignore[arg-type]
     return ix.mul_(ny + 2).add_(iy)
 
 

@@ -12,20 +12,13 @@ from torch import Tensor
 
 from mutomo import runtime
 from mutomo.muons.batch import MuonBatch
-from mutomo.units import MUON_MASS
-from mutomo.volume.energy_loss import rk2_step
-from mutomo.volume.grid import PassiveVolume, padded_cell, steps_per_layer
-from mutomo.volume.scattering import (
-    DEFAULT_SCATTER,
-    ScatterParameters,
-    ScatterState,
-    draw_scatter_blocks,
-    rows_of,
-    scatter_step,
-)
+from mutomo.volume import aot
+from mutomo.volume.grid import PassiveVolume, steps_per_layer
+from mutomo.volume.scattering import DEFAULT_SCATTER, ScatterParameters, ScatterState, draw_scatter_blocks
+from mutomo.volume.step import MIN_DOWNWARD_COSINE, state_tuple, step_enter, step_scatter
 
-# Muons whose direction comes within this cosine of horizontal (or turns upwards) are lost.
-MIN_DOWNWARD_COSINE = 0.05
+__all__ = ["MIN_DOWNWARD_COSINE", "position_at_z", "propagate_straight", "propagate_volume"]
+
 # Largest vertical step in radiation lengths. The tail/core split of the scattering model is
 # step-independent to ~1 % for steps below a few X0; a single step of 18 X0 (10 cm of lead)
 # comes out ~4 % wider, so layers are subdivided as Geant4's step limiters would.
@@ -86,11 +79,13 @@ def propagate_volume(
     per step is ``dz / |cos(theta)|``. Muons that range out or turn (near-)horizontal get
     weight 0 (their later values stay finite but carry no meaning).
 
-    A step is two pure functions (:func:`_step_enter`: voxel lookup and the energy loss;
-    :func:`_step_scatter`: scattering and the move) around the rare range-out branch. With
-    compiled kernels switched on (:func:`mutomo.runtime.set_compiled_kernels`, or
-    ``MUTOMO_COMPILE=1``) and no gradient to record, each is one fused ``torch.compile`` kernel;
-    the results then differ from the plain path at float rounding (see benchmarks/README.md).
+    A step is two pure functions (:func:`~mutomo.volume.step.step_enter`: voxel lookup and the
+    energy loss; :func:`~mutomo.volume.step.step_scatter`: scattering and the move) around the
+    rare range-out branch. With compiled kernels switched on
+    (:func:`mutomo.runtime.set_compiled_kernels`, or ``MUTOMO_COMPILE=1``) and no gradient to
+    record, each is one fused kernel (compiled ahead of time on the CPU, :mod:`mutomo.volume.aot`;
+    by ``torch.compile`` on a GPU); the results then differ from the plain path at float rounding
+    (see benchmarks/README.md).
 
     Args:
         muons: batch at (or above) ``z_high``; it is first flown straight to ``z_high``.
@@ -127,8 +122,8 @@ def propagate_volume(
     transform = volume.cell_transform()
     constants = dataclasses.astuple(params)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (volume.x0, muons.position, muons.direction))
-    enter, scatter = _kernels(scattering and energy_loss and not grad)
-    compiled = enter is not _step_enter  # the plain kernels evaluate the rare hard scatters on their own
+    enter, scatter = _kernels(scattering and energy_loss and not grad, x.device)
+    compiled = enter is not step_enter  # the plain kernels evaluate the rare hard scatters on their own
     for iz in reversed(range(volume.shape[2])):
         table, materials = volume.layer_properties(iz)
         columns = table.T.contiguous()  # (4, cells): one gather per step fetches all four
@@ -147,11 +142,11 @@ def propagate_volume(
                 kinetic_after, stopped = tables.finish_step(kinetic, material, ds, first, rk2)
             else:
                 kinetic_after, stopped = kinetic, torch.zeros_like(weight, dtype=torch.bool)
-            x, y, direction, momentum, weight, x0_acc, state_tuple = scatter(
-                x, y, direction, momentum, kinetic_after, weight, x0_acc, _state_tuple(state), ds, slope_x, slope_y,
+            x, y, direction, momentum, weight, x0_acc, carried = scatter(
+                x, y, direction, momentum, kinetic_after, weight, x0_acc, state_tuple(state), ds, slope_x, slope_y,
                 props, randoms, stopped, dz, constants, energy_loss, not compiled,
             )  # fmt: skip
-            state = ScatterState(*state_tuple)
+            state = ScatterState(*carried)
             kinetic = kinetic_after
     position = torch.stack([x, y, torch.full_like(x, volume.z_low)], dim=1)
     return MuonBatch(
@@ -164,109 +159,23 @@ def propagate_volume(
     )
 
 
-Components = tuple[Tensor, Tensor, Tensor]
-StateTuple = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
+# The compiled kernels, by device type: ahead of time on the CPU, in process elsewhere.
+_compiled: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
 
-def _state_tuple(state: ScatterState) -> StateTuple:
-    return (state.chi_c2, state.omega, state.cut_var, state.nuclear_loss, state.core_var)
-
-
-def _step_enter(
-    x: Tensor,
-    y: Tensor,
-    dir_z: Tensor,
-    dir_x: Tensor,
-    dir_y: Tensor,
-    kinetic: Tensor,
-    columns: Tensor,
-    materials: Tensor,
-    offsets: Tensor | None,
-    log_stopping_power: Tensor,
-    dz: float,
-    transform: tuple[float, float, float, float, int, int],
-    log_t0: float,
-    dlog_t: float,
-    energy_loss: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """First half of a step, pure: path length ``ds``, slopes, the ``(4, mu)`` properties of each
-    muon's voxel (gathered at mid-step), its material, and the RK2 energy loss ``(first, rk2)``
-    (:func:`mutomo.volume.energy_loss.rk2_step`; ``kinetic`` twice without energy loss)."""
-    inv_cos = (-1.0 / dir_z).clamp(1.0, 1.0 / MIN_DOWNWARD_COSINE)
-    ds = dz * inv_cos
-    slope_x, slope_y = dir_x * inv_cos, dir_y * inv_cos
-    cell = padded_cell(x + (0.5 * dz) * slope_x, y + (0.5 * dz) * slope_y, *transform)
-    if offsets is not None:
-        cell = cell.add_(offsets)
-    # index_select: the same values as columns[:, cell], ~5x faster on CPU.
-    props = columns.index_select(1, cell)
-    if not energy_loss:
-        return ds, slope_x, slope_y, props, cell, kinetic, kinetic
-    material = materials.index_select(0, cell)
-    first, rk2 = rk2_step(log_stopping_power, kinetic, material, ds, log_t0, dlog_t)
-    return ds, slope_x, slope_y, props, material, first, rk2
-
-
-def _step_scatter(
-    x: Tensor,
-    y: Tensor,
-    direction: Components,
-    momentum: Tensor,
-    kinetic_after: Tensor,
-    weight: Tensor,
-    x0_acc: Tensor,
-    state: StateTuple,
-    ds: Tensor,
-    slope_x: Tensor,
-    slope_y: Tensor,
-    props: Tensor,
-    randoms: tuple[Tensor, Tensor] | None,
-    stopped: Tensor,
-    dz: float,
-    constants: tuple[Any, ...],
-    energy_loss: bool,
-    hard_subset: bool = False,
-) -> tuple[Tensor, Tensor, Components, Tensor, Tensor, Tensor, StateTuple]:
-    """Second half of a step, pure: scatter (when ``randoms``, :func:`draw_scatter_blocks`' normals
-    and uniforms, are given), move, and weight out the muons that stopped or turned
-    (near-)horizontal; returns ``x, y, direction, momentum, weight, path_x0, state``.
-    ``hard_subset``: :func:`~mutomo.volume.scattering.scatter_step`'s, for the plain kernels."""
-    x0, tail_x0, screening_p2, nuclear_p = props.unbind(0)
-    momentum_after = torch.sqrt(kinetic_after * (kinetic_after + 2 * MUON_MASS)) if energy_loss else momentum
-    new_x, new_y = x + dz * slope_x, y + dz * slope_y
-    new_direction = direction
-    new_state = state
-    if randoms is not None:
-        p_mid = 0.5 * (momentum + momentum_after)
-        beta = p_mid * torch.rsqrt(p_mid**2 + MUON_MASS**2)
-        params = ScatterParameters(*constants)
-        before = ScatterState(*state)
-        new_direction, (disp_x, disp_y), scattered = scatter_step(
-            direction, p_mid, beta, before, ds, x0, tail_x0, screening_p2, nuclear_p, rows_of(*randoms), params,
-            hard_subset,
-        )  # fmt: skip
-        new_state = _state_tuple(scattered)
-        new_x, new_y = new_x + disp_x, new_y + disp_y
-    # Stopped or (near-)horizontal muons get weight 0; they keep moving with finite values.
-    alive = (new_direction[2] < -MIN_DOWNWARD_COSINE) & ~stopped
-    return new_x, new_y, new_direction, momentum_after, weight * alive, x0_acc + ds / x0, new_state
-
-
-_compiled: tuple[Callable[..., Any], Callable[..., Any]] | None = None
-
-
-def _kernels(fused: bool) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """The step's two halves: compiled (``torch.compile``, one fused kernel each) when ``fused``
-    and compiled kernels are switched on, else the plain functions."""
-    global _compiled
+def _kernels(fused: bool, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The step's two halves: compiled when ``fused`` and compiled kernels are switched on (on
+    the CPU the packages of :mod:`mutomo.volume.aot`, compiled ahead of time in another process;
+    on a GPU ``torch.compile``, one fused kernel each), else the plain functions."""
     if not (fused and runtime.compiled_kernels_enabled()):
-        return _step_enter, _step_scatter
-    if _compiled is None:
-        _compiled = (
-            _fallback(torch.compile(_step_enter, dynamic=True), _step_enter),
-            _fallback(torch.compile(_step_scatter, dynamic=True), _step_scatter),
-        )
-    return _compiled
+        return step_enter, step_scatter
+    if device.type not in _compiled:
+        if device.type == "cpu":
+            kernels = aot.KERNELS
+        else:
+            kernels = (torch.compile(step_enter, dynamic=True), torch.compile(step_scatter, dynamic=True))
+        _compiled[device.type] = (_fallback(kernels[0], step_enter), _fallback(kernels[1], step_scatter))
+    return _compiled[device.type]
 
 
 def _fallback(compiled: Callable[..., Any], plain: Callable[..., Any]) -> Callable[..., Any]:
