@@ -93,6 +93,8 @@ _WORKER = textwrap.dedent(
     volume = PassiveVolume.uniform("iron", (0.5, 0.5, 0.3), 0.1, z_low=0.0, dtype=dtype).with_box(
         "lead", (0.0, 0.0, 0.0), (0.25, 0.25, 0.2)
     )
+    if sys.argv[2] == "batch":  # two volumes in one pass: the enter kernel adds each muon's offset
+        volume = PassiveVolume.stack([volume, volume.with_box("tungsten", (0.3, 0.3, 0.1), (0.4, 0.4, 0.2))])
     plane = GenerationPlane(z=0.5, x_range=(0.0, 0.5), y_range=(0.0, 0.5))
     source = FluxSource(plane, TabulatedFlux(momentum_range=(0.3, 100.0), theta_max=math.radians(60)))
     muons = source.sample(20_000, torch.Generator().manual_seed(1), dtype=dtype)
@@ -121,9 +123,9 @@ _WORKER = textwrap.dedent(
 )
 
 
-def _train_with_compiled_kernels(dtype: str, cache) -> dict:
+def _train_with_compiled_kernels(dtype: str, cache, volumes: str = "one") -> dict:
     env = {**os.environ, "MUTOMO_KERNEL_CACHE": str(cache)}
-    done = subprocess.run([sys.executable, "-c", _WORKER, dtype], capture_output=True, text=True, env=env)
+    done = subprocess.run([sys.executable, "-c", _WORKER, dtype, volumes], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -158,6 +160,11 @@ def test_kernels_compiled_ahead_of_time_agree_and_keep_the_compiler_out(tmp_path
 @pytest.mark.slow
 def test_kernels_compiled_ahead_of_time_agree_in_float64(tmp_path):
     _check_agreement(_train_with_compiled_kernels("float64", tmp_path))
+
+
+@pytest.mark.slow
+def test_kernels_compiled_ahead_of_time_agree_on_a_batch_of_volumes(tmp_path):
+    _check_agreement(_train_with_compiled_kernels("float32", tmp_path, "batch"))
 
 
 def test_package_names_change_with_what_is_compiled_in():
