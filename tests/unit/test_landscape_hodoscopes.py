@@ -150,6 +150,22 @@ def test_random_hodoscope_starts_redraw_a_bounded_number_of_times_then_refuse(lo
     assert len(calls) == MAX_DRAWS and not torch.equal(calls[0], calls[1])  # each a fresh draw
 
 
+def test_a_tiled_last_row_with_fewer_modules_stays_centred(lorry):
+    """Six modules a side: a row of four and a row of two, each spread evenly over the cargo's
+    length, so that the short row sits in the middle, not at one end."""
+    six = tiled_placement(lorry.bounds, lorry.scene.box, lorry.hodoscope, 12, keep_out=lorry.keep_out)
+    x0, x1 = lorry.scene.box[:2]
+    middle = 0.5 * (x0 + x1)
+    for side in (True, False):
+        rows: dict[float, list[float]] = {}
+        for (x, y, _), above in zip(six.centres.tolist(), six.above, strict=True):
+            if above == side:
+                rows.setdefault(round(y, 6), []).append(x)
+        assert sorted(len(r) for r in rows.values()) == [2, 4]
+        for xs in rows.values():
+            assert sum(xs) / len(xs) == pytest.approx(middle, abs=1e-6)
+
+
 def test_tiled_placement_is_the_lorry_human_design_and_refuses_what_does_not_fit(lorry):
     tiled = tiled_placement(lorry.bounds, lorry.scene.box, lorry.hodoscope, 4, keep_out=lorry.keep_out)
     human = lorry.design("tiled", ())

@@ -478,7 +478,9 @@ def tiled_placement(
     as the region allows (the box's bottom on ``region.z_above``'s lower end), and ``k // 2``
     below it, as high as allowed; on each side spread evenly over the scene's footprint (its
     ``(x0, x1, y0, y1, z0, z1)`` box, m), up to four along x, then further rows along y (rows or
-    columns that the footprint cannot hold without overlap spread over the region instead).
+    columns that the footprint cannot hold without overlap spread over the region instead). A
+    last row with fewer modules is spread evenly over the footprint too, so that it stays centred
+    (before 2026-12-07 it took the first columns' places, packed at one end).
 
     ``keep_out`` and ``design`` (e.g. ``trainable``, ``cost_model``, ``free``) go to
     :class:`HodoscopeDesign` (default: nothing trainable). Raises :class:`MutomoError` when the
@@ -500,10 +502,10 @@ def tiled_placement(
     for n, z in ((math.ceil(k / 2), z_above), (k // 2, z_below)):
         columns = min(n, 4)
         rows = math.ceil(n / columns)
-        xs = _spread(columns, (x0, x1), region.x, module.size[0])
         ys = _spread(rows, (y0, y1), region.y, module.size[1])
-        for i in range(n):
-            centres.append([xs[i % columns], ys[i // columns], z])
+        for row in range(rows):
+            in_row = min(columns, n - row * columns)
+            centres.extend([x, ys[row], z] for x in _spread(in_row, (x0, x1), region.x, module.size[0]))
     design.setdefault("trainable", ())
     try:
         return HodoscopeDesign(module, centres, region, keep_out=keep_out, **design)
