@@ -498,7 +498,7 @@ def tiled_placement(
     x0, x1, y0, y1 = scene_box[:4]
     z_above = region.z_above[0] + module.size[2] / 2
     z_below = region.z_below[1] - module.size[2] / 2
-    centres = []
+    centres: list[list[float]] = []
     for n, z in ((math.ceil(k / 2), z_above), (k // 2, z_below)):
         columns = min(n, 4)
         rows = math.ceil(n / columns)
