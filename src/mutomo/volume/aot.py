@@ -151,7 +151,7 @@ class ScatterKernel(torch.nn.Module):
 
 def example_inputs(spec: KernelSpec, muons: int = 997, cells: int = 37, materials: int = 3, grid: int = 61) -> tuple:
     """Inputs of the right dtypes and layouts for exporting ``spec`` (sizes chosen apart so that
-    no two dynamic sizes are equal), as :func:`aot_inputs` lays them out."""
+    no two dynamic sizes are equal), laid out as :func:`enter` and :func:`scatter` pass them."""
     dtype = getattr(torch, spec.dtype)
     gen = torch.Generator().manual_seed(0)
 
@@ -194,24 +194,26 @@ def build(spec: KernelSpec, path: Path) -> None:
         raise MutomoError(f"building the {spec.kind} kernel failed ({' / '.join(tail)})")
 
 
-def specs(dtype: torch.dtype, batched: bool = False, params: ScatterParameters | None = None) -> list[KernelSpec]:
-    """The two packages a propagation in ``dtype`` uses (``params``: the scattering model's
-    constants, the default model if ``None``)."""
+def specs(dtype: torch.dtype, batched: bool, constants: tuple[Any, ...]) -> list[KernelSpec]:
+    """The two packages a propagation in ``dtype`` uses (``constants``: the scattering model's,
+    :class:`ScatterParameters` as a tuple, as the propagation passes them)."""
     name = str(dtype).removeprefix("torch.")
-    constants = dataclasses.astuple(params if params is not None else ScatterParameters())
     return [KernelSpec("enter", name, batched, ()), KernelSpec("scatter", name, False, constants)]
+
+
+def _cached(spec: KernelSpec) -> Path:
+    """``spec``'s package path, built first if it is not in the cache."""
+    path = package_path(spec)
+    if not path.exists():
+        build(spec, path)
+    return path
 
 
 def ensure_built(dtype: torch.dtype, batched: bool = False, params: ScatterParameters | None = None) -> list[Path]:
     """Build the packages of :func:`specs` that are not cached yet (without loading them), e.g.
-    before timing a run; returns their paths."""
-    paths = []
-    for spec in specs(dtype, batched, params):
-        path = package_path(spec)
-        if not path.exists():
-            build(spec, path)
-        paths.append(path)
-    return paths
+    before timing a run (``params``: the default model if ``None``); returns their paths."""
+    constants = dataclasses.astuple(params if params is not None else ScatterParameters())
+    return [_cached(spec) for spec in specs(dtype, batched, constants)]
 
 
 _loaded: dict[KernelSpec, Any] = {}
@@ -222,10 +224,7 @@ def loader(spec: KernelSpec) -> Any:
     """The loaded package of ``spec``, built first if it is not in the cache."""
     with _lock:
         if spec not in _loaded:
-            path = package_path(spec)
-            if not path.exists():
-                build(spec, path)
-            _loaded[spec] = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
+            _loaded[spec] = torch._C._aoti.AOTIModelPackageLoader(str(_cached(spec)), "model", False, 1, -1)
         return _loaded[spec]
 
 
@@ -268,7 +267,7 @@ def enter(
             x, y, dir_z, dir_x, dir_y, kinetic, columns, materials, offsets, log_stopping_power, dz, transform,
             log_t0, dlog_t, energy_loss,
         )  # fmt: skip
-    spec = specs(x.dtype, offsets is not None)[0]
+    spec = specs(x.dtype, offsets is not None, ())[0]
     inputs = (
         x, y, dir_z, dir_x, dir_y, kinetic, columns, materials, log_stopping_power, _scalar(dz, x),
         torch.tensor([float(v) for v in transform], dtype=x.dtype), torch.tensor([log_t0, dlog_t], dtype=x.dtype),
@@ -303,7 +302,7 @@ def scatter(
             x, y, direction, momentum, kinetic_after, weight, x0_acc, state, ds, slope_x, slope_y, props, randoms,
             stopped, dz, constants, energy_loss, hard_subset,
         )  # fmt: skip
-    spec = specs(x.dtype, params=ScatterParameters(*constants))[1]
+    spec = specs(x.dtype, False, tuple(constants))[1]
     inputs = (
         x, y, direction, momentum, kinetic_after, weight, x0_acc, state, ds, slope_x, slope_y, props, randoms,
         stopped, _scalar(dz, x),
