@@ -38,7 +38,6 @@ from mutomo.config import load_config
 from mutomo.config.build import build_problem, evaluation_settings
 from mutomo.optimise.evaluate import CALIBRATION_STREAM, TEST_STREAM
 from mutomo.optimise.problem import key_generator
-from mutomo.reco.methods import voxel_method
 from mutomo.studies.starts import tiled_for
 from mutomo.tasks.metrics import bootstrap_metric, efficiency_at_false_alarm, roc_auc
 from mutomo.tasks.presence_statistics import PresenceMaps, statistic_scores
@@ -52,7 +51,6 @@ def _observe(problem: Any, settings: Any, design: Any, stream: int, n: int, clea
     the evaluation measures them (:meth:`~mutomo.optimise.problem.Problem.measured`, its keys and
     its headline physical readout)."""
     detector = design.detector()
-    method = voxel_method(problem.task.inference)
     score, sigma, measured, inverse_x0, target, present, in_target, muons = [], [], [], [], [], [], [], []
     with torch.no_grad():
         for i in range(n):
@@ -62,7 +60,7 @@ def _observe(problem: Any, settings: Any, design: Any, stream: int, n: int, clea
                 detector, sample, problem.n_muons, key_generator((*key, 0)), (settings.headline,),
                 readout_generator=key_generator((*key, 1)),
             )  # fmt: skip
-            vmap = method(data, sample.volume)
+            vmap = problem.task.voxel_map(data, sample.volume)
             maps = PresenceMaps.of(vmap)
             mask = sample.target_mask().reshape(-1)
             score.append(maps.score)
@@ -97,19 +95,21 @@ def _cell(
         return lambda i, n: print(f"{label} {part} {i}/{n}: {time.time() - start:.0f} s", flush=True)
 
     test = _observe(problem, settings, design, TEST_STREAM, args.volumes, False, say("test"))
-    refs = _observe(problem, settings, design, CALIBRATION_STREAM, args.references, True, say("references"))
+    # The likelihood statistic reads no references: none are simulated for it.
+    n_refs = args.references if problem.task.needs_calibration else 0
+    refs = _observe(problem, settings, design, CALIBRATION_STREAM, n_refs, True, say("references")) if n_refs else None
     scores = statistic_scores(
         statistic,
         test["maps"],
-        refs["maps"],
-        reference_inverse_x0=refs["inverse_x0"],
+        test["maps"] if refs is None else refs["maps"],  # the likelihood statistic reads none
+        reference_inverse_x0=None if refs is None else refs["inverse_x0"],
         shape=problem.scene.shape,
     ).numpy()
     labels = test["present"]
     if args.save_maps is not None:  # every map and its truth, for statistics tried offline
         args.save_maps.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, Any] = {}
-        for part, obs in (("test", test), ("reference", refs)):
+        for part, obs in (("test", test), ("reference", refs)) if refs is not None else (("test", test),):
             maps = obs["maps"]
             arrays |= {f"{part}_score": maps.score.float().numpy(), f"{part}_sigma": maps.sigma.float().numpy()}
             arrays |= {f"{part}_measured": maps.measured.numpy(), f"{part}_present": obs["present"]}
@@ -122,11 +122,13 @@ def _cell(
         "detection_at_1pc_false_alarm": detection.as_list(),
         "muons_in_cube_voxel": [float(np.mean(with_cube)), float(np.std(with_cube, ddof=1) / np.sqrt(len(with_cube)))],
         "muons_in_cube_voxel_range": [float(np.min(with_cube)), float(np.max(with_cube))],
-        "reconstructed_muons_per_cargo": float(np.mean(np.concatenate([test["muons"], refs["muons"]]))),
+        "reconstructed_muons_per_cargo": float(
+            np.mean(test["muons"] if refs is None else np.concatenate([test["muons"], refs["muons"]]))
+        ),
         "generated_muons_per_cargo": int(problem.n_muons),
         "test_volumes": int(labels.size),
         "with_target": int(labels.sum()),
-        "reference_volumes": int(refs["present"].size),
+        "reference_volumes": 0 if refs is None else int(refs["present"].size),
         "scores": scores.tolist(),
         "labels": labels.astype(int).tolist(),
         "seconds": time.time() - start,

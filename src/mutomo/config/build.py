@@ -143,6 +143,11 @@ def build_problem(config: RunConfig) -> Problem:
     if t.kind == "presence":
         grid = scene.sample((0,)).volume.shape
         options.update(false_alarm=t.false_alarm, goal=t.goal, reference=t.reference, statistic=t.statistic, grid=grid)
+        if t.statistic == "likelihood":
+            try:
+                options["hypotheses"] = scene.material_hypotheses()
+            except MutomoError as exc:
+                raise ConfigError(f"task.statistic = 'likelihood': {exc}") from None
     task = TASK_KINDS[t.kind](**options)
     mu = config.muons
     plane = (

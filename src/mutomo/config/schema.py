@@ -67,7 +67,7 @@ class TaskConfig(Strict):
         "'volume': robust z-scores against the median and spread of the volume's own voxels; 'layer': the same per "
         "horizontal layer (no reference volumes; for a uniform background)",
     )
-    statistic: Literal["clean", "material", "learned"] = Field(
+    statistic: Literal["clean", "material", "learned", "likelihood"] = Field(
         "clean",
         description="presence with clean references: how the voxel maps become one number per volume. 'clean' "
         "(default): each voxel's z-score against its mean and spread over the references, then a smooth maximum; "
@@ -78,7 +78,11 @@ class TaskConfig(Strict):
         "its neighbours' and its noise, trained beside the detector during optimisation (co-training) and, for "
         "an evaluation, fitted afresh on each design's calibration volumes, which are then drawn half with the "
         "target (the classifier's training voxels) and half clean (the references); for clutter where the target "
-        "spans or shadows several voxels. With 'material' or 'learned', training.volumes_per_epoch must be >= 8",
+        "spans or shadows several voxels. With 'material' or 'learned', training.volumes_per_epoch must be >= 8. "
+        "'likelihood' (inference 'mlem' only, no reference volumes): each voxel's log-likelihood ratio of the "
+        "target's material against the likeliest innocent material of the scene (every other material it holds), "
+        "the other voxels at the ML/EM fit, then a smooth maximum; for clutter whose voxels' 1/X0 estimates "
+        "spread too much to rank",
     )
     step_length: float = Field(0.05, gt=0, le=1.0, description="propagation step (m)")
 
@@ -105,6 +109,11 @@ class TaskConfig(Strict):
             raise MutomoError(f"inference {self.inference!r} does not fit a {self.kind} task; allowed: {allowed}")
         if self.loss is not None and self.kind != "regression":
             raise MutomoError("loss applies to regression tasks only")
+        if self.statistic == "likelihood" and self.inference != "mlem":
+            raise MutomoError(
+                f"statistic 'likelihood' weighs each voxel's muons under ML/EM's model: it needs inference 'mlem', "
+                f"not {self.inference!r}"
+            )
         refusal = MOMENTUM_OPTIONS[self.momentum].refusal(self.inference)
         if refusal is not None:
             raise MutomoError(refusal)

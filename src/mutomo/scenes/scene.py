@@ -185,6 +185,37 @@ class Scene:
         x0, x1, y0, y1, _, z1 = self.box
         return GenerationPlane(z=z1 + 1e-3, x_range=(x0 - m, x1 + m), y_range=(y0 - m, y1 + m))
 
+    def material_hypotheses(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(targets, innocents)``: the inverse radiation lengths (m^-1) of the target objects'
+        materials and of every other material the scene holds (background, layers, objects of
+        role "other"): the hypotheses a voxel's material evidence weighs
+        (:mod:`mutomo.reco.mlem.evidence`).
+
+        Raises:
+            MutomoError: without a target object, or if a target's material is also innocent
+                elsewhere in the scene (no scattering measurement can tell them apart).
+        """
+        spec = self.spec
+        target_names = list(dict.fromkeys(o.material for o in spec.objects if o.role == "target"))
+        if not target_names:
+            raise MutomoError("scene: the material evidence needs a target object (role 'target')")
+        innocent_names = [
+            *spec.background.material_names(),
+            *(o.material for o in spec.objects if o.role != "target"),
+        ]
+        innocent_names = list(dict.fromkeys(innocent_names))
+        both = sorted(set(target_names) & set(innocent_names))
+        if both:
+            raise MutomoError(
+                f"scene: material {both[0]!r} is both a target's and an innocent one's: the material evidence "
+                "cannot tell them apart (use another statistic, or a distinct material for the target)"
+            )
+        by_name = dict(zip(self._names, self.materials, strict=True))
+        return (
+            tuple(1.0 / by_name[n].x0 for n in target_names),
+            tuple(1.0 / by_name[n].x0 for n in innocent_names),
+        )
+
     def nominal_background(self) -> dict[Material, float]:
         """The background's materials with their expected volume fractions (objects left out):
         what an operator assumes the scanned volume holds (e.g. the nominal X0 of

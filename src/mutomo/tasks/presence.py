@@ -22,6 +22,10 @@ With clean references, ``statistic`` chooses how the voxel maps become one numbe
 (:mod:`mutomo.tasks.presence_statistics`): ``"clean"`` (the z-score above), ``"material"``
 (standard deviations above the densest material the references' background holds, robust to
 clutter) or ``"learned"`` (a per-voxel classifier fitted on simulated volumes, evaluation only).
+``"likelihood"`` needs no references: with ML/EM, each voxel's map is its evidence for the
+target's material, the log-likelihood ratio of the target's material against the likeliest
+innocent material of the scene (:mod:`mutomo.reco.mlem.evidence`), and the volume's score its
+smooth maximum (:func:`~mutomo.tasks.presence_statistics.likelihood_scores`).
 
 Metrics: ROC AUC; detection efficiency at a false-alarm rate (1 % by default) at the task's
 exposure; and the exposure needed to reach a detection efficiency (95 % by default) at that
@@ -40,7 +44,7 @@ move apart relative to their spread.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -51,6 +55,7 @@ from torch import Tensor
 from mutomo.errors import MutomoError
 from mutomo.reco.maps import ScatterData, VoxelMap
 from mutomo.reco.methods import VOXEL_METHODS, voxel_method
+from mutomo.reco.mlem import MaximumLikelihoodEM
 from mutomo.scenes.scene import VolumeSample
 from mutomo.tasks.base import Observations, TaskKind
 from mutomo.tasks.metrics import (
@@ -69,6 +74,7 @@ from mutomo.tasks.presence_statistics import (
     batch_reference_scores,
     fitted_classifier,
     learned_scores,
+    likelihood_scores,
     localisation,
     material_reference,
     material_scores,
@@ -76,10 +82,11 @@ from mutomo.tasks.presence_statistics import (
     score_sigma,
 )
 from mutomo.tasks.statistics import presence_score
+from mutomo.volume.grid import PassiveVolume
 
 #: The statistics a presence task can be configured with (``task.statistic``;
 #: :mod:`mutomo.tasks.presence_statistics`).
-TASK_STATISTICS = ("clean", "material", "learned")
+TASK_STATISTICS = ("clean", "material", "learned", "likelihood")
 
 REFERENCES = ("clean", "volume", "layer")
 
@@ -151,8 +158,12 @@ class Presence(TaskKind):
             the detector during optimisation (co-training, :attr:`module`), and for an
             evaluation fitted afresh on the design's own calibration volumes (drawn balanced: the
             clean ones are the references, the target ones the training voxels), never on the
-            test volumes.
+            test volumes. ``"likelihood"``: each voxel's material evidence (ML/EM only), no
+            references.
         grid: the voxel grid's shape ``(nx, ny, nz)`` (the learned statistic's neighbourhoods).
+        hypotheses: ``(targets, innocents)``, inverse radiation lengths (m^-1) of the target's
+            and the innocent materials (:meth:`mutomo.scenes.Scene.material_hypotheses`), for
+            the likelihood statistic.
     """
 
     kind = "presence"
@@ -174,6 +185,7 @@ class Presence(TaskKind):
         reference: str = "clean",
         statistic: str = "clean",
         grid: tuple[int, int, int] | None = None,
+        hypotheses: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
         super().__init__(inference)
         if not 0 < false_alarm < 1 or not 0 < goal < 1:
@@ -189,6 +201,15 @@ class Presence(TaskKind):
             )
         if statistic == "learned" and grid is None:
             raise MutomoError("the learned presence statistic needs the voxel grid's shape (grid)")
+        if statistic == "likelihood":
+            if inference != "mlem":
+                raise MutomoError(
+                    f"the likelihood presence statistic weighs each voxel's muons under ML/EM's model: it needs "
+                    f"inference 'mlem', not {inference!r}"
+                )
+            if hypotheses is None or not hypotheses[0] or not hypotheses[1]:
+                raise MutomoError("the likelihood presence statistic needs target and innocent materials (hypotheses)")
+        self.hypotheses = hypotheses
         self.statistic = statistic
         self.grid = grid
         self.classifier = VoxelClassifier() if statistic == "learned" else None
@@ -197,12 +218,12 @@ class Presence(TaskKind):
         self.false_alarm, self.goal, self.reference = false_alarm, goal, reference
         # Clean references in a balanced batch: at least 3 volumes without the object (4 for the
         # material statistic, each left out of its own references).
-        self.min_batch = (6 if statistic == "clean" else 8) if reference == "clean" else 2
+        self.min_batch = (6 if statistic == "clean" else 8) if self.needs_calibration else 2
 
     @property
     def needs_calibration(self) -> bool:  # type: ignore[override]
-        """Clean reference volumes are the calibration volumes."""
-        return self.reference == "clean"
+        """Clean reference volumes are the calibration volumes (none for the likelihood statistic)."""
+        return self.reference == "clean" and self.statistic != "likelihood"
 
     @property
     def clean_calibration(self) -> bool:
@@ -210,10 +231,18 @@ class Presence(TaskKind):
         whose calibration is drawn balanced (its target volumes train the classifier)."""
         return self.reference == "clean" and self.statistic != "learned"
 
+    def voxel_map(self, data: ScatterData, volume: PassiveVolume) -> VoxelMap:
+        """The map the statistic reads: the voxel method's, or with the likelihood statistic each
+        voxel's material evidence (ML/EM's :meth:`~mutomo.reco.MaximumLikelihoodEM.evidence_map`)."""
+        if self.statistic == "likelihood":
+            assert isinstance(self.method, MaximumLikelihoodEM) and self.hypotheses is not None
+            return self.method.evidence_map(data, volume, *self.hypotheses)
+        return self.method(data, volume)
+
     def output(self, data: ScatterData, sample: VolumeSample) -> Tensor:
         """With clean references, the voxel maps of :func:`presence_outputs` (``(5 voxel,)``);
         otherwise the presence score, then those maps (``(1 + 5 voxel,)``)."""
-        vmap = self.method(data, sample.volume)
+        vmap = self.voxel_map(data, sample.volume)
         blocks = presence_outputs(vmap, sample)
         if self.reference == "clean":
             return blocks
@@ -239,6 +268,8 @@ class Presence(TaskKind):
                 return soft_auc_loss(scores, labels) + voxel.to(scores)
             if self.statistic == "material":
                 scores = batch_material_scores(blocks.maps, blocks.inverse_x0, labels)
+            elif self.statistic == "likelihood":
+                scores = likelihood_scores(blocks.maps)
             else:
                 scores = batch_reference_scores(blocks.maps.score, labels, blocks.maps.sigma)
         else:
@@ -252,6 +283,12 @@ class Presence(TaskKind):
         """Per-volume presence scores at the task's exposure and along the exposure ladder."""
         if self.reference != "clean":
             return test.outputs[:, 0], {t: v[:, 0] for t, v in test.ladder.items()}
+        if self.statistic == "likelihood":
+
+            def evidence(outputs: np.ndarray) -> np.ndarray:
+                return likelihood_scores(split_presence(torch.from_numpy(outputs)).maps).numpy()
+
+            return evidence(test.outputs), {t: evidence(v) for t, v in test.ladder.items()}
         if calibration is None:
             raise MutomoError("presence with clean references needs the calibration (reference) volumes")
 

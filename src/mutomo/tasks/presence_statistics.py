@@ -31,6 +31,11 @@ its features too), so each can be a training loss.
   its noise ``ln tau_v`` and own error), trained on simulated volumes of the scene with the
   target's voxels as labels and evaluated on other volumes; the volume score is the smooth
   maximum of the voxel logits.
+* ``likelihood``: no references. The maps are ML/EM's per-voxel material evidence, the
+  log-likelihood ratio (nats) of the target's material against the likeliest innocent one with
+  the other voxels at the fit (:mod:`mutomo.reco.mlem.evidence`); the volume score is their
+  smooth maximum (:func:`likelihood_scores`), the generalised likelihood ratio over the voxel
+  the target may be in.
 
 Sources: median/MAD robust location and scale with the Gaussian-consistent factor 1.4826
 (Rousseeuw & Croux, JASA 88 (1993) 1273); the per-voxel log-ratio to a clean reference is how
@@ -52,7 +57,7 @@ from mutomo.reco.maps import VoxelMap
 from mutomo.tasks.statistics import MAD_TO_SIGMA
 
 #: Registered presence statistics (``task.statistic``).
-STATISTICS = ("clean", "material", "learned")
+STATISTICS = ("clean", "material", "learned", "likelihood")
 #: The densest background material must fill at least this fraction of the reference voxels to
 #: set the level a target has to exceed (fewer voxels give no stable median).
 DENSEST_MIN_FRACTION = 0.01
@@ -76,6 +81,19 @@ NOISE_PRIOR_WEIGHT = 1.0
 #: 0.811 (ASR) and 0.970, 0.970, 0.968, 0.963, 0.915 (ML/EM marginal); 0.2 keeps the gradient
 #: spread over the top few voxels (``benchmarks/presence_clutter.py``).
 MATERIAL_TEMPERATURE = 0.2
+
+
+#: Temperature (nats) of the likelihood statistic's smooth maximum: a tenth of a nat keeps it
+#: within ``0.1 ln(n)`` of the hard maximum over the ``n`` voxels near the top (the generalised
+#: likelihood ratio's maximum), and its gradient on those few. Set a priori, not fitted.
+EVIDENCE_TEMPERATURE = 0.1
+
+
+def likelihood_scores(maps: PresenceMaps) -> Tensor:
+    """``(...,)`` the smooth maximum over the measured voxels of an evidence map (nats; maps
+    from :meth:`~mutomo.reco.MaximumLikelihoodEM.evidence_map`), :data:`EVIDENCE_TEMPERATURE`."""
+    z = torch.where(maps.measured, maps.score, torch.full_like(maps.score, UNMEASURED))
+    return smooth_max(z, EVIDENCE_TEMPERATURE)
 
 
 #: Floor of a voxel's reference standard deviation, as a fraction of the median over voxels:
@@ -478,6 +496,8 @@ def statistic_scores(
     """
     if name == "clean":
         return reference_scores(test.score, references.score, test.sigma)
+    if name == "likelihood":
+        return likelihood_scores(test)
     if reference_inverse_x0 is None:
         raise ValueError(f"the {name!r} statistic needs the reference volumes' materials")
     reference = material_reference(references, reference_inverse_x0)

@@ -135,9 +135,11 @@ could not do (it explained a dense cube away). The error comes from Louis' obser
 The package, in the order a batch goes through it: :mod:`.paths` (each muon's sparse path
 lengths through the voxels), :mod:`.model` (its transverse data, the EM problem, the moments of
 the likelihood, the EM step), :mod:`.information` (Fisher information and marginal variances),
-:mod:`.method` (:class:`MaximumLikelihoodEM`, the voxel method that runs them).
+:mod:`.method` (:class:`MaximumLikelihoodEM`, the voxel method that runs them), :mod:`.evidence`
+(each voxel's log-likelihood ratio of a target material against innocent ones, after the fit).
 """
 
+from mutomo.reco.mlem.evidence import material_evidence, voxel_log_likelihoods
 from mutomo.reco.mlem.information import fisher_diagonal, fisher_matrix, marginal_variance, sandwich_variance
 from mutomo.reco.mlem.method import (
     MAX_LOG_STEP,
@@ -160,6 +162,8 @@ from mutomo.reco.mlem.model import (
 from mutomo.reco.mlem.paths import PARALLEL, PathLengths, PathModel, muon_path, path_lengths
 
 __all__ = [
+    "material_evidence",
+    "voxel_log_likelihoods",
     "MAX_LOG_STEP",
     "MAX_MEASUREMENT_VARIANCE",
     "NOMINAL_MOMENTUM",

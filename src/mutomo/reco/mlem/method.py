@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -13,6 +14,7 @@ from torch import Tensor
 from mutomo.errors import MutomoError
 from mutomo.materials import get_material
 from mutomo.reco.maps import ScatterData, VoxelMap
+from mutomo.reco.mlem.evidence import material_evidence, voxel_log_likelihoods
 from mutomo.reco.mlem.information import fisher_diagonal, marginal_variance, sandwich_variance
 from mutomo.reco.mlem.model import (
     EMProblem,
@@ -295,6 +297,30 @@ class MaximumLikelihoodEM:
             momentum[work.muons] = p.to(momentum.dtype)
             result = replace(result, momentum=momentum)
         return _cast(result, dtype) if dtype == torch.float32 else result
+
+    def evidence_map(
+        self, data: ScatterData, volume: PassiveVolume, targets: Sequence[float], innocents: Sequence[float]
+    ) -> VoxelMap:
+        """Reconstruct, then score each voxel by its evidence for a target material
+        (:mod:`mutomo.reco.mlem.evidence`): ``max_t l(t) - max_b l(b)`` (nats) over the target
+        materials' and the innocent materials' inverse radiation lengths (m^-1), the other voxels
+        at the fit. The map's ``score`` is that log-likelihood ratio where measured (0 elsewhere),
+        with no X0 or error (the score is not a 1/X0). Runs in float64, like :meth:`reconstruct`."""
+        if not targets or not innocents:
+            raise MutomoError("evidence_map needs at least one target and one innocent material (1/X0 in m^-1)")
+        problem = self.problem(data, volume)
+        dtype = problem.weight.dtype
+        work = _cast(problem, torch.float64) if dtype == torch.float32 else problem
+        result = self._reconstruct(work)
+        rho = result.inverse_x0.reshape(-1)
+        measured = result.measured.reshape(-1)
+        # The log-term factor rho / (1 / X0) of each measured voxel (x0 is 0 elsewhere).
+        factor = torch.where(measured, rho * result.x0.reshape(-1), torch.ones_like(rho))
+        levels = [*targets, *innocents]
+        evidence = material_evidence(voxel_log_likelihoods(rho, work, factor, levels), len(targets))
+        score = torch.where(measured, evidence, torch.zeros_like(evidence)).reshape(result.measured.shape)
+        weight = result.weight.to(dtype)
+        return VoxelMap(method=self.name, score=score.to(dtype), weight=weight, measured=result.measured)
 
     def posterior_momentum(self, data: ScatterData, volume: PassiveVolume) -> Tensor:
         """``(mu,)`` each muon's posterior effective momentum (GeV/c, detached) after

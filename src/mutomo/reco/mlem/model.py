@@ -215,6 +215,34 @@ def _moments(inverse_x0: Tensor, problem: EMProblem) -> _Moments:
         s0, s1, s2 = (problem.per_row(s) * problem.scale for s in (s0, s1, s2))
     n = problem.noise.reshape(mu, 16).T.contiguous()  # n[4 r + c]: row r = 2 k + a, column c = 2 l + b
     d = problem.deflection.reshape(mu, 4).T.contiguous()
+    g = _gaussian(s0, s1, s2, n, d)
+    qu, qv, (a_uu, _, a_vv) = g.qu, g.qv, g.inverse
+    r = torch.stack(
+        [
+            qu[0] * qu[0] + qv[0] * qv[0] - a_uu[0] - a_vv[0],
+            2 * (qu[0] * qu[1] + qv[0] * qv[1] - a_uu[1] - a_vv[1]),
+            qu[1] * qu[1] + qv[1] * qv[1] - a_uu[3] - a_vv[3],
+        ]
+    )
+    return _Moments(r=r, quadratic=g.quadratic, log_det=g.log_det, inverse=g.inverse)
+
+
+@dataclass(frozen=True)
+class _Gaussian:
+    """A muon row's covariance inverted: ``q = Sigma^-1 D`` as its ``u`` and ``v`` pairs, the
+    blocks ``(A_uu, A_uv, A_vv)`` of ``Sigma^-1``, ``D^T Sigma^-1 D`` and ``ln det Sigma``."""
+
+    qu: tuple[Tensor, Tensor]
+    qv: tuple[Tensor, Tensor]
+    inverse: tuple[M2, M2, M2]
+    quadratic: Tensor
+    log_det: Tensor
+
+
+def _gaussian(s0: Tensor, s1: Tensor, s2: Tensor, n: Tensor, d: Tensor) -> _Gaussian:
+    """``Sigma = I_2 (x) S + E`` with ``S = [[s0, s1], [s1, s2]]`` (each ``(rows,)``, the
+    scattering part) and ``E`` the measurement noise ``n`` (``(16, rows)``, ``n[4 r + c]``),
+    inverted by 2 x 2 blocks (Schur complement), against the data ``d`` (``(4, rows)``)."""
     p_blk: M2 = (s0 + n[0], s1 + n[1], s1 + n[4], s2 + n[5])
     q_blk: M2 = (n[2], n[3], n[6], n[7])
     r_blk: M2 = (s0 + n[10], s1 + n[11], s1 + n[14], s2 + n[15])
@@ -230,20 +258,8 @@ def _moments(inverse_x0: Tensor, problem: EMProblem) -> _Moments:
     avu_du, av_dv = _apply(_transpose(a_uv), d_u), _apply(a_vv, d_v)
     qu = (au_du[0] + auv_dv[0], au_du[1] + auv_dv[1])
     qv = (avu_du[0] + av_dv[0], avu_du[1] + av_dv[1])
-    r = torch.stack(
-        [
-            qu[0] * qu[0] + qv[0] * qv[0] - a_uu[0] - a_vv[0],
-            2 * (qu[0] * qu[1] + qv[0] * qv[1] - a_uu[1] - a_vv[1]),
-            qu[1] * qu[1] + qv[1] * qv[1] - a_uu[3] - a_vv[3],
-        ]
-    )
     quadratic = qu[0] * d_u[0] + qu[1] * d_u[1] + qv[0] * d_v[0] + qv[1] * d_v[1]
-    return _Moments(
-        r=r,
-        quadratic=quadratic,
-        log_det=torch.log(p_det) + torch.log(schur_det),
-        inverse=(a_uu, a_uv, a_vv),
-    )
+    return _Gaussian(qu, qv, (a_uu, a_uv, a_vv), quadratic, torch.log(p_det) + torch.log(schur_det))
 
 
 def _cast(value: Any, dtype: torch.dtype) -> Any:
