@@ -17,7 +17,8 @@ from mutomo.errors import MutomoError
 from mutomo.materials import get_material
 from mutomo.optimise.problem import SMOOTH, key_generator
 from mutomo.reco import MaximumLikelihoodEM
-from mutomo.reco.mlem import material_evidence, voxel_log_likelihoods
+from mutomo.reco.mlem import material_evidence, voxel_evidence, voxel_log_likelihoods
+from mutomo.reco.mlem.evidence import EVIDENCE_FLOOR
 from mutomo.reco.mlem.model import _cast
 from mutomo.tasks.base import Observations
 from mutomo.tasks.presence import Presence, split_presence
@@ -85,6 +86,26 @@ def test_the_chunks_change_nothing(monkeypatch):
     monkeypatch.setattr(evidence, "CHUNK_ENTRIES", 7)
     pieces = voxel_log_likelihoods(rho, problem, torch.ones_like(rho), [10.0, 60.0])
     torch.testing.assert_close(pieces, whole, rtol=1e-12, atol=1e-10)
+
+
+def test_two_pass_evidence_is_exact_above_its_floor_and_an_upper_bound_below():
+    """The first pass weighs uranium against lead alone (the densest innocent below it), the
+    second iron and water where that bound is above the floor: equal to the one-pass evidence
+    over every innocent above the floor, never below it elsewhere; a voxel mask evaluates only
+    its voxels."""
+    method, problem, _ = two_layer_problem(n=400, seed=4)
+    rho = method._reconstruct(problem).inverse_x0.reshape(-1)
+    ones = torch.ones_like(rho)
+    targets, innocents = (INV_X0["uranium"],), (INV_X0["iron"], INV_X0["lead"], INV_X0["water"])
+    full = material_evidence(voxel_log_likelihoods(rho, problem, ones, [*targets, *innocents]), 1)
+    two = voxel_evidence(rho, problem, ones, targets, innocents)
+    assert bool((two >= full - 1e-9).all())
+    above = full > EVIDENCE_FLOOR
+    torch.testing.assert_close(two[above], full[above], rtol=1e-12, atol=1e-9)
+    assert float(full.min()) < EVIDENCE_FLOOR  # iron and water layers: both cases are exercised
+    only = voxel_log_likelihoods(rho, problem, ones, [50.0], torch.tensor([False, True]))
+    assert float(only[0, 0]) == 0.0
+    assert float(only[0, 1]) == pytest.approx(float(voxel_log_likelihoods(rho, problem, ones, [50.0])[0, 1]))
 
 
 def test_voxel_log_likelihoods_gradcheck_in_float64():

@@ -42,7 +42,11 @@ CHUNK_ENTRIES = 100_000
 
 
 def voxel_log_likelihoods(
-    inverse_x0: Tensor, problem: EMProblem, factor: Tensor, hypotheses: Sequence[float]
+    inverse_x0: Tensor,
+    problem: EMProblem,
+    factor: Tensor,
+    hypotheses: Sequence[float],
+    voxels: Tensor | None = None,
 ) -> Tensor:
     """``(H, V)``: for each hypothesis ``1 / X0_h`` (m^-1) and voxel ``j``, the weighted
     log-likelihood of the muons crossing ``j`` with ``rho_j = factor_j / X0_h`` and every other
@@ -51,7 +55,8 @@ def voxel_log_likelihoods(
     ``factor``: ``(V,)`` each voxel's Highland log-term factor (``rho / (1 / X0)``; 1 without
     the log term). Differentiable in ``inverse_x0``, ``factor`` and the problem's data; with
     gradients enabled each chunk of path entries is recomputed in the backward pass instead of
-    kept (:data:`CHUNK_ENTRIES`), one hypothesis at a time."""
+    kept (:data:`CHUNK_ENTRIES`), one hypothesis at a time. ``voxels``: ``(V,)`` bool, the
+    voxels to evaluate (0 elsewhere); all by default."""
     if len(hypotheses) == 0:
         raise MutomoError("voxel_log_likelihoods needs at least one hypothesis (an inverse radiation length)")
     paths = problem.paths
@@ -66,13 +71,17 @@ def voxel_log_likelihoods(
     log_prior = problem.log_prior if problem.log_prior is not None else torch.zeros_like(problem.weight)
     muon_weight = problem.per_muon(problem.weight)
     levels = torch.as_tensor(list(hypotheses), dtype=inverse_x0.dtype, device=inverse_x0.device)
+    entries = torch.arange(paths.voxel.shape[0], device=paths.voxel.device)
+    if voxels is not None:
+        entries = entries[voxels.index_select(0, paths.voxel)]
 
-    def chunk(start: int, level: Tensor, inverse_x0: Tensor, factor: Tensor, sums: Tensor, scaled_w: Tensor) -> Tensor:
-        stop = start + CHUNK_ENTRIES
-        muon, voxel = paths.muon[start:stop], paths.voxel[start:stop]
+    def chunk(
+        index: Tensor, level: Tensor, inverse_x0: Tensor, factor: Tensor, sums: Tensor, scaled_w: Tensor
+    ) -> Tensor:
+        muon, voxel = paths.muon.index_select(0, index), paths.voxel.index_select(0, index)
         rows = (muon[:, None] * k + torch.arange(k, device=muon.device)).reshape(-1)
         base = sums.index_select(1, muon).repeat_interleave(k, 1)
-        w = scaled_w[:, start:stop].repeat_interleave(k, 1)
+        w = scaled_w.index_select(1, index).repeat_interleave(k, 1)
         scale = problem.scale.index_select(0, rows) if k > 1 else torch.ones_like(base[0])
         delta = (level * factor.index_select(0, voxel) - inverse_x0.index_select(0, voxel)).repeat_interleave(k)
         s0, s1, s2 = (scale * (b + delta * wk) for b, wk in zip(base, w, strict=True))
@@ -84,9 +93,10 @@ def voxel_log_likelihoods(
     rows_out = []
     for level in levels:
         row = torch.zeros_like(inverse_x0)
-        for start in range(0, paths.voxel.shape[0], CHUNK_ENTRIES):
-            voxel = paths.voxel[start : start + CHUNK_ENTRIES]
-            args = (start, level, inverse_x0, factor, sums, problem.scaled_w)
+        for start in range(0, entries.shape[0], CHUNK_ENTRIES):
+            index = entries[start : start + CHUNK_ENTRIES]
+            voxel = paths.voxel.index_select(0, index)
+            args = (index, level, inverse_x0, factor, sums, problem.scaled_w)
             if torch.is_grad_enabled():  # one chunk's ~60 intermediates at a time in the backward pass
                 terms = torch.utils.checkpoint.checkpoint(chunk, *args, use_reentrant=False)
             else:
@@ -94,6 +104,46 @@ def voxel_log_likelihoods(
             row = row.index_add(0, voxel, terms)
         rows_out.append(row)
     return torch.stack(rows_out)
+
+
+#: Evidence (nats) at or below which a voxel keeps the first pass's upper bound instead of its exact
+#: value (:func:`voxel_evidence`): -3 nats weigh e^-30 against a voxel at 0 in the likelihood
+#: statistic's smooth maximum (temperature 0.1 nats), and every volume has measured voxels near 0
+#: (those a few muons cross, whose likelihood barely depends on the material).
+EVIDENCE_FLOOR = -3.0
+
+
+def voxel_evidence(
+    inverse_x0: Tensor,
+    problem: EMProblem,
+    factor: Tensor,
+    targets: Sequence[float],
+    innocents: Sequence[float],
+) -> Tensor:
+    """``(V,)`` each voxel's evidence ``E_j = max_t l_j(t) - max_b l_j(b)`` (module docstring),
+    in two passes. The first weighs the targets against the innocents nearest each target's level
+    (the densest below it, the lightest above it): a maximum over fewer innocents, so an upper
+    bound ``u_j >= E_j``. The second weighs the other innocents only where ``u_j`` is above
+    :data:`EVIDENCE_FLOOR`, there ``E_j = min(u_j, max_t l_j(t) - max_rest l_j(b))``; elsewhere
+    ``u_j`` is kept, an upper bound below the floor. Exact wherever ``E_j`` is above the floor,
+    at a few hypotheses' cost instead of one per material of the scene."""
+    if not targets or not innocents:
+        raise MutomoError("voxel evidence needs at least one target and one innocent level (1/X0 in m^-1)")
+    near: list[float] = []
+    for t in targets:
+        below = [b for b in innocents if b <= t]
+        above = [b for b in innocents if b > t]
+        near += ([max(below)] if below else []) + ([min(above)] if above else [])
+    near = list(dict.fromkeys(near))
+    rest = [b for b in innocents if b not in near]
+    first = voxel_log_likelihoods(inverse_x0, problem, factor, [*targets, *near])
+    bound = material_evidence(first, len(targets))
+    if not rest:
+        return bound
+    candidates = (bound > EVIDENCE_FLOOR).detach()
+    second = voxel_log_likelihoods(inverse_x0, problem, factor, rest, candidates)
+    exact = torch.minimum(bound, first[: len(targets)].amax(0) - second.amax(0))
+    return torch.where(candidates, exact, bound)
 
 
 def material_evidence(log_likelihoods: Tensor, targets: int) -> Tensor:

@@ -14,7 +14,7 @@ from torch import Tensor
 from mutomo.errors import MutomoError
 from mutomo.materials import get_material
 from mutomo.reco.maps import ScatterData, VoxelMap
-from mutomo.reco.mlem.evidence import material_evidence, voxel_log_likelihoods
+from mutomo.reco.mlem.evidence import voxel_evidence
 from mutomo.reco.mlem.information import fisher_diagonal, marginal_variance, sandwich_variance
 from mutomo.reco.mlem.model import (
     EMProblem,
@@ -304,7 +304,8 @@ class MaximumLikelihoodEM:
         """Reconstruct, then score each voxel by its evidence for a target material
         (:mod:`mutomo.reco.mlem.evidence`): ``max_t l(t) - max_b l(b)`` (nats) over the target
         materials' and the innocent materials' inverse radiation lengths (m^-1), the other voxels
-        at the fit. The map's ``score`` is that log-likelihood ratio where measured (0 elsewhere),
+        at the fit (:func:`~mutomo.reco.mlem.evidence.voxel_evidence`: exact above its floor, an
+        upper bound below). The map's ``score`` is that log-likelihood ratio where measured (0 elsewhere),
         with no X0 or error (the score is not a 1/X0). Runs in float64, like :meth:`reconstruct`."""
         if not targets or not innocents:
             raise MutomoError("evidence_map needs at least one target and one innocent material (1/X0 in m^-1)")
@@ -316,8 +317,7 @@ class MaximumLikelihoodEM:
         measured = result.measured.reshape(-1)
         # The log-term factor rho / (1 / X0) of each measured voxel (x0 is 0 elsewhere).
         factor = torch.where(measured, rho * result.x0.reshape(-1), torch.ones_like(rho))
-        levels = [*targets, *innocents]
-        evidence = material_evidence(voxel_log_likelihoods(rho, work, factor, levels), len(targets))
+        evidence = voxel_evidence(rho, work, factor, targets, innocents)
         score = torch.where(measured, evidence, torch.zeros_like(evidence)).reshape(result.measured.shape)
         weight = result.weight.to(dtype)
         return VoxelMap(method=self.name, score=score.to(dtype), weight=weight, measured=result.measured)
