@@ -23,6 +23,10 @@ fast muon, whose small deflection fits any material at some momentum of the prio
 either way. In a cluttered cargo the innocent set includes the clutter's densest goods (steel)
 and any confuser (lead), so a steel voxel that reconstructs dense scores below zero unless its
 muons scatter like uranium.
+
+Each hypothesis costs one pass over the path entries, so :func:`voxel_evidence` weighs every
+voxel against the innocents nearest the target's level first (an upper bound of ``E_j``) and the
+others only where that bound is above :data:`EVIDENCE_FLOOR`.
 """
 
 from __future__ import annotations
