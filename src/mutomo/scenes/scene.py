@@ -210,10 +210,9 @@ class Scene:
                 f"scene: material {both[0]!r} is both a target's and an innocent one's: the material evidence "
                 "cannot tell them apart (use another statistic, or a distinct material for the target)"
             )
-        by_name = dict(zip(self._names, self.materials, strict=True))
         return (
-            tuple(1.0 / by_name[n].x0 for n in target_names),
-            tuple(1.0 / by_name[n].x0 for n in innocent_names),
+            tuple(1.0 / self.materials[self._material(n)].x0 for n in target_names),
+            tuple(1.0 / self.materials[self._material(n)].x0 for n in innocent_names),
         )
 
     def nominal_background(self) -> dict[Material, float]:

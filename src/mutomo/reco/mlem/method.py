@@ -286,10 +286,7 @@ class MaximumLikelihoodEM:
         float64 and its results are cast back: the 2 x 2 determinants of a muon's covariance
         range from ~1e-40 (a short path through air, micrometre tracking) to ~1e30, beyond
         float32, whose reciprocal and its derivative then overflow into inf and NaN."""
-        problem = self.problem(data, volume)
-        dtype = problem.weight.dtype
-        work = _cast(problem, torch.float64) if dtype == torch.float32 else problem
-        result = self._reconstruct(work)
+        work, dtype, result = self._fit(data, volume)
         if work.log_prior is not None and work.muons is not None:
             with torch.no_grad():
                 p = posterior_momentum(result.inverse_x0.detach().reshape(-1), work)
@@ -307,12 +304,7 @@ class MaximumLikelihoodEM:
         at the fit (:func:`~mutomo.reco.mlem.evidence.voxel_evidence`: exact above its floor, an
         upper bound below). The map's ``score`` is that log-likelihood ratio where measured (0 elsewhere),
         with no X0 or error (the score is not a 1/X0). Runs in float64, like :meth:`reconstruct`."""
-        if not targets or not innocents:
-            raise MutomoError("evidence_map needs at least one target and one innocent material (1/X0 in m^-1)")
-        problem = self.problem(data, volume)
-        dtype = problem.weight.dtype
-        work = _cast(problem, torch.float64) if dtype == torch.float32 else problem
-        result = self._reconstruct(work)
+        work, dtype, result = self._fit(data, volume)
         rho = result.inverse_x0.reshape(-1)
         measured = result.measured.reshape(-1)
         # The log-term factor rho / (1 / X0) of each measured voxel (x0 is 0 elsewhere).
@@ -321,6 +313,14 @@ class MaximumLikelihoodEM:
         score = torch.where(measured, evidence, torch.zeros_like(evidence)).reshape(result.measured.shape)
         weight = result.weight.to(dtype)
         return VoxelMap(method=self.name, score=score.to(dtype), weight=weight, measured=result.measured)
+
+    def _fit(self, data: ScatterData, volume: PassiveVolume) -> tuple[EMProblem, torch.dtype, MLEMResult]:
+        """The problem in the EM's working precision (float64 for float32 data: :meth:`reconstruct`),
+        the data's dtype, and the fit on that problem."""
+        problem = self.problem(data, volume)
+        dtype = problem.weight.dtype
+        work = _cast(problem, torch.float64) if dtype == torch.float32 else problem
+        return work, dtype, self._reconstruct(work)
 
     def posterior_momentum(self, data: ScatterData, volume: PassiveVolume) -> Tensor:
         """``(mu,)`` each muon's posterior effective momentum (GeV/c, detached) after
