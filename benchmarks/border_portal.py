@@ -46,14 +46,16 @@ HERE = Path(__file__).resolve().parent
 FALSE_ALARM = 0.01
 
 
-def _observe(problem: Any, settings: Any, design: Any, stream: int, n: int, clean: bool, say: Any) -> dict[str, Any]:
-    """Maps, truth and muon counts of ``n`` volumes of ``stream`` seen by ``design``, measured as
+def _observe(
+    problem: Any, settings: Any, design: Any, stream: int, volumes: range, clean: bool, say: Any
+) -> dict[str, Any]:
+    """Maps, truth and muon counts of the ``volumes`` (indices) of ``stream`` seen by ``design``, measured as
     the evaluation measures them (:meth:`~mutomo.optimise.problem.Problem.measured`, its keys and
     its headline physical readout)."""
     detector = design.detector()
     score, sigma, measured, inverse_x0, target, present, in_target, muons = [], [], [], [], [], [], [], []
     with torch.no_grad():
-        for i in range(n):
+        for done, i in enumerate(volumes, 1):
             key = (settings.seed, stream, i)
             sample = problem.sample(key, index=i, clean=clean)
             (data,) = problem.measured(
@@ -73,7 +75,7 @@ def _observe(problem: Any, settings: Any, design: Any, stream: int, n: int, clea
             in_target.append(float(weight[mask].mean()) if bool(mask.any()) else float("nan"))
             muons.append(float(data.weight.sum()))
             if say is not None:
-                say(i + 1, n)
+                say(done, len(volumes))
     return {
         "maps": PresenceMaps(torch.stack(score).double(), torch.stack(sigma).double(), torch.stack(measured)),
         "inverse_x0": torch.stack(inverse_x0),
@@ -94,10 +96,15 @@ def _cell(
             return None
         return lambda i, n: print(f"{label} {part} {i}/{n}: {time.time() - start:.0f} s", flush=True)
 
-    test = _observe(problem, settings, design, TEST_STREAM, args.volumes, False, say("test"))
+    tests = range(args.first, args.first + args.volumes)
+    test = _observe(problem, settings, design, TEST_STREAM, tests, False, say("test"))
     # The likelihood statistic reads no references: none are simulated for it.
     n_refs = args.references if problem.task.needs_calibration else 0
-    refs = _observe(problem, settings, design, CALIBRATION_STREAM, n_refs, True, say("references")) if n_refs else None
+    refs = (
+        _observe(problem, settings, design, CALIBRATION_STREAM, range(n_refs), True, say("references"))
+        if n_refs
+        else None
+    )
     scores = statistic_scores(
         statistic,
         test["maps"],
@@ -127,10 +134,12 @@ def _cell(
         ),
         "generated_muons_per_cargo": int(problem.n_muons),
         "test_volumes": int(labels.size),
+        "first_test_volume": args.first,
         "with_target": int(labels.sum()),
         "reference_volumes": 0 if refs is None else int(refs["present"].size),
         "scores": scores.tolist(),
         "labels": labels.astype(int).tolist(),
+        "muons_in_cube_voxel_per_cargo": [None if np.isnan(v) else float(v) for v in test["in_target"]],
         "seconds": time.time() - start,
     }
 
@@ -172,6 +181,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     op.add_argument("--modules", type=int, nargs="+", default=[3], help="modules a side (K)")
     op.add_argument("--exposures", type=float, nargs="+", default=[60.0, 120.0, 240.0], help="scan times (s)")
     op.add_argument("--volumes", type=int, default=80, help="test cargos (the target in about half)")
+    op.add_argument(
+        "--first", type=int, default=0, help="index of the first test cargo (runs of disjoint cargos merge: combine)"
+    )
     op.add_argument("--references", type=int, default=24, help="clean reference cargos")
     op.add_argument("--out", type=Path, default=None, help="record path (default benchmarks/results/border_portal/)")
     op.add_argument("--progress", action="store_true")

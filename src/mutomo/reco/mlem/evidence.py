@@ -59,7 +59,8 @@ def voxel_log_likelihoods(
     ``factor``: ``(V,)`` each voxel's Highland log-term factor (``rho / (1 / X0)``; 1 without
     the log term). Differentiable in ``inverse_x0``, ``factor`` and the problem's data; with
     gradients enabled each chunk of path entries is recomputed in the backward pass instead of
-    kept (:data:`CHUNK_ENTRIES`), one hypothesis at a time. ``voxels``: ``(V,)`` bool, the
+    kept (:data:`CHUNK_ENTRIES`), one hypothesis at a time; without, each chunk's gathers are
+    shared by the hypotheses. ``voxels``: ``(V,)`` bool, the
     voxels to evaluate (0 elsewhere); all by default."""
     if len(hypotheses) == 0:
         raise MutomoError("voxel_log_likelihoods needs at least one hypothesis (an inverse radiation length)")
@@ -79,34 +80,46 @@ def voxel_log_likelihoods(
     if voxels is not None:
         entries = entries[voxels.index_select(0, paths.voxel)]
 
-    def chunk(
-        index: Tensor, level: Tensor, inverse_x0: Tensor, factor: Tensor, sums: Tensor, scaled_w: Tensor
-    ) -> Tensor:
+    def gather(index: Tensor, inverse_x0: Tensor, factor: Tensor, sums: Tensor, scaled_w: Tensor) -> tuple[Tensor, ...]:
+        """The chunk's path entries' per-row inputs, shared by every hypothesis."""
         muon, voxel = paths.muon.index_select(0, index), paths.voxel.index_select(0, index)
         rows = (muon[:, None] * k + torch.arange(k, device=muon.device)).reshape(-1)
         base = sums.index_select(1, muon).repeat_interleave(k, 1)
         w = scaled_w.index_select(1, index).repeat_interleave(k, 1)
         scale = problem.scale.index_select(0, rows) if k > 1 else torch.ones_like(base[0])
-        delta = (level * factor.index_select(0, voxel) - inverse_x0.index_select(0, voxel)).repeat_interleave(k)
+        at_fit = inverse_x0.index_select(0, voxel).repeat_interleave(k)
+        return (
+            muon, base, w, scale, factor.index_select(0, voxel).repeat_interleave(k), at_fit,
+            noise.index_select(1, rows), data.index_select(1, rows), log_prior.index_select(0, rows).reshape(-1, k),
+        )  # fmt: skip
+
+    def evaluate(level: Tensor, gathered: tuple[Tensor, ...]) -> Tensor:
+        """``(entries,)`` each entry's muon's weighted log-likelihood with its voxel at ``level``."""
+        muon, base, w, scale, factor_rows, at_fit, noise_rows, data_rows, prior_rows = gathered
+        delta = level * factor_rows - at_fit
         s0, s1, s2 = (scale * (b + delta * wk) for b, wk in zip(base, w, strict=True))
-        g = _gaussian(s0, s1, s2, noise.index_select(1, rows), data.index_select(1, rows))
+        g = _gaussian(s0, s1, s2, noise_rows, data_rows)
         log_like = (-0.5 * g.log_det - 0.5 * g.quadratic).reshape(-1, k)
-        per_muon = torch.logsumexp(log_prior.index_select(0, rows).reshape(-1, k) + log_like, -1) - 2 * LOG_2PI
+        per_muon = torch.logsumexp(prior_rows + log_like, -1) - 2 * LOG_2PI
         return muon_weight.index_select(0, muon) * per_muon
 
-    rows_out = []
-    for level in levels:
-        row = torch.zeros_like(inverse_x0)
-        for start in range(0, entries.shape[0], CHUNK_ENTRIES):
-            index = entries[start : start + CHUNK_ENTRIES]
-            voxel = paths.voxel.index_select(0, index)
-            args = (index, level, inverse_x0, factor, sums, problem.scaled_w)
-            if torch.is_grad_enabled():  # one chunk's ~60 intermediates at a time in the backward pass
-                terms = torch.utils.checkpoint.checkpoint(chunk, *args, use_reentrant=False)
+    def chunk(index: Tensor, level: Tensor, *inputs: Tensor) -> Tensor:
+        return evaluate(level, gather(index, *inputs))
+
+    rows_out = [torch.zeros_like(inverse_x0) for _ in levels]
+    inputs = (inverse_x0, factor, sums, problem.scaled_w)
+    for start in range(0, entries.shape[0], CHUNK_ENTRIES):
+        index = entries[start : start + CHUNK_ENTRIES]
+        voxel = paths.voxel.index_select(0, index)
+        # With gradients, one chunk and hypothesis's ~60 intermediates at a time in the backward
+        # pass, the gathers redone in it; without, the gathers once for every hypothesis.
+        gathered = None if torch.is_grad_enabled() else gather(index, *inputs)
+        for h, level in enumerate(levels):
+            if gathered is None:
+                terms = torch.utils.checkpoint.checkpoint(chunk, index, level, *inputs, use_reentrant=False)
             else:
-                terms = chunk(*args)
-            row = row.index_add(0, voxel, terms)
-        rows_out.append(row)
+                terms = evaluate(level, gathered)
+            rows_out[h] = rows_out[h].index_add(0, voxel, terms)
     return torch.stack(rows_out)
 
 

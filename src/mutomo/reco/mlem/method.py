@@ -304,7 +304,7 @@ class MaximumLikelihoodEM:
         at the fit (:func:`~mutomo.reco.mlem.evidence.voxel_evidence`: exact above its floor, an
         upper bound below). The map's ``score`` is that log-likelihood ratio where measured (0 elsewhere),
         with no X0 or error (the score is not a 1/X0). Runs in float64, like :meth:`reconstruct`."""
-        work, dtype, result = self._fit(data, volume)
+        work, dtype, result = self._fit(data, volume, with_error=False)  # the evidence reads no error
         rho = result.inverse_x0.reshape(-1)
         measured = result.measured.reshape(-1)
         # The log-term factor rho / (1 / X0) of each measured voxel (x0 is 0 elsewhere).
@@ -314,13 +314,16 @@ class MaximumLikelihoodEM:
         weight = result.weight.to(dtype)
         return VoxelMap(method=self.name, score=score.to(dtype), weight=weight, measured=result.measured)
 
-    def _fit(self, data: ScatterData, volume: PassiveVolume) -> tuple[EMProblem, torch.dtype, MLEMResult]:
+    def _fit(
+        self, data: ScatterData, volume: PassiveVolume, with_error: bool = True
+    ) -> tuple[EMProblem, torch.dtype, MLEMResult]:
         """The problem in the EM's working precision (float64 for float32 data: :meth:`reconstruct`),
-        the data's dtype, and the fit on that problem."""
+        the data's dtype, and the fit on that problem (``with_error=False``: without the X0
+        error, NaN where measured: :meth:`_reconstruct`)."""
         problem = self.problem(data, volume)
         dtype = problem.weight.dtype
         work = _cast(problem, torch.float64) if dtype == torch.float32 else problem
-        return work, dtype, self._reconstruct(work)
+        return work, dtype, self._reconstruct(work, with_error)
 
     def posterior_momentum(self, data: ScatterData, volume: PassiveVolume) -> Tensor:
         """``(mu,)`` each muon's posterior effective momentum (GeV/c, detached) after
@@ -342,7 +345,9 @@ class MaximumLikelihoodEM:
             method=self.name, score=score, weight=r.weight, measured=r.measured, x0=r.x0, uncertainty=r.uncertainty
         )
 
-    def _reconstruct(self, problem: EMProblem) -> MLEMResult:
+    def _reconstruct(self, problem: EMProblem, with_error: bool = True) -> MLEMResult:
+        """The EM on ``problem``; ``with_error=False`` skips the error (one more pass over the
+        muons, two with the sandwich) and leaves ``uncertainty`` NaN where measured."""
         rho = self.initial(problem)
         n_batch = math.prod(problem.batch_shape)
         per_entry = math.prod(problem.grid_shape[-3:])
@@ -391,7 +396,9 @@ class MaximumLikelihoodEM:
             mean_factor = torch.where(crossed, mean_factor / torch.where(crossed, path_sum, 1.0), 1.0)
             inverse_x0 = rho / mean_factor
         # Both finite and > 0 wherever a muon crossed (measured voxels were), taken only there.
-        if self.error != "conditional":
+        if not with_error:
+            sigma_rho = torch.full_like(rho, math.nan)
+        elif self.error != "conditional":
             if self.error == "marginal":
                 variance = marginal_variance(rho, problem)
             else:
