@@ -15,16 +15,28 @@ writes a record (machine, date, commit, command) to ``benchmarks/results/border_
 Every cell sees the same cargos; the cells of one K use independent muons per scan time (a
 longer scan is not the shorter one extended), as the evaluation's exposure ladder does.
 
+``--first F`` starts at test cargo ``F``: runs of disjoint cargos (on two cores, or in two
+sessions) merge with ``combine RECORD... --out OUT``, which recomputes every cell's metrics on
+the union (the same cells in each, the same configuration and statistic; a statistic with
+references reads the same references in each run). ``compare A[#CELL] B[#CELL]`` pairs two cells
+on the cargos both saw (the same cargos and generated muons, whatever the modules): the AUC
+difference with DeLong's paired error and the detection difference at 1 % false alarm with a
+stratified bootstrap over the shared cargos.
+
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/border_portal.py operating-point border_portal \\
         --modules 3 --exposures 60 120 240 --volumes 80 --references 24 --progress
+    python benchmarks/border_portal.py combine first.json later.json --out all.json
+    python benchmarks/border_portal.py compare K6.json K8.json --out paired.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -36,10 +48,11 @@ import torch
 from mutomo.benchrecord import load_average, new_record
 from mutomo.config import load_config
 from mutomo.config.build import build_problem, evaluation_settings
+from mutomo.errors import MutomoError
 from mutomo.optimise.evaluate import CALIBRATION_STREAM, TEST_STREAM
 from mutomo.optimise.problem import key_generator
 from mutomo.studies.starts import tiled_for
-from mutomo.tasks.metrics import bootstrap_metric, efficiency_at_false_alarm, roc_auc
+from mutomo.tasks.metrics import bootstrap_metric, efficiency_at_false_alarm, paired_auc_difference, roc_auc
 from mutomo.tasks.presence_statistics import PresenceMaps, statistic_scores
 
 HERE = Path(__file__).resolve().parent
@@ -122,13 +135,8 @@ def _cell(
             arrays |= {f"{part}_measured": maps.measured.numpy(), f"{part}_present": obs["present"]}
             arrays |= {f"{part}_inverse_x0": obs["inverse_x0"].float().numpy(), f"{part}_target": obs["target"].numpy()}
         np.savez_compressed(args.save_maps / f"{label.replace('=', '').replace(' ', '_')}.npz", **arrays)
-    detection = bootstrap_metric(lambda idx: efficiency_at_false_alarm(scores[idx], labels[idx], FALSE_ALARM), labels)
-    with_cube = test["in_target"][labels]
     return {
-        "auc": roc_auc(scores, labels).as_list(),
-        "detection_at_1pc_false_alarm": detection.as_list(),
-        "muons_in_cube_voxel": [float(np.mean(with_cube)), float(np.std(with_cube, ddof=1) / np.sqrt(len(with_cube)))],
-        "muons_in_cube_voxel_range": [float(np.min(with_cube)), float(np.max(with_cube))],
+        **_metrics(scores, labels, test["in_target"][labels]),
         "reconstructed_muons_per_cargo": float(
             np.mean(test["muons"] if refs is None else np.concatenate([test["muons"], refs["muons"]]))
         ),
@@ -144,11 +152,24 @@ def _cell(
     }
 
 
+def _metrics(scores: np.ndarray, labels: np.ndarray, with_cube: np.ndarray) -> dict[str, Any]:
+    """AUC, detection at 1 % false alarm and the muons in the cube's voxel (cargos with the cube)."""
+    detection = bootstrap_metric(lambda idx: efficiency_at_false_alarm(scores[idx], labels[idx], FALSE_ALARM), labels)
+    return {
+        "auc": roc_auc(scores, labels).as_list(),
+        "detection_at_1pc_false_alarm": detection.as_list(),
+        "muons_in_cube_voxel": [float(np.mean(with_cube)), float(np.std(with_cube, ddof=1) / np.sqrt(len(with_cube)))],
+        "muons_in_cube_voxel_range": [float(np.min(with_cube)), float(np.max(with_cube))],
+    }
+
+
 def operating_point(args: argparse.Namespace) -> dict[str, Any]:
     config = load_config(args.config)
     problem = build_problem(config)
     settings = evaluation_settings(config)
     cells: dict[str, Any] = {}
+    if args.volumes < 2 or args.first < 0:
+        raise MutomoError(f"--volumes must be at least 2 and --first at least 0; got {args.volumes} and {args.first}")
     for k in args.modules:
         design = tiled_for(problem, 2 * k)
         for seconds in args.exposures:
@@ -173,6 +194,126 @@ def operating_point(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+_SETTINGS = ("configuration", "inference", "momentum", "statistic", "trigger_hits")
+
+
+def _cargos(cell: dict[str, Any]) -> range:
+    """The test cargos' indices of a cell (records before ``--first`` start at 0)."""
+    first = int(cell.get("first_test_volume", 0))
+    return range(first, first + int(cell["test_volumes"]))
+
+
+def combine(args: argparse.Namespace) -> dict[str, Any]:
+    """One record of the cells common to every record, their disjoint cargos merged in order."""
+    records = [json.loads(path.read_text())["results"] for path in args.records]
+    for field in _SETTINGS:
+        values = {str(r[field]) for r in records}
+        if len(values) > 1:
+            raise MutomoError(f"the records differ in {field} ({', '.join(sorted(values))}); merge like with like")
+    labels = [label for label in records[0]["cells"] if all(label in r["cells"] for r in records[1:])]
+    if not labels:
+        raise MutomoError("the records share no cell (modules a side and scan time)")
+    cells = {}
+    for label in labels:
+        parts = sorted((r["cells"][label] for r in records), key=lambda c: _cargos(c).start)
+        for before, after in zip(parts, parts[1:], strict=False):
+            if _cargos(after).start != _cargos(before).stop:
+                raise MutomoError(
+                    f"cell {label} sees cargos {_cargos(before)} and then {_cargos(after)}: combine merges "
+                    "consecutive runs of cargos, without overlap or gap"
+                )
+        scores = np.concatenate([c["scores"] for c in parts])
+        truth = np.concatenate([c["labels"] for c in parts]).astype(bool)
+        per_cargo = [c.get("muons_in_cube_voxel_per_cargo") for c in parts]
+        if all(v is not None for v in per_cargo):
+            cube = np.array([x for v in per_cargo for x in v], dtype=float)[truth]
+            muons = _metrics(scores, truth, cube)
+        else:  # an earlier record kept the mean, error and range only: pool them (exact for the mean and spread)
+            muons = _metrics(scores, truth, np.zeros(2)) | _pooled_muons(parts)
+        n = np.array([c["test_volumes"] for c in parts])
+        cells[label] = {
+            **parts[0],
+            **muons,
+            "reconstructed_muons_per_cargo": float(
+                np.average([c["reconstructed_muons_per_cargo"] for c in parts], weights=n)
+            ),
+            "test_volumes": int(truth.size),
+            "first_test_volume": _cargos(parts[0]).start,
+            "with_target": int(truth.sum()),
+            "scores": scores.tolist(),
+            "labels": truth.astype(int).tolist(),
+            "muons_in_cube_voxel_per_cargo": None if None in per_cargo else [x for v in per_cargo for x in v],
+            "seconds": float(sum(c["seconds"] for c in parts)),
+        }
+    return {**{f: records[0][f] for f in _SETTINGS}, "sources": [str(p) for p in args.records], "cells": cells}
+
+
+def _pooled_muons(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The cube's voxel's muons pooled from each part's mean, error of the mean and range."""
+    n = np.array([c["with_target"] for c in parts], dtype=float)
+    mean = np.array([c["muons_in_cube_voxel"][0] for c in parts])
+    sd = np.array([c["muons_in_cube_voxel"][1] for c in parts]) * np.sqrt(n)
+    total = float(np.average(mean, weights=n))
+    var = (np.sum((n - 1) * sd**2) + np.sum(n * (mean - total) ** 2)) / (n.sum() - 1)
+    return {
+        "muons_in_cube_voxel": [total, float(np.sqrt(var / n.sum()))],
+        "muons_in_cube_voxel_range": [
+            min(c["muons_in_cube_voxel_range"][0] for c in parts),
+            max(c["muons_in_cube_voxel_range"][1] for c in parts),
+        ],
+    }
+
+
+def _one_cell(spec: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``PATH[#CELL]``: the record's results and the cell (the only one when no label is given)."""
+    path, _, label = spec.partition("#")
+    results = json.loads(Path(path).read_text())["results"]
+    cells = results["cells"]
+    if not label:
+        if len(cells) != 1:
+            raise MutomoError(f"{path} holds cells {', '.join(cells)}: name one as {path}#CELL")
+        label = next(iter(cells))
+    if label not in cells:
+        raise MutomoError(f"{path} has no cell {label!r}; it holds {', '.join(cells)}")
+    return f"{Path(path).name}#{label}", results, cells[label]
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    """Two cells paired on the test cargos both saw: AUC and detection differences, first minus second.
+    Configurations that extend one scene see the same cargos (keys ``(seed, 2, i)``); the cargos'
+    truth must agree."""
+    (name_a, res_a, a), (name_b, res_b, b) = _one_cell(args.first_cell), _one_cell(args.second_cell)
+    shared = sorted(set(_cargos(a)) & set(_cargos(b)))
+    if not shared:
+        raise MutomoError(f"{name_a} (cargos {_cargos(a)}) and {name_b} (cargos {_cargos(b)}) share no cargo")
+    pick_a = [i - _cargos(a).start for i in shared]
+    pick_b = [i - _cargos(b).start for i in shared]
+    sa, sb = np.asarray(a["scores"])[pick_a], np.asarray(b["scores"])[pick_b]
+    labels = np.asarray(a["labels"])[pick_a].astype(bool)
+    if not np.array_equal(labels, np.asarray(b["labels"])[pick_b].astype(bool)):
+        raise MutomoError(f"{name_a} and {name_b} disagree on which cargos hold the target")
+
+    def detection(scores: np.ndarray) -> Any:
+        return lambda idx: efficiency_at_false_alarm(scores[idx], labels[idx], FALSE_ALARM)
+
+    return {
+        "first": name_a,
+        "second": name_b,
+        "configurations": [res_a["configuration"], res_b["configuration"]],
+        "statistics": [res_a["statistic"], res_b["statistic"]],
+        "cargos": [shared[0], shared[-1] + 1],
+        "test_volumes": len(shared),
+        "with_target": int(labels.sum()),
+        "auc": [roc_auc(sa, labels).as_list(), roc_auc(sb, labels).as_list()],
+        "detection_at_1pc_false_alarm": [
+            bootstrap_metric(detection(sa), labels).as_list(),
+            bootstrap_metric(detection(sb), labels).as_list(),
+        ],
+        "auc_difference": paired_auc_difference(sa, sb, labels).as_list(),
+        "detection_difference": bootstrap_metric(lambda idx: detection(sa)(idx) - detection(sb)(idx), labels).as_list(),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,13 +334,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=None,
         help="folder for every cell's maps and truth (npz), to try statistics on",
     )
+    co = sub.add_parser("combine", help="merge records of disjoint test cargos into one")
+    co.add_argument("records", type=Path, nargs="+", help="operating-point records")
+    co.add_argument("--out", type=Path, required=True, help="the merged record's path")
+    pa = sub.add_parser("compare", help="two cells paired on the cargos both saw")
+    pa.add_argument("first_cell", help="RECORD[#CELL], e.g. operating_point_K6.json#'K=6 300 s'")
+    pa.add_argument("second_cell", help="RECORD[#CELL]")
+    pa.add_argument("--out", type=Path, required=True, help="the comparison's record path")
     args = parser.parse_args(argv)
     load_at_start = load_average()
-    result = operating_point(args)
-    record = new_record("border_portal_operating_point", Path(__file__), result, load_at_start)
+    try:
+        result = {"operating-point": operating_point, "combine": combine, "compare": compare}[args.command](args)
+    except MutomoError as error:
+        if argv is not None:
+            raise
+        sys.exit(f"border_portal.py {args.command}: {error}")
+    kind = "border_portal_paired" if args.command == "compare" else "border_portal_operating_point"
+    record = new_record(kind, Path(__file__), result, load_at_start)
     if argv is not None:  # called from Python (the tests): the arguments, not the interpreter's
-        record["command"] = "python benchmarks/border_portal.py " + " ".join(argv)
-    modules = "_".join(str(k) for k in args.modules)
+        record["command"] = shlex.join(["python", "benchmarks/border_portal.py", *argv])
+    modules = "_".join(str(k) for k in getattr(args, "modules", []))
     path = args.out or HERE / "results" / "border_portal" / f"operating_point_K{modules}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1) + "\n")

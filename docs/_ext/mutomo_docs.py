@@ -584,10 +584,16 @@ def border_portal_operating_point() -> str:
     paths = sorted((RESULTS / "border_portal").glob("operating_point_*.json"))
     if not paths:
         return "No operating point recorded yet (`python benchmarks/border_portal.py operating-point border_portal`).\n"
+    records = [json.loads(path.read_text()) | {"_path": path} for path in paths]
+    # A run merged into a combined record (``border_portal.py combine``) is shown through it.
+    merged = {Path(source).name for rec in records for source in rec["results"].get("sources", [])}
     lines = []
-    for path in paths:
-        rec = json.loads(path.read_text()) | {"_path": path}
+    for rec in records:
+        if rec["_path"].name in merged:
+            continue
         res = rec["results"]
+        if res.get("sources"):
+            lines += [f"Merged from {', '.join(f'`{Path(source).name}`' for source in res['sources'])}.", ""]
         lines += [
             *_record_header(rec),
             f"Inference `{res['inference']}`, momentum `{res['momentum']}`, statistic `{res['statistic']}`, at least "
@@ -607,6 +613,39 @@ def border_portal_operating_point() -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def border_portal_paired() -> str:
+    """Cells of the border portal's operating point paired on the cargos both saw
+    (benchmarks/results/border_portal/paired_*.json, ``benchmarks/border_portal.py compare``)."""
+    paths = sorted((RESULTS / "border_portal").glob("paired_*.json"))
+    if not paths:
+        return "No paired comparison recorded yet (`python benchmarks/border_portal.py compare A B --out C`).\n"
+    lines = [
+        "| first | second | cargos (with uranium) | AUC, first | AUC, second | AUC difference | detection at 1 % "
+        "false alarm, first | second | detection difference | date | file |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for path in paths:
+        rec = json.loads(path.read_text())
+        res = rec["results"]
+        (auc_a, auc_b), (det_a, det_b) = res["auc"], res["detection_at_1pc_false_alarm"]
+        names = [
+            f"`{name}` ({statistic})"
+            for name, statistic in zip((res["first"], res["second"]), res["statistics"], strict=True)
+        ]
+        lines.append(
+            f"| {names[0]} | {names[1]} | {res['test_volumes']} ({res['with_target']}) | {_measured(*auc_a)} | "
+            f"{_measured(*auc_b)} | {_measured(*res['auc_difference'])} | {_measured(*det_a)} | {_measured(*det_b)} | "
+            f"{_measured(*res['detection_difference'])} | {rec['date'][:10]} | {_source(path)} |"
+        )
+    lines += [
+        "",
+        "Differences are first minus second on the same cargos and generated muons: the AUC's with DeLong's "
+        "paired error, the detection's with a stratified bootstrap over the cargos (1,000 resamples). Command: "
+        "`python benchmarks/border_portal.py compare FIRST[#CELL] SECOND[#CELL] --out FILE` (each file's record).",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def lab_notes() -> str:
@@ -638,6 +677,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "results_waste_operating_point.md": waste_operating_point,
     "results_bounds_waste_block_marginal.md": lambda: bounds("waste_block_marginal"),
     "results_border_portal_operating_point.md": border_portal_operating_point,
+    "results_border_portal_paired.md": border_portal_paired,
     "lab_notes.md": lab_notes,
 }
 

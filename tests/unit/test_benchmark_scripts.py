@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from mutomo.errors import MutomoError
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 SCRIPT = BENCHMARKS / "tomopt_side_by_side.py"
@@ -235,3 +238,22 @@ def test_border_portal_operating_point_script_runs_on_a_tiny_input(tmp_path):
     record = json.loads(out.read_text())
     assert record["command"].startswith("python benchmarks/border_portal.py operating-point border_portal")
     assert record["results"]["statistic"] == "material"
+    # Two runs of the later cargos, combined, are the one run on all of them; compare pairs cells.
+    parts = []
+    for first in ("0", "4"):
+        parts.append(tmp_path / f"part{first}.json")
+        part = [*argv[:2], "--modules", "2", "--exposures", "4", "--volumes", "4", "--first", first]
+        module.main([*part, "--references", "4", "--out", str(parts[-1])])
+    merged = module.main(["combine", *map(str, parts), "--out", str(tmp_path / "all.json")])["cells"]["K=2 4 s"]
+    whole = cells["K=2 4 s"]
+    assert merged["scores"] == pytest.approx(whole["scores"]) and merged["labels"] == whole["labels"]
+    assert merged["auc"] == pytest.approx(whole["auc"]) and merged["test_volumes"] == 8
+    assert merged["muons_in_cube_voxel"] == pytest.approx(whole["muons_in_cube_voxel"])
+    with pytest.raises(MutomoError, match="consecutive"):
+        module.main(["combine", str(parts[1]), str(parts[1]), "--out", str(tmp_path / "bad.json")])
+    paired = module.main(["compare", f"{out}#K=3 4 s", str(parts[1]), "--out", str(tmp_path / "p.json")])
+    assert paired["cargos"] == [4, 8] and paired["test_volumes"] == 4  # only the cargos both saw
+    self_paired = module.main(["compare", f"{out}#K=2 4 s", f"{out}#K=2 4 s", "--out", str(tmp_path / "s.json")])
+    assert self_paired["auc_difference"] == [0.0, 0.0] and self_paired["detection_difference"][0] == 0.0
+    with pytest.raises(MutomoError, match="name one"):
+        module.main(["compare", str(out), str(parts[0]), "--out", str(tmp_path / "x.json")])
