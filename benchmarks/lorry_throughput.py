@@ -7,7 +7,8 @@ ASR map, presence output; then the backward pass to the module positions. Each s
 fresh process so that its peak resident memory (``ru_maxrss``) is its own.
 
 Run: ``PYTHONPATH=src python benchmarks/lorry_throughput.py [--muons 100000 1000000] [--config border_portal
---modules 6]``; results in benchmarks/README.md (any built-in hodoscope benchmark with ``--config``).
+--modules 6]``; results in benchmarks/README.md (any hodoscope benchmark or configuration file with
+``--config``: its task's inference and statistic are the forward pass's).
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ def peak_mib() -> float:
 def one(n_muons: int, config: str = "lorry_uranium", modules: int = 8) -> dict[str, float]:
     import torch
 
-    from mutomo.config.build import load_benchmark
+    from mutomo.config import load_config
+    from mutomo.config.build import build_problem
     from mutomo.optimise.problem import SMOOTH, key_generator
     from mutomo.studies.starts import tiled_for
 
-    problem = load_benchmark(config)
+    problem = build_problem(load_config(config))
     design = tiled_for(problem, modules)
     design.module_xy.requires_grad_(True)
     design.module_z.requires_grad_(True)
@@ -60,7 +62,9 @@ def one(n_muons: int, config: str = "lorry_uranium", modules: int = 8) -> dict[s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--muons", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--config", default="lorry_uranium", help="built-in benchmark (e.g. border_portal)")
+    parser.add_argument(
+        "--config", default="lorry_uranium", help="built-in benchmark (border_portal) or configuration file"
+    )
     parser.add_argument("--modules", type=int, default=8, help="modules in all, tiled (half above, half below)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
