@@ -7,7 +7,10 @@ test cargos (keys ``(seed, 2, i)``, the target in about half) and clean referenc
 ``(seed, 3, i)``) as the evaluation does: each cargo simulated once per scan time with that many
 seconds of muons, the physical readout (hard edges, Bernoulli hits, the configuration's first
 trigger), the configuration's voxel method, momentum and presence statistic. It reports per
-cell the ROC AUC (DeLong's error), the detection at 1 % false alarm (stratified bootstrap error),
+cell the ROC AUC (DeLong's error), the detection at 1 % false alarm (stratified bootstrap error;
+with fewer than 100 clean test cargos its threshold is the highest clean score, whose expected
+false-alarm rate on new cargos, ``threshold_false_alarm``, is above 1 %:
+:func:`mutomo.tasks.metrics.threshold_false_alarm`),
 the mean muon weight that informed the cube's voxel in the cargos that hold it (the voxel
 method's ``weight``: muons whose tracks pass there), and the reconstructed muons per cargo, and
 writes a record (machine, date, commit, command) to ``benchmarks/results/border_portal/``.
@@ -52,7 +55,13 @@ from mutomo.errors import MutomoError
 from mutomo.optimise.evaluate import CALIBRATION_STREAM, TEST_STREAM
 from mutomo.optimise.problem import key_generator
 from mutomo.studies.starts import tiled_for
-from mutomo.tasks.metrics import bootstrap_metric, efficiency_at_false_alarm, paired_auc_difference, roc_auc
+from mutomo.tasks.metrics import (
+    bootstrap_metric,
+    efficiency_at_false_alarm,
+    paired_auc_difference,
+    roc_auc,
+    threshold_false_alarm,
+)
 from mutomo.tasks.presence_statistics import PresenceMaps, statistic_scores
 
 HERE = Path(__file__).resolve().parent
@@ -158,6 +167,7 @@ def _metrics(scores: np.ndarray, labels: np.ndarray, with_cube: np.ndarray) -> d
     return {
         "auc": roc_auc(scores, labels).as_list(),
         "detection_at_1pc_false_alarm": detection.as_list(),
+        "threshold_false_alarm": threshold_false_alarm(int((~labels).sum()), FALSE_ALARM),
         "muons_in_cube_voxel": [float(np.mean(with_cube)), float(np.std(with_cube, ddof=1) / np.sqrt(len(with_cube)))],
         "muons_in_cube_voxel_range": [float(np.min(with_cube)), float(np.max(with_cube))],
     }
@@ -309,6 +319,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
             bootstrap_metric(detection(sa), labels).as_list(),
             bootstrap_metric(detection(sb), labels).as_list(),
         ],
+        "threshold_false_alarm": threshold_false_alarm(int((~labels).sum()), FALSE_ALARM),
         "auc_difference": paired_auc_difference(sa, sb, labels).as_list(),
         "detection_difference": bootstrap_metric(lambda idx: detection(sa)(idx) - detection(sb)(idx), labels).as_list(),
     }

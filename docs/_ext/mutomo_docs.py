@@ -27,6 +27,7 @@ import mutomo
 from mutomo.config.reference import FieldRow, config_fields, value_forms
 from mutomo.optimise.metric_text import round_to_error
 from mutomo.optimise.verdict import headline as headline_readout
+from mutomo.tasks.metrics import threshold_false_alarm
 
 DOCS = Path(__file__).resolve().parents[1]
 ROOT = DOCS.parent
@@ -592,16 +593,20 @@ def border_portal_operating_point() -> str:
         if rec["_path"].name in merged:
             continue
         res = rec["results"]
-        if res.get("sources"):
-            lines += [f"Merged from {', '.join(f'`{Path(source).name}`' for source in res['sources'])}.", ""]
         lines += [
             *_record_header(rec),
+            *(
+                [f"Merged from {', '.join(f'`{Path(s).name}`' for s in res['sources'])}.", ""]
+                if res.get("sources")
+                else []
+            ),
             f"Inference `{res['inference']}`, momentum `{res['momentum']}`, statistic `{res['statistic']}`, at least "
             f"{res['trigger_hits']} hits a side.",
             "",
             "| modules a side | scan (s) | muons generated | muons reconstructed | muons in the cube's voxel "
-            "(mean, range) | test cargos (with uranium) | AUC | detection at 1 % false alarm |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "(mean, range) | test cargos (with uranium) | AUC | detection at 1 % false alarm | the threshold's "
+            "expected false alarm |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for cell in sorted(res["cells"].values(), key=lambda c: (c["modules_a_side"], c["scan_s"])):
             low, high = cell["muons_in_cube_voxel_range"]
@@ -609,10 +614,18 @@ def border_portal_operating_point() -> str:
                 f"| {cell['modules_a_side']} | {cell['scan_s']:g} | {cell['generated_muons_per_cargo']:,} | "
                 f"{cell['reconstructed_muons_per_cargo']:,.0f} | {_measured(*cell['muons_in_cube_voxel'])} "
                 f"({low:.0f}–{high:.0f}) | {cell['test_volumes']} ({cell['with_target']}) | "
-                f"{_measured(*cell['auc'])} | {_measured(*cell['detection_at_1pc_false_alarm'])} |"
+                f"{_measured(*cell['auc'])} | {_measured(*cell['detection_at_1pc_false_alarm'])} | "
+                f"{100 * _threshold_false_alarm(cell):.1f} % |"
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _threshold_false_alarm(cell: dict[str, Any]) -> float:
+    """A cell's expected false-alarm rate of its 1 % threshold (recorded, or from its clean count)."""
+    if "threshold_false_alarm" in cell:
+        return float(cell["threshold_false_alarm"])
+    return threshold_false_alarm(int(cell["test_volumes"]) - int(cell["with_target"]), 0.01)
 
 
 def border_portal_paired() -> str:
@@ -623,8 +636,8 @@ def border_portal_paired() -> str:
         return "No paired comparison recorded yet (`python benchmarks/border_portal.py compare A B --out C`).\n"
     lines = [
         "| first | second | cargos (with uranium) | AUC, first | AUC, second | AUC difference | detection at 1 % "
-        "false alarm, first | second | detection difference | date | file |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "false alarm, first | second | detection difference | the threshold's expected false alarm | date | file |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for path in paths:
         rec = json.loads(path.read_text())
@@ -637,13 +650,16 @@ def border_portal_paired() -> str:
         lines.append(
             f"| {names[0]} | {names[1]} | {res['test_volumes']} ({res['with_target']}) | {_measured(*auc_a)} | "
             f"{_measured(*auc_b)} | {_measured(*res['auc_difference'])} | {_measured(*det_a)} | {_measured(*det_b)} | "
-            f"{_measured(*res['detection_difference'])} | {rec['date'][:10]} | {_source(path)} |"
+            f"{_measured(*res['detection_difference'])} | {100 * _threshold_false_alarm(res):.1f} % | "
+            f"{rec['date'][:10]} | {_source(path)} |"
         )
     lines += [
         "",
         "Differences are first minus second on the same cargos and generated muons: the AUC's with DeLong's "
         "paired error, the detection's with a stratified bootstrap over the cargos (1,000 resamples). Command: "
-        "`python benchmarks/border_portal.py compare FIRST[#CELL] SECOND[#CELL] --out FILE` (each file's record).",
+        "`python benchmarks/border_portal.py compare FIRST[#CELL] SECOND[#CELL] --out FILE` (each file's record). "
+        "With fewer than 100 clean cargos the 1 % threshold is the highest clean score, and its expected false-alarm "
+        "rate on new cargos is 1 / (clean cargos + 1) (the last column; `mutomo.tasks.metrics.threshold_false_alarm`).",
     ]
     return "\n".join(lines) + "\n"
 

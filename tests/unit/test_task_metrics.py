@@ -15,6 +15,7 @@ from mutomo.tasks.metrics import (
     mean_metric,
     paired_auc_difference,
     roc_auc,
+    threshold_false_alarm,
 )
 from mutomo.tasks.presence import soft_auc_loss
 from mutomo.tasks.regression import calibrated_mse
@@ -175,3 +176,25 @@ def test_regression_errors_include_the_calibration_lines_error():
         d, e = diffs[kind::2], diff_errors[kind::2]
         assert np.std((d - d.mean()) / e) == pytest.approx(1.0, abs=0.15)
     assert np.std(values) / np.mean(test_only) > 1.3
+
+
+@pytest.mark.parametrize("n_negative", [20, 50, 100, 199])
+def test_threshold_false_alarm_is_the_rate_the_threshold_lets_through_on_new_negatives(n_negative):
+    """Monte Carlo against the order-statistics formula: set the 1 % threshold on ``n`` negative
+    scores drawn from a standard normal as efficiency_at_false_alarm does (one positive far above
+    every negative, so the efficiency is 1), and the mean over many draws of the normal tail above
+    that threshold (its false-alarm rate on new negatives) is ``(k + 1) / (n + 1)``."""
+    rng = np.random.default_rng(7)
+    rates = []
+    for _ in range(4000):
+        negatives = rng.standard_normal(n_negative)
+        scores, labels = np.append(negatives, 100.0), np.append(np.zeros(n_negative), 1)
+        assert efficiency_at_false_alarm(scores, labels, 0.01) == 1.0
+        k = math.floor(0.01 * n_negative + 1e-9)
+        threshold = np.sort(negatives)[::-1][k]
+        rates.append(0.5 * math.erfc(threshold / math.sqrt(2)))
+    rates = np.array(rates)
+    expected = threshold_false_alarm(n_negative, 0.01)
+    assert rates.mean() == pytest.approx(expected, abs=4 * rates.std() / math.sqrt(rates.size))
+    if n_negative < 100:
+        assert expected > 0.01  # the highest negative: above the nominal rate

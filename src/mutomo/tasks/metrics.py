@@ -114,6 +114,26 @@ def efficiency_at_false_alarm(scores: np.ndarray, labels: np.ndarray, false_alar
     return float((pos > threshold).mean())
 
 
+def threshold_false_alarm(n_negative: int, false_alarm: float = 0.01) -> float:
+    """The expected false-alarm rate, on new negatives, of the threshold that
+    :func:`efficiency_at_false_alarm` sets on ``n_negative`` negatives: ``(k + 1) / (n + 1)`` with
+    ``k = floor(false_alarm * n)``. The threshold is the ``(k + 1)``-th highest of ``n`` negative
+    scores; for continuous scores the probability that a new negative exceeds it is
+    Beta(k + 1, n - k) distributed, whatever the scores' distribution (H. A. David and
+    H. N. Nagaraja, Order Statistics, 3rd ed., Wiley 2003, section 2.2). So with fewer than
+    ``1 / false_alarm`` negatives the threshold is the highest negative score and its rate is
+    ``1 / (n + 1)``, above the nominal one: 20 clean volumes make "1 %" about 4.8 %.
+
+    Example:
+        >>> round(threshold_false_alarm(20), 4), round(threshold_false_alarm(199), 4)
+        (0.0476, 0.01)
+    """
+    if n_negative < 1:
+        raise MutomoError(f"threshold_false_alarm needs at least one negative; got {n_negative}")
+    k = math.floor(false_alarm * n_negative + 1e-9)
+    return (min(k, n_negative - 1) + 1) / (n_negative + 1)
+
+
 def exposure_to_reach(efficiencies: Mapping[float, float], goal: float = 0.95) -> float:
     """Exposure at which the efficiency first reaches ``goal``, interpolated in log(exposure)
     between the ladder's points; ``inf`` if never, the smallest exposure if already there."""
