@@ -257,3 +257,20 @@ def test_border_portal_operating_point_script_runs_on_a_tiny_input(tmp_path):
     assert self_paired["auc_difference"] == [0.0, 0.0] and self_paired["detection_difference"][0] == 0.0
     with pytest.raises(MutomoError, match="name one"):
         module.main(["compare", str(out), str(parts[0]), "--out", str(tmp_path / "x.json")])
+
+
+def test_border_portal_information_known_momentum_matches_the_closed_form(tmp_path):
+    """With the momentum known and no noise, four Gaussian components whose variance ratio is
+    rho = theta0_U^2 / theta0_Pb^2 give 2 (rho - 1 - ln rho) nats per muon (the divergence of two
+    zero-mean Gaussians); the unknown-momentum divergence is positive and far smaller."""
+    module = load("border_portal_information")
+    result = module.main(["--draws", "20000", "--bins", "80", "--cuts", "1.0", "--out", str(tmp_path / "i.json")])
+    row = next(r for r in result["rows"] if r["data"] == "angle_and_displacement" and r["against"] == "lead")
+    cos = np.linspace(0.5, 1.0, 50)  # rho depends on the angle only through Highland's log term
+    rho = module.highland_variance(np.ones_like(cos), cos, 315.83) / module.highland_variance(
+        np.ones_like(cos), cos, 178.18
+    )
+    closed = 2 * (rho - 1 - np.log(rho))
+    mean, error, _ = row["known_momentum"]
+    assert closed.min() - 4 * error <= mean <= closed.max() + 4 * error
+    assert 0 < row["unknown_momentum"][0] < 0.3 * mean
