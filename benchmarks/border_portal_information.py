@@ -113,10 +113,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "border_portal" / "information.json")
     args = parser.parse_args(argv)
     load_at_start = load_average()
-    momentum, cos_zenith, _ = TabulatedFlux(momentum_range=(0.1, 1000.0)).sample(
+    drawn = TabulatedFlux(momentum_range=(0.1, 1000.0)).sample(
         400_000, torch.Generator().manual_seed(20261207), dtype=torch.float64
     )
-    momentum, cos_zenith = momentum.numpy(), cos_zenith.numpy()
+    momentum, cos_zenith = drawn[0].numpy(), drawn[1].numpy()
     rng = np.random.default_rng(20261207)
     data = {"angle_and_displacement": (4, 0.0), "angles_with_noise": (2, 2 * TRACK_SLOPE_ERROR**2)}
     rows = []
