@@ -264,7 +264,13 @@ def test_border_portal_information_known_momentum_matches_the_closed_form(tmp_pa
     rho = theta0_U^2 / theta0_Pb^2 give 2 (rho - 1 - ln rho) nats per muon (the divergence of two
     zero-mean Gaussians); the unknown-momentum divergence is positive and far smaller."""
     module = load("border_portal_information")
-    result = module.main(["--draws", "20000", "--bins", "80", "--cuts", "1.0", "--out", str(tmp_path / "i.json")])
+    record = BENCHMARKS / "results" / "border_portal" / "operating_point_likelihood_K6_300.json"
+    argv = ["--draws", "20000", "--bins", "80", "--cuts", "0.3", "1.0", "--records", str(record)]
+    result = module.main([*argv, "--out", str(tmp_path / "i.json")])
+    (bound,) = result["bound_detection"]  # measured: above the highest of the record's 40 clean cargos, as recorded
+    cell = json.loads(record.read_text())["results"]["cells"]["K=6 300 s"]
+    assert bound["measured_detection"] == pytest.approx(cell["detection_at_1pc_false_alarm"][0])
+    assert 0 <= bound["bound_detection"] <= 1
     row = next(r for r in result["rows"] if r["data"] == "angle_and_displacement" and r["against"] == "lead")
     cos = np.linspace(0.5, 1.0, 50)  # rho depends on the angle only through Highland's log term
     rho = module.highland_variance(np.ones_like(cos), cos, 315.83) / module.highland_variance(
