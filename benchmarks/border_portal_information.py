@@ -118,6 +118,10 @@ def _bound_detection(path: Path, row: dict) -> dict:
     (module docstring), beside the record's own."""
     (cell,) = json.loads(path.read_text())["results"]["cells"].values()
     scores, labels = np.array(cell["scores"]), np.array(cell["labels"]).astype(bool)
+    if cell.get("muons_in_cube_voxel_per_cargo") is None:
+        raise SystemExit(
+            f"{path}: no per-cargo muon counts (recorded from 2026-12-07, session 41, on); pass its later runs"
+        )
     counts = np.array([n for n, u in zip(cell["muons_in_cube_voxel_per_cargo"], labels, strict=True) if u], dtype=float)
     threshold = float(scores[~labels].max())
     mean, spread = row["unknown_momentum"][0], row["unknown_momentum"][2]
