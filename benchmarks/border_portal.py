@@ -41,6 +41,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,8 @@ def _cell(
             arrays |= {f"{part}_inverse_x0": obs["inverse_x0"].float().numpy(), f"{part}_target": obs["target"].numpy()}
         np.savez_compressed(args.save_maps / f"{label.replace('=', '').replace(' ', '_')}.npz", **arrays)
     return {
-        **_metrics(scores, labels, test["in_target"][labels]),
+        **_metrics(scores, labels),
+        **_cube_muons(test["in_target"][labels]),
         "reconstructed_muons_per_cargo": float(
             np.mean(test["muons"] if refs is None else np.concatenate([test["muons"], refs["muons"]]))
         ),
@@ -161,13 +163,23 @@ def _cell(
     }
 
 
-def _metrics(scores: np.ndarray, labels: np.ndarray, with_cube: np.ndarray) -> dict[str, Any]:
-    """AUC, detection at 1 % false alarm and the muons in the cube's voxel (cargos with the cube)."""
-    detection = bootstrap_metric(lambda idx: efficiency_at_false_alarm(scores[idx], labels[idx], FALSE_ALARM), labels)
+def _detection(scores: np.ndarray, labels: np.ndarray) -> Callable[[np.ndarray], float]:
+    """The detection at 1 % false alarm of the cargos ``idx`` (for the bootstrap)."""
+    return lambda idx: efficiency_at_false_alarm(scores[idx], labels[idx], FALSE_ALARM)
+
+
+def _metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """AUC, detection at 1 % false alarm and its threshold's expected false-alarm rate."""
     return {
         "auc": roc_auc(scores, labels).as_list(),
-        "detection_at_1pc_false_alarm": detection.as_list(),
+        "detection_at_1pc_false_alarm": bootstrap_metric(_detection(scores, labels), labels).as_list(),
         "threshold_false_alarm": threshold_false_alarm(int((~labels).sum()), FALSE_ALARM),
+    }
+
+
+def _cube_muons(with_cube: np.ndarray) -> dict[str, Any]:
+    """The muons in the cube's voxel over the cargos that hold it: mean, its error, range."""
+    return {
         "muons_in_cube_voxel": [float(np.mean(with_cube)), float(np.std(with_cube, ddof=1) / np.sqrt(len(with_cube)))],
         "muons_in_cube_voxel_range": [float(np.min(with_cube)), float(np.max(with_cube))],
     }
@@ -236,13 +248,13 @@ def combine(args: argparse.Namespace) -> dict[str, Any]:
         truth = np.concatenate([c["labels"] for c in parts]).astype(bool)
         per_cargo = [c.get("muons_in_cube_voxel_per_cargo") for c in parts]
         if all(v is not None for v in per_cargo):
-            cube = np.array([x for v in per_cargo for x in v], dtype=float)[truth]
-            muons = _metrics(scores, truth, cube)
+            muons = _cube_muons(np.array([x for v in per_cargo for x in v], dtype=float)[truth])
         else:  # an earlier record kept the mean, error and range only: pool them (exact for the mean and spread)
-            muons = _metrics(scores, truth, np.zeros(2)) | _pooled_muons(parts)
+            muons = _pooled_muons(parts)
         n = np.array([c["test_volumes"] for c in parts])
         cells[label] = {
             **parts[0],
+            **_metrics(scores, truth),
             **muons,
             "reconstructed_muons_per_cargo": float(
                 np.average([c["reconstructed_muons_per_cargo"] for c in parts], weights=n)
@@ -302,10 +314,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     labels = np.asarray(a["labels"])[pick_a].astype(bool)
     if not np.array_equal(labels, np.asarray(b["labels"])[pick_b].astype(bool)):
         raise MutomoError(f"{name_a} and {name_b} disagree on which cargos hold the target")
-
-    def detection(scores: np.ndarray) -> Any:
-        return lambda idx: efficiency_at_false_alarm(scores[idx], labels[idx], FALSE_ALARM)
-
+    detection_a, detection_b = _detection(sa, labels), _detection(sb, labels)
     return {
         "first": name_a,
         "second": name_b,
@@ -316,12 +325,12 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         "with_target": int(labels.sum()),
         "auc": [roc_auc(sa, labels).as_list(), roc_auc(sb, labels).as_list()],
         "detection_at_1pc_false_alarm": [
-            bootstrap_metric(detection(sa), labels).as_list(),
-            bootstrap_metric(detection(sb), labels).as_list(),
+            bootstrap_metric(detection_a, labels).as_list(),
+            bootstrap_metric(detection_b, labels).as_list(),
         ],
         "threshold_false_alarm": threshold_false_alarm(int((~labels).sum()), FALSE_ALARM),
         "auc_difference": paired_auc_difference(sa, sb, labels).as_list(),
-        "detection_difference": bootstrap_metric(lambda idx: detection(sa)(idx) - detection(sb)(idx), labels).as_list(),
+        "detection_difference": bootstrap_metric(lambda idx: detection_a(idx) - detection_b(idx), labels).as_list(),
     }
 
 

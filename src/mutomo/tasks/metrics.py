@@ -109,9 +109,14 @@ def efficiency_at_false_alarm(scores: np.ndarray, labels: np.ndarray, false_alar
     if not 0 <= false_alarm < 1:
         raise MutomoError(f"false_alarm must be in [0, 1); got {false_alarm}")
     pos, neg = _split(scores, labels)
-    k = math.floor(false_alarm * neg.size + 1e-9)
-    threshold = np.sort(neg)[::-1][min(k, neg.size - 1)]
+    threshold = np.sort(neg)[::-1][_threshold_rank(neg.size, false_alarm)]
     return float((pos > threshold).mean())
+
+
+def _threshold_rank(n_negative: int, false_alarm: float) -> int:
+    """``k``: the threshold at ``false_alarm`` is the ``(k + 1)``-th highest of ``n_negative``
+    negative scores, ``k = floor(false_alarm * n)`` (at most ``n - 1``)."""
+    return min(math.floor(false_alarm * n_negative + 1e-9), n_negative - 1)
 
 
 def threshold_false_alarm(n_negative: int, false_alarm: float = 0.01) -> float:
@@ -130,8 +135,7 @@ def threshold_false_alarm(n_negative: int, false_alarm: float = 0.01) -> float:
     """
     if n_negative < 1:
         raise MutomoError(f"threshold_false_alarm needs at least one negative; got {n_negative}")
-    k = math.floor(false_alarm * n_negative + 1e-9)
-    return (min(k, n_negative - 1) + 1) / (n_negative + 1)
+    return (_threshold_rank(n_negative, false_alarm) + 1) / (n_negative + 1)
 
 
 def exposure_to_reach(efficiencies: Mapping[float, float], goal: float = 0.95) -> float:
