@@ -143,6 +143,8 @@ def build_problem(config: RunConfig) -> Problem:
     if t.kind == "presence":
         grid = scene.sample((0,)).volume.shape
         options.update(false_alarm=t.false_alarm, goal=t.goal, reference=t.reference, statistic=t.statistic, grid=grid)
+        if t.outlier_fraction > 0:
+            options["outlier_fraction"] = t.outlier_fraction
         if t.statistic == "likelihood":
             try:
                 options["hypotheses"] = scene.material_hypotheses()

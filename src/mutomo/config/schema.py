@@ -84,6 +84,15 @@ class TaskConfig(Strict):
         "the other voxels at the ML/EM fit, then a smooth maximum; for clutter whose voxels' 1/X0 estimates "
         "spread too much to rank",
     )
+    outlier_fraction: float = Field(
+        0.0,
+        ge=0,
+        lt=0.5,
+        description="inference 'mlem' only: the prior probability that a muon's deflection is not described by the "
+        "Gaussian scattering model (a hard single scatter, a badly fitted track); each muon's likelihood gets a broad "
+        "component of that weight, which takes such a muon instead of letting it drive the voxels on its path to "
+        "absurd densities. 0 (default): none; 1e-3 in configs/border_portal_robust.toml",
+    )
     step_length: float = Field(0.05, gt=0, le=1.0, description="propagation step (m)")
 
     @field_validator("kind")
@@ -113,6 +122,11 @@ class TaskConfig(Strict):
             raise MutomoError(
                 f"statistic 'likelihood' weighs each voxel's muons under ML/EM's model: it needs inference 'mlem', "
                 f"not {self.inference!r}"
+            )
+        if self.outlier_fraction > 0 and (self.inference != "mlem" or self.kind != "presence"):
+            raise MutomoError(
+                f"outlier_fraction is a component of ML/EM's likelihood in a presence task: it needs kind 'presence' "
+                f"and inference 'mlem', not {self.kind!r} with {self.inference!r}"
             )
         refusal = MOMENTUM_OPTIONS[self.momentum].refusal(self.inference)
         if refusal is not None:

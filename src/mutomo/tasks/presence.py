@@ -164,6 +164,8 @@ class Presence(TaskKind):
         hypotheses: ``(targets, innocents)``, inverse radiation lengths (m^-1) of the target's
             and the innocent materials (:meth:`mutomo.scenes.Scene.material_hypotheses`), for
             the likelihood statistic.
+        outlier_fraction: with inference ``"mlem"``, the weight of the outlier component of each
+            muon's likelihood (:func:`mutomo.reco.mlem.with_outliers`); 0: none.
     """
 
     kind = "presence"
@@ -186,6 +188,7 @@ class Presence(TaskKind):
         statistic: str = "clean",
         grid: tuple[int, int, int] | None = None,
         hypotheses: tuple[Sequence[float], Sequence[float]] | None = None,
+        outlier_fraction: float = 0.0,
     ) -> None:
         super().__init__(inference)
         if not 0 < false_alarm < 1 or not 0 < goal < 1:
@@ -214,7 +217,14 @@ class Presence(TaskKind):
         self.grid = grid
         self.classifier = VoxelClassifier() if statistic == "learned" else None
         self.module = self.classifier
-        self.method = voxel_method(inference)
+        if outlier_fraction and inference != "mlem":
+            raise MutomoError(
+                f"outlier_fraction is a component of ML/EM's likelihood: it needs inference 'mlem', not {inference!r}"
+            )
+        # ML/EM with an outlier component (its registry entry is ML/EM with the defaults).
+        self.method = (
+            MaximumLikelihoodEM(outlier_fraction=outlier_fraction) if outlier_fraction else voxel_method(inference)
+        )
         self.false_alarm, self.goal, self.reference = false_alarm, goal, reference
         # Clean references in a balanced batch: at least 3 volumes without the object (4 for the
         # material statistic, each left out of its own references).

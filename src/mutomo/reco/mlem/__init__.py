@@ -132,6 +132,13 @@ which is what the single momentum of :class:`~mutomo.reco.ExpectedMomentum` with
 could not do (it explained a dense cube away). The error comes from Louis' observed information
 (:func:`fisher_diagonal`).
 
+**Outliers.** Highland's Gaussian has no tail for a hard single scatter or a bad track; with
+``outlier_fraction`` (:func:`with_outliers`) each muon's likelihood is the mixture
+``(1 - epsilon) sum_k pi_ik N(D_i; 0, Sigma_ik) + epsilon q_i`` with a broad ``q_i`` that does not
+depend on the density. Its posterior ``r_i,out`` is one more component of the E-step: the
+classes' weights sum to ``1 - r_i,out``, and the M-step's count becomes ``sum_i w_i (1 - r_i,out)``
+over the muons crossing the voxel.
+
 The package, in the order a batch goes through it: :mod:`.paths` (each muon's sparse path
 lengths through the voxels), :mod:`.model` (its transverse data, the EM problem, the moments of
 the likelihood, the EM step), :mod:`.information` (Fisher information and marginal variances),
@@ -158,6 +165,7 @@ from mutomo.reco.mlem.model import (
     posterior_momentum,
     transverse_scatters,
     with_momentum_classes,
+    with_outliers,
 )
 from mutomo.reco.mlem.paths import PARALLEL, PathLengths, PathModel, muon_path, path_lengths
 
@@ -188,4 +196,5 @@ __all__ = [
     "sandwich_variance",
     "transverse_scatters",
     "with_momentum_classes",
+    "with_outliers",
 ]

@@ -7,8 +7,9 @@ held at its fitted value ``rho``:
 
     l_j(h) = sum_{i crosses j} w_i ln p(D_i | rho_j = f_j / X0_h, rho_-j),
 
-the same Gaussian likelihood of each muon's deflection and displacement the EM maximises (with
-its momentum marginalised over the classes where it has them: :mod:`mutomo.reco.mlem`), ``f_j``
+the same likelihood of each muon's deflection and displacement the EM maximises (Gaussian, with
+its momentum marginalised over the classes where it has them and the outlier component where the
+problem has one: :mod:`mutomo.reco.mlem`), ``f_j``
 the voxel's Highland log-term factor (``rho`` is the effective density; ``1 / X0 = rho / f``).
 Changing one voxel adds ``(h - rho_j) c_i (I_2 (x) W_ij)`` to a muon's covariance, so each path
 entry is one 4 x 4 covariance, inverted by the 2 x 2 blocks the EM uses.
@@ -31,6 +32,7 @@ others only where that bound is above :data:`EVIDENCE_FLOOR`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -74,6 +76,13 @@ def voxel_log_likelihoods(
     noise = problem.noise.reshape(-1, 16).T.contiguous()
     data = problem.deflection.reshape(-1, 4).T.contiguous()
     log_prior = problem.log_prior if problem.log_prior is not None else torch.zeros_like(problem.weight)
+    # With outliers (mutomo.reco.mlem.model.with_outliers), each muon's likelihood is the mixture
+    # of the classes, weighted 1 - epsilon, and the broad component, weighted epsilon.
+    outliers = problem.log_outlier is not None and problem.outlier_fraction > 0
+    if outliers:
+        assert problem.log_outlier is not None
+        log_prior = log_prior + math.log1p(-problem.outlier_fraction)
+        log_outlier = problem.log_outlier + math.log(problem.outlier_fraction)
     muon_weight = problem.per_muon(problem.weight)
     levels = torch.as_tensor(list(hypotheses), dtype=inverse_x0.dtype, device=inverse_x0.device)
     entries = torch.arange(paths.voxel.shape[0], device=paths.voxel.device)
@@ -99,8 +108,10 @@ def voxel_log_likelihoods(
         delta = level * factor_rows - at_fit
         s0, s1, s2 = (scale * (b + delta * wk) for b, wk in zip(base, w, strict=True))
         g = _gaussian(s0, s1, s2, noise_rows, data_rows)
-        log_like = (-0.5 * g.log_det - 0.5 * g.quadratic).reshape(-1, k)
-        per_muon = torch.logsumexp(prior_rows + log_like, -1) - 2 * LOG_2PI
+        joint = prior_rows + (-0.5 * g.log_det - 0.5 * g.quadratic).reshape(-1, k)
+        if outliers:
+            joint = torch.cat([joint, log_outlier.index_select(0, muon)[:, None]], -1)
+        per_muon = torch.logsumexp(joint, -1) - 2 * LOG_2PI
         return muon_weight.index_select(0, muon) * per_muon
 
     def chunk(index: Tensor, level: Tensor, *inputs: Tensor) -> Tensor:

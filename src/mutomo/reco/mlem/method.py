@@ -17,6 +17,7 @@ from mutomo.reco.maps import ScatterData, VoxelMap
 from mutomo.reco.mlem.evidence import voxel_evidence
 from mutomo.reco.mlem.information import fisher_diagonal, marginal_variance, sandwich_variance
 from mutomo.reco.mlem.model import (
+    MAX_MEASUREMENT_VARIANCE,
     EMProblem,
     _cast,
     _em_step,
@@ -29,6 +30,7 @@ from mutomo.reco.mlem.model import (
     posterior_momentum,
     transverse_scatters,
     with_momentum_classes,
+    with_outliers,
 )
 from mutomo.reco.mlem.paths import PathLengths, PathModel, muon_path, path_lengths
 from mutomo.reco.momentum import MomentumPrior
@@ -38,8 +40,6 @@ from mutomo.volume.scattering import highland_inverse
 
 # S07's nominal momentum (GeV/c) in the scattering density lambda = (E0 / p0)^2 / X0.
 NOMINAL_MOMENTUM = 3.0
-MAX_MEASUREMENT_VARIANCE = 1.0
-"""Largest measurement variance (rad^2 for angles, m^2 for displacements) of a muon ML/EM uses."""
 # Largest change of ln rho of a voxel beyond its EM step in one over-relaxed step (a factor e^3 = 20).
 MAX_LOG_STEP = 3.0
 #: The uncertainties :class:`MaximumLikelihoodEM` can report (its ``error``).
@@ -128,6 +128,11 @@ class MaximumLikelihoodEM:
             ``"marginal"`` (``(I^-1)_jj``, the other voxels unknown: :func:`marginal_variance`)
             or ``"sandwich"`` (``J_jj / I_jj^2`` alone). Pulls of each: benchmarks/README.md,
             "Voxel X0 pulls".
+        outlier_fraction: ``epsilon`` in ``[0, 0.5)``, the prior probability that a muon's
+            deflection is not described by the Gaussian model (a hard single scatter, a bad
+            track): each muon's likelihood gets a broad component of that weight
+            (:func:`~mutomo.reco.mlem.model.with_outliers`), which takes a muon no density
+            explains instead of letting it drive the voxels on its path up. 0 (default): none.
 
     Example:
         >>> method = MaximumLikelihoodEM(iterations=10)
@@ -151,6 +156,7 @@ class MaximumLikelihoodEM:
         momentum_prior: MomentumPrior | None = None,
         acceleration: float = 16.0,
         error: Literal["conditional", "marginal", "sandwich", "robust"] = "robust",
+        outlier_fraction: float = 0.0,
     ) -> None:
         if error not in ERRORS:
             raise MutomoError(f"error must be one of {ERRORS}; got {error!r}")
@@ -166,6 +172,10 @@ class MaximumLikelihoodEM:
         )
         if bad:
             raise MutomoError(f"initial_x0 (the initial radiation length, m) must be finite and > 0; got {initial_x0}")
+        if isinstance(outlier_fraction, bool) or not (
+            isinstance(outlier_fraction, (int, float)) and 0 <= outlier_fraction < 0.5
+        ):
+            raise MutomoError(f"outlier_fraction must be a number in [0, 0.5); got {outlier_fraction!r}")
         if path not in ("poca", "straight"):
             raise MutomoError(f"path must be 'poca' or 'straight'; got {path!r}")
         if not min_path >= 0:
@@ -184,6 +194,7 @@ class MaximumLikelihoodEM:
         self.momentum_prior = momentum_prior
         self.acceleration = float(acceleration)
         self.error = error
+        self.outlier_fraction = float(outlier_fraction)
 
     def __call__(self, data: ScatterData, volume: PassiveVolume) -> VoxelMap:
         """Reconstruct; the score is ``1 / X0`` (m^-1). Maps are ``(*batch, nx, ny, nz)``."""
@@ -250,9 +261,9 @@ class MaximumLikelihoodEM:
             muons=keep,
         )
         prior = self.momentum_prior if self.momentum_prior is not None else data.momentum_prior
-        if prior is None:
-            return problem
-        return with_momentum_classes(problem, *prior.prior(incoming, outgoing))
+        if prior is not None:
+            problem = with_momentum_classes(problem, *prior.prior(incoming, outgoing))
+        return with_outliers(problem, self.outlier_fraction) if self.outlier_fraction > 0 else problem
 
     def initial(self, problem: EMProblem) -> Tensor:
         """``(V,)`` the starting ``rho = 1 / X0`` (m^-1), flat over batch and grid: from
