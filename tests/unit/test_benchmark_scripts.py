@@ -259,6 +259,33 @@ def test_border_portal_operating_point_script_runs_on_a_tiny_input(tmp_path):
         module.main(["compare", str(out), str(parts[0]), "--out", str(tmp_path / "x.json")])
 
 
+def test_border_portal_cargo_diagnosis_reports_the_voxels_and_muons_behind_a_score(tmp_path):
+    """One cargo at a few seconds: the top voxel's evidence is the highest measured one and equals
+    its best target's log-likelihood minus its best innocent's; every muon listed crosses it;
+    the record names its command; a configuration without the likelihood statistic and a voxel
+    outside the grid are refused by name."""
+    module = load("border_portal_cargo")
+    config = str(BENCHMARKS.parent / "configs" / "border_portal_robust.toml")
+    argv = [config, "--cargo", "1", "--modules", "3", "--exposure", "20", "--top", "3"]
+    result = module.main([*argv, "--out", str(tmp_path / "c.json")])
+    top = result["top"]
+    assert [v["evidence"] for v in top] == sorted((v["evidence"] for v in top), reverse=True)
+    inspected = result["inspected"]
+    assert inspected["index"] == top[0]["index"] and result["outlier_fraction"] == 1e-3
+    targets = len(result["hypotheses_inverse_x0"]["targets"])
+    ll = inspected["log_likelihood_minus_best"]
+    assert max(ll) == 0.0 and inspected["evidence"] == pytest.approx(max(ll[:targets]) - max(ll[targets:]), abs=1e-9)
+    assert len(inspected["muon_list"]) > 0 and all(m["length_in_voxel_m"] > 0 for m in inspected["muon_list"])
+    assert all(0 <= m["outlier_posterior"] <= 1 for m in inspected["muon_list"])
+    assert json.loads((tmp_path / "c.json").read_text())["command"].startswith(
+        "python benchmarks/border_portal_cargo.py"
+    )
+    with pytest.raises(MutomoError, match="statistic = 'likelihood'"):
+        module.main(["border_portal", "--cargo", "1", "--modules", "3", "--exposure", "5"])
+    with pytest.raises(MutomoError, match="--voxel"):
+        module.main([*argv, "--voxel", "99,0,0"])
+
+
 def test_border_portal_information_known_momentum_matches_the_closed_form(tmp_path):
     """With the momentum known and no noise, four Gaussian components whose variance ratio is
     rho = theta0_U^2 / theta0_Pb^2 give 2 (rho - 1 - ln rho) nats per muon (the divergence of two

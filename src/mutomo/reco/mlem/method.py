@@ -325,6 +325,14 @@ class MaximumLikelihoodEM:
         weight = result.weight.to(dtype)
         return VoxelMap(method=self.name, score=score.to(dtype), weight=weight, measured=result.measured)
 
+    def fit(self, data: ScatterData, volume: PassiveVolume) -> tuple[EMProblem, MLEMResult]:
+        """The EM problem in its working precision (float64 for float32 data: :meth:`reconstruct`)
+        and the fit on it, in that precision and without the X0 error: what a diagnosis of single
+        voxels and muons reads (:func:`~mutomo.reco.mlem.voxel_log_likelihoods`,
+        :func:`~mutomo.reco.mlem.outlier_posterior`; ``benchmarks/border_portal_cargo.py``)."""
+        work, _, result = self._fit(data, volume, with_error=False)
+        return work, result
+
     def _fit(
         self, data: ScatterData, volume: PassiveVolume, with_error: bool = True
     ) -> tuple[EMProblem, torch.dtype, MLEMResult]:

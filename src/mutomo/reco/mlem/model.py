@@ -319,6 +319,18 @@ def _mixture(problem: EMProblem, m: _Moments) -> tuple[Tensor, Tensor]:
     return problem.weight * k * posterior.reshape(-1), log_marginal.expand(-1, k).reshape(-1)
 
 
+def outlier_posterior(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
+    """``(n,)`` each muon's posterior probability ``r_i,out`` of the outlier component
+    (:func:`with_outliers`) at the density ``inverse_x0`` (flat ``(V,)``, m^-1), one per muon of
+    the problem (:attr:`EMProblem.muons` says which of the data's); 0 without the component or
+    for a muon of zero weight."""
+    if problem.log_outlier is None or problem.outlier_fraction == 0:
+        return torch.zeros(problem.weight.shape[0] // problem.classes, dtype=problem.weight.dtype)
+    weight = problem.per_muon(problem.weight)
+    core = problem.per_muon(_mixture(problem, _moments(inverse_x0, problem))[0])
+    return torch.where(weight > 0, 1 - core / torch.where(weight > 0, weight, torch.ones_like(weight)), 0.0)
+
+
 def posterior_momentum(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
     """``(n,)`` each muon's posterior effective momentum (GeV/c) at the density ``inverse_x0``
     (flat ``(V,)``, m^-1) of a problem with momentum classes, one per muon of the problem
