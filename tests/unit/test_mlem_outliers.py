@@ -181,3 +181,16 @@ def test_the_configuration_passes_the_fraction_and_refuses_it_without_mlem():
         parse_config({"extends": "border_portal", "task": {"inference": "asr", "outlier_fraction": 1e-3}})
     with pytest.raises(MutomoError, match="outlier_fraction"):
         parse_config({"extends": "border_portal", "task": {"inference": "mlem", "outlier_fraction": 0.7}})
+
+
+def test_the_evidence_with_outliers_gradchecks_in_float64():
+    """The per-voxel log-likelihoods with the outlier column, through the checkpointed chunks."""
+    method, problem, _ = two_layers(n=20, seed=6)
+    robust = with_outliers(kicked(problem, 3, 0.4), 0.05)
+    rho = method._reconstruct(robust).inverse_x0.reshape(-1).detach().clone().requires_grad_(True)
+    factor = torch.tensor([1.1, 1.05], dtype=D, requires_grad=True)
+
+    def f(r, fac):
+        return voxel_log_likelihoods(r, robust, fac, [56.8, 20.0])
+
+    assert torch.autograd.gradcheck(f, (rho, factor), eps=1e-6, atol=1e-5, rtol=1e-4)
