@@ -600,8 +600,8 @@ def border_portal_operating_point() -> str:
                 if res.get("sources")
                 else []
             ),
-            f"Inference `{res['inference']}`, momentum `{res['momentum']}`, statistic `{res['statistic']}`, at least "
-            f"{res['trigger_hits']} hits a side.",
+            f"Configuration `{res.get('configuration', '?')}`: inference `{res['inference']}`, momentum "
+            f"`{res['momentum']}`, statistic `{res['statistic']}`, at least {res['trigger_hits']} hits a side.",
             "",
             "| modules a side | scan (s) | muons generated | muons reconstructed | muons in the cube's voxel "
             "(mean, range) | test cargos (with uranium) | AUC | detection at 1 % false alarm | the threshold's "
