@@ -78,10 +78,9 @@ def diagnose(args: argparse.Namespace) -> dict[str, Any]:
         work, result = method.fit(data, sample.volume)
         shape = tuple(result.inverse_x0.shape)
         rho, measured = result.inverse_x0.reshape(-1), result.measured.reshape(-1)
-        # The log-term factor rho / (1 / X0) of each measured voxel, as evidence_map computes it.
-        factor = torch.where(measured, rho * result.x0.reshape(-1), torch.ones_like(rho))
+        factor = result.log_term_factor()
         evidence = torch.where(measured, voxel_evidence(rho, work, factor, targets, innocents), 0.0)
-        fitted = torch.where(measured, 1 / torch.where(measured, result.x0.reshape(-1), 1.0), 0.0)
+        fitted = method.voxel_map(result).score.reshape(-1)  # 1/X0, 0 where unmeasured
         true = (1 / sample.volume.x0).reshape(-1).double()
         score = float(
             likelihood_scores(PresenceMaps(evidence[None], torch.zeros_like(evidence)[None], measured[None]))[0]

@@ -166,6 +166,8 @@ def test_zero_fraction_is_the_gaussian_model():
     rho = torch.tensor([50.0, 3.0], dtype=D)
     none = with_outliers(problem, 0.0)
     assert none.log_outlier is None
+    with pytest.raises(MutomoError, match="with_outliers"):
+        replace(problem, outlier_fraction=1e-3)  # a fraction without the log-densities
     assert float(log_likelihood(rho, none)) == float(log_likelihood(rho, problem))
 
 

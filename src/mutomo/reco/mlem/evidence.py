@@ -78,9 +78,8 @@ def voxel_log_likelihoods(
     log_prior = problem.log_prior if problem.log_prior is not None else torch.zeros_like(problem.weight)
     # With outliers (mutomo.reco.mlem.model.with_outliers), each muon's likelihood is the mixture
     # of the classes, weighted 1 - epsilon, and the broad component, weighted epsilon.
-    outliers = problem.log_outlier is not None and problem.outlier_fraction > 0
-    if outliers:
-        assert problem.log_outlier is not None
+    log_outlier = None
+    if problem.log_outlier is not None:
         log_prior = log_prior + math.log1p(-problem.outlier_fraction)
         log_outlier = problem.log_outlier + math.log(problem.outlier_fraction)
     muon_weight = problem.per_muon(problem.weight)
@@ -109,7 +108,7 @@ def voxel_log_likelihoods(
         s0, s1, s2 = (scale * (b + delta * wk) for b, wk in zip(base, w, strict=True))
         g = _gaussian(s0, s1, s2, noise_rows, data_rows)
         joint = prior_rows + (-0.5 * g.log_det - 0.5 * g.quadratic).reshape(-1, k)
-        if outliers:
+        if log_outlier is not None:
             joint = torch.cat([joint, log_outlier.index_select(0, muon)[:, None]], -1)
         per_muon = torch.logsumexp(joint, -1) - 2 * LOG_2PI
         return muon_weight.index_select(0, muon) * per_muon

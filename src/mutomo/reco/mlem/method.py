@@ -81,6 +81,13 @@ class MLEMResult:
     log_likelihood: Tensor
     momentum: Tensor | None = None
 
+    def log_term_factor(self) -> Tensor:
+        """``(V,)`` flat: each measured voxel's ``rho / (1 / X0)``, the Highland log-term factor
+        between the EM's density and the reported X0 (1 where unmeasured, whose ``x0`` is 0): a
+        material's 1/X0 times it is the EM's density (:mod:`mutomo.reco.mlem.evidence`)."""
+        rho, measured = self.inverse_x0.reshape(-1), self.measured.reshape(-1)
+        return torch.where(measured, rho * self.x0.reshape(-1), torch.ones_like(rho))
+
 
 class MaximumLikelihoodEM:
     """ML/EM reconstruction of the scattering density (Schultz et al. 2007; module docstring).
@@ -263,7 +270,7 @@ class MaximumLikelihoodEM:
         prior = self.momentum_prior if self.momentum_prior is not None else data.momentum_prior
         if prior is not None:
             problem = with_momentum_classes(problem, *prior.prior(incoming, outgoing))
-        return with_outliers(problem, self.outlier_fraction) if self.outlier_fraction > 0 else problem
+        return with_outliers(problem, self.outlier_fraction)
 
     def initial(self, problem: EMProblem) -> Tensor:
         """``(V,)`` the starting ``rho = 1 / X0`` (m^-1), flat over batch and grid: from
@@ -318,9 +325,7 @@ class MaximumLikelihoodEM:
         work, dtype, result = self._fit(data, volume, with_error=False)  # the evidence reads no error
         rho = result.inverse_x0.reshape(-1)
         measured = result.measured.reshape(-1)
-        # The log-term factor rho / (1 / X0) of each measured voxel (x0 is 0 elsewhere).
-        factor = torch.where(measured, rho * result.x0.reshape(-1), torch.ones_like(rho))
-        evidence = voxel_evidence(rho, work, factor, targets, innocents)
+        evidence = voxel_evidence(rho, work, result.log_term_factor(), targets, innocents)
         score = torch.where(measured, evidence, torch.zeros_like(evidence)).reshape(result.measured.shape)
         weight = result.weight.to(dtype)
         return VoxelMap(method=self.name, score=score.to(dtype), weight=weight, measured=result.measured)

@@ -115,7 +115,8 @@ class EMProblem:
         outlier_fraction: ``epsilon``, the prior probability that a muon is an outlier, whose
             data the Gaussian model does not describe (:func:`with_outliers`); 0: none.
         log_outlier: ``(n,)`` with ``outlier_fraction > 0``, each muon's log-density under the
-            outlier component, without the ``2 ln 2 pi`` (:func:`with_outliers`); else ``None``.
+            outlier component, without the ``2 ln 2 pi`` (:func:`with_outliers`); else ``None``
+            (so ``log_outlier is not None`` says whether the problem has the component).
     """
 
     paths: PathLengths
@@ -132,6 +133,13 @@ class EMProblem:
     muons: Tensor | None = None
     outlier_fraction: float = 0.0
     log_outlier: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if (self.log_outlier is None) != (self.outlier_fraction == 0):
+            raise MutomoError(
+                f"an outlier fraction ({self.outlier_fraction}) needs the outliers' log-densities and zero needs none: "
+                "build them with with_outliers"
+            )
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
@@ -301,14 +309,12 @@ def _mixture(problem: EMProblem, m: _Moments) -> tuple[Tensor, Tensor]:
     ``w_i (1 - r_i,out)``, the outlier's share carrying no density), and the log-likelihood
     ``ln((1 - epsilon) sum_k pi_ik N_ik + epsilon q_i)``."""
     log_like = -0.5 * m.log_det - 0.5 * m.quadratic
-    outliers = problem.log_outlier is not None and problem.outlier_fraction > 0
-    if (problem.classes == 1 or problem.log_prior is None) and not outliers:
+    if (problem.classes == 1 or problem.log_prior is None) and problem.log_outlier is None:
         return problem.weight, log_like
     k = problem.classes
     joint = log_like if problem.log_prior is None else problem.log_prior + log_like
     joint = joint.reshape(-1, k)
-    if outliers:
-        assert problem.log_outlier is not None
+    if problem.log_outlier is not None:
         core = joint + math.log1p(-problem.outlier_fraction)
         outlier = problem.log_outlier[:, None] + math.log(problem.outlier_fraction)
         log_marginal = torch.logsumexp(torch.cat([core, outlier], -1), -1, keepdim=True)
@@ -324,7 +330,7 @@ def outlier_posterior(inverse_x0: Tensor, problem: EMProblem) -> Tensor:
     (:func:`with_outliers`) at the density ``inverse_x0`` (flat ``(V,)``, m^-1), one per muon of
     the problem (:attr:`EMProblem.muons` says which of the data's); 0 without the component or
     for a muon of zero weight."""
-    if problem.log_outlier is None or problem.outlier_fraction == 0:
+    if problem.log_outlier is None:
         return torch.zeros(problem.weight.shape[0] // problem.classes, dtype=problem.weight.dtype)
     weight = problem.per_muon(problem.weight)
     core = problem.per_muon(_mixture(problem, _moments(inverse_x0, problem))[0])
@@ -372,7 +378,7 @@ def _em_step(inverse_x0: Tensor, problem: EMProblem, m: _Moments) -> Tensor:
     weight = _mixture(problem, m)[0]
     total = torch.zeros_like(inverse_x0).index_add(0, paths.voxel, _weighted_score(problem, m, weight))
     count = problem.count
-    if problem.log_outlier is not None and problem.outlier_fraction > 0:
+    if problem.log_outlier is not None:
         # The M-step's count is the muons' weight in the Gaussian components, w_i (1 - r_i,out).
         core = problem.per_muon(weight).index_select(0, paths.muon)
         count = torch.zeros_like(count).index_add(0, paths.voxel, core)
