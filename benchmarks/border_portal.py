@@ -70,11 +70,19 @@ FALSE_ALARM = 0.01
 
 
 def _observe(
-    problem: Any, settings: Any, design: Any, stream: int, volumes: range, clean: bool, say: Any
+    problem: Any,
+    settings: Any,
+    design: Any,
+    stream: int,
+    volumes: range,
+    clean: bool,
+    say: Any,
+    oracle_rest: bool = False,
 ) -> dict[str, Any]:
     """Maps, truth and muon counts of the ``volumes`` (indices) of ``stream`` seen by ``design``, measured as
     the evaluation measures them (:meth:`~mutomo.optimise.problem.Problem.measured`, its keys and
-    its headline physical readout)."""
+    its headline physical readout). ``oracle_rest``: the likelihood statistic's evidence with every
+    other voxel at its truth (:meth:`~mutomo.reco.MaximumLikelihoodEM.oracle_evidence_map`)."""
     detector = design.detector()
     score, sigma, measured, inverse_x0, target, present, in_target, muons = [], [], [], [], [], [], [], []
     with torch.no_grad():
@@ -85,7 +93,12 @@ def _observe(
                 detector, sample, problem.n_muons, key_generator((*key, 0)), (settings.headline,),
                 readout_generator=key_generator((*key, 1)),
             )  # fmt: skip
-            vmap = problem.task.voxel_map(data, sample.volume)
+            if oracle_rest:
+                task = problem.task
+                volume = sample.volume
+                vmap = task.method.oracle_evidence_map(data, volume, volume.x0, *task.hypotheses)
+            else:
+                vmap = problem.task.voxel_map(data, sample.volume)
             maps = PresenceMaps.of(vmap)
             mask = sample.target_mask().reshape(-1)
             score.append(maps.score)
@@ -120,7 +133,7 @@ def _cell(
         return lambda i, n: print(f"{label} {part} {i}/{n}: {time.time() - start:.0f} s", flush=True)
 
     tests = range(args.first, args.first + args.volumes)
-    test = _observe(problem, settings, design, TEST_STREAM, tests, False, say("test"))
+    test = _observe(problem, settings, design, TEST_STREAM, tests, False, say("test"), args.oracle_rest)
     # The likelihood statistic reads no references: none are simulated for it.
     n_refs = args.references if problem.task.needs_calibration else 0
     refs = (
@@ -190,6 +203,10 @@ def operating_point(args: argparse.Namespace) -> dict[str, Any]:
     problem = build_problem(config)
     settings = evaluation_settings(config)
     cells: dict[str, Any] = {}
+    if args.oracle_rest and config.task.statistic != "likelihood":
+        raise MutomoError(
+            f"--oracle-rest needs the likelihood statistic; {args.config} has statistic {config.task.statistic!r}"
+        )
     if args.volumes < 2 or args.first < 0:
         raise MutomoError(f"--volumes must be at least 2 and --first at least 0; got {args.volumes} and {args.first}")
     for k in args.modules:
@@ -212,11 +229,12 @@ def operating_point(args: argparse.Namespace) -> dict[str, Any]:
         "momentum": config.task.momentum,
         "statistic": config.task.statistic,
         "trigger_hits": settings.headline.min_hits,
+        "oracle": "rest at truth" if args.oracle_rest else None,
         "cells": cells,
     }
 
 
-_SETTINGS = ("configuration", "inference", "momentum", "statistic", "trigger_hits")
+_SETTINGS = ("configuration", "inference", "momentum", "statistic", "trigger_hits", "oracle")
 
 
 def _cargos(cell: dict[str, Any]) -> range:
@@ -229,7 +247,7 @@ def combine(args: argparse.Namespace) -> dict[str, Any]:
     """One record of the cells common to every record, their disjoint cargos merged in order."""
     records = [json.loads(path.read_text())["results"] for path in args.records]
     for field in _SETTINGS:
-        values = {str(r[field]) for r in records}
+        values = {str(r.get(field)) for r in records}
         if len(values) > 1:
             raise MutomoError(f"the records differ in {field} ({', '.join(sorted(values))}); merge like with like")
     labels = [label for label in records[0]["cells"] if all(label in r["cells"] for r in records[1:])]
@@ -267,7 +285,7 @@ def combine(args: argparse.Namespace) -> dict[str, Any]:
             "muons_in_cube_voxel_per_cargo": None if None in per_cargo else [x for v in per_cargo for x in v],
             "seconds": float(sum(c["seconds"] for c in parts)),
         }
-    return {**{f: records[0][f] for f in _SETTINGS}, "sources": [str(p) for p in args.records], "cells": cells}
+    return {**{f: records[0].get(f) for f in _SETTINGS}, "sources": [str(p) for p in args.records], "cells": cells}
 
 
 def _pooled_muons(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -353,6 +371,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         type=Path,
         default=None,
         help="folder for every cell's maps and truth (npz), to try statistics on",
+    )
+    op.add_argument(
+        "--oracle-rest",
+        action="store_true",
+        help="score each voxel's evidence with every other voxel at its truth, not the fit (likelihood statistic): "
+        "the upper reference a perfect reconstruction of the rest would reach",
     )
     co = sub.add_parser("combine", help="merge records of disjoint test cargos into one")
     co.add_argument("records", type=Path, nargs="+", help="operating-point records")

@@ -259,6 +259,28 @@ def test_border_portal_operating_point_script_runs_on_a_tiny_input(tmp_path):
         module.main(["compare", str(out), str(parts[0]), "--out", str(tmp_path / "x.json")])
 
 
+def test_border_portal_oracle_rest_scores_with_the_truth_and_does_not_merge_with_the_fit(tmp_path):
+    """``--oracle-rest`` (the likelihood statistic's evidence with the rest of the cargo at its truth)
+    names itself in the record, is refused for another statistic, and a combine refuses to merge
+    it with the fitted statistic's record."""
+    module = load("border_portal")
+    config = str(BENCHMARKS.parent / "configs" / "border_portal_robust.toml")
+    argv = ["operating-point", config, "--modules", "3", "--exposures", "4", "--volumes", "4"]
+    oracle = module.main([*argv, "--oracle-rest", "--out", str(tmp_path / "oracle.json")])
+    fitted = module.main([*argv, "--first", "4", "--out", str(tmp_path / "fitted.json")])
+    assert oracle["oracle"] == "rest at truth" and fitted["oracle"] is None
+    cell = oracle["cells"]["K=3 4 s"]
+    assert len(cell["scores"]) == 4 and all(np.isfinite(cell["scores"]))
+    with pytest.raises(MutomoError, match="differ in oracle"):
+        module.main(
+            ["combine", str(tmp_path / "oracle.json"), str(tmp_path / "fitted.json"), "--out", str(tmp_path / "x.json")]
+        )
+    with pytest.raises(MutomoError, match="--oracle-rest needs the likelihood statistic"):
+        module.main(
+            ["operating-point", "border_portal", "--volumes", "2", "--oracle-rest", "--out", str(tmp_path / "y.json")]
+        )
+
+
 def test_border_portal_cargo_diagnosis_reports_the_voxels_and_muons_behind_a_score(tmp_path):
     """One cargo at a few seconds: the top voxel's evidence is the highest measured one and equals
     its best target's log-likelihood minus its best innocent's; every muon listed crosses it;

@@ -240,3 +240,37 @@ def test_the_likelihood_statistic_scores_without_calibration_volumes():
     assert scores[0] > scores[1] and scores[2] > scores[3]
     np.testing.assert_allclose(ladder[60.0], scores)
     assert task.metrics(test, None)["auc"].value == 1.0
+
+
+def test_the_oracle_evidence_holds_the_rest_at_the_truth_with_the_log_term_at_the_true_thickness():
+    """The oracle reads no fit: after one EM step from water the fitted evidence of a uranium layer
+    over an iron one is 20 nats short of the oracle's, which has the sign of the truth in each
+    layer whatever the EM did. Its densities are the true 1/X0 times Highland's log-term factor
+    at each muon's true thickness, path-weighted over the muons of the voxel (computed here
+    independently, in numpy)."""
+    layers = [(0.1, get_material("uranium").x0), (0.1, get_material("iron").x0)]
+    t = toy(400, layers, seed=5, track_sigma=(1e-3, 5e-3))
+    true_x0 = torch.tensor([x0 for _, x0 in reversed(layers)], dtype=D).reshape(t.volume.shape)  # z index 0: bottom
+    hypotheses = ((INV_X0["uranium"],), (INV_X0["iron"], INV_X0["lead"]))
+    for log_term in (False, True):
+        method = MaximumLikelihoodEM(iterations=1, path="straight", log_term=log_term)
+        oracle = method.oracle_evidence_map(t.data, t.volume, true_x0, *hypotheses).score.reshape(-1)
+        if not log_term:  # the toy's scattering has no log term: only without it is the model right
+            assert float(oracle[1]) > 20 and float(oracle[0]) < -20  # uranium on top, iron below
+        problem = method.problem(t.data, t.volume)
+        muon, voxel = problem.paths.muon.numpy(), problem.paths.voxel.numpy()
+        length, weight = problem.paths.length.numpy(), problem.weight.numpy()
+        inverse = 1 / true_x0.reshape(-1).numpy()
+        thickness = np.bincount(muon, length * inverse[voxel], minlength=weight.size)
+        per_muon = (1 + 0.038 * np.log(thickness)) ** 2 if log_term else np.ones_like(thickness)
+        w = weight[muon] * length
+        factor = np.bincount(voxel, w * per_muon[muon], minlength=2) / np.bincount(voxel, w, minlength=2)
+        rho = torch.tensor(inverse * factor, dtype=D)
+        expected = voxel_evidence(rho, problem, torch.tensor(factor, dtype=D), *hypotheses)
+        torch.testing.assert_close(oracle, expected)
+    method = MaximumLikelihoodEM(iterations=1, path="straight", log_term=False)
+    oracle = method.oracle_evidence_map(t.data, t.volume, true_x0, *hypotheses).score.reshape(-1)
+    fitted = method.evidence_map(t.data, t.volume, *hypotheses).score.reshape(-1)
+    assert float(fitted[1]) < float(oracle[1]) - 10  # one EM step from water: the fit has not resolved the layers
+    with pytest.raises(MutomoError, match="true_x0 must be the volume's"):
+        method.oracle_evidence_map(t.data, t.volume, true_x0.reshape(-1), *hypotheses)

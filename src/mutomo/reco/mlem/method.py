@@ -36,7 +36,7 @@ from mutomo.reco.mlem.paths import PathLengths, PathModel, muon_path, path_lengt
 from mutomo.reco.momentum import MomentumPrior
 from mutomo.units import HIGHLAND_E0
 from mutomo.volume.grid import PassiveVolume
-from mutomo.volume.scattering import highland_inverse
+from mutomo.volume.scattering import highland_g, highland_inverse
 
 # S07's nominal momentum (GeV/c) in the scattering density lambda = (E0 / p0)^2 / X0.
 NOMINAL_MOMENTUM = 3.0
@@ -330,6 +330,54 @@ class MaximumLikelihoodEM:
         weight = result.weight.to(dtype)
         return VoxelMap(method=self.name, score=score.to(dtype), weight=weight, measured=result.measured)
 
+    def oracle_evidence_map(
+        self,
+        data: ScatterData,
+        volume: PassiveVolume,
+        true_x0: Tensor,
+        targets: Sequence[float],
+        innocents: Sequence[float],
+    ) -> VoxelMap:
+        """:meth:`evidence_map` with every other voxel at its true radiation length ``true_x0``
+        (``(nx, ny, nz)``, m) instead of the fit: an oracle no scan has, the evidence a perfect
+        reconstruction of the rest of the volume would leave each voxel. Knowing the rest can only
+        add information about one voxel (the chain rule of relative entropy; Cover & Thomas,
+        Elements of Information Theory, 2nd ed., Wiley 2006, section 2.5), so this is the upper
+        reference of the fitted evidence on the same muons; no EM is run. Each voxel's density is
+        its true ``1 / X0`` times its Highland log-term factor: the path-weighted mean, over the
+        muons crossing it, of ``(1 + 0.038 ln t_i)^2`` at each muon's true thickness ``t_i = sum_j
+        L_ij / X0_j`` (the factor the fit reports, evaluated at the truth; module docstring), 1
+        without ``log_term``. Raises :class:`~mutomo.errors.MutomoError` unless ``true_x0`` has the
+        volume's grid shape and is positive."""
+        if tuple(true_x0.shape) != tuple(volume.shape) or not bool((true_x0 > 0).all()):
+            raise MutomoError(
+                f"oracle_evidence_map: true_x0 must be the volume's {tuple(volume.shape)} radiation lengths (m, > 0); "
+                f"got shape {tuple(true_x0.shape)}"
+            )
+        problem = self.problem(data, volume)
+        dtype = problem.weight.dtype
+        work = _cast(problem, torch.float64) if dtype == torch.float32 else problem
+        inverse_x0 = (1 / true_x0.to(torch.float64)).expand(work.grid_shape).reshape(-1)
+        factor = torch.ones_like(inverse_x0)
+        if self.log_term:
+            paths = work.paths
+            thickness = torch.zeros_like(work.per_muon(work.weight)).index_add(
+                0, paths.muon, paths.length * inverse_x0.index_select(0, paths.voxel)
+            )
+            factor = _path_mean(work, highland_g(thickness) / thickness.clamp(min=1e-300))
+        measured = self._measured(_path_weights(work).sum_by_voxel())
+        evidence = voxel_evidence(inverse_x0 * factor, work, factor, targets, innocents)
+        score = torch.where(measured, evidence, torch.zeros_like(evidence)).reshape(work.grid_shape)
+        weight = work.count.reshape(work.grid_shape)
+        return VoxelMap(
+            method=self.name, score=score.to(dtype), weight=weight.to(dtype), measured=measured.reshape(work.grid_shape)
+        )
+
+    def _measured(self, path_sum: Tensor) -> Tensor:
+        """``(V,)`` the voxels crossed by at least ``min_path`` of weighted path length (m),
+        from each voxel's ``path_sum`` (``sum_i w_i L_ij``)."""
+        return (path_sum >= self.min_path) & (path_sum > 0)
+
     def fit(self, data: ScatterData, volume: PassiveVolume) -> tuple[EMProblem, MLEMResult]:
         """The EM problem in its working precision (float64 for float32 data: :meth:`reconstruct`)
         and the fit on it, in that precision and without the X0 error: what a diagnosis of single
@@ -404,21 +452,14 @@ class MaximumLikelihoodEM:
             history.append(value.detach())
         with torch.no_grad():  # a record, not on the graph
             history.append(log_likelihood(rho, problem))
-        paths = problem.paths
-        muon_weight = problem.per_muon(problem.weight)
-        w = muon_weight.index_select(0, paths.muon)
-        zeros = torch.zeros_like(rho)
-        path_sum = zeros.index_add(0, paths.voxel, w * paths.length)
-        measured = (path_sum >= self.min_path) & (path_sum > 0)
+        path_sum = _path_weights(problem).sum_by_voxel()
+        measured = self._measured(path_sum)
         inverse_x0 = rho
         if self.log_term:
+            paths = problem.paths
             along = paths.length * rho.index_select(0, paths.voxel)
-            raw = torch.zeros_like(muon_weight).index_add(0, paths.muon, along)
-            factor = raw / highland_inverse(raw)  # (1 + 0.038 ln t)^2 per muon
-            mean_factor = zeros.index_add(0, paths.voxel, w * paths.length * factor.index_select(0, paths.muon))
-            crossed = path_sum > 0
-            mean_factor = torch.where(crossed, mean_factor / torch.where(crossed, path_sum, 1.0), 1.0)
-            inverse_x0 = rho / mean_factor
+            raw = torch.zeros_like(problem.per_muon(problem.weight)).index_add(0, paths.muon, along)
+            inverse_x0 = rho / _path_mean(problem, raw / highland_inverse(raw))  # (1 + 0.038 ln t)^2 per muon
         # Both finite and > 0 wherever a muon crossed (measured voxels were), taken only there.
         if not with_error:
             sigma_rho = torch.full_like(rho, math.nan)
@@ -445,3 +486,33 @@ class MaximumLikelihoodEM:
             path=path_sum.reshape(grid),
             log_likelihood=torch.stack(history),
         )
+
+
+@dataclass(frozen=True)
+class _PathWeights:
+    """Each path entry's weight ``w_i L_ij`` (muon weight times length), with its voxels."""
+
+    weight: Tensor
+    muon: Tensor
+    voxel: Tensor
+    n_voxels: int
+
+    def sum_by_voxel(self, per_muon: Tensor | None = None) -> Tensor:
+        """``(V,)`` ``sum_i w_i L_ij`` (times ``per_muon[i]``, an ``(n,)`` quantity, if given)."""
+        values = self.weight if per_muon is None else self.weight * per_muon.index_select(0, self.muon)
+        return torch.zeros(self.n_voxels, dtype=values.dtype, device=values.device).index_add(0, self.voxel, values)
+
+
+def _path_weights(problem: EMProblem) -> _PathWeights:
+    paths = problem.paths
+    weight = problem.per_muon(problem.weight).index_select(0, paths.muon) * paths.length
+    return _PathWeights(weight, paths.muon, paths.voxel, paths.n_voxels)
+
+
+def _path_mean(problem: EMProblem, per_muon: Tensor) -> Tensor:
+    """``(V,)`` the path-weighted mean (weights ``w_i L_ij``) of a per-muon quantity (``(n,)``)
+    over the muons crossing each voxel; 1 where none crosses."""
+    weights = _path_weights(problem)
+    path_sum = weights.sum_by_voxel()
+    crossed = path_sum > 0
+    return torch.where(crossed, weights.sum_by_voxel(per_muon) / torch.where(crossed, path_sum, 1.0), 1.0)
