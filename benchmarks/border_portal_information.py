@@ -33,7 +33,8 @@ quadrature.
 cargos' muon counts) adds an estimate, not a measurement, of what a statistic that realised this
 bound would detect: each uranium cargo's evidence drawn as a Gaussian sum over the muons its cube's
 voxel counted (mean ``n`` times the divergence, variance ``n`` times the per-muon spread squared,
-uranium against lead, p > 0.3 GeV/c), against the record's own threshold (its highest clean score).
+uranium against lead, p > 0.3 GeV/c), against the record's own 1 % threshold (its highest clean score below
+100 clean cargos: :func:`mutomo.tasks.metrics.false_alarm_threshold`).
 Optimistic: the count is the reconstruction's (muons whose path model crosses the voxel, clipping
 its corners or not) and every muon is given the full 10 cm.
 
@@ -55,6 +56,7 @@ import torch
 
 from mutomo.benchrecord import load_average, new_record
 from mutomo.muons.flux import TabulatedFlux
+from mutomo.tasks.metrics import false_alarm_threshold
 from mutomo.units import HIGHLAND_E0, HIGHLAND_LOG_COEFF, MUON_MASS
 
 HERE = Path(__file__).resolve().parent
@@ -123,7 +125,7 @@ def _bound_detection(path: Path, row: dict) -> dict:
             f"{path}: no per-cargo muon counts (recorded from 2026-12-07, session 41, on); pass its later runs"
         )
     counts = np.array([n for n, u in zip(cell["muons_in_cube_voxel_per_cargo"], labels, strict=True) if u], dtype=float)
-    threshold = float(scores[~labels].max())
+    threshold = false_alarm_threshold(scores[~labels], 0.01)  # the record's own 1 % threshold
     mean, spread = row["unknown_momentum"][0], row["unknown_momentum"][2]
     above = [
         0.5 * math.erfc((threshold - n * mean) / (math.sqrt(2 * n) * spread)) if n > 0 else 0.0 for n in counts

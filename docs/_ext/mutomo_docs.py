@@ -601,7 +601,13 @@ def border_portal_operating_point() -> str:
                 else []
             ),
             f"Configuration `{res.get('configuration', '?')}`: inference `{res['inference']}`, momentum "
-            f"`{res['momentum']}`, statistic `{res['statistic']}`, at least {res['trigger_hits']} hits a side.",
+            f"`{res['momentum']}`, statistic `{res['statistic']}`, at least {res['trigger_hits']} hits a side."
+            + (
+                " **Oracle:** each voxel's evidence with every other voxel at its true X0 instead of the fit "
+                "(`--oracle-rest`), what a perfect reconstruction of the rest of the cargo would reach."
+                if res.get("oracle")
+                else ""
+            ),
             "",
             "| modules a side | scan (s) | muons generated | muons reconstructed | muons in the cube's voxel "
             "(mean, range) | test cargos (with uranium) | AUC | detection at 1 % false alarm | the threshold's "

@@ -109,8 +109,22 @@ def efficiency_at_false_alarm(scores: np.ndarray, labels: np.ndarray, false_alar
     if not 0 <= false_alarm < 1:
         raise MutomoError(f"false_alarm must be in [0, 1); got {false_alarm}")
     pos, neg = _split(scores, labels)
-    threshold = np.sort(neg)[::-1][_threshold_rank(neg.size, false_alarm)]
-    return float((pos > threshold).mean())
+    return float((pos > false_alarm_threshold(neg, false_alarm)).mean())
+
+
+def false_alarm_threshold(negatives: np.ndarray, false_alarm: float = 0.01) -> float:
+    """The score that at most ``floor(false_alarm * n)`` of the ``n`` ``negatives`` exceed: their
+    ``(k + 1)``-th highest, the threshold of :func:`efficiency_at_false_alarm` (its expected
+    false-alarm rate on new negatives: :func:`threshold_false_alarm`).
+
+    Example:
+        >>> false_alarm_threshold(np.array([0.5, 3.0, 1.0]), 0.01)
+        3.0
+    """
+    negatives = np.asarray(negatives, dtype=float)
+    if negatives.size < 1:
+        raise MutomoError("false_alarm_threshold needs at least one negative score")
+    return float(np.sort(negatives)[::-1][_threshold_rank(negatives.size, false_alarm)])
 
 
 def _threshold_rank(n_negative: int, false_alarm: float) -> int:
