@@ -12,7 +12,8 @@ with fewer than 100 clean test cargos its threshold is the highest clean score, 
 false-alarm rate on new cargos, ``threshold_false_alarm``, is above 1 %:
 :func:`mutomo.tasks.metrics.threshold_false_alarm`),
 the mean muon weight that informed the cube's voxel in the cargos that hold it (the voxel
-method's ``weight``: muons whose tracks pass there), and the reconstructed muons per cargo, and
+method's ``weight``: muons whose tracks pass there) and its score in each of those cargos (``cube_score_per_cargo``:
+the statistic's voxel score, the evidence with the likelihood statistic), and the reconstructed muons per cargo, and
 writes a record (machine, date, commit, command) to ``benchmarks/results/border_portal/``.
 
 Every cell sees the same cargos; the cells of one K use independent muons per scan time (a
@@ -85,6 +86,7 @@ def _observe(
     other voxel at its truth (:meth:`~mutomo.reco.MaximumLikelihoodEM.oracle_evidence_map`)."""
     detector = design.detector()
     score, sigma, measured, inverse_x0, target, present, in_target, muons = [], [], [], [], [], [], [], []
+    target_score = []
     with torch.no_grad():
         for done, i in enumerate(volumes, 1):
             key = (settings.seed, stream, i)
@@ -109,6 +111,7 @@ def _observe(
             present.append(bool(sample.present))
             weight = vmap.weight.reshape(-1)
             in_target.append(float(weight[mask].mean()) if bool(mask.any()) else float("nan"))
+            target_score.append(float(maps.score[mask].max()) if bool(mask.any()) else float("nan"))
             muons.append(float(data.weight.sum()))
             if say is not None:
                 say(done, len(volumes))
@@ -118,6 +121,7 @@ def _observe(
         "target": torch.stack(target),
         "present": np.array(present),
         "in_target": np.array(in_target),
+        "target_score": np.array(target_score),
         "muons": np.array(muons),
     }
 
@@ -172,6 +176,7 @@ def _cell(
         "scores": scores.tolist(),
         "labels": labels.astype(int).tolist(),
         "muons_in_cube_voxel_per_cargo": [None if np.isnan(v) else float(v) for v in test["in_target"]],
+        "cube_score_per_cargo": [None if np.isnan(v) else float(v) for v in test["target_score"]],
         "seconds": time.time() - start,
     }
 
@@ -283,6 +288,11 @@ def combine(args: argparse.Namespace) -> dict[str, Any]:
             "scores": scores.tolist(),
             "labels": truth.astype(int).tolist(),
             "muons_in_cube_voxel_per_cargo": None if None in per_cargo else [x for v in per_cargo for x in v],
+            "cube_score_per_cargo": (
+                None
+                if any("cube_score_per_cargo" not in c for c in parts)
+                else [x for c in parts for x in c["cube_score_per_cargo"]]
+            ),
             "seconds": float(sum(c["seconds"] for c in parts)),
         }
     return {**{f: records[0].get(f) for f in _SETTINGS}, "sources": [str(p) for p in args.records], "cells": cells}

@@ -271,6 +271,8 @@ def test_border_portal_oracle_rest_scores_with_the_truth_and_does_not_merge_with
     assert oracle["oracle"] == "rest at truth" and fitted["oracle"] is None
     cell = oracle["cells"]["K=3 4 s"]
     assert len(cell["scores"]) == 4 and all(np.isfinite(cell["scores"]))
+    for value, label in zip(cell["cube_score_per_cargo"], cell["labels"], strict=True):
+        assert (value is None) == (not label) and (value is None or np.isfinite(value))  # the cube's evidence
     with pytest.raises(MutomoError, match="differ in oracle"):
         module.main(
             ["combine", str(tmp_path / "oracle.json"), str(tmp_path / "fitted.json"), "--out", str(tmp_path / "x.json")]
