@@ -16,6 +16,11 @@ method's ``weight``: muons whose tracks pass there) and its score in each of tho
 the statistic's voxel score, the evidence with the likelihood statistic), and the reconstructed muons per cargo, and
 writes a record (machine, date, commit, command) to ``benchmarks/results/border_portal/``.
 
+``--oracle-rest`` (likelihood statistic only) scores each voxel with every other voxel at its true X0
+instead of the ML/EM fit (:meth:`~mutomo.reco.MaximumLikelihoodEM.oracle_evidence_map`): what a perfect
+reconstruction of the rest of the cargo would reach on the same cargos and muons, an upper reference and
+not a scan anyone can run. Its records say ``"oracle": "rest at truth"`` and merge only with their like.
+
 Every cell sees the same cargos; the cells of one K use independent muons per scan time (a
 longer scan is not the shorter one extended), as the evaluation's exposure ladder does.
 
@@ -95,12 +100,11 @@ def _observe(
                 detector, sample, problem.n_muons, key_generator((*key, 0)), (settings.headline,),
                 readout_generator=key_generator((*key, 1)),
             )  # fmt: skip
+            task, volume = problem.task, sample.volume
             if oracle_rest:
-                task = problem.task
-                volume = sample.volume
                 vmap = task.method.oracle_evidence_map(data, volume, volume.x0, *task.hypotheses)
             else:
-                vmap = problem.task.voxel_map(data, sample.volume)
+                vmap = task.voxel_map(data, volume)
             maps = PresenceMaps.of(vmap)
             mask = sample.target_mask().reshape(-1)
             score.append(maps.score)
