@@ -354,18 +354,14 @@ class MaximumLikelihoodEM:
                 f"oracle_evidence_map: true_x0 must be the volume's {tuple(volume.shape)} radiation lengths (m, > 0); "
                 f"got shape {tuple(true_x0.shape)}"
             )
-        problem = self.problem(data, volume)
-        dtype = problem.weight.dtype
-        work = _cast(problem, torch.float64) if dtype == torch.float32 else problem
+        work, dtype = self._working_problem(data, volume)
         inverse_x0 = (1 / true_x0.to(torch.float64)).expand(work.grid_shape).reshape(-1)
+        weights = _PathWeights.of(work)
         factor = torch.ones_like(inverse_x0)
         if self.log_term:
-            paths = work.paths
-            thickness = torch.zeros_like(work.per_muon(work.weight)).index_add(
-                0, paths.muon, paths.length * inverse_x0.index_select(0, paths.voxel)
-            )
-            factor = _path_mean(work, highland_g(thickness) / thickness.clamp(min=1e-300))
-        measured = self._measured(_path_weights(work).sum_by_voxel())
+            thickness = _along_path(work, inverse_x0)  # each muon's true t_i
+            factor = weights.mean(highland_g(thickness) / thickness.clamp(min=1e-300))
+        measured = self._measured(weights.total)
         evidence = voxel_evidence(inverse_x0 * factor, work, factor, targets, innocents)
         score = torch.where(measured, evidence, torch.zeros_like(evidence)).reshape(work.grid_shape)
         weight = work.count.reshape(work.grid_shape)
@@ -392,10 +388,15 @@ class MaximumLikelihoodEM:
         """The problem in the EM's working precision (float64 for float32 data: :meth:`reconstruct`),
         the data's dtype, and the fit on that problem (``with_error=False``: without the X0
         error, NaN where measured: :meth:`_reconstruct`)."""
+        work, dtype = self._working_problem(data, volume)
+        return work, dtype, self._reconstruct(work, with_error)
+
+    def _working_problem(self, data: ScatterData, volume: PassiveVolume) -> tuple[EMProblem, torch.dtype]:
+        """The problem in the EM's working precision (float64 for float32 data: :meth:`reconstruct`)
+        and the data's dtype."""
         problem = self.problem(data, volume)
         dtype = problem.weight.dtype
-        work = _cast(problem, torch.float64) if dtype == torch.float32 else problem
-        return work, dtype, self._reconstruct(work, with_error)
+        return (_cast(problem, torch.float64) if dtype == torch.float32 else problem), dtype
 
     def posterior_momentum(self, data: ScatterData, volume: PassiveVolume) -> Tensor:
         """``(mu,)`` each muon's posterior effective momentum (GeV/c, detached) after
@@ -452,14 +453,13 @@ class MaximumLikelihoodEM:
             history.append(value.detach())
         with torch.no_grad():  # a record, not on the graph
             history.append(log_likelihood(rho, problem))
-        path_sum = _path_weights(problem).sum_by_voxel()
+        weights = _PathWeights.of(problem)
+        path_sum = weights.total
         measured = self._measured(path_sum)
         inverse_x0 = rho
         if self.log_term:
-            paths = problem.paths
-            along = paths.length * rho.index_select(0, paths.voxel)
-            raw = torch.zeros_like(problem.per_muon(problem.weight)).index_add(0, paths.muon, along)
-            inverse_x0 = rho / _path_mean(problem, raw / highland_inverse(raw))  # (1 + 0.038 ln t)^2 per muon
+            raw = _along_path(problem, rho)
+            inverse_x0 = rho / weights.mean(raw / highland_inverse(raw))  # (1 + 0.038 ln t)^2 per muon
         # Both finite and > 0 wherever a muon crossed (measured voxels were), taken only there.
         if not with_error:
             sigma_rho = torch.full_like(rho, math.nan)
@@ -490,29 +490,33 @@ class MaximumLikelihoodEM:
 
 @dataclass(frozen=True)
 class _PathWeights:
-    """Each path entry's weight ``w_i L_ij`` (muon weight times length), with its voxels."""
+    """Each path entry's weight ``w_i L_ij`` (muon weight times length), with its muons and voxels,
+    and each voxel's total ``sum_i w_i L_ij`` (``(V,)``)."""
 
     weight: Tensor
     muon: Tensor
     voxel: Tensor
-    n_voxels: int
+    total: Tensor
 
-    def sum_by_voxel(self, per_muon: Tensor | None = None) -> Tensor:
-        """``(V,)`` ``sum_i w_i L_ij`` (times ``per_muon[i]``, an ``(n,)`` quantity, if given)."""
-        values = self.weight if per_muon is None else self.weight * per_muon.index_select(0, self.muon)
-        return torch.zeros(self.n_voxels, dtype=values.dtype, device=values.device).index_add(0, self.voxel, values)
+    @classmethod
+    def of(cls, problem: EMProblem) -> _PathWeights:
+        paths = problem.paths
+        weight = problem.per_muon(problem.weight).index_select(0, paths.muon) * paths.length
+        total = torch.zeros(paths.n_voxels, dtype=weight.dtype, device=weight.device).index_add(0, paths.voxel, weight)
+        return cls(weight, paths.muon, paths.voxel, total)
+
+    def mean(self, per_muon: Tensor) -> Tensor:
+        """``(V,)`` the path-weighted mean of a per-muon quantity (``(n,)``) over the muons crossing
+        each voxel; 1 where none crosses."""
+        summed = torch.zeros_like(self.total).index_add(
+            0, self.voxel, self.weight * per_muon.index_select(0, self.muon)
+        )
+        crossed = self.total > 0
+        return torch.where(crossed, summed / torch.where(crossed, self.total, 1.0), 1.0)
 
 
-def _path_weights(problem: EMProblem) -> _PathWeights:
+def _along_path(problem: EMProblem, inverse_x0: Tensor) -> Tensor:
+    """``(n,)`` each muon's ``sum_j L_ij inverse_x0_j`` over its path (``inverse_x0`` flat ``(V,)``)."""
     paths = problem.paths
-    weight = problem.per_muon(problem.weight).index_select(0, paths.muon) * paths.length
-    return _PathWeights(weight, paths.muon, paths.voxel, paths.n_voxels)
-
-
-def _path_mean(problem: EMProblem, per_muon: Tensor) -> Tensor:
-    """``(V,)`` the path-weighted mean (weights ``w_i L_ij``) of a per-muon quantity (``(n,)``)
-    over the muons crossing each voxel; 1 where none crosses."""
-    weights = _path_weights(problem)
-    path_sum = weights.sum_by_voxel()
-    crossed = path_sum > 0
-    return torch.where(crossed, weights.sum_by_voxel(per_muon) / torch.where(crossed, path_sum, 1.0), 1.0)
+    along = paths.length * inverse_x0.index_select(0, paths.voxel)
+    return torch.zeros_like(problem.per_muon(problem.weight)).index_add(0, paths.muon, along)
