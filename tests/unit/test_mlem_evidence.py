@@ -17,7 +17,7 @@ from mutomo.errors import MutomoError
 from mutomo.materials import get_material
 from mutomo.optimise.problem import SMOOTH, key_generator
 from mutomo.reco import MaximumLikelihoodEM
-from mutomo.reco.mlem import material_evidence, voxel_evidence, voxel_log_likelihoods
+from mutomo.reco.mlem import hypothesis_level, material_evidence, voxel_evidence, voxel_log_likelihoods
 from mutomo.reco.mlem.evidence import EVIDENCE_FLOOR
 from mutomo.reco.mlem.model import _cast
 from mutomo.tasks.base import Observations
@@ -28,15 +28,18 @@ from tests.unit.test_mlem import CLASSES, D, DiscretePrior, toy
 INV_X0 = {name: 1 / get_material(name).x0 for name in ("uranium", "lead", "iron", "water")}
 
 
-def numpy_voxel_log_likelihood(problem, rho: np.ndarray, voxel: int, level: float) -> float:
+def numpy_voxel_log_likelihood(
+    problem, rho: np.ndarray, voxel: int, level: float, log_prior: np.ndarray | None = None
+) -> float:
     """Independent evaluation of l_j(h): explicit 4 x 4 covariances of every muon crossing
-    ``voxel`` with that voxel at ``level`` (factor 1), log-sum-exp over the momentum classes."""
+    ``voxel`` with that voxel at ``level`` (factor 1), log-sum-exp over the momentum classes
+    (each muon's class prior ``log_prior`` ``(n, K)``, by default the problem's)."""
     muon = problem.paths.muon.numpy()
     vox = problem.paths.voxel.numpy()
     w = problem.paths.weight_matrices().numpy()  # (3, E), without the class scale
     k = problem.classes
     scale = problem.scale.numpy().reshape(-1, k)
-    log_prior = problem.log_prior.numpy().reshape(-1, k)
+    log_prior = problem.log_prior.numpy().reshape(-1, k) if log_prior is None else log_prior
     noise = problem.noise.numpy().reshape(-1, k, 4, 4)[:, 0]
     data = problem.deflection.numpy().reshape(-1, k, 4)[:, 0]
     weight = problem.weight.numpy().reshape(-1, k).sum(1)
@@ -175,7 +178,8 @@ def test_the_portal_with_the_likelihood_statistic_builds_its_hypotheses_from_the
     problem = build_problem(config)
     task = problem.task
     assert isinstance(task, Presence) and not task.needs_calibration and task.min_batch == 2
-    targets, innocents = task.hypotheses
+    targets, innocents = ([hypothesis_level(h) for h in side] for side in task.hypotheses)
+    assert [m.name for m in task.hypotheses[0]] == ["uranium"]
     assert targets == pytest.approx((INV_X0["uranium"],))
     assert INV_X0["lead"] == pytest.approx(max(innocents)) and len(innocents) == 8  # 5 goods, wall, floor, lead
     shipped = load_config("configs/border_portal_likelihood.toml")

@@ -145,6 +145,8 @@ def build_problem(config: RunConfig) -> Problem:
         options.update(false_alarm=t.false_alarm, goal=t.goal, reference=t.reference, statistic=t.statistic, grid=grid)
         if t.outlier_fraction > 0:
             options["outlier_fraction"] = t.outlier_fraction
+        if t.range_cut:
+            options["range_cut"] = True
         if t.statistic == "likelihood":
             try:
                 options["hypotheses"] = scene.material_hypotheses()

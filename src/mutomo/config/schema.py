@@ -93,6 +93,13 @@ class TaskConfig(Strict):
         "component of that weight, which takes such a muon instead of letting it drive the voxels on its path to "
         "absurd densities. 0 (default): none; 1e-3 in configs/border_portal_robust.toml",
     )
+    range_cut: bool = Field(
+        False,
+        description="statistic 'likelihood' with momentum 'marginal' only: under each material a voxel's evidence "
+        "tries, redo the momentum prior's range cut for the muons crossing the voxel (a muon that crossed 10 cm of "
+        "uranium had more momentum than one that crossed the nominal goods), so a dense material also says that its "
+        "muons were hard. false (default): every material keeps the nominal background's cut",
+    )
     step_length: float = Field(0.05, gt=0, le=1.0, description="propagation step (m)")
 
     @field_validator("kind")
@@ -127,6 +134,11 @@ class TaskConfig(Strict):
             raise MutomoError(
                 f"outlier_fraction is a component of ML/EM's likelihood in a presence task: it needs kind 'presence' "
                 f"and inference 'mlem', not {self.kind!r} with {self.inference!r}"
+            )
+        if self.range_cut and (self.statistic != "likelihood" or self.momentum != "marginal"):
+            raise MutomoError(
+                "range_cut redoes the momentum prior's range cut in each voxel's material evidence: it needs "
+                f"statistic 'likelihood' and momentum 'marginal', not {self.statistic!r} with {self.momentum!r}"
             )
         refusal = MOMENTUM_OPTIONS[self.momentum].refusal(self.inference)
         if refusal is not None:

@@ -27,9 +27,11 @@ shifted, and that shift is what a calibration volume corrects.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -67,6 +69,97 @@ class MomentumPrior(Protocol):
         """``(log_prior, momentum)``, each ``(mu, K)``: log prior probabilities of ``K`` momentum
         classes per muon (``-inf`` excluded, at least one finite per row) and their momenta (GeV/c)."""
         ...
+
+
+@runtime_checkable
+class RangedMomentumPrior(MomentumPrior, Protocol):
+    """A momentum prior that also gives what a range cut under another material needs
+    (:class:`ExpectedMomentum`; ML/EM's ``range_cut``)."""
+
+    def class_ranges(self, incoming: Tracks, outgoing: Tracks) -> ClassRanges:
+        """Each muon's momentum classes' ranges (:class:`ClassRanges`)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ClassRanges:
+    """Each muon's momentum classes, before the range cut, with what the cut needs: the prior of
+    :meth:`ExpectedMomentum.prior` keeps a class only if its range exceeds the areal density of
+    the muon's straight path through a volume of the nominal background; :meth:`log_prior_under`
+    redoes that cut for a muon whose path crosses one voxel of another material.
+
+    Attributes:
+        log_spectrum: ``(n, K)`` the log of the flux spectrum at each muon's zenith on the
+            momentum grid, with no class cut.
+        log_range: ``(K,)`` ``ln R(T_k)`` (kg/m^2) of each grid momentum (kinetic energy ``T_k``
+            on entering) in the nominal medium (the background's dominant material by mass).
+        path: ``(n,)`` each muon's straight path length through the volume (m).
+        density: the nominal background's density (kg/m^3).
+        log_kinetic: ``(F,)`` a fine grid of ``ln T`` (T in GeV), increasing.
+        medium_log_range: ``(F,)`` ``ln R`` (kg/m^2) of the nominal medium on that grid (PUMAS
+            CSDA range times its density).
+    """
+
+    log_spectrum: Tensor
+    log_range: Tensor
+    path: Tensor
+    density: float
+    log_kinetic: Tensor
+    medium_log_range: Tensor
+
+    def select_classes(self, keep: Tensor) -> ClassRanges:
+        """The same with only the classes ``keep`` (``(K,)`` bool)."""
+        return ClassRanges(
+            self.log_spectrum[:, keep], self.log_range[keep], self.path, self.density, self.log_kinetic,
+            self.medium_log_range,
+        )  # fmt: skip
+
+    def log_prior_under(self, material: Material, muon: Tensor, length: Tensor, tail: Tensor) -> Tensor:
+        """``(E, K)`` the normalised log prior of the classes of the muon ``muon`` (``(E,)``) of
+        each path entry if the entry's voxel, crossed over ``length`` (m) with ``tail`` (m) of its
+        path still to go, holds ``material`` and the rest of the path the nominal background.
+
+        A muon is seen below the volume only if it crosses it: CSDA, continuous slowing down
+        (PDG Review, "Passage of particles through matter", sec. 34.2.5; PUMAS tables, Niess et
+        al., CPC 229 (2018) 54), its path run backwards from leaving the volume with ``T = 0``:
+        it needs ``T_2 = R_nom^-1(rho_nom tail)`` leaving the voxel, ``T_1 = R_h^-1(R_h(T_2) +
+        rho_h length)`` entering it and ``R_nom(T_1) + rho_nom before`` of range on entering the
+        volume, ``before = path - length - tail`` (the muon's straight path, at least 0), with
+        ``R_m`` each material's range in kg/m^2. A class is kept if its range ``R_nom(T_k)`` is
+        above that (the hardest class always), and the kept classes' spectrum is renormalised:
+        the prior of a muon that was seen. With the nominal medium at the nominal density this is
+        :meth:`ExpectedMomentum.prior`'s cut. A dense object demands more range: a muon that
+        crossed 10 cm of uranium had at least ~0.5 GeV/c (benchmarks/README.md, "What a perfect
+        reconstruction would detect")."""
+        with torch.no_grad():
+            log_t, nominal = self.log_kinetic, self.medium_log_range
+            own = _log_range_table(material, log_t)
+            length, tail = length.detach().to(log_t.dtype), tail.detach().to(log_t.dtype)
+            floor = nominal[0]
+            after = torch.log((self.density * tail).clamp(min=float(torch.exp(floor))))
+            log_t2 = _interp(after, nominal, log_t)  # ln T leaving the voxel
+            range_h = torch.exp(_interp(log_t2, log_t, own)) + material.density * length
+            log_t1 = _interp(torch.log(range_h), own, log_t)  # ln T entering it
+            before = (self.path.index_select(0, muon) - length - tail).clamp(min=0) * self.density
+            need = torch.log(torch.exp(_interp(log_t1, log_t, nominal)) + before)
+            keep = self.log_range[None, :] > need[:, None]
+            keep[:, -1] = True
+            spectrum = self.log_spectrum.index_select(0, muon)
+            cut = torch.where(keep, spectrum, torch.full_like(spectrum, -math.inf))
+            return cut - torch.logsumexp(cut, -1, keepdim=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _log_range_table_np(material: Material, lo: float, hi: float, n: int) -> np.ndarray:
+    return np.log(pumas_csda_range(material, np.exp(np.linspace(lo, hi, n))) * material.density)
+
+
+def _log_range_table(material: Material, log_kinetic: Tensor) -> Tensor:
+    """``ln R`` (kg/m^2) of ``material`` on the grid ``log_kinetic`` (ln GeV, log-uniform: the
+    grid of :class:`ClassRanges`), cached per material."""
+    lo, hi, n = float(log_kinetic[0]), float(log_kinetic[-1]), log_kinetic.numel()
+    table = torch.from_numpy(_log_range_table_np(material, lo, hi, n))
+    return table.to(device=log_kinetic.device, dtype=log_kinetic.dtype)
 
 
 class ConstantMomentum:
@@ -273,16 +366,7 @@ class ExpectedMomentum:
             device, f64 = incoming.xy.device, torch.float64
             slope_in = incoming.slope.detach().to(f64)
             cos_z = torch.rsqrt(1 + (slope_in**2).sum(-1))
-            # Prior: the spectrum of the zenith rows around cos(theta_z), linearly interpolated.
-            centres = self._cos_centres.to(device=device, dtype=f64)
-            x = cos_z.clamp(float(centres[0]), float(centres[-1])).contiguous()
-            hi = torch.searchsorted(centres, x).clamp(1, centres.numel() - 1)
-            lo = hi - 1
-            a = ((x - centres[lo]) / (centres[hi] - centres[lo]))[:, None]
-            log_prior = self._log_prior.to(device=device, dtype=f64)
-            log_prior = torch.logaddexp(
-                log_prior[lo] + torch.log1p(-a.clamp(max=1 - 1e-12)), log_prior[hi] + torch.log(a.clamp(min=1e-12))
-            )
+            log_prior = self._spectrum(cos_z)
             # Acceptance and the mid-path momentum, from the range (kg/m^2) and the path's areal density.
             path = (self.volume.z_high - self.volume.z_low) / cos_z  # (mu,) m
             areal = (self.density * path)[:, None]  # (mu, 1) kg/m^2
@@ -294,6 +378,36 @@ class ExpectedMomentum:
             t_mid = torch.exp(log_t_mid)
             p_mid = torch.sqrt(t_mid**2 + 2 * MUON_MASS * t_mid)  # (mu, K)
             return torch.where(accept, log_prior, torch.full_like(log_prior, -math.inf)), p_mid
+
+    def _spectrum(self, cos_z: Tensor) -> Tensor:
+        """``(mu, n_bins)`` the log of the flux model's spectrum on the grid at each zenith
+        ``cos_z`` ``(mu,)``: the table's zenith rows around it, linearly interpolated."""
+        device, f64 = cos_z.device, torch.float64
+        centres = self._cos_centres.to(device=device, dtype=f64)
+        x = cos_z.to(f64).clamp(float(centres[0]), float(centres[-1])).contiguous()
+        hi = torch.searchsorted(centres, x).clamp(1, centres.numel() - 1)
+        lo = hi - 1
+        a = ((x - centres[lo]) / (centres[hi] - centres[lo]))[:, None]
+        log_prior = self._log_prior.to(device=device, dtype=f64)
+        return torch.logaddexp(
+            log_prior[lo] + torch.log1p(-a.clamp(max=1 - 1e-12)), log_prior[hi] + torch.log(a.clamp(min=1e-12))
+        )
+
+    def class_ranges(self, incoming: Tracks, outgoing: Tracks) -> ClassRanges:
+        """What a range cut under another material needs (:class:`ClassRanges`): each muon's
+        spectrum on the grid before the range cut, its straight path through the volume, the
+        grid momenta's ranges and the nominal medium's range table. Detached, float64."""
+        with torch.no_grad():
+            device = incoming.xy.device
+            cos_z = torch.rsqrt(1 + (incoming.slope.detach().to(torch.float64) ** 2).sum(-1))
+            return ClassRanges(
+                log_spectrum=self._spectrum(cos_z),
+                log_range=self._log_range.to(device),
+                path=(self.volume.z_high - self.volume.z_low) / cos_z,
+                density=self.density,
+                log_kinetic=self._fine_log_t.to(device),
+                medium_log_range=self._fine_log_range.to(device),
+            )
 
     def _chunk(self, incoming: Tracks, outgoing: Tracks, start: int, stop: int) -> Tensor:
         rows = torch.arange(start, stop, device=incoming.xy.device)

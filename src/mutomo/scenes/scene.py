@@ -185,11 +185,11 @@ class Scene:
         x0, x1, y0, y1, _, z1 = self.box
         return GenerationPlane(z=z1 + 1e-3, x_range=(x0 - m, x1 + m), y_range=(y0 - m, y1 + m))
 
-    def material_hypotheses(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """``(targets, innocents)``: the inverse radiation lengths (m^-1) of the target objects'
-        materials and of every other material the scene holds (background, layers, objects of
-        role "other"): the hypotheses a voxel's material evidence weighs
-        (:mod:`mutomo.reco.mlem.evidence`).
+    def material_hypotheses(self) -> tuple[tuple[Material, ...], tuple[Material, ...]]:
+        """``(targets, innocents)``: the target objects' materials and every other material the
+        scene holds (background, layers, objects of role "other"): the hypotheses a voxel's
+        material evidence weighs (:mod:`mutomo.reco.mlem.evidence`), each by its radiation length
+        and, with a range cut, its muon range.
 
         Raises:
             MutomoError: without a target object, or if a target's material is also innocent
@@ -211,8 +211,8 @@ class Scene:
                 "cannot tell them apart (use another statistic, or a distinct material for the target)"
             )
         return (
-            tuple(1.0 / self.materials[self._material(n)].x0 for n in target_names),
-            tuple(1.0 / self.materials[self._material(n)].x0 for n in innocent_names),
+            tuple(self.materials[self._material(n)] for n in target_names),
+            tuple(self.materials[self._material(n)] for n in innocent_names),
         )
 
     def nominal_background(self) -> dict[Material, float]:

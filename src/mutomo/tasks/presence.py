@@ -55,7 +55,7 @@ from torch import Tensor
 from mutomo.errors import MutomoError
 from mutomo.reco.maps import ScatterData, VoxelMap
 from mutomo.reco.methods import VOXEL_METHODS, voxel_method
-from mutomo.reco.mlem import MaximumLikelihoodEM
+from mutomo.reco.mlem import Hypothesis, MaximumLikelihoodEM
 from mutomo.scenes.scene import VolumeSample
 from mutomo.tasks.base import Observations, TaskKind
 from mutomo.tasks.metrics import (
@@ -161,11 +161,14 @@ class Presence(TaskKind):
             test volumes. ``"likelihood"``: each voxel's material evidence (ML/EM only), no
             references.
         grid: the voxel grid's shape ``(nx, ny, nz)`` (the learned statistic's neighbourhoods).
-        hypotheses: ``(targets, innocents)``, inverse radiation lengths (m^-1) of the target's
-            and the innocent materials (:meth:`mutomo.scenes.Scene.material_hypotheses`), for
-            the likelihood statistic.
+        hypotheses: ``(targets, innocents)``, the target's and the innocent materials
+            (:meth:`mutomo.scenes.Scene.material_hypotheses`), or their inverse radiation lengths
+            (m^-1), for the likelihood statistic.
         outlier_fraction: with inference ``"mlem"``, the weight of the outlier component of each
             muon's likelihood (:func:`mutomo.reco.mlem.with_outliers`); 0: none.
+        range_cut: with the likelihood statistic, redo the momentum prior's range cut under each
+            material a voxel's evidence tries (ML/EM's ``range_cut``); needs materials as
+            hypotheses to change anything.
     """
 
     kind = "presence"
@@ -187,8 +190,9 @@ class Presence(TaskKind):
         reference: str = "clean",
         statistic: str = "clean",
         grid: tuple[int, int, int] | None = None,
-        hypotheses: tuple[Sequence[float], Sequence[float]] | None = None,
+        hypotheses: tuple[Sequence[Hypothesis], Sequence[Hypothesis]] | None = None,
         outlier_fraction: float = 0.0,
+        range_cut: bool = False,
     ) -> None:
         super().__init__(inference)
         if not 0 < false_alarm < 1 or not 0 < goal < 1:
@@ -221,9 +225,16 @@ class Presence(TaskKind):
             raise MutomoError(
                 f"outlier_fraction is a component of ML/EM's likelihood: it needs inference 'mlem', not {inference!r}"
             )
-        # ML/EM with an outlier component (its registry entry is ML/EM with the defaults).
+        if range_cut and statistic != "likelihood":
+            raise MutomoError(
+                "range_cut changes the likelihood statistic's evidence: it needs statistic 'likelihood', "
+                f"not {statistic!r}"
+            )
+        # ML/EM with an outlier component or the range cut (its registry entry is ML/EM with the defaults).
         self.method = (
-            MaximumLikelihoodEM(outlier_fraction=outlier_fraction) if outlier_fraction else voxel_method(inference)
+            MaximumLikelihoodEM(outlier_fraction=outlier_fraction, range_cut=range_cut)
+            if outlier_fraction or range_cut
+            else voxel_method(inference)
         )
         self.false_alarm, self.goal, self.reference = false_alarm, goal, reference
         # Clean references in a balanced batch: at least 3 volumes without the object (4 for the

@@ -146,7 +146,13 @@ the likelihood, the EM step), :mod:`.information` (Fisher information and margin
 (each voxel's log-likelihood ratio of a target material against innocent ones, after the fit).
 """
 
-from mutomo.reco.mlem.evidence import material_evidence, voxel_evidence, voxel_log_likelihoods
+from mutomo.reco.mlem.evidence import (
+    Hypothesis,
+    hypothesis_level,
+    material_evidence,
+    voxel_evidence,
+    voxel_log_likelihoods,
+)
 from mutomo.reco.mlem.information import fisher_diagonal, fisher_matrix, marginal_variance, sandwich_variance
 from mutomo.reco.mlem.method import (
     MAX_LOG_STEP,
@@ -174,6 +180,8 @@ __all__ = [
     "material_evidence",
     "voxel_evidence",
     "voxel_log_likelihoods",
+    "Hypothesis",
+    "hypothesis_level",
     "MAX_LOG_STEP",
     "MAX_MEASUREMENT_VARIANCE",
     "NOMINAL_MOMENTUM",

@@ -40,7 +40,19 @@ import torch.utils.checkpoint
 from torch import Tensor
 
 from mutomo.errors import MutomoError
+from mutomo.materials import Material
 from mutomo.reco.mlem.model import LOG_2PI, EMProblem, _gaussian
+
+Hypothesis = float | Material
+"""A material hypothesis: a material, or only its inverse radiation length ``1 / X0`` (m^-1).
+A material also says how much range a muon needs to cross it, which the evidence uses where
+the problem carries its muons' class ranges (:attr:`~mutomo.reco.mlem.EMProblem.ranges`)."""
+
+
+def hypothesis_level(hypothesis: Hypothesis) -> float:
+    """The inverse radiation length (m^-1) of a hypothesis."""
+    return 1.0 / hypothesis.x0 if isinstance(hypothesis, Material) else float(hypothesis)
+
 
 #: Path entries evaluated together (each with its momentum classes): bounds the intermediate
 #: memory to ~60 arrays of ``CHUNK_ENTRIES x classes`` values.
@@ -51,19 +63,24 @@ def voxel_log_likelihoods(
     inverse_x0: Tensor,
     problem: EMProblem,
     factor: Tensor,
-    hypotheses: Sequence[float],
+    hypotheses: Sequence[Hypothesis],
     voxels: Tensor | None = None,
 ) -> Tensor:
-    """``(H, V)``: for each hypothesis ``1 / X0_h`` (m^-1) and voxel ``j``, the weighted
-    log-likelihood of the muons crossing ``j`` with ``rho_j = factor_j / X0_h`` and every other
-    voxel at ``inverse_x0`` (the effective ``rho``, flat ``(V,)``); 0 where no muon crosses.
+    """``(H, V)``: for each hypothesis ``h`` (a material or its ``1 / X0_h``, m^-1) and voxel
+    ``j``, the weighted log-likelihood of the muons crossing ``j`` with ``rho_j = factor_j /
+    X0_h`` and every other voxel at ``inverse_x0`` (the effective ``rho``, flat ``(V,)``); 0
+    where no muon crosses.
 
     ``factor``: ``(V,)`` each voxel's Highland log-term factor (``rho / (1 / X0)``; 1 without
-    the log term). Differentiable in ``inverse_x0``, ``factor`` and the problem's data; with
-    gradients enabled each chunk of path entries is recomputed in the backward pass instead of
-    kept (:data:`CHUNK_ENTRIES`), one hypothesis at a time; without, each chunk's gathers are
-    shared by the hypotheses. ``voxels``: ``(V,)`` bool, the
-    voxels to evaluate (0 elsewhere); all by default."""
+    the log term). Where the problem carries its classes' ranges (:attr:`EMProblem.ranges`),
+    each muon's momentum prior is renormalised over the classes that can cross the volume with
+    ``j`` holding the hypothesis's material (:meth:`~mutomo.reco.momentum.ClassRanges.log_prior_under`;
+    a hypothesis given as a number keeps the nominal cut), so a dense material also says that
+    the muons which crossed it were hard. Differentiable in ``inverse_x0``, ``factor`` and the
+    problem's data (the cut is a step: no gradient); with gradients enabled each chunk of path
+    entries is recomputed in the backward pass instead of kept (:data:`CHUNK_ENTRIES`), one
+    hypothesis at a time; without, each chunk's gathers are shared by the hypotheses.
+    ``voxels``: ``(V,)`` bool, the voxels to evaluate (0 elsewhere); all by default."""
     if len(hypotheses) == 0:
         raise MutomoError("voxel_log_likelihoods needs at least one hypothesis (an inverse radiation length)")
     paths = problem.paths
@@ -76,14 +93,24 @@ def voxel_log_likelihoods(
     noise = problem.noise.reshape(-1, 16).T.contiguous()
     data = problem.deflection.reshape(-1, 4).T.contiguous()
     log_prior = problem.log_prior if problem.log_prior is not None else torch.zeros_like(problem.weight)
+    ranges = problem.ranges
+    if ranges is not None:
+        # The prior of a muon that was seen: each hypothesis renormalises its own cut, so the
+        # nominal one is renormalised too.
+        log_prior = (log_prior.reshape(-1, k) - torch.logsumexp(log_prior.reshape(-1, k), -1, keepdim=True)).reshape(-1)
     # With outliers (mutomo.reco.mlem.model.with_outliers), each muon's likelihood is the mixture
     # of the classes, weighted 1 - epsilon, and the broad component, weighted epsilon.
     log_outlier = None
+    core_weight = 0.0
     if problem.log_outlier is not None:
-        log_prior = log_prior + math.log1p(-problem.outlier_fraction)
+        core_weight = math.log1p(-problem.outlier_fraction)
         log_outlier = problem.log_outlier + math.log(problem.outlier_fraction)
+    log_prior = log_prior + core_weight
     muon_weight = problem.per_muon(problem.weight)
-    levels = torch.as_tensor(list(hypotheses), dtype=inverse_x0.dtype, device=inverse_x0.device)
+    levels = torch.as_tensor(
+        [hypothesis_level(h) for h in hypotheses], dtype=inverse_x0.dtype, device=inverse_x0.device
+    )
+    materials = [h if isinstance(h, Material) and ranges is not None else None for h in hypotheses]
     entries = torch.arange(paths.voxel.shape[0], device=paths.voxel.device)
     if voxels is not None:
         entries = entries[voxels.index_select(0, paths.voxel)]
@@ -97,14 +124,19 @@ def voxel_log_likelihoods(
         scale = problem.scale.index_select(0, rows) if k > 1 else torch.ones_like(base[0])
         at_fit = inverse_x0.index_select(0, voxel).repeat_interleave(k)
         return (
-            muon, base, w, scale, factor.index_select(0, voxel).repeat_interleave(k), at_fit,
+            index, muon, base, w, scale, factor.index_select(0, voxel).repeat_interleave(k), at_fit,
             noise.index_select(1, rows), data.index_select(1, rows), log_prior.index_select(0, rows).reshape(-1, k),
         )  # fmt: skip
 
-    def evaluate(level: Tensor, gathered: tuple[Tensor, ...]) -> Tensor:
-        """``(entries,)`` each entry's muon's weighted log-likelihood with its voxel at ``level``."""
-        muon, base, w, scale, factor_rows, at_fit, noise_rows, data_rows, prior_rows = gathered
-        delta = level * factor_rows - at_fit
+    def evaluate(h: int, gathered: tuple[Tensor, ...]) -> Tensor:
+        """``(entries,)`` each entry's muon's weighted log-likelihood with its voxel at hypothesis ``h``."""
+        index, muon, base, w, scale, factor_rows, at_fit, noise_rows, data_rows, prior_rows = gathered
+        material = materials[h]
+        if material is not None:
+            assert ranges is not None
+            length, tail = paths.length.index_select(0, index), paths.tail.index_select(0, index)
+            prior_rows = ranges.log_prior_under(material, muon, length, tail).to(prior_rows.dtype) + core_weight
+        delta = levels[h] * factor_rows - at_fit
         s0, s1, s2 = (scale * (b + delta * wk) for b, wk in zip(base, w, strict=True))
         g = _gaussian(s0, s1, s2, noise_rows, data_rows)
         joint = prior_rows + (-0.5 * g.log_det - 0.5 * g.quadratic).reshape(-1, k)
@@ -113,8 +145,8 @@ def voxel_log_likelihoods(
         per_muon = torch.logsumexp(joint, -1) - 2 * LOG_2PI
         return muon_weight.index_select(0, muon) * per_muon
 
-    def chunk(index: Tensor, level: Tensor, *inputs: Tensor) -> Tensor:
-        return evaluate(level, gather(index, *inputs))
+    def chunk(index: Tensor, h: int, *inputs: Tensor) -> Tensor:
+        return evaluate(h, gather(index, *inputs))
 
     rows_out = [torch.zeros_like(inverse_x0) for _ in levels]
     inputs = (inverse_x0, factor, sums, problem.scaled_w)
@@ -124,11 +156,11 @@ def voxel_log_likelihoods(
         # With gradients, one chunk and hypothesis's ~60 intermediates at a time in the backward
         # pass, the gathers redone in it; without, the gathers once for every hypothesis.
         gathered = None if torch.is_grad_enabled() else gather(index, *inputs)
-        for h, level in enumerate(levels):
+        for h in range(len(levels)):
             if gathered is None:
-                terms = torch.utils.checkpoint.checkpoint(chunk, index, level, *inputs, use_reentrant=False)
+                terms = torch.utils.checkpoint.checkpoint(chunk, index, h, *inputs, use_reentrant=False)
             else:
-                terms = evaluate(level, gathered)
+                terms = evaluate(h, gathered)
             rows_out[h] = rows_out[h].index_add(0, voxel, terms)
     return torch.stack(rows_out)
 
@@ -144,8 +176,8 @@ def voxel_evidence(
     inverse_x0: Tensor,
     problem: EMProblem,
     factor: Tensor,
-    targets: Sequence[float],
-    innocents: Sequence[float],
+    targets: Sequence[Hypothesis],
+    innocents: Sequence[Hypothesis],
 ) -> Tensor:
     """``(V,)`` each voxel's evidence ``E_j = max_t l_j(t) - max_b l_j(b)`` (module docstring),
     in two passes. The first weighs the targets against the innocents nearest each target's level
@@ -153,17 +185,20 @@ def voxel_evidence(
     bound ``u_j >= E_j``. The second weighs the other innocents only where ``u_j`` is above
     :data:`EVIDENCE_FLOOR`, there ``E_j = min(u_j, max_t l_j(t) - max_rest l_j(b))``; elsewhere
     ``u_j`` is kept, an upper bound below the floor. Exact wherever ``E_j`` is above the floor,
-    at a few hypotheses' cost instead of one per material of the scene."""
+    at a few hypotheses' cost instead of one per material of the scene. Hypotheses are materials
+    or their inverse radiation lengths (m^-1; :func:`voxel_log_likelihoods`)."""
     if not targets or not innocents:
         raise MutomoError("voxel evidence needs at least one target and one innocent level (1/X0 in m^-1)")
-    near: list[float] = []
-    for t in targets:
-        below = [b for b in innocents if b <= t]
-        above = [b for b in innocents if b > t]
-        near += ([max(below)] if below else []) + ([min(above)] if above else [])
+    level = [hypothesis_level(b) for b in innocents]
+    near: list[int] = []
+    for t in map(hypothesis_level, targets):
+        below = [i for i, b in enumerate(level) if b <= t]
+        above = [i for i, b in enumerate(level) if b > t]
+        near += [max(below, key=level.__getitem__)] if below else []
+        near += [min(above, key=level.__getitem__)] if above else []
     near = list(dict.fromkeys(near))
-    rest = [b for b in innocents if b not in near]
-    first = voxel_log_likelihoods(inverse_x0, problem, factor, [*targets, *near])
+    rest = [innocents[i] for i in range(len(innocents)) if i not in near]
+    first = voxel_log_likelihoods(inverse_x0, problem, factor, [*targets, *(innocents[i] for i in near)])
     bound = material_evidence(first, len(targets))
     if not rest:
         return bound

@@ -14,7 +14,7 @@ from torch import Tensor
 from mutomo.errors import MutomoError
 from mutomo.materials import get_material
 from mutomo.reco.maps import ScatterData, VoxelMap
-from mutomo.reco.mlem.evidence import voxel_evidence
+from mutomo.reco.mlem.evidence import Hypothesis, voxel_evidence
 from mutomo.reco.mlem.information import fisher_diagonal, marginal_variance, sandwich_variance
 from mutomo.reco.mlem.model import (
     MAX_MEASUREMENT_VARIANCE,
@@ -33,7 +33,7 @@ from mutomo.reco.mlem.model import (
     with_outliers,
 )
 from mutomo.reco.mlem.paths import PathLengths, PathModel, muon_path, path_lengths
-from mutomo.reco.momentum import MomentumPrior
+from mutomo.reco.momentum import MomentumPrior, RangedMomentumPrior
 from mutomo.units import HIGHLAND_E0
 from mutomo.volume.grid import PassiveVolume
 from mutomo.volume.scattering import highland_g, highland_inverse
@@ -140,6 +140,13 @@ class MaximumLikelihoodEM:
             track): each muon's likelihood gets a broad component of that weight
             (:func:`~mutomo.reco.mlem.model.with_outliers`), which takes a muon no density
             explains instead of letting it drive the voxels on its path up. 0 (default): none.
+        range_cut: with a momentum prior that has class ranges (:class:`~mutomo.reco.ExpectedMomentum`),
+            the material evidence (:meth:`evidence_map`) redoes the prior's range cut under each
+            material it tries in a voxel (:meth:`~mutomo.reco.momentum.ClassRanges.log_prior_under`):
+            the muons that crossed 10 cm of uranium were harder than those that crossed the
+            nominal cargo, which the prior alone does not know (benchmarks/README.md, "What a
+            perfect reconstruction would detect"). The EM and the map it fits are unchanged.
+            ``False`` (default): every hypothesis keeps the nominal cut.
 
     Example:
         >>> method = MaximumLikelihoodEM(iterations=10)
@@ -164,6 +171,7 @@ class MaximumLikelihoodEM:
         acceleration: float = 16.0,
         error: Literal["conditional", "marginal", "sandwich", "robust"] = "robust",
         outlier_fraction: float = 0.0,
+        range_cut: bool = False,
     ) -> None:
         if error not in ERRORS:
             raise MutomoError(f"error must be one of {ERRORS}; got {error!r}")
@@ -202,6 +210,7 @@ class MaximumLikelihoodEM:
         self.acceleration = float(acceleration)
         self.error = error
         self.outlier_fraction = float(outlier_fraction)
+        self.range_cut = bool(range_cut)
 
     def __call__(self, data: ScatterData, volume: PassiveVolume) -> VoxelMap:
         """Reconstruct; the score is ``1 / X0`` (m^-1). Maps are ``(*batch, nx, ny, nz)``."""
@@ -268,8 +277,16 @@ class MaximumLikelihoodEM:
             muons=keep,
         )
         prior = self.momentum_prior if self.momentum_prior is not None else data.momentum_prior
+        ranges = None
+        if self.range_cut:
+            if not isinstance(prior, RangedMomentumPrior):
+                raise MutomoError(
+                    "range_cut redoes the momentum prior's range cut under each material the evidence tries: it "
+                    f"needs a momentum prior with class ranges (ExpectedMomentum, momentum 'marginal'); got {prior!r}"
+                )
+            ranges = prior.class_ranges(incoming, outgoing)
         if prior is not None:
-            problem = with_momentum_classes(problem, *prior.prior(incoming, outgoing))
+            problem = with_momentum_classes(problem, *prior.prior(incoming, outgoing), ranges=ranges)
         return with_outliers(problem, self.outlier_fraction)
 
     def initial(self, problem: EMProblem) -> Tensor:
@@ -314,11 +331,12 @@ class MaximumLikelihoodEM:
         return _cast(result, dtype) if dtype == torch.float32 else result
 
     def evidence_map(
-        self, data: ScatterData, volume: PassiveVolume, targets: Sequence[float], innocents: Sequence[float]
+        self, data: ScatterData, volume: PassiveVolume, targets: Sequence[Hypothesis], innocents: Sequence[Hypothesis]
     ) -> VoxelMap:
         """Reconstruct, then score each voxel by its evidence for a target material
         (:mod:`mutomo.reco.mlem.evidence`): ``max_t l(t) - max_b l(b)`` (nats) over the target
-        materials' and the innocent materials' inverse radiation lengths (m^-1), the other voxels
+        materials and the innocent ones (or their inverse radiation lengths, m^-1; with
+        ``range_cut``, materials redo the momentum prior's range cut), the other voxels
         at the fit (:func:`~mutomo.reco.mlem.evidence.voxel_evidence`: exact above its floor, an
         upper bound below). The map's ``score`` is that log-likelihood ratio where measured (0 elsewhere),
         with no X0 or error (the score is not a 1/X0). Runs in float64, like :meth:`reconstruct`."""
@@ -335,8 +353,8 @@ class MaximumLikelihoodEM:
         data: ScatterData,
         volume: PassiveVolume,
         true_x0: Tensor,
-        targets: Sequence[float],
-        innocents: Sequence[float],
+        targets: Sequence[Hypothesis],
+        innocents: Sequence[Hypothesis],
     ) -> VoxelMap:
         """:meth:`evidence_map` with every other voxel at its true radiation length ``true_x0``
         (``(nx, ny, nz)``, m) instead of the fit: an oracle no scan has, the evidence a perfect

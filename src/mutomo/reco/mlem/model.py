@@ -13,6 +13,7 @@ from torch import Tensor
 
 from mutomo.errors import MutomoError
 from mutomo.reco.mlem.paths import PathLengths
+from mutomo.reco.momentum import ClassRanges
 from mutomo.reco.track_fit import Tracks
 from mutomo.units import HIGHLAND_E0, MUON_MASS
 
@@ -117,6 +118,10 @@ class EMProblem:
         log_outlier: ``(n,)`` with ``outlier_fraction > 0``, each muon's log-density under the
             outlier component, without the ``2 ln 2 pi`` (:func:`with_outliers`); else ``None``
             (so ``log_outlier is not None`` says whether the problem has the component).
+        ranges: with momentum classes, each muon's classes before the range cut and what the cut
+            needs (:class:`~mutomo.reco.momentum.ClassRanges`), for a material's evidence that
+            redoes the cut under the material it tries (:func:`~mutomo.reco.mlem.voxel_log_likelihoods`);
+            ``None``: the evidence keeps ``log_prior``'s cut. The EM does not read it.
     """
 
     paths: PathLengths
@@ -133,6 +138,7 @@ class EMProblem:
     muons: Tensor | None = None
     outlier_fraction: float = 0.0
     log_outlier: Tensor | None = None
+    ranges: ClassRanges | None = None
 
     def __post_init__(self) -> None:
         if (self.log_outlier is None) != (self.outlier_fraction == 0):
@@ -461,13 +467,16 @@ def momentum_along_path(paths: PathLengths, momentum: Tensor, loss: Tensor) -> T
     return p.clamp(min=0.01)
 
 
-def with_momentum_classes(problem: EMProblem, log_prior: Tensor, momentum: Tensor) -> EMProblem:
+def with_momentum_classes(
+    problem: EMProblem, log_prior: Tensor, momentum: Tensor, ranges: ClassRanges | None = None
+) -> EMProblem:
     """The problem with each muon's momentum a hidden class: every muon becomes ``K`` rows
     (class-minor), row ``(i, k)`` with ``c`` of ``momentum[i, k]`` (GeV/c), prior
     ``log_prior[i, k]`` and ``1 / K`` of the muon's weight; the path entries stay the muon's,
     their ``W`` without ``c`` (see :class:`EMProblem`). Classes excluded (``-inf``) for every
     muon are dropped first. ``log_prior`` and ``momentum`` are ``(mu, K)``, the muons of
-    ``problem`` (one class each)."""
+    ``problem`` (one class each); ``ranges``, the same classes before the range cut
+    (:attr:`EMProblem.ranges`), loses the same classes."""
     if problem.classes != 1:
         raise MutomoError("with_momentum_classes needs a problem with one momentum class per muon")
     mu, k = log_prior.shape
@@ -481,6 +490,7 @@ def with_momentum_classes(problem: EMProblem, log_prior: Tensor, momentum: Tenso
     possible = torch.isfinite(log_prior).any(0)
     if bool(possible.any()) and not bool(possible.all()):
         log_prior, momentum = log_prior[:, possible], momentum[:, possible]
+        ranges = None if ranges is None else ranges.select_classes(possible)
         k = log_prior.shape[1]
     dtype, device = problem.weight.dtype, problem.weight.device
     scale = _highland_scale(momentum.to(device=device, dtype=dtype)).reshape(-1)
@@ -495,4 +505,5 @@ def with_momentum_classes(problem: EMProblem, log_prior: Tensor, momentum: Tenso
         batch=None if problem.batch is None else problem.batch.repeat_interleave(k),
         classes=k,
         log_prior=log_prior.to(device=device, dtype=dtype).reshape(-1),
+        ranges=ranges,
     )

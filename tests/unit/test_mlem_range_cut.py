@@ -1,0 +1,200 @@
+"""The momentum prior's range cut redone under each material a voxel's evidence tries
+(:meth:`mutomo.reco.momentum.ClassRanges.log_prior_under`, ML/EM's ``range_cut``): against an
+independent forward CSDA chain through the PUMAS range tables (scipy root-finding), against the
+prior's own cut for the nominal medium, inside the per-voxel likelihoods against an explicit numpy
+mixture, and its refusals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import brentq
+
+from mutomo.config import build_problem, load_config, parse_config
+from mutomo.errors import MutomoError
+from mutomo.materials import get_material
+from mutomo.reco import ExpectedMomentum, MaximumLikelihoodEM
+from mutomo.reco.mlem import voxel_evidence, voxel_log_likelihoods
+from mutomo.reco.mlem.evidence import EVIDENCE_FLOOR
+from mutomo.tasks.presence import Presence
+from mutomo.units import MUON_MASS
+from mutomo.volume.energy_loss import pumas_csda_range
+from tests.unit.test_mlem import CLASSES, D, DiscretePrior, toy
+from tests.unit.test_mlem_evidence import numpy_voxel_log_likelihood
+
+URANIUM, LEAD, WATER = (get_material(n) for n in ("uranium", "lead", "water"))
+
+
+def areal_range(material, kinetic: float) -> float:
+    """CSDA range (kg/m^2) of a muon of kinetic energy ``kinetic`` (GeV) in ``material``."""
+    return float(pumas_csda_range(material, np.array([kinetic]))[0]) * material.density
+
+
+def residual_range(kinetic: float, segments) -> float:
+    """Forward CSDA chain: the muon enters with ``kinetic`` (GeV) and crosses each ``(material,
+    areal density kg/m^2)`` in turn; its range left (kg/m^2 of the last material) on leaving, or
+    the (negative) shortfall where it stops."""
+    t = kinetic
+    for i, (material, areal) in enumerate(segments):
+        left = areal_range(material, t) - areal
+        if left <= 0 or i == len(segments) - 1:
+            return left
+        t = brentq(lambda x, m=material, r=left: areal_range(m, x) - r, 1e-3, t)  # noqa: B023
+    return math.inf
+
+
+def water_prior(height: float = 0.2) -> tuple[ExpectedMomentum, object]:
+    """The prior of a water volume of ``height`` (m) and the two-layer toy's tracks."""
+    t = toy(400, [(height / 2, 0.0176), (height / 2, 0.3608)], seed=5, track_sigma=(2e-4, 1e-3), p_classes=CLASSES)
+    return ExpectedMomentum(t.volume, "water", n_bins=12), t
+
+
+def test_each_class_is_kept_if_a_forward_csda_chain_through_the_material_leaves_it_range():
+    """Ten muons, a uranium and a lead voxel at three depths of a 2 m water path: each class is
+    kept exactly when the muon, slowed through the water before, the voxel's material and the
+    water after (PUMAS ranges, scipy root-finding), still has range left; classes within 0.1 %
+    of the edge may go either way. The kept classes' prior is the spectrum renormalised."""
+    prior, t = water_prior(height=2.0)
+    ranges = prior.class_ranges(t.data.incoming, t.data.outgoing)
+    kinetic = np.sqrt(prior._momentum.numpy() ** 2 + MUON_MASS**2) - MUON_MASS
+    muon = torch.arange(10)
+    checked = 0
+    for material, length in ((URANIUM, 0.1), (LEAD, 0.3)):
+        for depth in (0.0, 0.5, 0.9):  # the fraction of the rest of the path that comes before the voxel
+            path = ranges.path[muon]
+            tail = (path - length) * (1 - depth)
+            got = ranges.log_prior_under(material, muon, torch.full((10,), length, dtype=D), tail)
+            assert torch.allclose(torch.logsumexp(got, -1), torch.zeros(10, dtype=D), atol=1e-12)
+            for i in range(10):
+                before = float(path[i] - length - tail[i])
+                segments = [(WATER, WATER.density * before), (material, material.density * length)]
+                segments.append((WATER, WATER.density * float(tail[i])))
+                for k, t_k in enumerate(kinetic):
+                    left = residual_range(float(t_k), segments)
+                    kept = bool(torch.isfinite(got[i, k]))
+                    if k == len(kinetic) - 1:
+                        assert kept  # the hardest class always
+                    elif abs(left) > 1e-3 * areal_range(WATER, float(t_k)):
+                        assert kept == (left > 0), (material.name, depth, i, k, left)
+                        checked += 1
+                spectrum = ranges.log_spectrum[i]
+                finite = torch.isfinite(got[i])
+                expected = spectrum[finite] - torch.logsumexp(spectrum[finite], -1)
+                assert torch.allclose(got[i, finite], expected, atol=1e-12)
+    assert checked > 500
+
+
+def test_the_nominal_medium_gives_the_priors_own_cut():
+    """With the voxel holding the nominal background itself, wherever it lies on the path, the
+    cut is :meth:`ExpectedMomentum.prior`'s."""
+    prior, t = water_prior(height=2.0)
+    ranges = prior.class_ranges(t.data.incoming, t.data.outgoing)
+    log_prior, _ = prior.prior(t.data.incoming, t.data.outgoing)
+    n = log_prior.shape[0]
+    muon = torch.arange(n)
+    gen = torch.Generator().manual_seed(1)
+    length = 0.05 + 0.3 * torch.rand(n, generator=gen, dtype=D)
+    tail = (ranges.path - length) * torch.rand(n, generator=gen, dtype=D)
+    got = ranges.log_prior_under(WATER, muon, length, tail)
+    assert torch.equal(torch.isfinite(got), torch.isfinite(log_prior))
+    assert int((~torch.isfinite(log_prior)).sum()) > n  # the cut bites: 2 m of water stop 0.1-0.4 GeV/c
+
+
+def test_a_denser_material_never_keeps_more_classes():
+    prior, t = water_prior()
+    ranges = prior.class_ranges(t.data.incoming, t.data.outgoing)
+    muon = torch.arange(50)
+    length, tail = torch.full((50,), 0.1, dtype=D), torch.full((50,), 0.05, dtype=D)
+    kept = [torch.isfinite(ranges.log_prior_under(m, muon, length, tail)) for m in (WATER, LEAD, URANIUM)]
+    assert bool((kept[1] <= kept[0]).all() and (kept[2] <= kept[1]).all())
+    assert int(kept[2].sum()) < int(kept[0].sum())
+
+
+def test_the_per_voxel_likelihoods_use_each_materials_cut_and_materials_without_ranges_change_nothing():
+    """Iron over water in 0.1 m layers under a 12-class water prior: with class ranges, each
+    voxel's log-likelihood under uranium, lead and water equals the numpy mixture whose prior is
+    each muon's spectrum cut for that material in that voxel and renormalised; without them
+    (``range_cut`` off), a material is only its 1 / X0."""
+    prior, t = water_prior()
+    with_cut = MaximumLikelihoodEM(iterations=10, path="straight", momentum_prior=prior, range_cut=True)
+    problem = with_cut.problem(t.data, t.volume)
+    assert problem.ranges is not None and problem.ranges.log_spectrum.shape[1] == problem.classes
+    rho = with_cut._reconstruct(problem, with_error=False).inverse_x0.reshape(-1)
+    ones = torch.ones_like(rho)
+    materials = [URANIUM, LEAD, WATER]
+    got = voxel_log_likelihoods(rho, problem, ones, materials)
+    paths = problem.paths
+    for j in range(2):
+        for h, m in enumerate(materials):
+            entries = paths.voxel == j
+            muon = paths.muon[entries]
+            cut = problem.ranges.log_prior_under(m, muon, paths.length[entries], paths.tail[entries])
+            log_prior = problem.log_prior.reshape(-1, problem.classes).clone()
+            log_prior[muon] = cut
+            expected = numpy_voxel_log_likelihood(problem, rho.numpy(), j, 1 / m.x0, log_prior.numpy())
+            assert float(got[h, j]) == pytest.approx(expected, rel=1e-10, abs=1e-8)
+    # Uranium cuts classes lead keeps for some muon: the cut is not the nominal one.
+    muon = paths.muon[paths.voxel == 0]
+    u, pb = (problem.ranges.log_prior_under(m, muon, paths.length[paths.voxel == 0], paths.tail[paths.voxel == 0])
+             for m in (URANIUM, LEAD))  # fmt: skip
+    assert int(torch.isfinite(u).sum()) < int(torch.isfinite(pb).sum())
+
+    off = MaximumLikelihoodEM(iterations=10, path="straight", momentum_prior=prior).problem(t.data, t.volume)
+    assert off.ranges is None
+    as_levels = voxel_log_likelihoods(rho, off, ones, [1 / m.x0 for m in materials])
+    assert torch.equal(voxel_log_likelihoods(rho, off, ones, materials), as_levels)
+    # Numbers keep the nominal cut with ranges too: only a constant per muon (the renormalisation) moves.
+    levels = voxel_log_likelihoods(rho, problem, ones, [1 / m.x0 for m in materials])
+    assert torch.allclose(levels - levels[0], as_levels - as_levels[0], atol=1e-8)
+    # The two-pass evidence weighs materials too: its first pass is uranium against lead (the
+    # densest innocent below it), an upper bound of the exact evidence, which it is above the floor.
+    two_pass = voxel_evidence(rho, problem, ones, [URANIUM], [LEAD, WATER])
+    exact = got[0] - got[1:].amax(0)
+    assert torch.allclose(two_pass, got[0] - got[1], atol=1e-10) and bool((two_pass >= exact - 1e-10).all())
+    above = two_pass > EVIDENCE_FLOOR
+    assert torch.allclose(two_pass[above], exact[above], atol=1e-10)
+
+
+def test_the_range_cut_leaves_the_em_fit_alone():
+    prior, t = water_prior()
+    fits = [
+        MaximumLikelihoodEM(iterations=5, path="straight", momentum_prior=prior, range_cut=cut).reconstruct(
+            t.data, t.volume
+        )
+        for cut in (False, True)
+    ]
+    assert torch.equal(fits[0].inverse_x0, fits[1].inverse_x0)
+
+
+def test_a_range_cut_without_class_ranges_is_refused():
+    t = toy(50, [(0.1, 0.0176), (0.1, 0.3608)], seed=1, p_classes=CLASSES)
+    method = MaximumLikelihoodEM(momentum_prior=DiscretePrior(*CLASSES), range_cut=True)
+    with pytest.raises(MutomoError, match="range_cut .* class ranges"):
+        method.problem(t.data, t.volume)
+    with pytest.raises(MutomoError, match="range_cut .* class ranges"):
+        MaximumLikelihoodEM(range_cut=True).problem(t.data, t.volume)  # true momenta: no prior at all
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        {"inference": "mlem", "momentum": "true", "statistic": "likelihood", "range_cut": True},
+        {"inference": "mlem", "momentum": "marginal", "statistic": "material", "range_cut": True},
+    ],
+)
+def test_a_range_cut_the_task_cannot_use_is_refused_naming_the_field(task):
+    with pytest.raises(MutomoError, match="range_cut .* statistic 'likelihood' and momentum 'marginal'"):
+        parse_config({"extends": "border_portal", "task": task})
+    with pytest.raises(MutomoError, match="range_cut .* statistic 'likelihood'"):
+        Presence(inference="mlem", statistic="material", range_cut=True)
+
+
+def test_the_shipped_range_cut_portal_builds_materials_as_hypotheses():
+    problem = build_problem(load_config("configs/border_portal_range_cut.toml"))
+    task = problem.task
+    assert isinstance(task, Presence) and isinstance(task.method, MaximumLikelihoodEM)
+    assert task.method.range_cut and task.method.outlier_fraction == pytest.approx(1e-3)
+    assert [m.name for m in task.hypotheses[0]] == ["uranium"] and "lead" in [m.name for m in task.hypotheses[1]]
