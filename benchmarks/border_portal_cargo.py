@@ -40,10 +40,11 @@ from mutomo.benchrecord import load_average, new_record
 from mutomo.config import load_config
 from mutomo.config.build import build_problem, evaluation_settings
 from mutomo.errors import MutomoError
+from mutomo.materials import Material
 from mutomo.optimise.evaluate import TEST_STREAM
 from mutomo.optimise.problem import key_generator
 from mutomo.reco import MaximumLikelihoodEM
-from mutomo.reco.mlem import outlier_posterior, voxel_evidence, voxel_log_likelihoods
+from mutomo.reco.mlem import Hypothesis, hypothesis_level, outlier_posterior, voxel_evidence, voxel_log_likelihoods
 from mutomo.studies.starts import tiled_for
 from mutomo.tasks.presence_statistics import PresenceMaps, likelihood_scores
 
@@ -139,12 +140,21 @@ def diagnose(args: argparse.Namespace) -> dict[str, Any]:
         "outlier_fraction": work.outlier_fraction,
         "present": bool(sample.present),
         "score": score,
-        "hypotheses_inverse_x0": {"targets": list(targets), "innocents": list(innocents)},
+        "hypotheses_inverse_x0": {
+            "targets": [hypothesis_level(h) for h in targets],
+            "innocents": [hypothesis_level(h) for h in innocents],
+        },
+        "hypotheses_materials": {"targets": [_name(h) for h in targets], "innocents": [_name(h) for h in innocents]},
+        "range_cut": work.ranges is not None,
         "cube": [voxel(j) for j in cube],
         "top": [voxel(j) for j in top],
         "inspected": {**voxel(inspected), "muon_list": muon_rows},
         "outliers": {"above_half": int((posterior > 0.5).sum()), "muons": int(posterior.numel())},
     }
+
+
+def _name(hypothesis: Hypothesis) -> str:
+    return hypothesis.name if isinstance(hypothesis, Material) else f"1/X0 = {hypothesis:g} m^-1"
 
 
 def _print(r: dict[str, Any]) -> None:
@@ -153,6 +163,7 @@ def _print(r: dict[str, Any]) -> None:
         f"outlier fraction {r['outlier_fraction']:g}: score {r['score']:.2f} nats; "
         f"{r['outliers']['above_half']} of {r['outliers']['muons']} muons with an outlier posterior above 1/2"
     )
+    print("hypotheses:", r.get("hypotheses_materials"), "range cut:", r.get("range_cut", False))
     print("hypotheses 1/X0 (m^-1): targets", [round(v, 1) for v in r["hypotheses_inverse_x0"]["targets"]],
           "innocents", [round(v, 1) for v in r["hypotheses_inverse_x0"]["innocents"]])  # fmt: skip
     print(f"{'voxel':>18} {'true 1/X0':>10} {'fit 1/X0':>10} {'muons':>7} {'evidence':>9}  log-likelihood - best")

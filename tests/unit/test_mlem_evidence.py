@@ -28,18 +28,15 @@ from tests.unit.test_mlem import CLASSES, D, DiscretePrior, toy
 INV_X0 = {name: 1 / get_material(name).x0 for name in ("uranium", "lead", "iron", "water")}
 
 
-def numpy_voxel_log_likelihood(
-    problem, rho: np.ndarray, voxel: int, level: float, log_prior: np.ndarray | None = None
-) -> float:
+def numpy_voxel_log_likelihood(problem, rho: np.ndarray, voxel: int, level: float) -> float:
     """Independent evaluation of l_j(h): explicit 4 x 4 covariances of every muon crossing
-    ``voxel`` with that voxel at ``level`` (factor 1), log-sum-exp over the momentum classes
-    (each muon's class prior ``log_prior`` ``(n, K)``, by default the problem's)."""
+    ``voxel`` with that voxel at ``level`` (factor 1), log-sum-exp over the momentum classes."""
     muon = problem.paths.muon.numpy()
     vox = problem.paths.voxel.numpy()
     w = problem.paths.weight_matrices().numpy()  # (3, E), without the class scale
     k = problem.classes
     scale = problem.scale.numpy().reshape(-1, k)
-    log_prior = problem.log_prior.numpy().reshape(-1, k) if log_prior is None else log_prior
+    log_prior = problem.log_prior.numpy().reshape(-1, k)
     noise = problem.noise.numpy().reshape(-1, k, 4, 4)[:, 0]
     data = problem.deflection.numpy().reshape(-1, k, 4)[:, 0]
     weight = problem.weight.numpy().reshape(-1, k).sum(1)

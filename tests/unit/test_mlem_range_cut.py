@@ -1,8 +1,8 @@
 """The momentum prior's range cut redone under each material a voxel's evidence tries
-(:meth:`mutomo.reco.momentum.ClassRanges.log_prior_under`, ML/EM's ``range_cut``): against an
-independent forward CSDA chain through the PUMAS range tables (scipy root-finding), against the
-prior's own cut for the nominal medium, inside the per-voxel likelihoods against an explicit numpy
-mixture, and its refusals."""
+and each class's momentum in the voxel (:meth:`mutomo.reco.momentum.ClassRanges.under`, ML/EM's
+``range_cut``): against an independent forward CSDA chain through the PUMAS range tables (scipy
+root-finding), against the prior's own cut for the nominal medium, inside the per-voxel
+likelihoods against an explicit numpy mixture, and its refusals."""
 
 from __future__ import annotations
 
@@ -20,10 +20,9 @@ from mutomo.reco import ExpectedMomentum, MaximumLikelihoodEM
 from mutomo.reco.mlem import voxel_evidence, voxel_log_likelihoods
 from mutomo.reco.mlem.evidence import EVIDENCE_FLOOR
 from mutomo.tasks.presence import Presence
-from mutomo.units import MUON_MASS
+from mutomo.units import HIGHLAND_E0, MUON_MASS
 from mutomo.volume.energy_loss import pumas_csda_range
 from tests.unit.test_mlem import CLASSES, D, DiscretePrior, toy
-from tests.unit.test_mlem_evidence import numpy_voxel_log_likelihood
 
 URANIUM, LEAD, WATER = (get_material(n) for n in ("uranium", "lead", "water"))
 
@@ -31,6 +30,14 @@ URANIUM, LEAD, WATER = (get_material(n) for n in ("uranium", "lead", "water"))
 def areal_range(material, kinetic: float) -> float:
     """CSDA range (kg/m^2) of a muon of kinetic energy ``kinetic`` (GeV) in ``material``."""
     return float(pumas_csda_range(material, np.array([kinetic]))[0]) * material.density
+
+
+def slowed(kinetic: float, material, areal: float) -> float:
+    """Kinetic energy (GeV) left after ``areal`` (kg/m^2) of ``material``, 0 if the muon stops."""
+    left = areal_range(material, kinetic) - areal
+    return (
+        brentq(lambda x: areal_range(material, x) - left, 1e-3, kinetic) if left > areal_range(material, 1e-3) else 0.0
+    )
 
 
 def residual_range(kinetic: float, segments) -> float:
@@ -42,7 +49,7 @@ def residual_range(kinetic: float, segments) -> float:
         left = areal_range(material, t) - areal
         if left <= 0 or i == len(segments) - 1:
             return left
-        t = brentq(lambda x, m=material, r=left: areal_range(m, x) - r, 1e-3, t)  # noqa: B023
+        t = slowed(t, material, areal)
     return math.inf
 
 
@@ -56,7 +63,8 @@ def test_each_class_is_kept_if_a_forward_csda_chain_through_the_material_leaves_
     """Ten muons, a uranium and a lead voxel at three depths of a 2 m water path: each class is
     kept exactly when the muon, slowed through the water before, the voxel's material and the
     water after (PUMAS ranges, scipy root-finding), still has range left; classes within 0.1 %
-    of the edge may go either way. The kept classes' prior is the spectrum renormalised."""
+    of the edge may go either way. The kept classes' prior is the spectrum renormalised, and
+    each kept class's momentum is the one it has in the middle of the voxel (to 0.5 %)."""
     prior, t = water_prior(height=2.0)
     ranges = prior.class_ranges(t.data.incoming, t.data.outgoing)
     kinetic = np.sqrt(prior._momentum.numpy() ** 2 + MUON_MASS**2) - MUON_MASS
@@ -66,7 +74,7 @@ def test_each_class_is_kept_if_a_forward_csda_chain_through_the_material_leaves_
         for depth in (0.0, 0.5, 0.9):  # the fraction of the rest of the path that comes before the voxel
             path = ranges.path[muon]
             tail = (path - length) * (1 - depth)
-            got = ranges.log_prior_under(material, muon, torch.full((10,), length, dtype=D), tail)
+            got, momentum = ranges.under(material, muon, torch.full((10,), length, dtype=D), tail)
             assert torch.allclose(torch.logsumexp(got, -1), torch.zeros(10, dtype=D), atol=1e-12)
             for i in range(10):
                 before = float(path[i] - length - tail[i])
@@ -75,6 +83,10 @@ def test_each_class_is_kept_if_a_forward_csda_chain_through_the_material_leaves_
                 for k, t_k in enumerate(kinetic):
                     left = residual_range(float(t_k), segments)
                     kept = bool(torch.isfinite(got[i, k]))
+                    if kept and left > 0:
+                        middle = slowed(slowed(float(t_k), WATER, segments[0][1]), material, segments[1][1] / 2)
+                        expected_p = math.sqrt(middle**2 + 2 * MUON_MASS * middle)
+                        assert float(momentum[i, k]) == pytest.approx(expected_p, rel=5e-3)
                     if k == len(kinetic) - 1:
                         assert kept  # the hardest class always
                     elif abs(left) > 1e-3 * areal_range(WATER, float(t_k)):
@@ -98,7 +110,7 @@ def test_the_nominal_medium_gives_the_priors_own_cut():
     gen = torch.Generator().manual_seed(1)
     length = 0.05 + 0.3 * torch.rand(n, generator=gen, dtype=D)
     tail = (ranges.path - length) * torch.rand(n, generator=gen, dtype=D)
-    got = ranges.log_prior_under(WATER, muon, length, tail)
+    got = ranges.under(WATER, muon, length, tail)[0]
     assert torch.equal(torch.isfinite(got), torch.isfinite(log_prior))
     assert int((~torch.isfinite(log_prior)).sum()) > n  # the cut bites: 2 m of water stop 0.1-0.4 GeV/c
 
@@ -108,16 +120,50 @@ def test_a_denser_material_never_keeps_more_classes():
     ranges = prior.class_ranges(t.data.incoming, t.data.outgoing)
     muon = torch.arange(50)
     length, tail = torch.full((50,), 0.1, dtype=D), torch.full((50,), 0.05, dtype=D)
-    kept = [torch.isfinite(ranges.log_prior_under(m, muon, length, tail)) for m in (WATER, LEAD, URANIUM)]
+    kept = [torch.isfinite(ranges.under(m, muon, length, tail)[0]) for m in (WATER, LEAD, URANIUM)]
     assert bool((kept[1] <= kept[0]).all() and (kept[2] <= kept[1]).all())
     assert int(kept[2].sum()) < int(kept[0].sum())
 
 
-def test_the_per_voxel_likelihoods_use_each_materials_cut_and_materials_without_ranges_change_nothing():
+def numpy_voxel_log_likelihood_under(problem, rho: np.ndarray, voxel: int, material) -> float:
+    """Independent evaluation of l_j(material) with class ranges: every muon crossing ``voxel``,
+    its class prior cut for that material there (``ClassRanges.under``) and the voxel's term of
+    its 4 x 4 covariance scaled by each class's momentum in the voxel, the rest of the path by the
+    class's own; log-sum-exp over the classes."""
+    paths = problem.paths
+    muon, vox = paths.muon.numpy(), paths.voxel.numpy()
+    w = paths.weight_matrices().numpy()
+    k = problem.classes
+    scale = problem.scale.numpy().reshape(-1, k)
+    noise = problem.noise.numpy().reshape(-1, k, 4, 4)[:, 0]
+    data = problem.deflection.numpy().reshape(-1, k, 4)[:, 0]
+    weight = problem.weight.numpy().reshape(-1, k).sum(1)
+    total = 0.0
+    for e in np.nonzero(vox == voxel)[0]:
+        i = muon[e]
+        log_prior, p = (x.numpy()[0] for x in problem.ranges.under(
+            material, paths.muon[e : e + 1], paths.length[e : e + 1], paths.tail[e : e + 1]
+        ))  # fmt: skip
+        c_voxel = (HIGHLAND_E0 * np.sqrt(p**2 + MUON_MASS**2) / p**2) ** 2
+        others = (muon == i) & (vox != voxel)
+        rest = (w[:, others] * rho[vox[others]]).sum(1)
+        own = w[:, e] / material.x0
+        terms = []
+        for c in range(k):
+            s_ = scale[i, c] * rest + c_voxel[c] * own
+            sigma = np.kron(np.eye(2), np.array([[s_[0], s_[1]], [s_[1], s_[2]]])) + noise[i]
+            quad = data[i] @ np.linalg.solve(sigma, data[i])
+            terms.append(log_prior[c] - 0.5 * np.linalg.slogdet(sigma)[1] - 0.5 * quad - 2 * math.log(2 * math.pi))
+        total += weight[i] * np.logaddexp.reduce(terms)
+    return float(total)
+
+
+def test_the_per_voxel_likelihoods_use_each_materials_cut_and_momenta_and_materials_without_ranges_change_nothing():
     """Iron over water in 0.1 m layers under a 12-class water prior: with class ranges, each
     voxel's log-likelihood under uranium, lead and water equals the numpy mixture whose prior is
-    each muon's spectrum cut for that material in that voxel and renormalised; without them
-    (``range_cut`` off), a material is only its 1 / X0."""
+    each muon's spectrum cut for that material in that voxel and renormalised, and whose voxel
+    term scatters at each class's momentum there; without them (``range_cut`` off), a material
+    is only its 1 / X0."""
     prior, t = water_prior()
     with_cut = MaximumLikelihoodEM(iterations=10, path="straight", momentum_prior=prior, range_cut=True)
     problem = with_cut.problem(t.data, t.volume)
@@ -129,16 +175,11 @@ def test_the_per_voxel_likelihoods_use_each_materials_cut_and_materials_without_
     paths = problem.paths
     for j in range(2):
         for h, m in enumerate(materials):
-            entries = paths.voxel == j
-            muon = paths.muon[entries]
-            cut = problem.ranges.log_prior_under(m, muon, paths.length[entries], paths.tail[entries])
-            log_prior = problem.log_prior.reshape(-1, problem.classes).clone()
-            log_prior[muon] = cut
-            expected = numpy_voxel_log_likelihood(problem, rho.numpy(), j, 1 / m.x0, log_prior.numpy())
+            expected = numpy_voxel_log_likelihood_under(problem, rho.numpy(), j, m)
             assert float(got[h, j]) == pytest.approx(expected, rel=1e-10, abs=1e-8)
     # Uranium cuts classes lead keeps for some muon: the cut is not the nominal one.
     muon = paths.muon[paths.voxel == 0]
-    u, pb = (problem.ranges.log_prior_under(m, muon, paths.length[paths.voxel == 0], paths.tail[paths.voxel == 0])
+    u, pb = (problem.ranges.under(m, muon, paths.length[paths.voxel == 0], paths.tail[paths.voxel == 0])[0]
              for m in (URANIUM, LEAD))  # fmt: skip
     assert int(torch.isfinite(u).sum()) < int(torch.isfinite(pb).sum())
 
@@ -146,7 +187,8 @@ def test_the_per_voxel_likelihoods_use_each_materials_cut_and_materials_without_
     assert off.ranges is None
     as_levels = voxel_log_likelihoods(rho, off, ones, [1 / m.x0 for m in materials])
     assert torch.equal(voxel_log_likelihoods(rho, off, ones, materials), as_levels)
-    # Numbers keep the nominal cut with ranges too: only a constant per muon (the renormalisation) moves.
+    # Numbers keep the nominal cut and momenta with ranges too: only a constant per muon (the
+    # renormalisation) moves.
     levels = voxel_log_likelihoods(rho, problem, ones, [1 / m.x0 for m in materials])
     assert torch.allclose(levels - levels[0], as_levels - as_levels[0], atol=1e-8)
     # The two-pass evidence weighs materials too: its first pass is uranium against lead (the

@@ -85,8 +85,9 @@ class RangedMomentumPrior(MomentumPrior, Protocol):
 class ClassRanges:
     """Each muon's momentum classes, before the range cut, with what the cut needs: the prior of
     :meth:`ExpectedMomentum.prior` keeps a class only if its range exceeds the areal density of
-    the muon's straight path through a volume of the nominal background; :meth:`log_prior_under`
-    redoes that cut for a muon whose path crosses one voxel of another material.
+    the muon's straight path through a volume of the nominal background; :meth:`under` redoes
+    that cut, and each class's momentum, for a muon whose path crosses one voxel of another
+    material.
 
     Attributes:
         log_spectrum: ``(n, K)`` the log of the flux spectrum at each muon's zenith on the
@@ -114,29 +115,39 @@ class ClassRanges:
             self.medium_log_range,
         )  # fmt: skip
 
-    def log_prior_under(self, material: Material, muon: Tensor, length: Tensor, tail: Tensor) -> Tensor:
-        """``(E, K)`` the normalised log prior of the classes of the muon ``muon`` (``(E,)``) of
-        each path entry if the entry's voxel, crossed over ``length`` (m) with ``tail`` (m) of its
-        path still to go, holds ``material`` and the rest of the path the nominal background.
+    def under(self, material: Material, muon: Tensor, length: Tensor, tail: Tensor) -> tuple[Tensor, Tensor]:
+        """``(log_prior, momentum)``, each ``(E, K)``: for the muon ``muon`` (``(E,)``) of each
+        path entry, if the entry's voxel, crossed over ``length`` (m) with ``tail`` (m) of its
+        path still to go, holds ``material`` and the rest of the path the nominal background, the
+        normalised log prior of its classes and each class's momentum (GeV/c) in the middle of
+        the voxel.
 
-        A muon is seen below the volume only if it crosses it: CSDA, continuous slowing down
-        (PDG Review, "Passage of particles through matter", sec. 34.2.5; PUMAS tables, Niess et
-        al., CPC 229 (2018) 54), its path run backwards from leaving the volume with ``T = 0``:
-        it needs ``T_2 = R_nom^-1(rho_nom tail)`` leaving the voxel, ``T_1 = R_h^-1(R_h(T_2) +
-        rho_h length)`` entering it and ``R_nom(T_1) + rho_nom before`` of range on entering the
-        volume, ``before = path - length - tail`` (the muon's straight path, at least 0), with
-        ``R_m`` each material's range in kg/m^2. A class is kept if its range ``R_nom(T_k)`` is
-        above that (the hardest class always), and the kept classes' spectrum is renormalised:
-        the prior of a muon that was seen. With the nominal medium at the nominal density this is
-        :meth:`ExpectedMomentum.prior`'s cut. A dense object demands more range: a muon that
-        crossed 10 cm of uranium had at least ~0.5 GeV/c (benchmarks/README.md, "What a perfect
-        reconstruction would detect")."""
+        CSDA, continuous slowing down (PDG Review, "Passage of particles through matter", sec.
+        34.2.5; PUMAS tables, Niess et al., CPC 229 (2018) 54), with ``R_m`` each material's range
+        in kg/m^2 and ``before = path - length - tail`` (the muon's straight path, at least 0):
+
+        * the cut: a muon is seen below the volume only if it crosses it. Run backwards from
+          leaving the volume with ``T = 0``, it needs ``T_2 = R_nom^-1(rho_nom tail)`` leaving
+          the voxel, ``T_1 = R_h^-1(R_h(T_2) + rho_h length)`` entering it and ``R_nom(T_1) +
+          rho_nom before`` of range on entering the volume. A class is kept if its range
+          ``R_nom(T_k)`` is above that (the hardest class always), and the kept classes' spectrum
+          is renormalised: the prior of a muon that was seen. With the nominal medium at the
+          nominal density this is :meth:`ExpectedMomentum.prior`'s cut.
+        * the momentum: entering the volume with ``T_k``, the class reaches the voxel with
+          ``R_nom^-1(R_nom(T_k) - rho_nom before)`` and its middle with ``R_h^-1(R_h(.) - rho_h
+          length / 2)``: the momentum at which it scatters there, where the prior's mid-path
+          momentum assumes the nominal background all along (floored at the table's lowest
+          energy for a class that stops before; those are cut).
+
+        A dense object demands more range: a muon that crossed 10 cm of uranium had at least
+        ~0.5 GeV/c on entering the cargo, and it scatters in the uranium with what it has left
+        there (benchmarks/README.md, "What a perfect reconstruction would detect")."""
         with torch.no_grad():
             log_t, nominal = self.log_kinetic, self.medium_log_range
             own = _log_range_table(material, log_t)
             length, tail = length.detach().to(log_t.dtype), tail.detach().to(log_t.dtype)
-            floor = nominal[0]
-            after = torch.log((self.density * tail).clamp(min=float(torch.exp(floor))))
+            least = float(torch.exp(nominal[0]))
+            after = torch.log((self.density * tail).clamp(min=least))
             log_t2 = _interp(after, nominal, log_t)  # ln T leaving the voxel
             range_h = torch.exp(_interp(log_t2, log_t, own)) + material.density * length
             log_t1 = _interp(torch.log(range_h), own, log_t)  # ln T entering it
@@ -146,7 +157,14 @@ class ClassRanges:
             keep[:, -1] = True
             spectrum = self.log_spectrum.index_select(0, muon)
             cut = torch.where(keep, spectrum, torch.full_like(spectrum, -math.inf))
-            return cut - torch.logsumexp(cut, -1, keepdim=True)
+            # Each class's kinetic energy at the voxel's middle, forwards.
+            reaching = (torch.exp(self.log_range)[None, :] - before[:, None]).clamp(min=least)
+            at_voxel = _interp(torch.log(reaching), nominal, log_t)
+            own_least = float(torch.exp(own[0]))
+            middle = torch.exp(_interp(at_voxel, log_t, own)) - 0.5 * material.density * length[:, None]
+            kinetic = torch.exp(_interp(torch.log(middle.clamp(min=own_least)), own, log_t))
+            momentum = torch.sqrt(kinetic**2 + 2 * MUON_MASS * kinetic)
+            return cut - torch.logsumexp(cut, -1, keepdim=True), momentum
 
 
 @functools.lru_cache(maxsize=64)

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from mutomo.errors import MutomoError
 from mutomo.materials import Material
-from mutomo.reco.mlem.model import LOG_2PI, EMProblem, _gaussian
+from mutomo.reco.mlem.model import LOG_2PI, EMProblem, _gaussian, _highland_scale
 
 Hypothesis = float | Material
 """A material hypothesis: a material, or only its inverse radiation length ``1 / X0`` (m^-1).
@@ -72,12 +72,14 @@ def voxel_log_likelihoods(
     where no muon crosses.
 
     ``factor``: ``(V,)`` each voxel's Highland log-term factor (``rho / (1 / X0)``; 1 without
-    the log term). Where the problem carries its classes' ranges (:attr:`EMProblem.ranges`),
-    each muon's momentum prior is renormalised over the classes that can cross the volume with
-    ``j`` holding the hypothesis's material (:meth:`~mutomo.reco.momentum.ClassRanges.log_prior_under`;
-    a hypothesis given as a number keeps the nominal cut), so a dense material also says that
-    the muons which crossed it were hard. Differentiable in ``inverse_x0``, ``factor`` and the
-    problem's data (the cut is a step: no gradient); with gradients enabled each chunk of path
+    the log term). Where the problem carries its classes' ranges (:attr:`EMProblem.ranges`), a
+    material hypothesis renormalises each muon's momentum prior over the classes that can cross
+    the volume with ``j`` holding that material, and scatters each class in ``j`` at the
+    momentum it has left there (:meth:`~mutomo.reco.momentum.ClassRanges.under`; a hypothesis
+    given as a number keeps the nominal cut and momenta): a dense material says that the muons
+    which crossed it were hard on entering, and slowed in it. Differentiable in ``inverse_x0``,
+    ``factor`` and the problem's data (the cut and the classes' momenta are fixed numbers to the
+    gradient, as the prior's are); with gradients enabled each chunk of path
     entries is recomputed in the backward pass instead of kept (:data:`CHUNK_ENTRIES`), one
     hypothesis at a time; without, each chunk's gathers are shared by the hypotheses.
     ``voxels``: ``(V,)`` bool, the voxels to evaluate (0 elsewhere); all by default."""
@@ -132,12 +134,18 @@ def voxel_log_likelihoods(
         """``(entries,)`` each entry's muon's weighted log-likelihood with its voxel at hypothesis ``h``."""
         index, muon, base, w, scale, factor_rows, at_fit, noise_rows, data_rows, prior_rows = gathered
         material = materials[h]
-        if material is not None:
+        level = levels[h] * factor_rows
+        if material is None:
+            s0, s1, s2 = (scale * (b + (level - at_fit) * wk) for b, wk in zip(base, w, strict=True))
+        else:
+            # The material's cut and each class's momentum in the voxel (ClassRanges.under): the
+            # voxel's term scatters at that momentum, the rest of the path at the class's own.
             assert ranges is not None
             length, tail = paths.length.index_select(0, index), paths.tail.index_select(0, index)
-            prior_rows = ranges.log_prior_under(material, muon, length, tail).to(prior_rows.dtype) + core_weight
-        delta = levels[h] * factor_rows - at_fit
-        s0, s1, s2 = (scale * (b + delta * wk) for b, wk in zip(base, w, strict=True))
+            log_prior_h, momentum = ranges.under(material, muon, length, tail)
+            prior_rows = log_prior_h.to(prior_rows.dtype) + core_weight
+            scale_h = _highland_scale(momentum.to(scale.dtype)).reshape(-1)
+            s0, s1, s2 = (scale * (b - at_fit * wk) + scale_h * level * wk for b, wk in zip(base, w, strict=True))
         g = _gaussian(s0, s1, s2, noise_rows, data_rows)
         joint = prior_rows + (-0.5 * g.log_det - 0.5 * g.quadratic).reshape(-1, k)
         if log_outlier is not None:

@@ -142,10 +142,11 @@ class MaximumLikelihoodEM:
             explains instead of letting it drive the voxels on its path up. 0 (default): none.
         range_cut: with a momentum prior that has class ranges (:class:`~mutomo.reco.ExpectedMomentum`),
             the material evidence (:meth:`evidence_map`) redoes the prior's range cut under each
-            material it tries in a voxel (:meth:`~mutomo.reco.momentum.ClassRanges.log_prior_under`):
-            the muons that crossed 10 cm of uranium were harder than those that crossed the
-            nominal cargo, which the prior alone does not know (benchmarks/README.md, "What a
-            perfect reconstruction would detect"). The EM and the map it fits are unchanged.
+            material it tries in a voxel, and scatters each class there at the momentum it has
+            left in it (:meth:`~mutomo.reco.momentum.ClassRanges.under`): the muons that crossed
+            10 cm of uranium were harder than those that crossed the nominal cargo, which the
+            prior alone does not know (benchmarks/README.md, "What a perfect reconstruction
+            would detect"). The EM and the map it fits are unchanged.
             ``False`` (default): every hypothesis keeps the nominal cut.
 
     Example:
