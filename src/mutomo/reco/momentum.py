@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -90,19 +90,21 @@ class ClassRanges:
     material.
 
     Attributes:
-        log_spectrum: ``(n, K)`` the log of the flux spectrum at each muon's zenith on the
-            momentum grid, with no class cut.
-        log_range: ``(K,)`` ``ln R(T_k)`` (kg/m^2) of each grid momentum (kinetic energy ``T_k``
-            on entering) in the nominal medium (the background's dominant material by mass).
+        log_spectrum: ``(n, K)`` the log of the flux spectrum at each muon's zenith in each
+            momentum bin, with no cut.
+        log_momentum: ``(K,)`` ``ln p_k`` (GeV/c) of each bin's centre on entering the volume;
+            the bins are equal in ``ln p``, ``2 half_width`` wide.
+        half_width: half a bin's width in ``ln p``.
         path: ``(n,)`` each muon's straight path length through the volume (m).
         density: the nominal background's density (kg/m^3).
         log_kinetic: ``(F,)`` a fine grid of ``ln T`` (T in GeV), increasing.
-        medium_log_range: ``(F,)`` ``ln R`` (kg/m^2) of the nominal medium on that grid (PUMAS
-            CSDA range times its density).
+        medium_log_range: ``(F,)`` ``ln R`` (kg/m^2) of the nominal medium (the background's
+            dominant material by mass) on that grid (PUMAS CSDA range times its density).
     """
 
     log_spectrum: Tensor
-    log_range: Tensor
+    log_momentum: Tensor
+    half_width: float
     path: Tensor
     density: float
     log_kinetic: Tensor
@@ -110,10 +112,7 @@ class ClassRanges:
 
     def select_classes(self, keep: Tensor) -> ClassRanges:
         """The same with only the classes ``keep`` (``(K,)`` bool)."""
-        return ClassRanges(
-            self.log_spectrum[:, keep], self.log_range[keep], self.path, self.density, self.log_kinetic,
-            self.medium_log_range,
-        )  # fmt: skip
+        return replace(self, log_spectrum=self.log_spectrum[:, keep], log_momentum=self.log_momentum[keep])
 
     def under(self, material: Material, muon: Tensor, length: Tensor, tail: Tensor) -> tuple[Tensor, Tensor]:
         """``(log_prior, momentum)``, each ``(E, K)``: for the muon ``muon`` (``(E,)``) of each
@@ -129,15 +128,20 @@ class ClassRanges:
         * the cut: a muon is seen below the volume only if it crosses it. Run backwards from
           leaving the volume with ``T = 0``, it needs ``T_2 = R_nom^-1(rho_nom tail)`` leaving
           the voxel, ``T_1 = R_h^-1(R_h(T_2) + rho_h length)`` entering it and ``R_nom(T_1) +
-          rho_nom before`` of range on entering the volume. A class is kept if its range
-          ``R_nom(T_k)`` is above that (the hardest class always), and the kept classes' spectrum
-          is renormalised: the prior of a muon that was seen. With the nominal medium at the
-          nominal density this is :meth:`ExpectedMomentum.prior`'s cut.
-        * the momentum: entering the volume with ``T_k``, the class reaches the voxel with
-          ``R_nom^-1(R_nom(T_k) - rho_nom before)`` and its middle with ``R_h^-1(R_h(.) - rho_h
-          length / 2)``: the momentum at which it scatters there, where the prior's mid-path
-          momentum assumes the nominal background all along (floored at the table's lowest
-          energy for a class that stops before; those are cut).
+          rho_nom before`` of range on entering the volume: a least momentum ``p_min``. Each
+          bin keeps the part of it above ``p_min``, its spectrum taken flat in ``ln p`` inside
+          the bin (a fraction of its prior; the bins are a factor ``e^(2 half_width)`` wide, 2.2
+          for 12 bins, so an all-or-nothing cut would turn a few centimetres of path into a
+          whole bin of the softest, most deflected muons), and the kept prior is renormalised:
+          the prior of a muon that was seen. The hardest bin is always kept. The prior's own
+          cut (:meth:`ExpectedMomentum.prior`) keeps a whole bin if its centre is above the
+          nominal ``p_min``: with the nominal medium at the nominal density, the bins this keeps
+          more than half of.
+        * the momentum: each bin enters with the geometric centre of its kept part, reaches the
+          voxel with ``R_nom^-1(R_nom(T) - rho_nom before)`` and its middle with
+          ``R_h^-1(R_h(.) - rho_h length / 2)``: the momentum at which it scatters there, where
+          the prior's mid-path momentum assumes the nominal background all along (floored at
+          the table's lowest energy for a bin that stops before; those are cut).
 
         A dense object demands more range: a muon that crossed 10 cm of uranium had at least
         ~0.5 GeV/c on entering the cargo, and it scatters in the uranium with what it has left
@@ -152,13 +156,19 @@ class ClassRanges:
             range_h = torch.exp(_interp(log_t2, log_t, own)) + material.density * length
             log_t1 = _interp(torch.log(range_h), own, log_t)  # ln T entering it
             before = (self.path.index_select(0, muon) - length - tail).clamp(min=0) * self.density
-            need = torch.log(torch.exp(_interp(log_t1, log_t, nominal)) + before)
-            keep = self.log_range[None, :] > need[:, None]
-            keep[:, -1] = True
+            need = torch.exp(_interp(log_t1, log_t, nominal)) + before
+            t_min = torch.exp(_interp(torch.log(need), nominal, log_t))
+            log_p_min = 0.5 * torch.log(t_min**2 + 2 * MUON_MASS * t_min)
+            low = torch.maximum(self.log_momentum[None, :] - self.half_width, log_p_min[:, None])
+            high = self.log_momentum[None, :] + self.half_width
+            fraction = ((high - low) / (2 * self.half_width)).clamp(0, 1)
+            fraction[:, -1] = torch.where(fraction[:, -1] > 0, fraction[:, -1], 1.0)
             spectrum = self.log_spectrum.index_select(0, muon)
-            cut = torch.where(keep, spectrum, torch.full_like(spectrum, -math.inf))
-            # Each class's kinetic energy at the voxel's middle, forwards.
-            reaching = (torch.exp(self.log_range)[None, :] - before[:, None]).clamp(min=least)
+            cut = spectrum + torch.log(fraction)
+            # Each bin's kept part enters at its geometric centre, and slows to the voxel's middle.
+            p = torch.exp(0.5 * (torch.minimum(low, high) + high))
+            kinetic = torch.sqrt(p**2 + MUON_MASS**2) - MUON_MASS
+            reaching = (torch.exp(_interp(torch.log(kinetic), log_t, nominal)) - before[:, None]).clamp(min=least)
             at_voxel = _interp(torch.log(reaching), nominal, log_t)
             own_least = float(torch.exp(own[0]))
             middle = torch.exp(_interp(at_voxel, log_t, own)) - 0.5 * material.density * length[:, None]
@@ -414,13 +424,14 @@ class ExpectedMomentum:
     def class_ranges(self, incoming: Tracks, outgoing: Tracks) -> ClassRanges:
         """What a range cut under another material needs (:class:`ClassRanges`): each muon's
         spectrum on the grid before the range cut, its straight path through the volume, the
-        grid momenta's ranges and the nominal medium's range table. Detached, float64."""
+        grid's momenta and the nominal medium's range table. Detached, float64."""
         with torch.no_grad():
             device = incoming.xy.device
             cos_z = torch.rsqrt(1 + (incoming.slope.detach().to(torch.float64) ** 2).sum(-1))
             return ClassRanges(
                 log_spectrum=self._spectrum(cos_z),
-                log_range=self._log_range.to(device),
+                log_momentum=torch.log(self._momentum.to(device=device, dtype=torch.float64)),
+                half_width=0.5 * float(torch.log(self._momentum[1] / self._momentum[0])),
                 path=(self.volume.z_high - self.volume.z_low) / cos_z,
                 density=self.density,
                 log_kinetic=self._fine_log_t.to(device),
