@@ -146,8 +146,9 @@ class MaximumLikelihoodEM:
             left in it (:meth:`~mutomo.reco.momentum.ClassRanges.under`): the muons that crossed
             10 cm of uranium were harder than those that crossed the nominal cargo, which the
             prior alone does not know (benchmarks/README.md, "What a perfect reconstruction
-            would detect"). The EM and the map it fits are unchanged.
-            ``False`` (default): every hypothesis keeps the nominal cut.
+            would detect"). The EM and the map it fits are unchanged. On the border portal it ties
+            the evidence without it (40 cargos; benchmarks/README.md, "The range cut under each
+            hypothesis"). ``False`` (default): every hypothesis keeps the nominal cut.
 
     Example:
         >>> method = MaximumLikelihoodEM(iterations=10)
