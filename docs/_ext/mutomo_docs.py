@@ -670,6 +670,22 @@ def border_portal_paired() -> str:
     return "\n".join(lines) + "\n"
 
 
+def border_portal_acceptance() -> str:
+    """Where each border-portal placement's muons sample the cargo
+    (benchmarks/results/border_portal/acceptance.json, ``benchmarks/border_portal_acceptance.py``):
+    the script's own table, and its figure drawn from the record into ``_generated``."""
+    path = RESULTS / "border_portal" / "acceptance.json"
+    if not path.exists():
+        return "No acceptance map recorded yet (`python benchmarks/border_portal_acceptance.py CONFIG`).\n"
+    rec = json.loads(path.read_text()) | {"_path": path}
+    script = _script("border_portal_acceptance")
+    image = GENERATED / "border_portal_acceptance.png"
+    if not image.exists() or image.stat().st_mtime < path.stat().st_mtime:
+        GENERATED.mkdir(exist_ok=True)
+        script.figure(rec["results"], image)
+    return "\n".join(_record_header(rec)) + "\n" + script.table(rec["results"])
+
+
 def lab_notes() -> str:
     """benchmarks/README.md, the dated lab notes, with its links made relative to docs/lab-notes.md
     (a Markdown results file, not a page of this site, is named instead of linked)."""
@@ -700,6 +716,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "results_bounds_waste_block_marginal.md": lambda: bounds("waste_block_marginal"),
     "results_border_portal_operating_point.md": border_portal_operating_point,
     "results_border_portal_paired.md": border_portal_paired,
+    "results_border_portal_acceptance.md": border_portal_acceptance,
     "lab_notes.md": lab_notes,
 }
 

@@ -331,3 +331,53 @@ def test_border_portal_information_known_momentum_matches_the_closed_form(tmp_pa
     mean, error, _ = row["known_momentum"]
     assert closed.min() - 4 * error <= mean <= closed.max() + 4 * error
     assert 0 < row["unknown_momentum"][0] < 0.3 * mean
+
+
+def test_border_portal_acceptance_counts_each_muon_once_a_layer_and_draws_the_maps(tmp_path):
+    """A few seconds of muons through a clean cargo for three placements: a muon seen above and
+    below crosses each horizontal layer of the inside once unless it leaves by a side, so no
+    layer holds more muons than were reconstructed and, for modules over the container's
+    footprint, nearly all of them; the whole frame sees more than three modules; the detection of
+    an operating-point record is read into the table; the figure is written; a configuration
+    without ML/EM and a bad --detection are refused."""
+    module = load("border_portal_acceptance")
+    config = str(BENCHMARKS.parent / "configs" / "border_portal_robust.toml")
+    op = load("border_portal")
+    op.main(
+        [
+            "operating-point",
+            config,
+            "--modules",
+            "3",
+            "--exposures",
+            "4",
+            "--volumes",
+            "2",
+            "--out",
+            str(tmp_path / "op.json"),
+        ]
+    )
+    argv = [config, "--modules", "3", "8", "--designs", "offset", "--exposure", "10", "--out", str(tmp_path / "a.json")]
+    result = module.main(
+        [*argv, "--detection", f"K=3 tiled={tmp_path / 'op.json'}", "--figure", str(tmp_path / "a.png")]
+    )
+    rows = result["placements"]
+    assert set(rows) == {"K=3 tiled", "K=8 tiled", "K=3 offset"}
+    for row in rows.values():
+        layers = np.asarray(row["muons_per_layer"])
+        assert layers.max() <= row["reconstructed_muons"] + 1e-6
+        assert layers.min() >= 0.8 * row["reconstructed_muons"]
+        assert len(row["map_xy"]) == 59 and len(row["map_xy"][0]) == 23
+    assert rows["K=8 tiled"]["reconstructed_muons"] > 2 * rows["K=3 tiled"]["reconstructed_muons"]
+    assert rows["K=8 tiled"]["median_muons_per_voxel"] > rows["K=3 tiled"]["median_muons_per_voxel"]
+    assert result["detection"] == {"K=3 tiled": str(tmp_path / "op.json")}
+    shown = module.table(result).splitlines()
+    assert len(shown) == 5 and "(2) |" in shown[2] and shown[3].endswith("not measured |  |")
+    assert (tmp_path / "a.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "a.json").read_text())["command"].startswith(
+        "python benchmarks/border_portal_acceptance.py"
+    )
+    with pytest.raises(MutomoError, match="mlem"):
+        module.main(["border_portal", "--modules", "3", "--exposure", "5", "--out", str(tmp_path / "b.json")])
+    with pytest.raises(MutomoError, match="--detection"):
+        module.main([*argv, "--detection", "no-equals-sign"])
