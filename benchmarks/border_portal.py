@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mutomo.benchrecord import load_average, new_record
+from mutomo.benchrecord import load_average, new_record, record_cell
 from mutomo.config import load_config
 from mutomo.config.build import build_problem, evaluation_settings
 from mutomo.errors import MutomoError
@@ -321,15 +321,8 @@ def _pooled_muons(parts: list[dict[str, Any]]) -> dict[str, Any]:
 def _one_cell(spec: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """``PATH[#CELL]``: the record's results and the cell (the only one when no label is given)."""
     path, _, label = spec.partition("#")
-    results = json.loads(Path(path).read_text())["results"]
-    cells = results["cells"]
-    if not label:
-        if len(cells) != 1:
-            raise MutomoError(f"{path} holds cells {', '.join(cells)}: name one as {path}#CELL")
-        label = next(iter(cells))
-    if label not in cells:
-        raise MutomoError(f"{path} has no cell {label!r}; it holds {', '.join(cells)}")
-    return f"{Path(path).name}#{label}", results, cells[label]
+    label, results, cell = record_cell(Path(path), label)
+    return f"{Path(path).name}#{label}", results, cell
 
 
 def compare(args: argparse.Namespace) -> dict[str, Any]:

@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from mutomo.benchrecord import load_average, new_record  # noqa: E402
+from mutomo.benchrecord import load_average, new_record, record_cell  # noqa: E402
 from mutomo.config import load_config  # noqa: E402
 from mutomo.config.build import build_problem, evaluation_settings  # noqa: E402
 from mutomo.errors import MutomoError  # noqa: E402
@@ -80,6 +80,9 @@ def acceptance(args: argparse.Namespace) -> dict[str, Any]:
             f"{args.config}: the acceptance map counts the ML/EM problem's muons per voxel; "
             "use a configuration with task.inference = 'mlem' (e.g. configs/border_portal_robust.toml)"
         )
+    if problem.hodoscope is None:
+        raise MutomoError(f"{args.config}: has no [hodoscope] module; the acceptance map compares module placements")
+    module_size = [float(v) for v in problem.hodoscope.size]
     if not args.exposure > 0:
         raise MutomoError(f"--exposure must be > 0 s; got {args.exposure}")
     settings = evaluation_settings(config)
@@ -101,7 +104,7 @@ def acceptance(args: argparse.Namespace) -> dict[str, Any]:
             rows[label] = {
                 "modules": [[round(float(v), 4) for v in c] for c in design.centres.tolist()],
                 "above": [bool(a) for a in design.above],
-                "module_size_m": [float(v) for v in problem.hodoscope.size],
+                "module_size_m": module_size,
                 "reconstructed_muons": float(data.weight.sum()),
                 "median_muons_per_voxel": float(np.median(cells)),
                 "p10_muons_per_voxel": float(np.percentile(cells, 10)),
@@ -162,16 +165,7 @@ def _detection(source: str) -> dict[str, Any] | None:
     operating-point record: detection, AUC, test cargos; ``None`` if the record is missing."""
     path, _, cell = source.partition("#")
     file = Path(path) if Path(path).is_absolute() else HERE / path
-    if not file.is_file():
-        return None
-    cells = json.loads(file.read_text())["results"]["cells"]
-    if not cell:
-        if len(cells) != 1:
-            raise MutomoError(f"{file} holds cells {', '.join(cells)}: name one as {path}#CELL")
-        cell = next(iter(cells))
-    if cell not in cells:
-        raise MutomoError(f"{file} has no cell {cell!r}; it holds {', '.join(cells)}")
-    return dict(cells[cell])
+    return dict(record_cell(file, cell)[2]) if file.is_file() else None
 
 
 def table(result: dict[str, Any]) -> str:

@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mutomo.errors import MutomoError
+
 
 def cpu_model() -> str:
     """The CPU's model name (from /proc/cpuinfo on Linux), else what :mod:`platform` knows."""
@@ -130,3 +132,19 @@ def latest_record(directory: Path, benchmark: str) -> dict[str, Any] | None:
         except (OSError, json.JSONDecodeError):
             continue
     return max(records, key=lambda r: str(r.get("date", ""))) if records else None
+
+
+def record_cell(path: Path, label: str = "") -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``(label, results, cell)``: the cell ``label`` of a record whose results hold ``cells``
+    (``benchmarks/border_portal.py``'s operating points), the only one when ``label`` is empty.
+    Raises :class:`~mutomo.errors.MutomoError` naming the file and the cells it holds when the
+    label is missing or ambiguous."""
+    results = json.loads(Path(path).read_text())["results"]
+    cells = results["cells"]
+    if not label:
+        if len(cells) != 1:
+            raise MutomoError(f"{path} holds cells {', '.join(cells)}: name one as {path}#CELL")
+        label = next(iter(cells))
+    if label not in cells:
+        raise MutomoError(f"{path} has no cell {label!r}; it holds {', '.join(cells)}")
+    return label, results, cells[label]
