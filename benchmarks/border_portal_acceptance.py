@@ -22,7 +22,9 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/border_portal_acceptance.py configs/border_portal_robust.toml \\
         --modules 3 6 8 --designs offset block --exposure 300 \\
         --detection 'K=6 tiled=results/border_portal/operating_point_robust_K6_300_combined.json' \\
-        --figure ../docs/figures/border_portal_acceptance.png
+        --figure acceptance.png
+
+(the docs draw the same figure from the record when they are built: docs/_ext/mutomo_docs.py)
 """
 
 from __future__ import annotations
@@ -160,12 +162,16 @@ def _detection_sources(specs: list[str]) -> dict[str, str]:
     return out
 
 
-def _detection(source: str) -> dict[str, Any] | None:
-    """The cell ``RECORD[#CELL]`` (a path relative to ``benchmarks/``, or absolute) of an
-    operating-point record: detection, AUC, test cargos; ``None`` if the record is missing."""
+def _detection(result: dict[str, Any], label: str) -> tuple[str | None, dict[str, Any] | None]:
+    """``(source, cell)`` of a placement's detection: its ``RECORD[#CELL]`` (a path relative to
+    ``benchmarks/``, or absolute; ``None`` if none was given) and that operating-point cell
+    (detection, AUC, test cargos; ``None`` if none was given or the record is missing)."""
+    source = result["detection"].get(label)
+    if source is None:
+        return None, None
     path, _, cell = source.partition("#")
     file = Path(path) if Path(path).is_absolute() else HERE / path
-    return dict(record_cell(file, cell)[2]) if file.is_file() else None
+    return source, (dict(record_cell(file, cell)[2]) if file.is_file() else None)
 
 
 def table(result: dict[str, Any]) -> str:
@@ -177,8 +183,7 @@ def table(result: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, p in result["placements"].items():
-        source = result["detection"].get(label)
-        det = None if source is None else _detection(source)
+        source, det = _detection(result, label)
         if det is None:
             detected, auc = ("not measured", "") if source is None else (f"record missing: {source}", "")
         else:
@@ -201,7 +206,7 @@ def figure(result: dict[str, Any], path: Path) -> None:
     n = len(placements)
     columns = min(n, 3)
     rows = math.ceil(n / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.0 * rows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(6.2 * columns, 3.0 * rows + 0.6), squeeze=False)
     vmax = max(float(np.max(p["map_xy"])) for p in placements.values())
     voxel = result["voxel_m"]
     x_low, y_low = result["inside_low_m"]
@@ -227,8 +232,7 @@ def figure(result: dict[str, Any], path: Path) -> None:
         ax.set_aspect("equal")
         ax.set_xlabel("x along the container (m)")
         ax.set_ylabel("y across (m)")
-        source = result["detection"].get(label)
-        det = None if source is None else _detection(source)
+        det = _detection(result, label)[1]
         title = f"{label}: median {p['median_muons_per_voxel']:.0f} muons a voxel"
         if det is not None:
             d, e = det["detection_at_1pc_false_alarm"][:2]
